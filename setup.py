@@ -1,0 +1,86 @@
+"""Build of the C parts of pymemtrace; metadata lives in pyproject.toml.
+
+Environment switches (all off by default):
+  PYMEMTRACE_DEBUG=1     -O0 -g, assert() on
+  PYMEMTRACE_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
+  PYMEMTRACE_COVERAGE=1  gcov instrumentation
+  PYMEMTRACE_WERROR=1    warnings are errors (CI and `make test` set it)
+"""
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+C_DIR = os.path.join("src", "pymemtrace", "_c")
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def platform_sources():
+    if sys.platform.startswith("linux"):
+        return [os.path.join(C_DIR, "core", "rss_linux.c")]
+    if sys.platform == "darwin":
+        return [os.path.join(C_DIR, "core", "rss_darwin.c")]
+    return [os.path.join(C_DIR, "core", "rss_other.c")]
+
+
+def core_sources():
+    """Platform-neutral pure C files of core/ (rss_*.c are chosen above)."""
+    return sorted(
+        path
+        for path in glob.glob(os.path.join(C_DIR, "core", "*.c"))
+        if not os.path.basename(path).startswith("rss_")
+    )
+
+
+def compile_args():
+    args = [
+        "-std=gnu11",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Wno-missing-field-initializers",
+        "-Wno-cast-function-type",
+    ]
+    if flag("PYMEMTRACE_WERROR"):
+        args.append("-Werror")
+    if flag("PYMEMTRACE_DEBUG") or flag("PYMEMTRACE_SANITIZE"):
+        args += ["-O0", "-g3", "-UNDEBUG"]
+    else:
+        args += ["-O2"]
+    if flag("PYMEMTRACE_SANITIZE"):
+        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                 "-fno-sanitize-recover=undefined"]
+    if flag("PYMEMTRACE_COVERAGE"):
+        args += ["--coverage"]
+    return args
+
+
+def link_args():
+    args = ["-pthread"]
+    if flag("PYMEMTRACE_SANITIZE"):
+        args += ["-fsanitize=address,undefined"]
+    if flag("PYMEMTRACE_COVERAGE"):
+        args += ["--coverage"]
+    return args
+
+
+sources = sorted(glob.glob(os.path.join(C_DIR, "*.c")))
+sources += core_sources() + platform_sources()
+headers = glob.glob(os.path.join(C_DIR, "*.h"))
+headers += glob.glob(os.path.join(C_DIR, "core", "*.h"))
+
+native = Extension(
+    "pymemtrace._native",
+    sources=sources,
+    depends=headers,
+    include_dirs=[C_DIR],
+    extra_compile_args=compile_args(),
+    extra_link_args=link_args(),
+)
+
+setup(ext_modules=[native])

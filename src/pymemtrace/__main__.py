@@ -1,0 +1,5 @@
+import sys
+
+from pymemtrace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+/*
+ * core/rss.h - the process memory probe, one interface for every platform.
+ *
+ * Pure C: no Python.h, so it can be used by the sampler thread (which never
+ * holds the GIL), by the preloaded native tracer and by tests/c.
+ *
+ * Implementations: rss_linux.c (/proc/self/statm through a kept-open
+ * descriptor), rss_darwin.c (task_info), rss_other.c (ENOSYS).  Exactly one
+ * of them is compiled, chosen by setup.py.
+ *
+ * Thread safety: every function may be called from any thread at any time,
+ * including from a thread that does not hold the GIL.
+ */
+#ifndef PMT_CORE_RSS_H
+#define PMT_CORE_RSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Resident set size of this process in bytes.  Returns 0 on success, or an
+   errno value (ENOSYS where the platform has no implementation). */
+int pmt_rss_current(uint64_t *rss_bytes);
+
+/* Peak resident set size of this process in bytes (high-water mark). */
+int pmt_rss_peak(uint64_t *peak_bytes);
+
+/* Name of the method used, for error messages and docs ("statm", ...). */
+const char *pmt_rss_method(void);
+
+/* The reference slow path, fopen/fscanf/fclose per call, kept only so the
+   benchmark can show what the kept-open descriptor saves. */
+int pmt_rss_current_slow(uint64_t *rss_bytes);
+
+/* Page size in bytes, read once. */
+size_t pmt_rss_page_size(void);
+
+#endif /* PMT_CORE_RSS_H */

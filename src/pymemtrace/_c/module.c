@@ -1,0 +1,145 @@
+/*
+ * module.c - definition of pymemtrace._native: multi-phase init, module
+ * state, and the exec slot that lets each concern add its functions and
+ * types (see native.h for the list of files).
+ *
+ * The hooks are process-wide (a profile function, allocator hooks, a
+ * sampler thread), so the module refuses to load in a subinterpreter with
+ * its own GIL, as _lsprof does.
+ */
+#include "native.h"
+
+#define STATE_SLOTS (sizeof(pmt_state) / sizeof(PyObject *))
+
+static int
+module_exec(PyObject *module)
+{
+    if (pmt_rss_exec(module) < 0) {
+        return -1;
+    }
+    if (pmt_sampler_exec(module) < 0) {
+        return -1;
+    }
+    if (pmt_hooks_exec(module) < 0) {
+        return -1;
+    }
+    if (pmt_reftrace_exec(module) < 0) {
+        return -1;
+    }
+    if (pmt_alloc_exec(module) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    PyObject **slots = (PyObject **)pmt_get_state(module);
+    size_t i;
+
+    if (slots == NULL) {
+        return 0;
+    }
+    for (i = 0; i < STATE_SLOTS; i++) {
+        Py_VISIT(slots[i]);
+    }
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    PyObject **slots = (PyObject **)pmt_get_state(module);
+    size_t i;
+
+    if (slots == NULL) {
+        return 0;
+    }
+    for (i = 0; i < STATE_SLOTS; i++) {
+        Py_CLEAR(slots[i]);
+    }
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    pmt_sampler_shutdown();
+    pmt_hooks_shutdown();
+    pmt_reftrace_shutdown();
+    pmt_alloc_shutdown();
+    (void)module_clear((PyObject *)module);
+}
+
+pmt_state *
+pmt_state_from_type(PyTypeObject *type)
+{
+#if PMT_PY311_PLUS
+    PyObject *module = PyType_GetModuleByDef(type, &pmt_module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    return pmt_get_state(module);
+#else
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t i;
+
+    for (i = 0; mro != NULL && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        PyObject *module;
+        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        module = PyType_GetModule(base);
+        if (module == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (PyModule_GetDef(module) == &pmt_module_def) {
+            return pmt_get_state(module);
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "type '%s' does not belong to %s",
+                 type->tp_name, pmt_module_def.m_name);
+    return NULL;
+#endif
+}
+
+PyObject *
+pmt_raise_errno(int err, const char *what)
+{
+    errno = err;
+    PyErr_SetFromErrnoWithFilename(PyExc_OSError, what);
+    return NULL;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#if PMT_PY312_PLUS
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+"The C core of pymemtrace.  Private: use the public modules\n"
+"(pymemtrace.cPyMemTrace, pymemtrace.process, ...).");
+
+struct PyModuleDef pmt_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pymemtrace._native",
+    .m_doc = module_doc,
+    .m_size = sizeof(pmt_state),
+    .m_methods = NULL,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModuleDef_Init(&pmt_module_def);
+}

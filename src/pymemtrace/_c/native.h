@@ -1,0 +1,88 @@
+/*
+ * native.h - the umbrella header of pymemtrace._native.
+ *
+ * One extension module is built from one C file per concern:
+ *   module.c    module definition, state, exec (calls each concern's exec)
+ *   rss.c       rss(), rss_peak(): process memory through core/rss.h
+ *   sampler.c   the RSS sampler thread behind pymemtrace.process
+ *   hooks.c     Profile and Trace (cPyMemTrace)
+ *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
+ *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
+ * core/ holds pure C with no Python.h (rss, tables, buffers).
+ *
+ * Cross-file functions carry the pmt_ prefix and are declared here; the
+ * module is compiled with -fvisibility=hidden so only PyInit__native is
+ * exported.
+ *
+ * Lock order (see docs/design.md): the GIL first, then any table lock of
+ * ours.  A function whose name ends in _unlocked expects the lock held.
+ */
+#ifndef PMT_NATIVE_H
+#define PMT_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+#include "compat.h"
+#include "core/rss.h"
+
+/*
+ * Per-module state.  It holds only PyObject pointers: m_traverse and
+ * m_clear walk it as an array, so a field added here is visited and
+ * cleared without further code.  C-level process-wide state lives in the
+ * one documented *_runtime struct of the file that owns it.
+ */
+typedef struct {
+    /* module.c */
+    PyObject *unused_placeholder; /* keeps the struct non-empty */
+    /* sampler.c */
+    PyObject *sampler_type;
+    /* hooks.c */
+    PyObject *profile_type;
+    PyObject *trace_type;
+    /* reftrace.c */
+    PyObject *reftrace_type;
+    /* alloc.c */
+    PyObject *alloc_snapshot_type;
+} pmt_state;
+
+extern struct PyModuleDef pmt_module_def;
+
+static inline pmt_state *
+pmt_get_state(PyObject *module)
+{
+    return (pmt_state *)PyModule_GetState(module);
+}
+
+/* State of the module that defined type (or one of its bases).  NULL with
+   an exception set when none is found. */
+pmt_state *pmt_state_from_type(PyTypeObject *type);
+
+/* Raise OSError from an errno value, naming what failed; returns NULL. */
+PyObject *pmt_raise_errno(int err, const char *what);
+
+/* Each concern adds its functions and types to the module. */
+int pmt_rss_exec(PyObject *module);
+int pmt_sampler_exec(PyObject *module);
+int pmt_hooks_exec(PyObject *module);
+int pmt_reftrace_exec(PyObject *module);
+int pmt_alloc_exec(PyObject *module);
+
+/* Called from m_free: stop whatever a concern runs in the background. */
+void pmt_sampler_shutdown(void);
+void pmt_hooks_shutdown(void);
+void pmt_reftrace_shutdown(void);
+void pmt_alloc_shutdown(void);
+
+/*
+ * alloc.c: always-on counters of memory live through Python's allocators,
+ * all domains together.  pmt_alloc_counting() is 1 while the counting hook
+ * is installed; pmt_alloc_live_bytes() is then exact and costs one atomic
+ * load, so other hooks (Profile with measure="heap") may call it per event.
+ */
+int pmt_alloc_counting(void);
+int64_t pmt_alloc_live_bytes(void);
+
+#endif /* PMT_NATIVE_H */

@@ -1,0 +1,68 @@
+"""The ``pymemtrace`` command: one module per subcommand.
+
+Each subcommand module defines a ``Command`` class with a ``help`` line, an
+``example``, ``prepare_parser(parser)`` and ``run(args) -> int``.  User
+errors raise :class:`pymemtrace.errors.UserError` and end as one line on
+stderr (git's style: ``pymemtrace: error: <what>``), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from pymemtrace.errors import PymemtraceError
+
+# Subcommand name -> module.  Order is the order of `pymemtrace --help`.
+SUBCOMMANDS = {
+    "process": "pymemtrace.cli.process",
+    "tree": "pymemtrace.cli.tree",
+}
+
+EPILOG = """\
+examples:
+  pymemtrace process --interval 0.5 -- python my_service.py
+  pymemtrace tree --pid 1234 --interval 2
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pymemtrace",
+        description="Find memory leaks in Python programs and their C extensions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from pymemtrace import __version__
+
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, module_name in SUBCOMMANDS.items():
+        command = importlib.import_module(module_name).Command()
+        child = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.help,
+            epilog="example:\n  " + command.example,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.prepare_parser(child)
+        child.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = getattr(args, "_command", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return command.run(args)
+    except PymemtraceError as exc:
+        print(f"pymemtrace {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
