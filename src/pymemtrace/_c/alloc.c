@@ -26,3 +26,16 @@ pmt_alloc_live_bytes(void)
 {
     return 0;
 }
+
+int
+pmt_alloc_counting_acquire(void)
+{
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "the allocation counters are not built yet");
+    return -1;
+}
+
+void
+pmt_alloc_counting_release(void)
+{
+}

@@ -84,5 +84,10 @@ void pmt_alloc_shutdown(void);
  */
 int pmt_alloc_counting(void);
 int64_t pmt_alloc_live_bytes(void);
+/* Reference-counted use of the counting hook: acquire installs it on first
+   use (0, or -1 with an exception set), release removes it after the last
+   user.  Both need the GIL. */
+int pmt_alloc_counting_acquire(void);
+void pmt_alloc_counting_release(void);
 
 #endif /* PMT_NATIVE_H */
