@@ -535,6 +535,8 @@ class TableWriter:
         body = [self._cells(sample, row, i == 0) for i, row in enumerate(sample.rows)]
         widths = [max(len(c) for c in column) for column in zip(header, *body)]
         lines = []
+        # The last column (the note) is free to grow: it needs no new header.
+        widths[-1] = 0
         if not self._header_done or any(w > old for w, old in zip(widths, self._widths)):
             self._widths = [max(w, old) for w, old in zip(widths, self._widths)]
             lines.append(self._line(header))
