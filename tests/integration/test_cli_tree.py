@@ -53,6 +53,18 @@ for k in kids:
 """
 
 
+def wait_until(predicate, what):
+    """Poll ``predicate``; fail (instead of hanging) if it never comes true."""
+    deadline = time.monotonic() + 120  # a hang guard, not a speed check
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def lines_in(path):
+    return path.read_text().count("\n") if path.exists() else 0
+
+
 def read_jsonl(path):
     text = path.read_text()
     assert text == "" or text.endswith("\n")
@@ -124,9 +136,9 @@ def test_kill_9_leaves_parseable_json_lines(tmp_path, family):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # WHEN it is killed with SIGKILL in the middle of its run
-        while not jsonl.exists() or jsonl.read_text().count("\n") < 30:
-            assert monitor.poll() is None, monitor.stderr.read()
-            time.sleep(0.01)
+        wait_until(lambda: monitor.poll() is not None or lines_in(jsonl) >= 30,
+                   "30 records")
+        assert monitor.poll() is None, monitor.stderr.read()
         monitor.send_signal(signal.SIGKILL)
     finally:
         monitor.wait()
@@ -148,9 +160,8 @@ def test_ctrl_c_ends_cleanly(tmp_path, family):
         [sys.executable, "-m", "pymemtrace", "tree", "-p", str(family.pid), "-i",
          "0.02", "--json", str(jsonl)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not jsonl.exists() or jsonl.read_text().count("\n") < 3:
-        assert monitor.poll() is None
-        time.sleep(0.01)
+    wait_until(lambda: monitor.poll() is not None or lines_in(jsonl) >= 3, "3 records")
+    assert monitor.poll() is None
     # WHEN it gets SIGINT (Ctrl-C)
     monitor.send_signal(signal.SIGINT)
     out, err = monitor.communicate()
@@ -172,8 +183,7 @@ def test_monitoring_ends_when_the_root_exits(cli, tmp_path):
         [sys.executable, "-m", "pymemtrace.process_tree", "-p", str(proc.pid),
          "-i", "0.02", "--json", str(jsonl)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not jsonl.exists() or jsonl.read_text().count("\n") < 2:
-        time.sleep(0.01)
+    wait_until(lambda: lines_in(jsonl) >= 2, "2 records")
     # WHEN it exits
     proc.stdin.close()
     proc.wait()
