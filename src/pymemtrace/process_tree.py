@@ -713,7 +713,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--count", type=int, metavar="N", help="stop after N samples")
     add("-d", "--duration", type=_positive_float, metavar="SECONDS",
         help="stop after SECONDS")
-    add("command", nargs=argparse.REMAINDER, metavar="-- command ...",
+    # dest is not "command": the pymemtrace parser keeps the subcommand there.
+    add("watch_command", nargs=argparse.REMAINDER, metavar="-- command ...",
         help="run this command and watch its tree; its exit ends monitoring "
              "and becomes the exit status")
 
@@ -741,7 +742,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise UsageError(f"duration must be a positive number of seconds, not {args.duration:g}")
     if args.count is not None and args.count < 1:
         raise UsageError(f"count must be at least 1, not {args.count}")
-    command = list(args.command or [])
+    command = list(args.watch_command or [])
     if command and command[0] == "--":
         command = command[1:]
     pid = args.pid
@@ -749,8 +750,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise UsageError("give either --pid or a command, not both")
     if pid == 0 or pid < -1:
         raise UsageError(f"pid must be a positive integer (or -1 for this process), not {pid}")
-    if command and command[0].startswith("-"):
-        raise UsageError(f"unknown option {command[0]!r}")
     if args.json == "-" and not args.output and not args.sep:
         output = os.devnull  # JSON on stdout replaces the table
     else:

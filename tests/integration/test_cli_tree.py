@@ -292,7 +292,8 @@ def test_bad_input_is_one_line_error(entry, args, status, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].endswith(f": error: {message}")
+    prog = "pymemtrace tree" if entry == ["tree"] else "python -m pymemtrace.process_tree"
+    assert lines[0] == f"{prog}: error: {message}"
     assert result.stdout == ""
 
 
