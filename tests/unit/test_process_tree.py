@@ -18,6 +18,8 @@ from pymemtrace.process_tree import (METRICS, JsonLinesWriter, ProcessTreeMonito
 # A parent process driven line by line on its stdin:
 #   spawn   start a child (which lives until its stdin closes), print its pid
 #   spawn2  the same, the child starting a grandchild first
+#   spawn3  a child starting a grandchild that sleeps for an hour; print
+#           both pids
 #   end PID close that child's stdin, wait for it, print "ended"
 #   quit    exit (the children see end-of-file and exit too)
 PARENT = r"""
@@ -26,16 +28,19 @@ CHILD = "import sys; sys.stdin.read()"
 CHILD2 = ("import subprocess, sys; "
           "g = subprocess.Popen([sys.executable, '-c', %r]); "
           "print('ready', flush=True); sys.stdin.read(); g.wait()" % CHILD)
+CHILD3 = ("import subprocess, sys; "
+          "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'], "
+          "stdin=subprocess.DEVNULL); print(g.pid, flush=True); sys.stdin.read()")
 children = {}
 for line in sys.stdin:
     cmd, _, arg = line.strip().partition(" ")
-    if cmd in ("spawn", "spawn2"):
-        p = subprocess.Popen([sys.executable, "-c", CHILD if cmd == "spawn" else CHILD2],
+    if cmd in ("spawn", "spawn2", "spawn3"):
+        code = {"spawn": CHILD, "spawn2": CHILD2, "spawn3": CHILD3}[cmd]
+        p = subprocess.Popen([sys.executable, "-c", code],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        if cmd == "spawn2":
-            p.stdout.readline()
+        extra = p.stdout.readline().decode().strip() if cmd != "spawn" else ""
         children[p.pid] = p
-        print(p.pid, flush=True)
+        print(p.pid, extra if cmd == "spawn3" else "", flush=True)
     elif cmd == "end":
         p = children.pop(int(arg))
         p.stdin.close()
@@ -60,6 +65,9 @@ class Parent:
 
     def spawn(self, nested=False):
         return int(self.ask("spawn2" if nested else "spawn"))
+
+    def spawn_with_sleeping_grandchild(self):
+        return tuple(map(int, self.ask("spawn3").split()))
 
     def end(self, pid):
         assert self.ask(f"end {pid}") == "ended"
@@ -149,6 +157,40 @@ def test_follows_children_that_start_and_exit(parent):
     # THEN the root is reported exited and monitoring knows it is over
     assert monitor.root_exited
     assert by_pid(sample)[parent.pid].state == "exited"
+
+
+def test_orphaned_grandchild_is_reported_as_left(parent):
+    # GIVEN a child whose own child outlives it
+    child, grandchild = parent.spawn_with_sleeping_grandchild()
+    try:
+        monitor = ProcessTreeMonitor(parent.pid, RSS_CPU)
+        assert by_pid(monitor.sample())[grandchild].depth == 2
+        # WHEN the child exits (the grandchild is re-parented out of the tree)
+        parent.end(child)
+        rows = by_pid(monitor.sample())
+        # THEN the child exited and the grandchild left the tree, once
+        assert rows[child].state == "exited"
+        assert rows[grandchild].state == "left"
+        rows = by_pid(monitor.sample())
+        assert child not in rows and grandchild not in rows
+    finally:
+        psutil.Process(grandchild).kill()
+
+
+def test_run_leaves_no_descriptor_or_thread_behind(parent, tmp_path, capsys):
+    # GIVEN a first run (imports and lazy set-up done)
+    args = ["-p", str(parent.pid), "-i", "0.01", "--count", "3",
+            "--json", str(tmp_path / "t.jsonl")]
+    parent.spawn()
+    assert process_tree.main(args) == 0
+    me = psutil.Process()
+    fds, threads = me.num_fds(), me.num_threads()
+    # WHEN the monitor runs again in this process
+    assert process_tree.main(args) == 0
+    # THEN it wrote its samples and left nothing open
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 5
+    assert (me.num_fds(), me.num_threads()) == (fds, threads)
+    assert "exited" not in capsys.readouterr().out
 
 
 def test_no_such_pid_is_a_user_error():
