@@ -284,7 +284,7 @@ class ProcessTreeMonitor:
                 tracked.ppid = proc.ppid()
             except psutil.AccessDenied:
                 pass
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if _is_zombie(proc):
                 raise psutil.ZombieProcess(proc.pid, tracked.name, tracked.ppid)
             previous = tracked.previous
             for metric in self.metrics:
