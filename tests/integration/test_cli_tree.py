@@ -1,6 +1,5 @@
 """`pymemtrace tree` and `python -m pymemtrace.process_tree` end to end."""
 import json
-import os
 import signal
 import subprocess
 import sys
