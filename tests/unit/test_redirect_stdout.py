@@ -174,3 +174,35 @@ def test_works_without_pytest_capture():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                             text=True, check=True)
     assert result.stdout == "shown 'hidden\\nhidden too\\n'\n"
+
+
+INNER_TEST = '''
+import ctypes, io, os, sys
+from pymemtrace.redirect_stdout import stdout_redirector, stderr_redirector
+
+def test_inner():
+    libc = ctypes.CDLL(None)
+    out, err = io.StringIO(), io.BytesIO()
+    before = sys.stdout
+    with stderr_redirector(err), stdout_redirector(out):
+        libc.printf(b"c level\\n")
+        print("python level")
+        os.write(2, b"fd 2\\n")
+    assert out.getvalue() == "c level\\npython level\\n"
+    assert err.getvalue() == b"fd 2\\n"
+    assert sys.stdout is before
+'''
+
+
+@pytest.mark.parametrize("mode", ["--capture=fd", "--capture=sys", "--capture=no",
+                                  "--capture=tee-sys"])
+def test_works_under_every_pytest_capture_mode(tmp_path, mode):
+    # GIVEN a test using the redirectors  WHEN pytest runs it in each mode
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", mode,
+         str(tmp_path / "test_inner.py")],
+        capture_output=True, text=True, cwd=tmp_path)
+    # THEN it passes and nothing leaked to the real output
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "c level" not in result.stdout and "fd 2" not in result.stderr
