@@ -15,6 +15,7 @@ Two kinds of figures:
 No targets: both wrap the standard library (tracemalloc,
 sys._debugmallocstats); the figures are for the documentation.
 """
+
 import contextlib
 import tracemalloc
 
@@ -57,11 +58,18 @@ TOOLS = [
     Tool(name="tracemalloc.start(1) (reference)", wrap=lambda: _bare_tracemalloc(1)),
     Tool(name="TraceMalloc('lineno')", wrap=lambda: TraceMalloc("lineno")),
     Tool(name="tracemalloc.start(16) (reference)", wrap=lambda: _bare_tracemalloc(16)),
-    Tool(name="TraceMalloc('traceback', 16 frames)", wrap=lambda: TraceMalloc("traceback", nframes=16)),
+    Tool(
+        name="TraceMalloc('traceback', 16 frames)",
+        wrap=lambda: TraceMalloc("traceback", nframes=16),
+    ),
     Tool(name="DiffSysDebugMallocStats()", wrap=DiffSysDebugMallocStats),
 ]
 
-for _label, _size, _calls in (("256 B", 256, 500), ("1 KiB", 1024, 500), ("1 MiB", 1024**2, 100)):
+for _label, _size, _calls in (
+    ("256 B", 256, 500),
+    ("1 KiB", 1024, 500),
+    ("1 MiB", 1024**2, 100),
+):
     TOOLS.append(
         Pair(
             name=f"TraceMalloc('lineno') around 16 x {_label} strings",

@@ -27,6 +27,7 @@ API of the seed system, with its defects fixed:
   snapshot says so (``allocator``), and ``diff()`` says so plainly before
   diffing what there is (free lists, or mimalloc's summary).
 """
+
 from __future__ import annotations
 
 import os
@@ -165,7 +166,7 @@ class DebugMallocStat(NamedTuple):
 class DebugTypeStat(NamedTuple):
     """One free list line::
 
-        80 free PyListObjects * 40 bytes each =    3,200
+    80 free PyListObjects * 40 bytes each =    3,200
     """
 
     free_count: int
@@ -174,7 +175,9 @@ class DebugTypeStat(NamedTuple):
     bytes_total: int
 
     def __repr__(self) -> str:
-        lhs = f"{self.free_count} free {self.object_type} * {self.bytes_each} bytes each"
+        lhs = (
+            f"{self.free_count} free {self.object_type} * {self.bytes_each} bytes each"
+        )
         return f"{lhs:>48s} = {self.bytes_total:>20,d}"
 
 
@@ -187,11 +190,11 @@ def _line(label: str, value: int, signed: bool = False) -> str:
 class DebugMallocArenas:
     """The arena lines of the report::
 
-        # arenas allocated total           =                2,033
-        # arenas reclaimed                 =                2,015
-        # arenas highwater mark            =                   18
-        # arenas allocated current         =                   18
-        18 arenas * 262144 bytes/arena     =            4,718,592
+    # arenas allocated total           =                2,033
+    # arenas reclaimed                 =                2,015
+    # arenas highwater mark            =                   18
+    # arenas allocated current         =                   18
+    18 arenas * 262144 bytes/arena     =            4,718,592
     """
 
     def __init__(
@@ -223,20 +226,25 @@ class DebugMallocArenas:
 
     def __repr__(self) -> str:
         lines = [_line(label, value) for label, value in self.items()]
-        lines.append(_line(f"{self.narenas} arenas * {self.arena_size} bytes/arena", self.arenas_total))
+        lines.append(
+            _line(
+                f"{self.narenas} arenas * {self.arena_size} bytes/arena",
+                self.arenas_total,
+            )
+        )
         return "\n".join(lines)
 
 
 class DebugMallocPoolsBlocks:
     """The block and pool lines of the report::
 
-        # bytes in allocated blocks        =            4,280,848
-        # bytes in available blocks        =               70,368
-        63 unused pools * 4096 bytes       =              258,048
-        # bytes lost to pool headers       =               52,272
-        # bytes lost to quantization       =               57,056
-        # bytes lost to arena alignment    =                    0
-        Total                              =            4,718,592
+    # bytes in allocated blocks        =            4,280,848
+    # bytes in available blocks        =               70,368
+    63 unused pools * 4096 bytes       =              258,048
+    # bytes lost to pool headers       =               52,272
+    # bytes lost to quantization       =               57,056
+    # bytes lost to arena alignment    =                    0
+    Total                              =            4,718,592
     """
 
     def __init__(
@@ -385,7 +393,10 @@ class SysDebugMallocStats:
                 continue
             match = _RE_HEADER.match(line)
             if match:
-                self.small_block_threshold, self.size_classes = int(match[1]), int(match[2])
+                self.small_block_threshold, self.size_classes = (
+                    int(match[1]),
+                    int(match[2]),
+                )
                 recognised += 1
                 continue
             match = _RE_CLASS_ROW.match(line)
@@ -395,13 +406,19 @@ class SysDebugMallocStats:
             match = _RE_TYPE.match(line)
             if match:
                 self._add_type_stat(
-                    DebugTypeStat(int(match[1]), match[2], int(match[3]), _as_int(match[4]))
+                    DebugTypeStat(
+                        int(match[1]), match[2], int(match[3]), _as_int(match[4])
+                    )
                 )
                 recognised += 1
                 continue
-            if line.startswith("Medium block threshold") or line.startswith("Large object max size"):
+            if line.startswith("Medium block threshold") or line.startswith(
+                "Large object max size"
+            ):
                 section = "mimalloc"
-                self.mimalloc_stats[line.split("=")[0].strip()] = last_value_as_int(line)
+                self.mimalloc_stats[line.split("=")[0].strip()] = last_value_as_int(
+                    line
+                )
                 continue
             if section == "mimalloc":
                 match = _RE_MIMALLOC_VALUE.match(line)
@@ -429,7 +446,11 @@ class SysDebugMallocStats:
                 pool_values[_POOL_LABELS[label]] = value
             elif pools:
                 numfreepools, self.pool_size = int(pools[1]), int(pools[2])
-            elif section == "arena map" or label.startswith("# arena map") or "arena map" in label:
+            elif (
+                section == "arena map"
+                or label.startswith("# arena map")
+                or "arena map" in label
+            ):
                 self.arena_map[label] = value
             elif label == "Total" and pools_total is None:
                 pools_total = value
@@ -455,11 +476,18 @@ class SysDebugMallocStats:
             raise ValueError(f"incomplete pymalloc report: no {', '.join(missing)}")
         self.arenas = DebugMallocArenas(arena_size=self.arena_size, **arena_values)
         self.pools_blocks = DebugMallocPoolsBlocks(
-            numfreepools=numfreepools, pool_size=self.pool_size, total=pools_total, **pool_values
+            numfreepools=numfreepools,
+            pool_size=self.pool_size,
+            total=pools_total,
+            **pool_values,
         )
-        self.pool_overhead = self.pools_blocks.pool_overhead(sum(row[2] for row in rows))
+        self.pool_overhead = self.pools_blocks.pool_overhead(
+            sum(row[2] for row in rows)
+        )
         self.malloc_stats = [
-            DebugMallocStat(*row, pool_size=self.pool_size, pool_overhead=self.pool_overhead)
+            DebugMallocStat(
+                *row, pool_size=self.pool_size, pool_overhead=self.pool_overhead
+            )
             for row in rows
         ]
 
@@ -517,19 +545,27 @@ class SysDebugMallocStats:
 
 
 def _type_key(object_type: Union[str, bytes]) -> str:
-    return object_type.decode("ascii") if isinstance(object_type, bytes) else object_type
+    return (
+        object_type.decode("ascii") if isinstance(object_type, bytes) else object_type
+    )
 
 
 _TABLE_HEADER = "class   size   num pools   blocks in use  avail blocks"
 _TABLE_RULE = "-----   ----   ---------   -------------  ------------"
 
 
-def diff_debug_malloc_stat(a: Optional[DebugMallocStat], b: Optional[DebugMallocStat]) -> str:
+def diff_debug_malloc_stat(
+    a: Optional[DebugMallocStat], b: Optional[DebugMallocStat]
+) -> str:
     """One size class row of a diff; a class missing from a snapshot counts as empty."""
     if a is None and b is None:
         raise ValueError("both size class rows are missing")
     ref = a if a is not None else b
-    if a is not None and b is not None and (a.block_class, a.size) != (b.block_class, b.size):
+    if (
+        a is not None
+        and b is not None
+        and (a.block_class, a.size) != (b.block_class, b.size)
+    ):
         raise ValueError(
             f"different size classes: class {a.block_class} ({a.size} bytes)"
             f" and class {b.block_class} ({b.size} bytes)"
@@ -583,7 +619,9 @@ def _diff_values(pairs: Iterable[Tuple[str, int, int]]) -> List[str]:
     return [_line(label, b - a, signed=True) for label, a, b in pairs if a != b]
 
 
-def diff_debugmallocstats(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats) -> List[str]:
+def diff_debugmallocstats(
+    a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats
+) -> List[str]:
     """Lines describing what changed from ``a_stats`` to ``b_stats``.
 
     Same layout as the report, values signed; unchanged lines are left out,
@@ -600,21 +638,34 @@ def diff_debugmallocstats(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocS
         ret.append(_no_pymalloc_message(a_stats))
         keys = list(dict.fromkeys([*a_stats.mimalloc_stats, *b_stats.mimalloc_stats]))
         block = _diff_values(
-            (f"{k}", a_stats.mimalloc_stats.get(k, 0), b_stats.mimalloc_stats.get(k, 0)) for k in keys
+            (f"{k}", a_stats.mimalloc_stats.get(k, 0), b_stats.mimalloc_stats.get(k, 0))
+            for k in keys
         )
         if block:
             ret += [""] + block
     else:
         ret += _diff_pymalloc(a_stats, b_stats)
     keys = list(dict.fromkeys([*a_stats.other, *b_stats.other]))
-    block = _diff_values((k, a_stats.other.get(k, 0), b_stats.other.get(k, 0)) for k in keys)
+    block = _diff_values(
+        (k, a_stats.other.get(k, 0), b_stats.other.get(k, 0)) for k in keys
+    )
     if block:
         ret += [""] + block
     # Free lists, in report order, types of the second snapshot only at the end.
     block = []
-    for object_type in dict.fromkeys([*a_stats.object_types(), *b_stats.object_types()]):
-        a = a_stats.type_stat(object_type) if a_stats.has_object_type(object_type) else None
-        b = b_stats.type_stat(object_type) if b_stats.has_object_type(object_type) else None
+    for object_type in dict.fromkeys(
+        [*a_stats.object_types(), *b_stats.object_types()]
+    ):
+        a = (
+            a_stats.type_stat(object_type)
+            if a_stats.has_object_type(object_type)
+            else None
+        )
+        b = (
+            b_stats.type_stat(object_type)
+            if b_stats.has_object_type(object_type)
+            else None
+        )
         if a != b:
             block.append(diff_debug_type_stat(a, b))
     if block:
@@ -624,9 +675,14 @@ def diff_debugmallocstats(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocS
     return ret
 
 
-def _diff_pymalloc(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats) -> List[str]:
+def _diff_pymalloc(
+    a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats
+) -> List[str]:
     ret: List[str] = []
-    if (a_stats.pool_size, a_stats.arena_size) != (b_stats.pool_size, b_stats.arena_size):
+    if (a_stats.pool_size, a_stats.arena_size) != (
+        b_stats.pool_size,
+        b_stats.arena_size,
+    ):
         raise ValueError(
             f"the snapshots come from different interpreters: pools of {a_stats.pool_size}"
             f" and {b_stats.pool_size} bytes, arenas of {a_stats.arena_size} and {b_stats.arena_size} bytes"
@@ -643,7 +699,9 @@ def _diff_pymalloc(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats) -
     if rows:
         ret += [_TABLE_HEADER, _TABLE_RULE] + rows
     arenas_a, arenas_b = a_stats.arenas, b_stats.arenas
-    block = _diff_values((k, va, vb) for (k, va), (_, vb) in zip(arenas_a.items(), arenas_b.items()))
+    block = _diff_values(
+        (k, va, vb) for (k, va), (_, vb) in zip(arenas_a.items(), arenas_b.items())
+    )
     if arenas_a.narenas != arenas_b.narenas:
         block.append(
             _line(
@@ -665,7 +723,9 @@ def _diff_pymalloc(a_stats: SysDebugMallocStats, b_stats: SysDebugMallocStats) -
     if block:
         ret += [""] + block
     keys = list(dict.fromkeys([*a_stats.arena_map, *b_stats.arena_map]))
-    block = _diff_values((k, a_stats.arena_map.get(k, 0), b_stats.arena_map.get(k, 0)) for k in keys)
+    block = _diff_values(
+        (k, a_stats.arena_map.get(k, 0), b_stats.arena_map.get(k, 0)) for k in keys
+    )
     if block:
         ret += ["", "arena map counts"] + block
     return ret

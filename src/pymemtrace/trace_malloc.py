@@ -30,6 +30,7 @@ exit and compares them.  Differences from the seed system:
   small and often negative: keeping 1,000 small ints grows tracemalloc's
   tables by about 65 KB, more than the 39 KB the ints and their list take).
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -107,7 +108,9 @@ class TraceMalloc:
     TRACE_ON = True
     ALLOWED_GRANULARITY = ("filename", "lineno", "traceback")
 
-    def __init__(self, statistics_granularity: str = "lineno", nframes: Optional[int] = None):
+    def __init__(
+        self, statistics_granularity: str = "lineno", nframes: Optional[int] = None
+    ):
         if statistics_granularity not in self.ALLOWED_GRANULARITY:
             raise ValueError(
                 f"statistics_granularity must be one of {', '.join(map(repr, self.ALLOWED_GRANULARITY))}, "
@@ -140,7 +143,9 @@ class TraceMalloc:
         if not self.TRACE_ON:
             return self
         if self._active:
-            raise RuntimeError("this TraceMalloc is already in use; create one per block")
+            raise RuntimeError(
+                "this TraceMalloc is already in use; create one per block"
+            )
         self.statistics = []
         self._diff = None
         self.tracemalloc_snapshot_finish = None
@@ -156,21 +161,27 @@ class TraceMalloc:
             if _session_ours:
                 _session_users += 1
             self._active = True
-        self.tracemalloc_snapshot_start = tracemalloc.take_snapshot().filter_traces(self._filters)
+        self.tracemalloc_snapshot_start = tracemalloc.take_snapshot().filter_traces(
+            self._filters
+        )
         self.memory_start = tracemalloc.get_tracemalloc_memory()
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
-        if not self.TRACE_ON or not self._active:
+        if not self._active:  # TRACE_ON was off on entry
             return False
         try:
             if not tracemalloc.is_tracing():
                 # Someone called tracemalloc.stop() inside the block: the
                 # traces are gone, there is nothing honest to report.
                 if exc_type is None:
-                    raise RuntimeError("tracemalloc was stopped inside the TraceMalloc block")
+                    raise RuntimeError(
+                        "tracemalloc was stopped inside the TraceMalloc block"
+                    )
                 return False
-            self.tracemalloc_snapshot_finish = tracemalloc.take_snapshot().filter_traces(self._filters)
+            self.tracemalloc_snapshot_finish = (
+                tracemalloc.take_snapshot().filter_traces(self._filters)
+            )
             self.memory_finish = tracemalloc.get_tracemalloc_memory()
             self.statistics = self.tracemalloc_snapshot_finish.compare_to(
                 self.tracemalloc_snapshot_start, self.statistics_granularity
@@ -262,8 +273,12 @@ def trace_malloc_log(
                 with tm:
                     return fn(*args, **kwargs)
             finally:
-                if tm.tracemalloc_snapshot_finish is not None and logger.isEnabledFor(log_level):
-                    lines = [f'TraceMalloc memory delta: {tm.diff:+,d} bytes for "{fn.__qualname__}()"']
+                if tm.tracemalloc_snapshot_finish is not None and logger.isEnabledFor(
+                    log_level
+                ):
+                    lines = [
+                        f'TraceMalloc memory delta: {tm.diff:+,d} bytes for "{fn.__qualname__}()"'
+                    ]
                     lines.extend(f"    {stat}" for stat in tm.net_statistics()[:top])
                     logger.log(log_level, "\n".join(lines))
 

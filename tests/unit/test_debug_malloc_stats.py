@@ -1,4 +1,5 @@
 """pymemtrace.debug_malloc_stats: capture, parse and diff sys._debugmallocstats()."""
+
 import os
 import pathlib
 import subprocess
@@ -30,7 +31,8 @@ PYMALLOC_FIXTURES = [
 PYMALLOC_LIVE = (
     bool(sysconfig.get_config_var("WITH_PYMALLOC"))
     and not sysconfig.get_config_var("Py_GIL_DISABLED")
-    and os.environ.get("PYTHONMALLOC", "default") in ("default", "debug", "pymalloc", "pymalloc_debug")
+    and os.environ.get("PYTHONMALLOC", "default")
+    in ("default", "debug", "pymalloc", "pymalloc_debug")
 )
 
 
@@ -65,7 +67,10 @@ def test_parse_each_cpython_format(name, pool_size, arena_size):
     assert sum(r.quantization for r in rows) == pools.quantization
     assert sum(r.pool_header_bytes for r in rows) == pools.pool_header_bytes
     assert pools.total == stats.arenas.arenas_total
-    assert stats.arenas.arenas_reclaimed == stats.arenas.ntimes_arena_allocated - stats.arenas.narenas
+    assert (
+        stats.arenas.arenas_reclaimed
+        == stats.arenas.ntimes_arena_allocated - stats.arenas.narenas
+    )
     # AND the free lists are there, found by name (str or bytes, as the seed)
     assert stats.type_stat("PyListObjects").bytes_each == 40
     assert stats.has_object_type(b"PyDictObjects")
@@ -89,7 +94,12 @@ def test_repr_reparses_to_the_same_snapshot(name, pool_size, arena_size):
 
 def test_identical_snapshots_diff_to_nothing():
     text = fixture_text("debugmallocstats_3.11.txt")
-    assert diff_debugmallocstats(SysDebugMallocStats(text), SysDebugMallocStats(text.encode())) == []
+    assert (
+        diff_debugmallocstats(
+            SysDebugMallocStats(text), SysDebugMallocStats(text.encode())
+        )
+        == []
+    )
 
 
 def test_new_size_class_in_second_snapshot_is_diffed_not_a_crash():
@@ -117,7 +127,9 @@ def test_new_size_class_in_second_snapshot_is_diffed_not_a_crash():
 def test_type_in_one_snapshot_only_is_diffed_not_a_crash():
     # GIVEN 3.13 prints PyDictKeysObjects; a first snapshot without it
     full = fixture_text("debugmallocstats_3.13.txt")
-    before = SysDebugMallocStats(_drop_lines(full, lambda line: "PyDictKeysObjects" in line))
+    before = SysDebugMallocStats(
+        _drop_lines(full, lambda line: "PyDictKeysObjects" in line)
+    )
     after = SysDebugMallocStats(full)
     # WHEN diffed both ways (the seed raised KeyError for a new type)
     added = diff_debugmallocstats(before, after)
@@ -138,7 +150,9 @@ def test_changed_values_are_signed_differences():
         "# arenas allocated total           =                    4",
         "# arenas allocated total           =                    7",
     ).replace("4 arenas * 1048576", "4 arenas * 1048576")
-    lines = diff_debugmallocstats(SysDebugMallocStats(before_text), SysDebugMallocStats(after_text))
+    lines = diff_debugmallocstats(
+        SysDebugMallocStats(before_text), SysDebugMallocStats(after_text)
+    )
     assert lines == ["# arenas allocated total           =                   +3"]
 
 
@@ -146,14 +160,18 @@ def test_mimalloc_report_says_so_plainly():
     # GIVEN a 3.13 report under PYTHONMALLOC=mimalloc: no pools, no classes
     text = fixture_text("debugmallocstats_3.13_mimalloc.txt")
     before = SysDebugMallocStats(text)
-    after = SysDebugMallocStats(text.replace("Allocated Blocks: 15851", "Allocated Blocks: 15951"))
+    after = SysDebugMallocStats(
+        text.replace("Allocated Blocks: 15851", "Allocated Blocks: 15951")
+    )
     assert before.allocator == "mimalloc" and not before.has_pymalloc
     assert before.pools_blocks is None and before.malloc_stats == []
     assert before.mimalloc_stats["Bytes Reserved"] == 4342456
     # WHEN diffed
     lines = diff_debugmallocstats(before, after)
     # THEN the first line says why there are no size classes, then the change
-    assert lines[0].startswith("no pymalloc report: this interpreter allocates with mimalloc")
+    assert lines[0].startswith(
+        "no pymalloc report: this interpreter allocates with mimalloc"
+    )
     assert lines[-1] == "Allocated Blocks                   =                 +100"
 
 
@@ -182,7 +200,9 @@ def test_allocators_cannot_be_mixed():
     with pytest.raises(ValueError, match="different allocators"):
         diff_debugmallocstats(pymalloc, malloc)
     with pytest.raises(ValueError, match="different interpreters"):
-        diff_debugmallocstats(pymalloc, SysDebugMallocStats(fixture_text("debugmallocstats_3.9.txt")))
+        diff_debugmallocstats(
+            pymalloc, SysDebugMallocStats(fixture_text("debugmallocstats_3.9.txt"))
+        )
 
 
 # -- live reports --------------------------------------------------------
@@ -229,7 +249,10 @@ def test_no_fd_leak_and_fd2_restored_on_error(monkeypatch):
         get_debugmallocstats()
     # THEN descriptor 2 is back and nothing leaked
     after_fd2 = os.fstat(2)
-    assert (after_fd2.st_dev, after_fd2.st_ino) == (before_fd2.st_dev, before_fd2.st_ino)
+    assert (after_fd2.st_dev, after_fd2.st_ino) == (
+        before_fd2.st_dev,
+        before_fd2.st_ino,
+    )
     assert _fd_count() == before_fds
 
 
@@ -294,9 +317,17 @@ def test_pythonmalloc_malloc_subprocess_gives_the_clear_message():
         """
     )
     env = dict(os.environ, PYTHONMALLOC="malloc")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     # THEN no crash and the diff opens with the plain explanation
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "malloc"
-    assert lines[1].startswith("no pymalloc report: this interpreter does not use pymalloc")
+    assert lines[1].startswith(
+        "no pymalloc report: this interpreter does not use pymalloc"
+    )

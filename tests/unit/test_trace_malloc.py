@@ -1,4 +1,5 @@
 """pymemtrace.trace_malloc: the seed-compatible wrapper over tracemalloc."""
+
 import logging
 import sys
 import tracemalloc
@@ -79,8 +80,12 @@ def test_diff_is_net_of_tracemalloc_own_memory(not_tracing):
         kept.extend(i * 1_000_003 for i in range(N))
         kept.append(tracemalloc.take_snapshot())
     # THEN nothing allocated by tracemalloc's own code is counted
-    assert not [s for s in tm.statistics if s.traceback[0].filename == tracemalloc.__file__]
-    assert not [s for s in tm.statistics if s.traceback[0].filename == trace_malloc.__file__]
+    assert not [
+        s for s in tm.statistics if s.traceback[0].filename == tracemalloc.__file__
+    ]
+    assert not [
+        s for s in tm.statistics if s.traceback[0].filename == trace_malloc.__file__
+    ]
     # AND diff is the ints and the list only (32 B per int on 64-bit builds)
     assert N * 24 <= tm.diff <= N * 48 + 16 * KIB
     # AND tracemalloc's own tables grew (more than the ints took) and are
@@ -177,7 +182,10 @@ def test_tracemalloc_stopped_inside_block_is_an_error(not_tracing):
 
 @pytest.mark.parametrize("bad", ["line", "", None, "LINENO"])
 def test_granularity_validated(bad):
-    with pytest.raises(ValueError, match="statistics_granularity must be one of 'filename', 'lineno', 'traceback'"):
+    with pytest.raises(
+        ValueError,
+        match="statistics_granularity must be one of 'filename', 'lineno', 'traceback'",
+    ):
         TraceMalloc(bad)
     with pytest.raises(ValueError, match="statistics_granularity"):
         trace_malloc_log(logging.INFO, statistics_granularity=bad)
@@ -246,7 +254,10 @@ def test_decorator_logs_when_function_raises(not_tracing, caplog):
     with caplog.at_level(logging.INFO, logger="pymemtrace.trace_malloc"):
         with pytest.raises(ValueError):
             fails()
-    assert len([r for r in caplog.records if "TraceMalloc memory delta" in r.getMessage()]) == 1
+    assert (
+        len([r for r in caplog.records if "TraceMalloc memory delta" in r.getMessage()])
+        == 1
+    )
     assert not tracemalloc.is_tracing()
 
 
@@ -263,6 +274,13 @@ def test_trace_off_makes_everything_a_no_op(not_tracing, monkeypatch, caplog):
             work()
     assert tm.statistics == [] and tm.diff == 0
     assert not caplog.records
+
+
+def test_trace_off_inside_block_still_stops_tracing(not_tracing, monkeypatch):
+    with TraceMalloc() as tm:
+        monkeypatch.setattr(TraceMalloc, "TRACE_ON", False)
+    assert tm.started_tracing
+    assert not tracemalloc.is_tracing()
 
 
 def test_format_statistics(not_tracing):
