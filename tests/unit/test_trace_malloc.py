@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import threading
 import tracemalloc
 
 import pytest
@@ -155,6 +156,38 @@ def test_overlapping_blocks_stop_tracing_when_the_last_exits(not_tracing):
     assert tracemalloc.is_tracing()
     second.__exit__(None, None, None)
     # AND stops when the last exits
+    assert not tracemalloc.is_tracing()
+
+
+def test_blocks_in_threads_share_one_session(not_tracing):
+    # GIVEN two threads whose TraceMalloc blocks overlap in time
+    barrier = threading.Barrier(2, timeout=30)
+    results, errors = {}, []
+
+    def worker(name, size):
+        try:
+            kept = []
+            with TraceMalloc() as tm:
+                barrier.wait()  # both blocks are open here
+                kept.append(bytes(size))
+                barrier.wait()  # both allocated before either exits
+            results[name] = tm.diff
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=("a", 100 * KIB)),
+        threading.Thread(target=worker, args=("b", 300 * KIB)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # THEN neither block lost its tracing to the other
+    assert not errors
+    # (each block sees the other thread's allocation too: tracing is process-wide)
+    assert results["a"] >= 100 * KIB and results["b"] >= 300 * KIB
+    # AND tracing stopped once both exited
     assert not tracemalloc.is_tracing()
 
 
