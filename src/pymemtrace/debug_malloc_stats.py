@@ -25,7 +25,10 @@ API of the seed system, with its defects fixed:
 * when the interpreter does not use pymalloc (``PYTHONMALLOC=malloc``,
   ``malloc_debug``, ``mimalloc``) the report has no size classes: the
   snapshot says so (``allocator``), and ``diff()`` says so plainly before
-  diffing what there is (free lists, or mimalloc's summary).
+  diffing what there is (free lists, or mimalloc's summary);
+* CPython also leaves pymalloc out of the report while tracemalloc (or any
+  other hook on the Python allocators) is installed; the snapshot detects
+  that (``allocator == 'hooked'``) and ``diff()`` says so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import re
 import sys
 import tempfile
 import threading
+import tracemalloc
 from typing import Dict, Iterable, KeysView, List, NamedTuple, Optional, Tuple, Union
 
 __all__ = [
@@ -53,6 +57,10 @@ __all__ = [
 PYMALLOC = "pymalloc"
 MIMALLOC = "mimalloc"
 MALLOC = "malloc"
+#: pymalloc is in use, but an allocator hook installed over it (tracemalloc,
+#: or any tool calling PyMem_SetAllocator) makes CPython leave the pymalloc
+#: section out of the report.
+HOOKED = "hooked"
 
 # Only one capture at a time: the redirection of fd 2 is process-wide.
 _capture_lock = threading.Lock()
@@ -95,6 +103,27 @@ def get_debugmallocstats() -> bytes:
                 os.close(saved)
         capture.seek(0)
         return capture.read()
+
+
+def _hook_reason() -> Optional[str]:
+    """Why a report of this interpreter would lack pymalloc's section, if hooked.
+
+    CPython prints pymalloc's statistics only when the object allocator *is*
+    pymalloc: while tracemalloc or another PEP 445 hook wraps it, the report
+    has the free lists only.  ``sys.getallocatedblocks()`` still counts
+    pymalloc's blocks then, and is 0 when pymalloc is not used at all.
+    """
+    if tracemalloc.is_tracing():
+        return "tracemalloc is tracing"
+    if sys.getallocatedblocks() > 0:
+        return "an allocator hook (PyMem_SetAllocator) is installed"
+    return None
+
+
+def _capture() -> Tuple[bytes, Optional[str]]:
+    """A live report and, if pymalloc's section could be hidden, why."""
+    text = get_debugmallocstats()
+    return text, _hook_reason()
 
 
 def _flush(stream) -> None:
@@ -344,8 +373,11 @@ class SysDebugMallocStats:
     ``SysDebugMallocStats()`` takes a report now; ``SysDebugMallocStats(text)``
     parses a saved one (``str`` or ``bytes``).  Attributes:
 
-    * ``allocator``: ``'pymalloc'``, ``'mimalloc'`` or ``'malloc'`` (no small
-      object allocator report: ``PYTHONMALLOC=malloc`` or ``malloc_debug``);
+    * ``allocator``: ``'pymalloc'``, ``'mimalloc'``, ``'malloc'`` (no small
+      object allocator report: ``PYTHONMALLOC=malloc`` or ``malloc_debug``),
+      or ``'hooked'``: pymalloc is in use but the report leaves it out because
+      tracemalloc or another allocator hook is installed (live reports only;
+      ``hook_reason`` says which);
     * ``small_block_threshold``, ``size_classes``: the header (None if absent);
     * ``malloc_stats``: list of :class:`DebugMallocStat`, one per size class
       that has pools (pymalloc only);
@@ -358,9 +390,17 @@ class SysDebugMallocStats:
     * ``other``: any ``label = value`` line this parser does not know.
     """
 
-    def __init__(self, debug_malloc: Union[bytes, str] = b""):
+    def __init__(
+        self,
+        debug_malloc: Union[bytes, str] = b"",
+        *,
+        hook_reason: Optional[str] = None,
+    ):
         if not debug_malloc:
-            debug_malloc = get_debugmallocstats()
+            debug_malloc, hook_reason = _capture()
+        #: Why the pymalloc section may be missing (live reports only):
+        #: "tracemalloc is tracing", or None.
+        self.hook_reason = hook_reason
         if isinstance(debug_malloc, bytes):
             debug_malloc = debug_malloc.decode("ascii", "replace")
         self.text: str = debug_malloc
@@ -462,6 +502,8 @@ class SysDebugMallocStats:
             self.allocator = MIMALLOC
         elif self.small_block_threshold is not None and (rows or self.pool_size):
             self.allocator = PYMALLOC
+        elif self.hook_reason:
+            self.allocator = HOOKED
         else:
             self.allocator = MALLOC
         if self.allocator != PYMALLOC:
@@ -603,6 +645,12 @@ def diff_debug_type_stat(a: Optional[DebugTypeStat], b: Optional[DebugTypeStat])
 
 
 def _no_pymalloc_message(stats: SysDebugMallocStats) -> str:
+    if stats.allocator == HOOKED:
+        return (
+            f"no pymalloc report: {stats.hook_reason}, and sys._debugmallocstats() leaves"
+            " the small-object allocator's pools and size classes out while Python's allocators are hooked;"
+            " take the snapshots outside TraceMalloc/tracemalloc (or any allocation tracker)"
+        )
     if stats.allocator == MIMALLOC:
         return (
             "no pymalloc report: this interpreter allocates with mimalloc, which has no"
@@ -610,8 +658,9 @@ def _no_pymalloc_message(stats: SysDebugMallocStats) -> str:
         )
     return (
         "no pymalloc report: this interpreter does not use pymalloc (PYTHONMALLOC=malloc or"
-        " malloc_debug, or a build without pymalloc), so sys._debugmallocstats() shows only"
-        " the free lists of some types"
+        " malloc_debug, or a build without pymalloc), or the report was taken while an"
+        " allocator hook such as tracemalloc was installed; sys._debugmallocstats() then shows"
+        " only the free lists of some types"
     )
 
 
@@ -630,6 +679,17 @@ def diff_debugmallocstats(
     marked.  When the report has no pymalloc section the first line says so.
     """
     if a_stats.allocator != b_stats.allocator:
+        hidden = [s for s in (a_stats, b_stats) if s.allocator in (HOOKED, MALLOC)]
+        if hidden and {a_stats.allocator, b_stats.allocator} <= {
+            PYMALLOC,
+            HOOKED,
+            MALLOC,
+        }:
+            which = "first" if hidden[0] is a_stats else "second"
+            return [
+                f"cannot compare: the {which} snapshot has no pymalloc section"
+                f" ({_no_pymalloc_message(hidden[0])})"
+            ]
         raise ValueError(
             f"the snapshots come from different allocators: {a_stats.allocator} and {b_stats.allocator}"
         )
@@ -744,31 +804,37 @@ class DiffSysDebugMallocStats:
     def __init__(self) -> None:
         self._before_text: Optional[bytes] = None
         self._after_text: Optional[bytes] = None
+        self._before_hook: Optional[str] = None
+        self._after_hook: Optional[str] = None
         self._before: Optional[SysDebugMallocStats] = None
         self._after: Optional[SysDebugMallocStats] = None
 
     def __enter__(self) -> "DiffSysDebugMallocStats":
         self._before = self._after = None
         self._after_text = None
-        self._before_text = get_debugmallocstats()
+        self._before_text, self._before_hook = _capture()
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
-        self._after_text = get_debugmallocstats()
+        self._after_text, self._after_hook = _capture()
         return False
 
     @property
     def before(self) -> Optional[SysDebugMallocStats]:
         """The snapshot taken on entry (None before entry)."""
         if self._before is None and self._before_text is not None:
-            self._before = SysDebugMallocStats(self._before_text)
+            self._before = SysDebugMallocStats(
+                self._before_text, hook_reason=self._before_hook
+            )
         return self._before
 
     @property
     def after(self) -> Optional[SysDebugMallocStats]:
         """The snapshot taken on exit (None before exit)."""
         if self._after is None and self._after_text is not None:
-            self._after = SysDebugMallocStats(self._after_text)
+            self._after = SysDebugMallocStats(
+                self._after_text, hook_reason=self._after_hook
+            )
         return self._after
 
     def diff(self) -> str:
@@ -782,8 +848,10 @@ class DiffSysDebugMallocStats:
 
 def interpreter_allocator() -> str:
     """``'pymalloc'``, ``'mimalloc'`` or ``'malloc'``: the running interpreter's allocator,
-    as its :func:`sys._debugmallocstats` report shows it."""
-    return SysDebugMallocStats().allocator
+    as its :func:`sys._debugmallocstats` report shows it (pymalloc hidden by
+    an allocator hook counts as pymalloc)."""
+    allocator = SysDebugMallocStats().allocator
+    return PYMALLOC if allocator == HOOKED else allocator
 
 
 def __getattr__(name: str):

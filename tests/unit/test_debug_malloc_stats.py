@@ -6,6 +6,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import tracemalloc
 
 import pytest
 
@@ -31,6 +32,7 @@ PYMALLOC_FIXTURES = [
 PYMALLOC_LIVE = (
     bool(sysconfig.get_config_var("WITH_PYMALLOC"))
     and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    and not tracemalloc.is_tracing()
     and os.environ.get("PYTHONMALLOC", "default")
     in ("default", "debug", "pymalloc", "pymalloc_debug")
 )
@@ -197,8 +199,13 @@ def test_truncated_pymalloc_report_is_rejected_clearly():
 def test_allocators_cannot_be_mixed():
     pymalloc = SysDebugMallocStats(fixture_text("debugmallocstats_3.13.txt"))
     malloc = SysDebugMallocStats(fixture_text("debugmallocstats_3.13_malloc.txt"))
+    mimalloc = SysDebugMallocStats(fixture_text("debugmallocstats_3.13_mimalloc.txt"))
+    # pymalloc hidden in one report (a hook came or went): explained, no crash
+    (line,) = diff_debugmallocstats(malloc, pymalloc)
+    assert line.startswith("cannot compare: the first snapshot has no pymalloc section")
+    # two different allocators, or interpreters: not a diff at all
     with pytest.raises(ValueError, match="different allocators"):
-        diff_debugmallocstats(pymalloc, malloc)
+        diff_debugmallocstats(pymalloc, mimalloc)
     with pytest.raises(ValueError, match="different interpreters"):
         diff_debugmallocstats(
             pymalloc, SysDebugMallocStats(fixture_text("debugmallocstats_3.9.txt"))
@@ -331,3 +338,65 @@ def test_pythonmalloc_malloc_subprocess_gives_the_clear_message():
     assert lines[1].startswith(
         "no pymalloc report: this interpreter does not use pymalloc"
     )
+
+
+@pytest.fixture
+def pymalloc_untraced():
+    if not PYMALLOC_LIVE:
+        pytest.skip("this interpreter does not run pymalloc, or tracemalloc is on")
+    yield
+    assert not tracemalloc.is_tracing()
+
+
+def test_tracemalloc_hides_pymalloc_and_the_diff_says_so(pymalloc_untraced):
+    # GIVEN tracemalloc is tracing (CPython then prints no pymalloc section)
+    tracemalloc.start()
+    try:
+        stats = SysDebugMallocStats()
+        with DiffSysDebugMallocStats() as malloc_diff:
+            kept = [{} for _ in range(100)]
+    finally:
+        tracemalloc.stop()
+    # THEN the snapshot knows pymalloc is there but hidden, and why
+    assert stats.allocator == "hooked" and not stats.has_pymalloc
+    assert stats.hook_reason == "tracemalloc is tracing"
+    assert stats.type_stats  # the free lists are still printed
+    # AND the diff says so on its first line instead of pretending "malloc"
+    first = malloc_diff.diff().splitlines()[0]
+    assert first.startswith("no pymalloc report: tracemalloc is tracing")
+    assert "outside TraceMalloc/tracemalloc" in first
+    # AND without tracemalloc the same interpreter reports pymalloc again
+    assert SysDebugMallocStats().allocator == "pymalloc"
+    assert dms.interpreter_allocator() == "pymalloc"
+    del kept
+
+
+def test_tracing_started_inside_the_block_cannot_be_compared(pymalloc_untraced):
+    # GIVEN a diff whose block starts tracemalloc (second report hooked)
+    try:
+        with DiffSysDebugMallocStats() as malloc_diff:
+            tracemalloc.start()
+    finally:
+        tracemalloc.stop()
+    # THEN diff() explains instead of raising or diffing nonsense
+    (line,) = malloc_diff.diff().splitlines()
+    assert line.startswith(
+        "cannot compare: the second snapshot has no pymalloc section"
+    )
+    assert "tracemalloc is tracing" in line
+
+
+def test_diff_inside_trace_malloc_says_so(pymalloc_untraced):
+    from pymemtrace.trace_malloc import TraceMalloc
+
+    with TraceMalloc(), DiffSysDebugMallocStats() as malloc_diff:
+        pass
+    assert malloc_diff.before.allocator == "hooked"
+    assert malloc_diff.diff().startswith("no pymalloc report: tracemalloc is tracing")
+
+
+def test_saved_malloc_report_can_be_marked_hooked():
+    text = fixture_text("debugmallocstats_3.13_malloc.txt")
+    stats = SysDebugMallocStats(text, hook_reason="tracemalloc is tracing")
+    assert stats.allocator == "hooked"
+    assert SysDebugMallocStats(text).allocator == "malloc"
