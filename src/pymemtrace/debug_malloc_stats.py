@@ -648,7 +648,8 @@ def _no_pymalloc_message(stats: SysDebugMallocStats) -> str:
     if stats.allocator == HOOKED:
         return (
             f"no pymalloc report: {stats.hook_reason}, and sys._debugmallocstats() leaves"
-            " the small-object allocator's pools and size classes out while Python's allocators are hooked;"
+            " the small-object allocator's pools and size classes out while Python's"
+            " allocators are hooked;"
             " take the snapshots outside TraceMalloc/tracemalloc (or any allocation tracker)"
         )
     if stats.allocator == MIMALLOC:
