@@ -28,9 +28,9 @@ static struct {
     atomic_int statm_fd;
     /* Page size in bytes; 0 until first use.  Atomic: set once, idempotent. */
     atomic_size_t page_size;
-} statm_runtime = {-1, 0};
-
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    /* Registers forget_statm_in_child once; pthread_once is its own lock. */
+    pthread_once_t atfork_once;
+} statm_runtime = {-1, 0, PTHREAD_ONCE_INIT};
 
 static void
 forget_statm_in_child(void)
@@ -69,7 +69,7 @@ statm_fd(void)
     if (fd >= 0) {
         return fd;
     }
-    (void)pthread_once(&atfork_once, register_atfork);
+    (void)pthread_once(&statm_runtime.atfork_once, register_atfork);
     fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return -1;
