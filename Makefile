@@ -127,14 +127,15 @@ test-dbg: dbg-deps  ## refcount leak check on Debian's debug CPython (build/dbg)
 	$(DBG_ENV) $(DBG_PYTHON) tests/leakcheck.py
 
 # ------------------------------------------------------------------- style
+RUFF_VERSION := 0.17.6
 RUFF_VENV := $(VENV_ROOT)/tools
 CLANG_FORMAT ?= clang-format
 C_FILES = $(shell find src/pymemtrace/_c tests/c tests/fixtures -name '*.[ch]' | sort)
 
-$(RUFF_VENV)/.stamp:
+$(RUFF_VENV)/.stamp-$(RUFF_VERSION):
 	rm -rf $(RUFF_VENV)
 	$(call python_for,$(DEFAULT_VERSION)) -m venv $(RUFF_VENV)
-	$(RUFF_VENV)/bin/python -m pip install -q --disable-pip-version-check ruff
+	$(RUFF_VENV)/bin/python -m pip install -q --disable-pip-version-check "ruff==$(RUFF_VERSION)"
 	touch $@
 
 clang-format-deps:
@@ -146,7 +147,7 @@ clang-format-deps:
 lint-c:  ## the C source lint alone (house rules; fast, no venv needed)
 	python3 tests/unit/test_csource_lint.py
 
-lint: $(RUFF_VENV)/.stamp clang-format-deps  ## ruff, clang-format --dry-run, and the C source lint
+lint: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## ruff, clang-format --dry-run, and the C source lint
 	@echo "== ruff"
 	$(RUFF_VENV)/bin/ruff check src tests benchmarks
 	@echo "== clang-format"
@@ -154,7 +155,7 @@ lint: $(RUFF_VENV)/.stamp clang-format-deps  ## ruff, clang-format --dry-run, an
 	@echo "== C source lint"
 	$(RUFF_VENV)/bin/python tests/unit/test_csource_lint.py
 
-fmt: $(RUFF_VENV)/.stamp clang-format-deps  ## rewrite C with clang-format and fix what ruff can
+fmt: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## rewrite C with clang-format and fix what ruff can
 	$(CLANG_FORMAT) -i $(C_FILES)
 	$(RUFF_VENV)/bin/ruff check --fix-only -q src tests benchmarks || true
 
