@@ -216,6 +216,8 @@ def main() -> int:
     checks = "refs" if HAS_REFS else "no refs (not a debug build)"
     checks += ", blocks" if HAS_BLOCKS else ", no blocks (PYTHONMALLOC=malloc)"
     checks += ", heap" if HEAP else ", no heap (mallinfo2 unavailable)"
+    if not (HAS_REFS or HAS_BLOCKS or HEAP):
+        checks += ": only the cases' errors are checked here (and LeakSanitizer at exit, if preloaded)"
     print(f"counters: {checks}")
     print(f"leakcheck: {len(verdicts) - len(leaks)} passed, {len(leaks) + len(missing)} failed")
     return 1 if leaks or missing else 0

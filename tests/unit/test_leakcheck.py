@@ -6,6 +6,8 @@ checks need a debug build of CPython (``make test-dbg``); the block and
 heap checks run everywhere.
 """
 import importlib
+import os
+import subprocess
 import sys
 
 import pytest
@@ -119,3 +121,26 @@ def test_leaky_fixture_leaks_what_it_says(leaky):
     for _ in range(1000):
         leaky.leak_pymem(32)
     assert sys.getallocatedblocks() - before >= 900
+
+
+under_asan = pytest.mark.skipif(
+    "libasan" not in os.environ.get("LD_PRELOAD", ""),
+    reason="needs the ASan runtime preloaded (make test-asan)",
+)
+
+
+@pytest.mark.leaks
+@under_asan
+@pytest.mark.parametrize("func, leaks", [("leak_malloc", True), ("malloc_ok", False)])
+def test_leak_sanitizer_catches_the_planted_malloc_leak(leaky, func, leaks):
+    # GIVEN a child process under ASan with LeakSanitizer on and no
+    # suppressions  WHEN it calls the planted leak (or its twin) and exits
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("LSAN_OPTIONS", None)
+    code = f"import leaky_ext; leaky_ext.{func}(4096)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    # THEN LeakSanitizer fails the leaking one, naming it, and passes the twin
+    if leaks:
+        assert done.returncode != 0 and "leak_malloc" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
