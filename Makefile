@@ -18,11 +18,14 @@ CFLAGS_C := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -Isrc/pymemtrace/_c
 CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-c test-py test-asan test-dbg dbg-deps clang-format-deps bench lint lint-c fmt clean
+.PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps bench lint lint-c fmt clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@printf '%s\t%s\n' test-py-V "pytest on one CPython, e.g. make test-py-3.11.7 (venv .venv/V)" \
+		build-V "build the extension in place for one CPython" | expand -t 14
+	@echo "found: $(PY_VERSIONS); default $(DEFAULT_VERSION)"
 
 # python_for VERSION -> interpreter path ("system" is the python3 on PATH)
 python_for = $(if $(filter system,$(1)),$(shell command -v python3),$(PYENV_ROOT)/versions/$(1)/bin/python)
@@ -63,6 +66,10 @@ demo: build-$(DEFAULT_VERSION)  ## watch the bundled leaking example grow
 
 bench: build-$(DEFAULT_VERSION)  ## overhead of each tool as a ratio to the bare workload
 	$(VENV_ROOT)/$(DEFAULT_VERSION)/bin/python -m benchmarks
+
+LEAK_LOOPS ?= 20
+test-leaks: build-$(DEFAULT_VERSION)  ## tests marked 'leaks', rerun LEAK_LOOPS=20 times under tracemalloc
+	$(VENV_ROOT)/$(DEFAULT_VERSION)/bin/python -m pytest -p no:cacheprovider -q -m leaks --leak-loops $(LEAK_LOOPS) $(PYTEST_ARGS) tests
 
 # ---------------------------------------------------------------- sanitizers
 # The extension is built with ASan + UBSan into build/asan/ (a copy of the
