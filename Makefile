@@ -83,12 +83,11 @@ ASAN_VENV := $(VENV_ROOT)/asan-$(ASAN_VERSION)
 # then tests/leakcheck.py exercises every _native name in one Python process
 # with it on, so a C buffer we never free fails at exit.  Leaks that are not
 # ours go in tests/lsan.supp.
-ASAN_ENV = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
+ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-LSAN_ENV = $(ASAN_ENV) \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1 \
+ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1
+LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
 $(ASAN_VENV)/.stamp: pyproject.toml

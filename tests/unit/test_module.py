@@ -156,22 +156,51 @@ def test_refuses_subinterpreters_with_their_own_gil():
     assert "subinterpreter" in done.stdout or "interpreter" in done.stdout
 
 
-SIGNATURE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)( -> .+)?$")
+SIGNATURE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)( -> .+)?$", re.S)
 
 
 def _documented(qualname, obj):
+    """None when obj's docstring opens with its signature, else why not.
+
+    The signature may wrap over several lines (until its parentheses
+    close); a description, if any, follows after one blank line.
+    """
     doc = obj.__doc__ or ""
     if getattr(obj, "__text_signature__", None):
         return None  # Argument Clinic-style signature: inspect can read it
-    first = doc.splitlines()[0] if doc else ""
-    match = SIGNATURE.match(first)
+    lines = doc.splitlines()
+    taken, depth = 0, 0
+    for taken, line in enumerate(lines, 1):
+        depth += line.count("(") - line.count(")")
+        if depth <= 0:
+            break
+    signature = " ".join(line.strip() for line in lines[:taken])
+    match = SIGNATURE.match(signature)
     if not match:
-        return f"{qualname}: docstring must start with a signature line like 'name(args) -> type', got {first!r}"
+        return f"{qualname}: docstring must start with a signature line like 'name(args) -> type', got {signature!r}"
     if match.group("name") != obj.__name__:
         return f"{qualname}: signature line names {match.group('name')!r}, not {obj.__name__!r}"
-    if len(doc.splitlines()) < 3 or doc.splitlines()[1].strip():
-        return f"{qualname}: signature line, a blank line, then a description"
+    if len(lines) > taken and lines[taken].strip():
+        return f"{qualname}: a blank line must separate the signature from the description"
     return None
+
+
+def test_signature_lines_are_checked():
+    # GIVEN docstrings of each shape  WHEN checked  THEN only the bad fail
+    def doc(text):
+        def f():
+            pass
+
+        f.__doc__ = text
+        return f
+
+    assert _documented("f", doc("f() -> int\n\nWhat it does.")) is None
+    assert _documented("f", doc("f(a,\n  b=1) -> None\n\nWrapped signature.")) is None
+    assert _documented("f", doc("f() -> bool")) is None
+    assert "signature line" in _documented("f", doc("Does things."))
+    assert "names 'g'" in _documented("f", doc("g() -> int"))
+    assert "blank line" in _documented("f", doc("f() -> int\nWhat it does."))
+    assert "signature line" in _documented("f", doc(None))
 
 
 def test_every_function_and_method_has_a_docstring_with_a_signature():
