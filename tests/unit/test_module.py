@@ -169,9 +169,10 @@ def _documented(qualname, obj):
     if getattr(obj, "__text_signature__", None):
         return None  # Argument Clinic-style signature: inspect can read it
     lines = doc.splitlines()
-    taken, depth = 0, 0
-    for taken, line in enumerate(lines, 1):
-        depth += line.count("(") - line.count(")")
+    taken = depth = 0
+    while taken < len(lines):
+        depth += lines[taken].count("(") - lines[taken].count(")")
+        taken += 1
         if depth <= 0:
             break
     signature = " ".join(line.strip() for line in lines[:taken])

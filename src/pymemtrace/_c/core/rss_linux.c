@@ -50,8 +50,8 @@ register_atfork(void)
 size_t
 pmt_rss_page_size(void)
 {
-    size_t size = atomic_load_explicit(&statm_runtime.page_size,
-                                       memory_order_relaxed);
+    size_t size =
+        atomic_load_explicit(&statm_runtime.page_size, memory_order_relaxed);
     if (size == 0) {
         long value = sysconf(_SC_PAGESIZE);
         size = value > 0 ? (size_t)value : 4096;
@@ -63,8 +63,8 @@ pmt_rss_page_size(void)
 static int
 statm_fd(void)
 {
-    int fd = atomic_load_explicit(&statm_runtime.statm_fd,
-                                  memory_order_acquire);
+    int fd =
+        atomic_load_explicit(&statm_runtime.statm_fd, memory_order_acquire);
     int expected = -1;
     if (fd >= 0) {
         return fd;
