@@ -18,11 +18,14 @@ CFLAGS_C := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -Isrc/pymemtrace/_c
 CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-c test-py test-asan test-dbg test-leaks bench lint fmt clean
+.PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps bench lint lint-c fmt clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@printf '%s\t%s\n' test-py-V "pytest on one CPython, e.g. make test-py-3.11.7 (venv .venv/V)" \
+		build-V "build the extension in place for one CPython" | expand -t 14
+	@echo "found: $(PY_VERSIONS); default $(DEFAULT_VERSION)"
 
 # python_for VERSION -> interpreter path ("system" is the python3 on PATH)
 python_for = $(if $(filter system,$(1)),$(shell command -v python3),$(PYENV_ROOT)/versions/$(1)/bin/python)
@@ -63,6 +66,109 @@ demo: build-$(DEFAULT_VERSION)  ## watch the bundled leaking example grow
 
 bench: build-$(DEFAULT_VERSION)  ## overhead of each tool as a ratio to the bare workload
 	$(VENV_ROOT)/$(DEFAULT_VERSION)/bin/python -m benchmarks
+
+LEAK_LOOPS ?= 20
+test-leaks: build-$(DEFAULT_VERSION)  ## tests marked 'leaks', rerun LEAK_LOOPS=20 times under tracemalloc
+	$(VENV_ROOT)/$(DEFAULT_VERSION)/bin/python -m pytest -p no:cacheprovider -q -m leaks --leak-loops $(LEAK_LOOPS) $(PYTEST_ARGS) tests
+
+# ---------------------------------------------------------------- sanitizers
+# The extension is built with ASan + UBSan into build/asan/ (a copy of the
+# package with its own .so; the in-place build of `make test` is untouched)
+# and the suite runs from a venv that has the test dependencies but not the
+# package.  PYTHONMALLOC=malloc lets ASan see every Python allocation.
+ASAN_VERSION ?= $(DEFAULT_VERSION)
+ASAN_VENV := $(VENV_ROOT)/asan-$(ASAN_VERSION)
+# LeakSanitizer: the pytest run has it off (tests start other programs,
+# gcc and shells among them, that inherit LD_PRELOAD and leak by design);
+# then tests/leakcheck.py exercises every _native name in one Python process
+# with it on, so a C buffer we never free fails at exit.  Leaks that are not
+# ours go in tests/lsan.supp.
+ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
+	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1
+LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+$(ASAN_VENV)/.stamp: pyproject.toml
+	@echo "== creating $(ASAN_VENV) (test dependencies only)"
+	rm -rf $(ASAN_VENV)
+	$(call python_for,$(ASAN_VERSION)) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+		$$($(ASAN_VENV)/bin/python tests/fixtures/build.py requirements)
+	touch $@
+
+test-asan: $(ASAN_VENV)/.stamp  ## pytest against an ASan+UBSan build (build/asan)
+	@echo "== building build/asan (PYMEMTRACE_SANITIZE=1)"
+	@PYMEMTRACE_SANITIZE=1 PYMEMTRACE_WERROR=1 $(ASAN_VENV)/bin/python tests/fixtures/build.py native build/asan
+	@$(ASAN_ENV) $(ASAN_VENV)/bin/python -c 'import pymemtrace._native as n, sys; \
+		sys.exit(0 if "/build/asan/" in n.__file__ else "wrong extension: " + n.__file__)'
+	@echo "== pytest on CPython $(ASAN_VERSION) under ASan + UBSan"
+	$(ASAN_ENV) $(ASAN_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) tests
+	@echo "== tests/leakcheck.py under ASan with LeakSanitizer"
+	$(LSAN_ENV) $(ASAN_VENV)/bin/python tests/leakcheck.py
+
+# ------------------------------------------------------ debug CPython (refs)
+# Debian's debug interpreter counts every reference (sys.gettotalrefcount):
+# the suite and tests/leakcheck.py run on an extension built for it in
+# build/dbg/.  The packages are installed when missing (as root).
+DBG_PYTHON_NAME := python3.11d
+DBG_PACKAGES := python3.11-dbg python3.11-dev python3-pytest python3-psutil
+DBG_PYTHON = $(shell command -v $(DBG_PYTHON_NAME) || command -v python3.11-dbg)
+DBG_ENV = PYTHONPATH=$(CURDIR)/build/dbg
+
+# Installs only what is missing; apt-get update only when the install fails.
+dbg-deps:
+	@installed=$$(dpkg-query -W -f='$${Status}\n' $(DBG_PACKAGES) 2>/dev/null | grep -c 'ok installed'); \
+	[ "$$installed" = "$(words $(DBG_PACKAGES))" ] && exit 0; \
+	echo "== installing $(DBG_PACKAGES)"; \
+	if [ "$$(id -u)" != 0 ]; then echo "make test-dbg: run as root, or: sudo apt-get install -y $(DBG_PACKAGES)"; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq $(DBG_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq $(DBG_PACKAGES) >/dev/null; }
+
+test-dbg: dbg-deps  ## refcount leak check on Debian's debug CPython (build/dbg)
+	@echo "== building build/dbg for $(DBG_PYTHON) (PYMEMTRACE_DEBUG=1)"
+	@PYMEMTRACE_DEBUG=1 PYMEMTRACE_WERROR=1 $(DBG_PYTHON) tests/fixtures/build.py native build/dbg
+	@$(DBG_ENV) $(DBG_PYTHON) -c 'import pymemtrace._native as n, sys; \
+		sys.exit(0 if "/build/dbg/" in n.__file__ and hasattr(sys, "gettotalrefcount") else "wrong build: " + n.__file__)'
+	@echo "== pytest on $(DBG_PYTHON_NAME)"
+	$(DBG_ENV) $(DBG_PYTHON) -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) tests
+	@echo "== tests/leakcheck.py on $(DBG_PYTHON_NAME)"
+	$(DBG_ENV) $(DBG_PYTHON) tests/leakcheck.py
+
+# ------------------------------------------------------------------- style
+RUFF_VERSION := 0.17.6
+RUFF_VENV := $(VENV_ROOT)/tools
+CLANG_FORMAT ?= clang-format
+C_FILES = $(shell find src/pymemtrace/_c tests/c tests/fixtures -name '*.[ch]' | sort)
+
+$(RUFF_VENV)/.stamp-$(RUFF_VERSION):
+	rm -rf $(RUFF_VENV)
+	$(call python_for,$(DEFAULT_VERSION)) -m venv $(RUFF_VENV)
+	$(RUFF_VENV)/bin/python -m pip install -q --disable-pip-version-check "ruff==$(RUFF_VERSION)"
+	touch $@
+
+clang-format-deps:
+	@command -v $(CLANG_FORMAT) >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-format >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-format >/dev/null; }; }; } || \
+		{ echo "clang-format missing: apt-get install clang-format"; exit 1; }
+
+lint-c:  ## the C source lint alone (house rules; fast, no venv needed)
+	python3 tests/unit/test_csource_lint.py
+
+lint: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## ruff, clang-format --dry-run, and the C source lint
+	@echo "== ruff"
+	$(RUFF_VENV)/bin/ruff check src tests benchmarks
+	@echo "== clang-format"
+	$(CLANG_FORMAT) --dry-run --Werror $(C_FILES)
+	@echo "== C source lint"
+	$(RUFF_VENV)/bin/python tests/unit/test_csource_lint.py
+
+fmt: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## rewrite C with clang-format and fix what ruff can
+	$(CLANG_FORMAT) -i $(C_FILES)
+	$(RUFF_VENV)/bin/ruff check --fix-only -q src tests benchmarks || true
 
 clean:  ## remove builds and virtual environments
 	rm -rf build $(VENV_ROOT) src/pymemtrace/*.so src/*.egg-info

@@ -123,8 +123,8 @@ static PyModuleDef_Slot module_slots[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"The C core of pymemtrace.  Private: use the public modules\n"
-"(pymemtrace.cPyMemTrace, pymemtrace.process, ...).");
+             "The C core of pymemtrace.  Private: use the public modules\n"
+             "(pymemtrace.cPyMemTrace, pymemtrace.process, ...).");
 
 struct PyModuleDef pmt_module_def = {
     PyModuleDef_HEAD_INIT,

@@ -8,9 +8,9 @@
 #include "native.h"
 
 PyDoc_STRVAR(rss_doc,
-"rss() -> int\n"
-"\n"
-"Resident set size of this process, in bytes.");
+             "rss() -> int\n"
+             "\n"
+             "Resident set size of this process, in bytes.");
 
 static PyObject *
 rss(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -25,9 +25,9 @@ rss(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(rss_peak_doc,
-"rss_peak() -> int\n"
-"\n"
-"Peak resident set size of this process so far, in bytes.");
+             "rss_peak() -> int\n"
+             "\n"
+             "Peak resident set size of this process so far, in bytes.");
 
 static PyObject *
 rss_peak(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -41,11 +41,12 @@ rss_peak(PyObject *module, PyObject *Py_UNUSED(ignored))
     return PyLong_FromUnsignedLongLong(value);
 }
 
-PyDoc_STRVAR(rss_slow_doc,
-"_rss_slow() -> int\n"
-"\n"
-"rss() the way the seed system reads it (fopen, fscanf, fclose per call).\n"
-"Only for benchmarks/: it shows what the kept-open descriptor saves.");
+PyDoc_STRVAR(
+    rss_slow_doc,
+    "_rss_slow() -> int\n"
+    "\n"
+    "rss() the way the seed system reads it (fopen, fscanf, fclose per call).\n"
+    "Only for benchmarks/: it shows what the kept-open descriptor saves.");
 
 static PyObject *
 rss_slow(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -60,9 +61,9 @@ rss_slow(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(page_size_doc,
-"page_size() -> int\n"
-"\n"
-"The memory page size of this machine, in bytes.");
+             "page_size() -> int\n"
+             "\n"
+             "The memory page size of this machine, in bytes.");
 
 static PyObject *
 page_size(PyObject *module, PyObject *Py_UNUSED(ignored))

@@ -17,8 +17,8 @@ pmt_rss_current(uint64_t *rss_bytes)
     mach_task_basic_info_data_t info;
     mach_msg_type_number_t count = MACH_TASK_BASIC_INFO_COUNT;
 
-    if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO,
-                  (task_info_t)&info, &count) != KERN_SUCCESS) {
+    if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO, (task_info_t)&info,
+                  &count) != KERN_SUCCESS) {
         return EIO;
     }
     *rss_bytes = (uint64_t)info.resident_size;

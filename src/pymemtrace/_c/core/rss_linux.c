@@ -28,9 +28,9 @@ static struct {
     atomic_int statm_fd;
     /* Page size in bytes; 0 until first use.  Atomic: set once, idempotent. */
     atomic_size_t page_size;
-} statm_runtime = {-1, 0};
-
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    /* Registers forget_statm_in_child once; pthread_once is its own lock. */
+    pthread_once_t atfork_once;
+} statm_runtime = {-1, 0, PTHREAD_ONCE_INIT};
 
 static void
 forget_statm_in_child(void)
@@ -50,8 +50,8 @@ register_atfork(void)
 size_t
 pmt_rss_page_size(void)
 {
-    size_t size = atomic_load_explicit(&statm_runtime.page_size,
-                                       memory_order_relaxed);
+    size_t size =
+        atomic_load_explicit(&statm_runtime.page_size, memory_order_relaxed);
     if (size == 0) {
         long value = sysconf(_SC_PAGESIZE);
         size = value > 0 ? (size_t)value : 4096;
@@ -63,13 +63,13 @@ pmt_rss_page_size(void)
 static int
 statm_fd(void)
 {
-    int fd = atomic_load_explicit(&statm_runtime.statm_fd,
-                                  memory_order_acquire);
+    int fd =
+        atomic_load_explicit(&statm_runtime.statm_fd, memory_order_acquire);
     int expected = -1;
     if (fd >= 0) {
         return fd;
     }
-    (void)pthread_once(&atfork_once, register_atfork);
+    (void)pthread_once(&statm_runtime.atfork_once, register_atfork);
     fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return -1;

@@ -1,0 +1,227 @@
+"""Leak check of pymemtrace._native, in the style of CPython's ``-R 3:3``.
+
+Each case is a callable that exercises one public name of ``_native``.  The
+harness calls it ``INNER`` times per run, ``WARMUPS`` runs to fill caches,
+then ``RUNS`` measured runs.  A run's deltas are measured with the gc
+collected before and after:
+
+* ``refs``   ``sys.gettotalrefcount()``  (debug builds of CPython only)
+* ``blocks`` ``sys.getallocatedblocks()`` (Python's allocators; not
+             with PYTHONMALLOC=malloc, where it is always 0)
+* ``heap``   glibc ``mallinfo2()`` bytes in use (native malloc; skipped
+             where it does not work, e.g. under AddressSanitizer)
+
+A case leaks when every measured run grew on one counter (refs or blocks:
+by at least one per ``CALLS_PER_UNIT`` calls; heap: by at least
+``HEAP_BYTES_PER_CALL`` bytes per call).  Requiring growth in every run
+ignores one-off growth such as a cache filled on a late run, as CPython's
+refleak hunter does; requiring it in proportion to the calls ignores the
+few blocks that settling caches add.
+
+Adding a case is one line in ``CASES``: the key is the ``_native`` name it
+covers (or ``<description>`` for a scenario that covers no single name).
+Every public name on ``_native`` must have a case or a reason in ``SKIP``:
+``uncovered()`` lists the ones that do not, and the tests fail on them.
+
+Run it directly (a debug interpreter gives the refcount check)::
+
+    python3.11d tests/leakcheck.py            # exit 1 on a leak
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+WARMUPS = 3
+RUNS = 3
+INNER = 100
+HEAP_BYTES_PER_CALL = 8
+# refs and blocks: a leak is at least one unit per CALLS_PER_UNIT calls;
+# caches that settle late move these counters by a few units per run.
+CALLS_PER_UNIT = 4
+NATIVE = "pymemtrace._native"
+
+
+def _native():
+    import pymemtrace._native as native
+
+    return native
+
+
+def _reimport():
+    """Import _native afresh through importlib (a new module object and state)."""
+    _native()
+    saved = sys.modules.pop(NATIVE)
+    try:
+        spec = importlib.util.find_spec(NATIVE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.rss()
+        del module
+    finally:
+        sys.modules[NATIVE] = saved
+
+
+def _bad_call(func, *args):
+    """Call func expecting an exception (the error path must not leak either)."""
+
+    def run():
+        try:
+            func(*args)
+        except Exception:
+            pass
+
+    return run
+
+
+# Name on _native (or "<scenario>") -> a callable exercising it.  One line each.
+CASES: Dict[str, Callable[[], object]] = {
+    "rss": lambda: _native().rss(),
+    "rss_peak": lambda: _native().rss_peak(),
+    "page_size": lambda: _native().page_size(),
+    "_rss_slow": lambda: _native()._rss_slow(),
+    "<rss with a bad argument>": _bad_call(lambda: _native().rss(1)),
+    "<import through importlib>": _reimport,
+}
+
+# Cases whose caches take longer to settle: name -> warm-up runs.
+WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10}
+
+# Names that cannot be exercised in a loop, with the reason.  One line each.
+SKIP: Dict[str, str] = {}
+
+
+def public_names(module=None) -> List[str]:
+    """The names of _native that need a case: everything but dunders."""
+    module = module or _native()
+    return sorted(name for name in vars(module) if not (name.startswith("__") and name.endswith("__")))
+
+
+def uncovered(module=None) -> List[str]:
+    return [name for name in public_names(module) if name not in CASES and name not in SKIP]
+
+
+# ------------------------------------------------------------------ counters
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                     "fsmblks", "uordblks", "fordblks", "keepcost")
+    ]
+
+
+def _heap_reader() -> Optional[Callable[[], int]]:
+    """Bytes in use in the native heap, or None where that cannot be read."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _Mallinfo2
+    mallinfo2.argtypes = []
+
+    def read() -> int:
+        info = mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    # Allocators that replace malloc (ASan) report zeros: check it moves.
+    before = read()
+    probe = ctypes.create_string_buffer(64 * 1024)
+    moved = read() - before
+    del probe
+    return read if moved >= 32 * 1024 else None
+
+
+HEAP = _heap_reader()
+HAS_REFS = hasattr(sys, "gettotalrefcount")
+# Zero when Python's own allocators are bypassed (PYTHONMALLOC=malloc).
+HAS_BLOCKS = sys.getallocatedblocks() > 0
+
+
+def heap_check_available() -> bool:
+    return HEAP is not None
+
+
+@dataclass
+class Verdict:
+    name: str
+    deltas: Dict[str, List[int]] = field(default_factory=dict)
+    leaked: List[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{k} {v}" for k, v in self.deltas.items())
+        state = "LEAK in " + "/".join(self.leaked) if self.leaked else "ok"
+        return f"{self.name}: {state} ({shown}; {INNER} calls per run)"
+
+
+def check(name: str, func: Callable[[], object], warmups: Optional[int] = None, runs: int = RUNS,
+          inner: int = INNER) -> Verdict:
+    """Run one case and say which counters grew in every measured run."""
+    if warmups is None:
+        warmups = WARMUPS_FOR.get(name, WARMUPS)
+    counters = {}
+    if HAS_BLOCKS:
+        counters["blocks"] = sys.getallocatedblocks
+    if HAS_REFS:
+        counters["refs"] = sys.gettotalrefcount
+    if HEAP is not None:
+        counters["heap"] = HEAP
+    keys = list(counters)
+    readers = [counters[k] for k in keys]
+    # Preallocated so that measuring allocates nothing between the readings.
+    before = [0] * len(keys)
+    after = [0] * len(keys)
+    history = {k: [] for k in keys}
+    loop = range(inner)
+    for run in range(warmups + runs):
+        gc.collect()
+        for i, read in enumerate(readers):
+            before[i] = read()
+        for _ in loop:
+            func()
+        gc.collect()
+        for i, read in enumerate(readers):
+            after[i] = read()
+        if run >= warmups:
+            for i, key in enumerate(keys):
+                history[key].append(after[i] - before[i])
+    verdict = Verdict(name, history)
+    for key, deltas in history.items():
+        floor = inner * HEAP_BYTES_PER_CALL if key == "heap" else max(1, inner // CALLS_PER_UNIT)
+        if deltas and all(d >= floor for d in deltas):
+            verdict.leaked.append(key)
+    return verdict
+
+
+def check_all(cases: Dict[str, Callable[[], object]] = None) -> List[Verdict]:
+    cases = CASES if cases is None else cases
+    return [check(name, func) for name, func in cases.items()]
+
+
+def main() -> int:
+    missing = uncovered()
+    verdicts = check_all()
+    for verdict in verdicts:
+        print(verdict)
+    leaks = [v for v in verdicts if v.leaked]
+    for name in missing:
+        print(f"{name}: no leak case: add {name!r} to CASES (or SKIP, with a reason) in tests/leakcheck.py")
+    checks = "refs" if HAS_REFS else "no refs (not a debug build)"
+    checks += ", blocks" if HAS_BLOCKS else ", no blocks (PYTHONMALLOC=malloc)"
+    checks += ", heap" if HEAP else ", no heap (mallinfo2 unavailable)"
+    if not (HAS_REFS or HAS_BLOCKS or HEAP):
+        checks += ": only the cases' errors are checked here (and LeakSanitizer at exit, if preloaded)"
+    print(f"counters: {checks}")
+    print(f"leakcheck: {len(verdicts) - len(leaks)} passed, {len(leaks) + len(missing)} failed")
+    return 1 if leaks or missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
