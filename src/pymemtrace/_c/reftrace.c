@@ -338,7 +338,11 @@ typedef struct {
     char *name;       /* "module.qualname" (builtins: qualname), UTF-8,
                          malloc'd, not escaped */
     size_t name_len;  /* strlen(name) */
+    char *esc_name;   /* name escaped for the log, malloc'd */
+    size_t esc_len;   /* strlen(esc_name) */
     int recorded;     /* the filters let objects of this type through */
+    int reconcile;    /* a heap type with Py_TPFLAGS_HAVE_GC: its live
+                         instances are always known to the collector */
     int64_t live;     /* recorded objects created and not yet destroyed */
     uint64_t created; /* NEW records */
     uint64_t destroyed; /* DEL records */
@@ -374,6 +378,9 @@ typedef struct {
     uint64_t n_reused;        /* NEW at an address we still held: the old
                                  object went without DESTROY (realloc) */
     uint64_t n_dropped;       /* objects not tracked: table full / no mem */
+    uint64_t n_inferred;      /* DEL records written for objects freed
+                                 without a DESTROY event (see
+                                 rt_reconcile) */
     uint64_t n_unknown_loc;   /* records without a Python location */
     uint64_t log_bytes;       /* size of the closed log */
 } rt_object;
@@ -584,6 +591,30 @@ rt_type_names(PyTypeObject *tp, char *full, char *qual)
     }
 }
 
+/* A malloc'd copy of s with \\ \t \n \r escaped; NULL on no memory. */
+static char *
+rt_escape_cstr(const char *s, size_t *len)
+{
+    size_t n = strlen(s), i, j = 0;
+    char *out = malloc(2 * n + 1);
+
+    if (out == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '\\': out[j++] = '\\'; out[j++] = '\\'; break;
+        case '\t': out[j++] = '\\'; out[j++] = 't'; break;
+        case '\n': out[j++] = '\\'; out[j++] = 'n'; break;
+        case '\r': out[j++] = '\\'; out[j++] = 'r'; break;
+        default: out[j++] = s[i]; break;
+        }
+    }
+    out[j] = '\0';
+    *len = j;
+    return out;
+}
+
 /* The entry of tp, created on first sight.  -1 when out of memory. */
 static int64_t
 rt_type_lookup(rt_object *self, PyTypeObject *tp)
@@ -635,9 +666,17 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
         return -1;
     }
     memcpy(entry->name, full, entry->name_len + 1);
+    entry->esc_name = rt_escape_cstr(full, &entry->esc_len);
+    if (entry->esc_name == NULL) {
+        free(entry->name);
+        return -1;
+    }
     entry->recorded = recorded;
+    entry->reconcile = (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
+                       && (tp->tp_flags & Py_TPFLAGS_HAVE_GC);
     index = (uint32_t)self->n_types;
     if (pmt_ptrmap_put(&self->type_index, (uintptr_t)tp, index, NULL) < 0) {
+        free(entry->esc_name);
         free(entry->name);
         return -1;
     }
@@ -648,15 +687,142 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
 /* ---------------------------------------------------------------------- */
 /* The callback. */
 
-/* File, line and function of the code running on this thread.  The
-   returned strs are borrowed from the code object of the current frame,
-   which the frame keeps alive while we write. */
+/* Location caches: formatting a location costs a line-table walk
+ * (PyCode_Addr2Line) and the escaping of two strings, so both are cached
+ * by code object and by (code, instruction offset).  Direct-mapped, fixed
+ * size (bounded memory); emptied whenever a code object is destroyed, as
+ * its address may then be reused by another. */
+
+#define RT_CODE_SLOTS 512
+#define RT_LINE_SLOTS 4096
+
+typedef struct {
+    PyObject *code;   /* not a reference: key only */
+    char *text;       /* malloc'd "file\t" ... escaped */
+    size_t file_len;  /* bytes of the escaped file name */
+    size_t func_off;  /* offset of the escaped function name in text */
+    size_t func_len;
+} rt_code_slot;
+
+typedef struct {
+    PyObject *code;   /* key, with lasti */
+    int lasti;
+    int line;
+} rt_line_slot;
+
+/* Process-wide like the runtime (one active tracer): GIL. */
+static rt_code_slot rt_code_cache[RT_CODE_SLOTS];
+static rt_line_slot rt_line_cache[RT_LINE_SLOTS];
+
+static void
+rt_cache_clear(void)
+{
+    size_t i;
+
+    for (i = 0; i < RT_CODE_SLOTS; i++) {
+        free(rt_code_cache[i].text);
+    }
+    memset(rt_code_cache, 0, sizeof(rt_code_cache));
+    memset(rt_line_cache, 0, sizeof(rt_line_cache));
+}
+
+/* Append the escaped UTF-8 of s to a malloc'd buffer; NULL on no memory. */
+static char *
+rt_append_escaped(char *buf, size_t *len, PyObject *s)
+{
+    Py_ssize_t i, n = 0;
+    int kind = 0;
+    const void *data = NULL;
+    char *out;
+
+    if (s != NULL && PyUnicode_Check(s)) {
+        n = PyUnicode_GET_LENGTH(s);
+        kind = PyUnicode_KIND(s);
+        data = PyUnicode_DATA(s);
+    }
+    /* Worst case: 4 UTF-8 bytes per character, or 2 for an escape. */
+    out = realloc(buf, *len + 4 * (size_t)n + 2);
+    if (out == NULL) {
+        free(buf);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        char esc = 0;
+        switch (ch) {
+        case '\\': esc = '\\'; break;
+        case '\t': esc = 't'; break;
+        case '\n': esc = 'n'; break;
+        case '\r': esc = 'r'; break;
+        default: break;
+        }
+        if (esc) {
+            out[(*len)++] = '\\';
+            out[(*len)++] = esc;
+        }
+        else {
+            *len += (size_t)rt_utf8_encode(ch, out + *len);
+        }
+    }
+    if (n == 0 && (s == NULL || !PyUnicode_Check(s))) {
+        out[(*len)++] = '?';
+    }
+    return out;
+}
+
+static rt_code_slot *
+rt_code_lookup(PyCodeObject *code)
+{
+    size_t h = ((uintptr_t)code >> 4) * 2654435761u;
+    rt_code_slot *slot = &rt_code_cache[h % RT_CODE_SLOTS];
+    char *text = NULL;
+    size_t len = 0;
+
+    if (slot->code == (PyObject *)code) {
+        return slot;
+    }
+    text = rt_append_escaped(text, &len, code->co_filename);
+    if (text == NULL) {
+        return NULL;
+    }
+    slot->file_len = len;
+    slot->func_off = len;
+    text = rt_append_escaped(text, &len, code->co_qualname);
+    if (text == NULL) {
+        return NULL;
+    }
+    free(slot->text);
+    slot->text = text;
+    slot->func_len = len - slot->func_off;
+    slot->code = (PyObject *)code;
+    return slot;
+}
+
+static int
+rt_line_lookup(struct _PyInterpreterFrame *frame, PyObject *code)
+{
+    int lasti = PyUnstable_InterpreterFrame_GetLasti(frame);
+    size_t h = (((uintptr_t)code >> 4) ^ ((size_t)lasti * 40503u))
+               * 2654435761u;
+    rt_line_slot *slot = &rt_line_cache[(h >> 8) % RT_LINE_SLOTS];
+
+    if (slot->code != code || slot->lasti != lasti) {
+        slot->code = code;
+        slot->lasti = lasti;
+        slot->line = PyUnstable_InterpreterFrame_GetLine(frame);
+    }
+    return slot->line;
+}
+
+/* File, line and function of the code running on this thread, from the
+   current interpreter frame (no frame object is created). */
 static void
 rt_put_location(rt_object *self, rt_writer *w)
 {
     PyThreadState *tstate = PyThreadState_GetUnchecked();
     struct _PyInterpreterFrame *frame;
     PyObject *code;
+    rt_code_slot *slot;
     int line;
 
     frame = tstate != NULL ? tstate->current_frame : NULL;
@@ -673,13 +839,18 @@ rt_put_location(rt_object *self, rt_writer *w)
         Py_DECREF(code);
         goto unknown;
     }
-    line = PyUnstable_InterpreterFrame_GetLine(frame);
-    rt_put_pystr(w, ((PyCodeObject *)code)->co_filename);
+    slot = rt_code_lookup((PyCodeObject *)code);
+    if (slot == NULL) {
+        Py_DECREF(code);
+        goto unknown;
+    }
+    line = rt_line_lookup(frame, code);
+    Py_DECREF(code);
+    rt_put(w, slot->text, slot->file_len);
     rt_putc(w, '\t');
     rt_put_i64(w, line);
     rt_putc(w, '\t');
-    rt_put_pystr(w, ((PyCodeObject *)code)->co_qualname);
-    Py_DECREF(code);
+    rt_put(w, slot->text + slot->func_off, slot->func_len);
     return;
 unknown:
     self->n_unknown_loc++;
@@ -695,12 +866,33 @@ rt_put_record(rt_object *self, const char *tag, PyObject *op,
     rt_put_line_head(self, tag);
     rt_put_hex(w, (uintptr_t)op);
     rt_putc(w, '\t');
-    rt_put_escaped(w, type->name, type->name_len);
+    rt_put(w, type->esc_name, type->esc_len);
     rt_putc(w, '\t');
     rt_put_i64(w, type->live);
     rt_putc(w, '\t');
     rt_put_location(self, w);
     rt_putc(w, '\n');
+}
+
+/* A DEL: record for an object that CPython freed without a DESTROY event
+   (CPython 3.13.0-3.13.2 skip it for objects freed by the eval loop,
+   gh-130382): the place is unknown. */
+static void
+rt_put_inferred_del(rt_object *self, uintptr_t addr, const rt_type *type)
+{
+    rt_writer *w = self->writer;
+
+    self->n_inferred++;
+    if (!rt_can_write(self)) {
+        return;
+    }
+    rt_put_line_head(self, "DEL:");
+    rt_put_hex(w, addr);
+    rt_putc(w, '\t');
+    rt_put(w, type->esc_name, type->esc_len);
+    rt_putc(w, '\t');
+    rt_put_i64(w, type->live);
+    rt_put_str(w, "\t<inferred>\t0\t<freed without a DESTROY event>\n");
 }
 
 static void
@@ -726,9 +918,13 @@ rt_on_create(rt_object *self, PyObject *op)
     }
     if (rc == 1) {
         /* We still held this address: the old object went away without a
-           DESTROY event (a str/bytes/tuple resized in place).  Forget it. */
+           DESTROY event (a str/bytes/tuple resized by realloc, or freed by
+           the eval loop on 3.13.0-3.13.2).  Close it first. */
         self->types[old].live--;
+        self->types[old].destroyed++;
+        self->n_del++;
         self->n_reused++;
+        rt_put_inferred_del(self, (uintptr_t)op, &self->types[old]);
     }
     type->live++;
     type->created++;
@@ -743,9 +939,13 @@ rt_on_destroy(rt_object *self, PyObject *op)
 {
     uint32_t index;
 
-    /* A type object dying: its address may come back as another type. */
+    /* A type or code object dying: its address may come back as another
+       one, so forget what we cached about it. */
     if (PyType_Check(op)) {
         (void)pmt_ptrmap_pop(&self->type_index, (uintptr_t)op, NULL);
+    }
+    else if (PyCode_Check(op)) {
+        rt_cache_clear();
     }
     if (!pmt_ptrmap_pop(&self->objects, (uintptr_t)op, &index)) {
         return; /* not created while we traced, or not recorded */
@@ -781,6 +981,97 @@ rt_callback(PyObject *op, PyRefTracerEvent event, void *data)
         return rt_runtime.prev_func(op, event, rt_runtime.prev_data);
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reconciliation.  Some CPython versions free objects without a DESTROY
+ * event (3.13.0-3.13.2: everything the eval loop frees itself,
+ * gh-130382; realloc'd str/bytes/tuple on every version).  Instances of a
+ * heap type with Py_TPFLAGS_HAVE_GC are always known to the collector
+ * while alive, so an entry of such a type that the collector no longer
+ * knows is gone: we write its DEL: as inferred.  Builtin containers may
+ * be untracked by the collector while alive, so they are left alone. */
+
+#define RT_MARK UINT32_C(0x80000000)
+
+static int
+rt_mark_visit(PyObject *op, void *arg)
+{
+    rt_object *self = (rt_object *)arg;
+    uint32_t index;
+
+    if (pmt_ptrmap_get(&self->objects, (uintptr_t)op, &index)) {
+        (void)pmt_ptrmap_put(&self->objects, (uintptr_t)op, index | RT_MARK,
+                             NULL);
+    }
+    return 1;
+}
+
+typedef struct {
+    rt_object *self;
+    uintptr_t *dead;  /* malloc'd, n_dead entries */
+    size_t n_dead, cap_dead;
+    int failed;       /* out of memory */
+} rt_sweep;
+
+static void
+rt_sweep_visit(uintptr_t key, uint32_t value, void *arg)
+{
+    rt_sweep *sweep = (rt_sweep *)arg;
+
+    if (value & RT_MARK) {
+        return;
+    }
+    if (!sweep->self->types[value].reconcile) {
+        return;
+    }
+    if (sweep->n_dead == sweep->cap_dead) {
+        size_t cap = sweep->cap_dead ? sweep->cap_dead * 2 : 256;
+        uintptr_t *grown = realloc(sweep->dead, cap * sizeof(uintptr_t));
+        if (grown == NULL) {
+            sweep->failed = 1;
+            return;
+        }
+        sweep->dead = grown;
+        sweep->cap_dead = cap;
+    }
+    sweep->dead[sweep->n_dead++] = key;
+}
+
+static void
+rt_unmark_visit(uintptr_t key, uint32_t value, void *arg)
+{
+    rt_object *self = (rt_object *)arg;
+
+    if (value & RT_MARK) {
+        /* Replacing a value never moves entries: safe during the walk. */
+        (void)pmt_ptrmap_put(&self->objects, key, value & ~RT_MARK, NULL);
+    }
+}
+
+static void
+rt_reconcile(rt_object *self)
+{
+    rt_sweep sweep = {self, NULL, 0, 0, 0};
+    size_t i;
+
+    if (self->objects.count == 0) {
+        return;
+    }
+    PyUnstable_GC_VisitObjects(rt_mark_visit, self);
+    pmt_ptrmap_walk(&self->objects, rt_sweep_visit, &sweep);
+    pmt_ptrmap_walk(&self->objects, rt_unmark_visit, self);
+    for (i = 0; i < sweep.n_dead; i++) {
+        uint32_t index;
+        if (pmt_ptrmap_pop(&self->objects, sweep.dead[i], &index)) {
+            rt_type *type = &self->types[index];
+            type->live--;
+            type->destroyed++;
+            self->n_del++;
+            rt_put_inferred_del(self, sweep.dead[i], type);
+        }
+    }
+    free(sweep.dead);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -905,7 +1196,7 @@ rt_write_trailer(rt_object *self, const char *why)
             continue;
         }
         rt_put_str(w, "LIVE:\t");
-        rt_put_escaped(w, t->name, t->name_len);
+        rt_put(w, t->esc_name, t->esc_len);
         rt_putc(w, '\t');
         rt_put_i64(w, t->live);
         rt_putc(w, '\t');
@@ -922,6 +1213,8 @@ rt_write_trailer(rt_object *self, const char *why)
     rt_put_u64(w, self->n_reused);
     rt_putc(w, '\t');
     rt_put_u64(w, self->n_dropped);
+    rt_putc(w, '\t');
+    rt_put_u64(w, self->n_inferred);
     rt_putc(w, '\n');
     rt_put_str(w, "EOF\n");
 }
@@ -945,6 +1238,7 @@ rt_stop(rt_object *self, const char *why)
         rt_runtime.str_module = NULL;
     }
     self->phase = RT_DONE;
+    rt_cache_clear();
     rt_write_trailer(self, why);
     rt_writer_close(self);
     pmt_ptrmap_fini(&self->objects);
@@ -964,6 +1258,7 @@ rt_atexit(void *unused)
         (void)rt_note_displaced(self);
         PyErr_Clear();
         PMT_EXC_RESTORE(saved);
+        rt_reconcile(self);
         rt_stop(self, "interpreter exit while tracing");
         Py_DECREF(self);
     }
@@ -1186,6 +1481,7 @@ rt_dealloc(rt_object *self)
     pmt_ptrmap_fini(&self->type_index);
     for (i = 0; i < self->n_types; i++) {
         free(self->types[i].name);
+        free(self->types[i].esc_name);
     }
     free(self->types);
     rt_free_names(self->include_names, self->n_include);
@@ -1227,6 +1523,15 @@ rt_write_header(rt_object *self)
         rt_putc(w, ' ');
         rt_put_escaped(w, self->exclude_names[i],
                        strlen(self->exclude_names[i]));
+    }
+    if (Py_Version < 0x030D03F0) {
+        /* gh-130382, fixed in 3.13.3. */
+        rt_put_str(w, "\n# warning: this CPython does not report objects "
+                      "freed by the eval loop itself (gh-130382, fixed in "
+                      "3.13.3): their DEL: records are inferred (File "
+                      "<inferred>) at address reuse and, for instances of "
+                      "classes, at exit; builtin types may show as live "
+                      "after they are gone");
     }
     rt_put_str(w, "\n# previous_tracer: ");
     rt_put_str(w, rt_runtime.prev_func != NULL ? "chained" : "none");
@@ -1343,6 +1648,7 @@ rt_exit(rt_object *self, PyObject *args)
     if (rt_note_displaced(self) < 0) {
         PyErr_Clear();
     }
+    rt_reconcile(self);
     rt_stop(self, NULL);
     /* The reference the active tracer held on itself. */
     Py_DECREF(self);
@@ -1369,8 +1675,11 @@ rt_live_object_counts(rt_object *self, PyObject *Py_UNUSED(ignored))
     size_t i;
     int saved_guard = rt_runtime.guard;
 
-    if (self->phase == RT_ACTIVE && rt_note_displaced(self) < 0) {
-        return NULL;
+    if (self->phase == RT_ACTIVE) {
+        if (rt_note_displaced(self) < 0) {
+            return NULL;
+        }
+        rt_reconcile(self);
     }
     /* Objects made here are ours: do not trace them (and keep the type
        array from growing under the loop). */
@@ -1465,7 +1774,8 @@ PyDoc_STRVAR(rt_stats_doc,
 "Counters: events (every create/destroy seen), new and del (records),\n"
 "reused (an address recorded twice without a destroy in between),\n"
 "dropped (objects not tracked: max_objects reached), unknown_location\n"
-"(records without a Python frame), log_bytes.");
+"(records without a Python frame), inferred_del (DEL: records for objects\n"
+"freed without a DESTROY event), log_bytes.");
 
 static PyObject *
 rt_stats(rt_object *self, PyObject *Py_UNUSED(ignored))
@@ -1479,12 +1789,13 @@ rt_stats(rt_object *self, PyObject *Py_UNUSED(ignored))
     }
     rt_runtime.guard = 1;
     result = Py_BuildValue(
-        "{sKsKsKsKsKsKsK}", "events", (unsigned long long)self->events,
+        "{sKsKsKsKsKsKsKsK}", "events", (unsigned long long)self->events,
         "new", (unsigned long long)self->n_new, "del",
         (unsigned long long)self->n_del, "reused",
         (unsigned long long)self->n_reused, "dropped",
         (unsigned long long)self->n_dropped, "unknown_location",
-        (unsigned long long)self->n_unknown_loc, "log_bytes",
+        (unsigned long long)self->n_unknown_loc, "inferred_del",
+        (unsigned long long)self->n_inferred, "log_bytes",
         (unsigned long long)log_bytes);
     rt_runtime.guard = saved_guard;
     return result;
