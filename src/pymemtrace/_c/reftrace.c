@@ -1880,6 +1880,30 @@ static PyType_Spec rt_spec = {
     .slots = rt_slots,
 };
 
+PyDoc_STRVAR(rt_slot_doc,
+"_reftrace_slot() -> tuple[int, bool] | None\n"
+"\n"
+"For tests: (address of the installed reference tracer function, whether\n"
+"it is ReferenceTracing's), or None when the slot is empty.");
+
+static PyObject *
+rt_reftrace_slot(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    void *data = NULL;
+    PyRefTracer func = PyRefTracer_GetTracer(&data);
+
+    if (func == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NO)", PyLong_FromVoidPtr((void *)func),
+                         rt_slot_is_ours() ? Py_True : Py_False);
+}
+
+static PyMethodDef rt_functions[] = {
+    {"_reftrace_slot", rt_reftrace_slot, METH_NOARGS, rt_slot_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 void
 pmt_reftrace_shutdown(void)
 {
@@ -1902,6 +1926,9 @@ pmt_reftrace_exec(PyObject *module)
     }
     state->reftrace_type = PyType_FromModuleAndSpec(module, &rt_spec, NULL);
     if (state->reftrace_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, rt_functions) < 0) {
         return -1;
     }
     return PyModule_AddType(module, (PyTypeObject *)state->reftrace_type);
