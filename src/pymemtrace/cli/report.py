@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 
 from pymemtrace.errors import PymemtraceError, UsageError
 from pymemtrace.util.logtext import LogFormatError
@@ -75,7 +76,13 @@ class Command:
             raise PymemtraceError(str(exc).splitlines()[0]) from None
         except OSError as exc:
             raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
-        print(render(analysis, top=args.top))
+        try:
+            print(render(analysis, top=args.top), flush=True)
+        except BrokenPipeError:
+            # `pymemtrace report LOG | head`: the reader left; not an error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         if args.svg:
             try:
                 with open(args.svg, "w", encoding="utf-8") as out:

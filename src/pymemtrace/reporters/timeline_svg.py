@@ -76,7 +76,14 @@ def timeline_svg(
     fmt = human_bytes if y_is_bytes else (lambda v: f"{v:,.0f}")
     # Axes and horizontal grid lines with labels.
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>')
-    step = _nice_step(y1 - y0)
+    if y_is_bytes:
+        # Round steps in the unit the labels use (1, 2, 5 ... MiB, not 10**6).
+        unit = 1
+        while unit * 1024 <= (y1 - y0) and unit < 1 << 40:
+            unit *= 1024
+        step = _nice_step((y1 - y0) / unit) * unit
+    else:
+        step = _nice_step(y1 - y0)
     tick = (y0 // step + 1) * step
     while tick < y1:
         y = sy(tick)
