@@ -31,6 +31,10 @@ def sparkline(values: Sequence[float], width: int = 60) -> str:
     return "".join(BLOCKS[int(round((v - low) * scale))] for v in columns)
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _signed_bytes(value: int) -> str:
     return ("+" if value > 0 else "") + human_bytes(value)
 
@@ -108,7 +112,7 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
         out.append("")
         out.append("Messages:")
         for m in log.messages:
-            out.append(f"  event {m.event} at {m.clock:.6f} s: {m.text}")
+            out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
     return "\n".join(out)
 
 
@@ -209,7 +213,7 @@ def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10) -> str:
         out.append("")
         out.append("Messages:")
         for m in analysis.messages:
-            out.append(f"  event {m.event} at {m.clock:.6f} s: {m.text}")
+            out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
     return "\n".join(out)
 
 
