@@ -3,8 +3,10 @@
 Three settings: the default (builtin types filtered out, so most events
 are one table lookup), ``include_builtins=True`` (every object of every
 type is a NEW:/DEL: record: the worst case) and an include list of one
-type.  Logs go to a temporary directory that is removed after each run.
+type.  Logs go to one temporary file, overwritten by each run and removed
+at exit.
 """
+import atexit
 import contextlib
 import os
 import shutil
@@ -21,15 +23,16 @@ def _reason():
     return None
 
 
+_FOLDER = tempfile.mkdtemp(prefix="pmt_bench_rt_")
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _traced(**kwargs):
-    folder = tempfile.mkdtemp(prefix="pmt_bench_rt_")
-    try:
-        path = os.path.join(folder, "rt.log")
-        with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=0, **kwargs):
-            yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # One file, overwritten by each run: the timed part is the tracing.
+    path = os.path.join(_FOLDER, "rt.log")
+    with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=0, **kwargs):
+        yield
 
 
 TOOLS = [

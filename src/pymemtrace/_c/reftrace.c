@@ -523,19 +523,6 @@ rt_put_line_head(rt_object *self, const char *tag)
 /* Type names and filters (computed once per type, in the callback: C
  * strings and flags only). */
 
-static int
-rt_name_in(char **names, size_t n, const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (strcmp(names[i], name) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Fill full ("module.qualname") and qual ("qualname") for tp.  Returns 1
    when tp is a builtin static type (not a heap type, defined in
    builtins). */
@@ -615,6 +602,28 @@ rt_escape_cstr(const char *s, size_t *len)
     return out;
 }
 
+/* 1 when one of names is the type's qualname, module.qualname, tp_name,
+   or (for builtins) "builtins.<name>". */
+static int
+rt_type_matches(char **names, size_t n, PyTypeObject *tp, const char *full,
+                const char *qual, int builtin)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const char *name = names[i];
+        if (strcmp(name, full) == 0 || strcmp(name, qual) == 0
+            || strcmp(name, tp->tp_name) == 0) {
+            return 1;
+        }
+        if (builtin && strncmp(name, "builtins.", 9) == 0
+            && strcmp(name + 9, tp->tp_name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The entry of tp, created on first sight.  -1 when out of memory. */
 static int64_t
 rt_type_lookup(rt_object *self, PyTypeObject *tp)
@@ -643,19 +652,15 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
     }
     builtin = rt_type_names(tp, full, qual);
     if (self->include_names != NULL) {
-        recorded = rt_name_in(self->include_names, self->n_include, full)
-                   || rt_name_in(self->include_names, self->n_include, qual)
-                   || rt_name_in(self->include_names, self->n_include,
-                                 tp->tp_name);
+        recorded = rt_type_matches(self->include_names, self->n_include, tp,
+                                   full, qual, builtin);
     }
     else {
         recorded = self->include_builtins || !builtin;
     }
-    if (recorded && self->n_exclude != 0
-        && (rt_name_in(self->exclude_names, self->n_exclude, full)
-            || rt_name_in(self->exclude_names, self->n_exclude, qual)
-            || rt_name_in(self->exclude_names, self->n_exclude,
-                          tp->tp_name))) {
+    if (recorded
+        && rt_type_matches(self->exclude_names, self->n_exclude, tp, full,
+                           qual, builtin)) {
         recorded = 0;
     }
     entry = &self->types[self->n_types];
