@@ -481,3 +481,14 @@ def test_fatal_signal_flushes_the_log(tmp_path):
     assert "# fatal signal" in text
     analysis = analyse_file(log)
     assert not analysis.complete
+
+
+@NEEDS_313
+@pytest.mark.parametrize("name", ["dict", "builtins.dict"])
+def test_builtin_names_with_or_without_module(logpath, name):
+    with cPyMemTrace.ReferenceTracing(filepath=logpath, include_tp_names=[name]) as rt:
+        kept = {"a": 1}
+        other = Leaky()
+    counts = rt.live_object_counts()
+    assert counts.get("dict", 0) >= 1 and f"{MODULE}.Leaky" not in counts
+    del kept, other
