@@ -99,7 +99,13 @@ def analyse(log: ProfileLog) -> ProfileAnalysis:
         if rec.tag == "NEXT":
             before = None
             for candidate in (last_prev, last_written):
-                if candidate is not None and candidate.event == rec.event - 1:
+                # The event just before, in the same thread (all_threads logs
+                # number the events of every thread in one sequence).
+                if (
+                    candidate is not None
+                    and candidate.event == rec.event - 1
+                    and candidate.thread == rec.thread
+                ):
                     before = candidate
                     break
             if rec.what in OPENING:
