@@ -781,7 +781,7 @@ rt_code_lookup(PyCodeObject *code)
     size_t h = ((uintptr_t)code >> 4) * 2654435761u;
     rt_code_slot *slot = &rt_code_cache[h % RT_CODE_SLOTS];
     char *text = NULL;
-    size_t len = 0;
+    size_t len = 0, file_len;
 
     if (slot->code == (PyObject *)code) {
         return slot;
@@ -790,15 +790,16 @@ rt_code_lookup(PyCodeObject *code)
     if (text == NULL) {
         return NULL;
     }
-    slot->file_len = len;
-    slot->func_off = len;
+    file_len = len;
     text = rt_append_escaped(text, &len, code->co_qualname);
     if (text == NULL) {
         return NULL;
     }
     free(slot->text);
     slot->text = text;
-    slot->func_len = len - slot->func_off;
+    slot->file_len = file_len;
+    slot->func_off = file_len;
+    slot->func_len = len - file_len;
     slot->code = (PyObject *)code;
     return slot;
 }
