@@ -32,13 +32,27 @@
  * releases the GIL.  Lock order: the GIL only.
  *
  * The slot is shared.  tracemalloc.start() takes the reference-tracer slot
- * (Python/tracemalloc.c) and tracemalloc.stop() clears it.  A tracer that
+ * (Python/tracemalloc.c); in later 3.13.x tracemalloc.stop() clears it
+ * (3.13.0 leaves its own tracer there).  A tracer that
  * was installed before us is called from our callback (chained), so it
  * keeps working, and is put back at exit.  When something takes the slot
  * while we trace, we cannot know at once (we are simply no longer
  * called); we find out at the next check point (live_object_counts(),
  * write_message_to_log(), tracer_displaced, exit), write a WARN: line and
  * warn the caller at exit with a RuntimeWarning.
+ *
+ * Lost DESTROY events.  CPython 3.13.0-3.13.2 free objects in the eval
+ * loop without calling the tracer (gh-130382), and realloc'd str, bytes
+ * and tuple objects move without one on every version.  A NEW at an
+ * address we still hold closes the old object; at exit (and in
+ * live_object_counts()) instances of GC heap types that the collector no
+ * longer knows are closed too (rt_reconcile).  Those DEL: records say
+ * <inferred> instead of a location.
+ *
+ * Nothing lost.  Records are buffered (256 KiB) and written when the
+ * buffer fills, at exit, from a PyUnstable_AtExit hook when the
+ * interpreter exits inside the block, and from a fatal-signal handler
+ * (write(2) only, then the previous handler runs).
  *
  * Before 3.13 the type exists but constructing it raises RuntimeError.
  */
