@@ -53,6 +53,19 @@ def test_profile_report_text_and_svg(cli, tmp_path):
     assert svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
 
 
+def test_reference_trace_report_svg(cli, tmp_path):
+    svg = tmp_path / "live.svg"
+    result = cli("report", fixture("reftrace_leak.log"), "--svg", svg)
+    assert result.returncode == 0, result.stderr
+    assert "live objects" in svg.read_text(encoding="utf-8")
+
+
+def test_unwritable_svg_is_one_line(cli, tmp_path):
+    result = cli("report", fixture("reftrace_leak.log"), "--svg", tmp_path / "no" / "x.svg")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot write" in result.stderr
+
+
 def test_reference_trace_report_json(cli):
     result = cli("report", fixture("reftrace_leak.log"), "--format", "json")
     assert result.returncode == 0, result.stderr

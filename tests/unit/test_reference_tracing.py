@@ -492,3 +492,16 @@ def test_builtin_names_with_or_without_module(logpath, name):
     counts = rt.live_object_counts()
     assert counts.get("dict", 0) >= 1 and f"{MODULE}.Leaky" not in counts
     del kept, other
+
+
+@NEEDS_313
+def test_max_objects_bounds_the_table_and_says_so(logpath):
+    # GIVEN room for 10 objects  WHEN 30 are kept
+    with cPyMemTrace.ReferenceTracing(filepath=logpath, max_objects=10) as rt:
+        kept = [Leaky() for _ in range(30)]
+    # THEN 10 are recorded, 20 counted as dropped, and the log says so
+    assert rt.live_object_counts()[f"{MODULE}.Leaky"] == 10
+    assert rt.stats()["dropped"] == 20
+    analysis = analyse_file(logpath)
+    assert any("max_objects reached" in w.text for w in analysis.warnings)
+    del kept

@@ -933,7 +933,13 @@ rt_on_create(rt_object *self, PyObject *op)
     }
     rc = pmt_ptrmap_put(&self->objects, (uintptr_t)op, (uint32_t)index, &old);
     if (rc < 0) {
-        self->n_dropped++;
+        if (self->n_dropped++ == 0 && rt_can_write(self)) {
+            static const char text[] =
+                "max_objects reached (or no memory): objects created from "
+                "here on are counted as dropped, not recorded\n";
+            rt_put_line_head(self, "WARN:");
+            rt_put(self->writer, text, sizeof(text) - 1);
+        }
         return;
     }
     if (rc == 1) {
