@@ -505,3 +505,28 @@ def test_max_objects_bounds_the_table_and_says_so(logpath):
     analysis = analyse_file(logpath)
     assert any("max_objects reached" in w.text for w in analysis.warnings)
     del kept
+
+
+@NEEDS_313
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_does_not_write_into_the_parents_log(logpath):
+    # GIVEN records still buffered when the process forks
+    with cPyMemTrace.ReferenceTracing(filepath=logpath) as rt:
+        kept = [Leaky() for _ in range(3)]
+        with warnings.catch_warnings():
+            # 3.12+ warns about fork() when other threads run (none of ours).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: make objects, flush, leave at once
+            more = [Leaky() for _ in range(5)]  # noqa: F841
+            rt.write_message_to_log("from the child")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        kept.append(Leaky())
+    # THEN the parent's log holds its own 4 objects once each, then EOF
+    analysis = analyse_file(logpath)
+    assert analysis.complete
+    assert analysis.types[f"{MODULE}.Leaky"].created == 4
+    assert analysis.messages == []
+    assert rt.live_object_counts()[f"{MODULE}.Leaky"] == 4
+    del kept

@@ -60,6 +60,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -414,7 +415,8 @@ static struct {
     PyObject *str_module;    /* borrowed "__module__" (owned by the module
                                 state) for the active tracer */
     unsigned long n_started; /* tracers entered so far, for file names */
-    int atexit_registered;   /* PyUnstable_AtExit done */
+    int atexit_registered;   /* PyUnstable_AtExit and pthread_atfork
+                                done */
     int signals_installed;   /* our fatal-signal handlers are in place */
 } rt_runtime;
 
@@ -488,6 +490,27 @@ rt_signals_remove(void)
         }
     }
     rt_runtime.signals_installed = 0;
+}
+
+/* pthread_atfork child handler: a forked child shares the parent's log
+   descriptor and holds a copy of its unwritten buffer.  Both belong to the
+   parent: drop the copy and stop writing in the child (its tracer keeps
+   counting; live_object_counts() still works there). */
+static void
+rt_atfork_child(void)
+{
+    rt_object *self = rt_runtime.active;
+
+    if (self != NULL && self->writer != NULL) {
+        rt_writer *w = self->writer;
+        w->len = 0;
+        if (w->fd >= 0) {
+            close(w->fd);
+            w->fd = -1;
+        }
+        w->error = ECHILD;
+    }
+    rt_signal_writer = NULL;
 }
 
 static uint64_t
@@ -1593,6 +1616,11 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
     if (!rt_runtime.atexit_registered) {
         if (PyUnstable_AtExit(PyInterpreterState_Get(), rt_atexit, NULL)
             < 0) {
+            return NULL;
+        }
+        if (pthread_atfork(NULL, NULL, rt_atfork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "pthread_atfork() failed");
             return NULL;
         }
         rt_runtime.atexit_registered = 1;
