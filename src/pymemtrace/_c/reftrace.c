@@ -52,7 +52,8 @@
  * Nothing lost.  Records are buffered (256 KiB) and written when the
  * buffer fills, at exit, from a PyUnstable_AtExit hook when the
  * interpreter exits inside the block, and from a fatal-signal handler
- * (write(2) only, then the previous handler runs).
+ * (write(2) only, then the previous handler runs).  A forked child drops
+ * its copy of the buffer and stops writing (pthread_atfork).
  *
  * Before 3.13 the type exists but constructing it raises RuntimeError.
  */
