@@ -530,3 +530,12 @@ def test_a_forked_child_does_not_write_into_the_parents_log(logpath):
     assert analysis.messages == []
     assert rt.live_object_counts()[f"{MODULE}.Leaky"] == 4
     del kept
+
+
+@NEEDS_313
+def test_filepath_may_be_a_path_object(tmp_path):
+    path = tmp_path / "as_path.log"
+    with cPyMemTrace.ReferenceTracing(filepath=path) as rt:
+        pass
+    assert rt.log_file_path() == str(path)
+    assert analyse_file(path).complete
