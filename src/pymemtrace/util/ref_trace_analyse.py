@@ -120,6 +120,8 @@ def analyse_lines(lines: Iterable[str], path: str = "<lines>") -> RefTraceAnalys
     n_points = 0
     last_point: Optional[Tuple[int, float, int]] = None
     raw_timeline: List[Tuple[int, float, int]] = []
+    names: Dict[str, str] = {}
+    sites: Dict[Tuple[str, str, str], Site] = {}
     for number, raw in enumerate(lines, 1):
         if raw.endswith("\n"):
             line = raw[:-1].rstrip("\r")
@@ -164,8 +166,15 @@ def analyse_lines(lines: Iterable[str], path: str = "<lines>") -> RefTraceAnalys
                 event = int(fields[0])
                 clock = float(fields[1])
                 address = fields[2]
-                tname = unescape(fields[3])
-                site = Site(unescape(fields[5]), int(fields[6]), unescape(fields[7]))
+                # Big logs repeat a few types and sites millions of times:
+                # build each once.
+                tname = names.get(fields[3])
+                if tname is None:
+                    tname = names[fields[3]] = unescape(fields[3])
+                site_key = (fields[5], fields[6], fields[7])
+                site = sites.get(site_key)
+                if site is None:
+                    site = sites[site_key] = Site(unescape(fields[5]), int(fields[6]), unescape(fields[7]))
                 stats = result.types.get(tname)
                 if stats is None:
                     stats = result.types[tname] = TypeStats(tname)
