@@ -44,6 +44,7 @@ typedef struct {
     PyObject *trace_type;
     /* reftrace.c */
     PyObject *reftrace_type;
+    PyObject *reftrace_str_module; /* interned "__module__" (3.13+) */
     /* alloc.c */
     PyObject *alloc_snapshot_type;
 } pmt_state;

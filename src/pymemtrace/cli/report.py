@@ -1,0 +1,92 @@
+"""`pymemtrace report LOG`: what a cPyMemTrace log says.
+
+Profile/Trace logs: functions and lines ranked by memory growth, a
+timeline, the largest growth events.  ReferenceTracing logs: the types
+with net live growth and where their surviving objects were created.
+The kind of log is read from its HDR: line.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+from pymemtrace.errors import PymemtraceError, UsageError
+from pymemtrace.util.logtext import LogFormatError
+
+PROFILE = "profile"
+REFTRACE = "reference_tracing"
+_SCAN_LINES = 200
+
+
+def detect_kind(path: str) -> str:
+    """PROFILE or REFTRACE from the HDR: line near the top of the file."""
+    try:
+        with io.open(path, "r", encoding="utf-8", errors="replace", newline="\n") as stream:
+            for number, line in enumerate(stream):
+                if number >= _SCAN_LINES:
+                    break
+                if line.startswith("HDR:\t"):
+                    columns = line.rstrip("\r\n").split("\t")[1:]
+                    if columns[:2] == ["Event", "dEvent"]:
+                        return PROFILE
+                    if columns[:3] == ["Event", "Clock", "Address"]:
+                        return REFTRACE
+                    break
+    except IsADirectoryError:
+        raise PymemtraceError(f"{path} is a directory, not a log") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise PymemtraceError(f"cannot read {path}: {reason}") from None
+    raise PymemtraceError(f"{path} is not a pymemtrace log (no Profile/Trace or ReferenceTracing HDR: line)")
+
+
+class Command:
+    help = "summarise a Profile, Trace or ReferenceTracing log"
+    example = "pymemtrace report 20261125_101500_0_4242_P_0_PY3.13.0.log --top 5 --svg memory.svg"
+
+    def prepare_parser(self, parser):
+        parser.add_argument("log", help="a log written by cPyMemTrace.Profile, Trace or ReferenceTracing")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+        parser.add_argument("--top", type=int, default=10, metavar="N", help="rows per ranking (default 10)")
+        parser.add_argument("--svg", metavar="OUT", help="also write the timeline as an SVG chart to OUT")
+
+    def run(self, args) -> int:
+        from pymemtrace.reporters import log_report
+
+        if args.top < 1:
+            raise UsageError("--top must be at least 1")
+        path = os.fspath(args.log)
+        kind = detect_kind(path)
+        try:
+            if kind == PROFILE:
+                from pymemtrace.util.cpymemtrace_log import read_log
+                from pymemtrace.util.profile_analyse import analyse
+
+                analysis = analyse(read_log(path))
+                render = log_report.profile_json if args.format == "json" else log_report.profile_text
+                svg = log_report.profile_svg
+            else:
+                from pymemtrace.util.ref_trace_analyse import analyse_file
+
+                analysis = analyse_file(path)
+                render = log_report.ref_trace_json if args.format == "json" else log_report.ref_trace_text
+                svg = log_report.ref_trace_svg
+        except LogFormatError as exc:
+            raise PymemtraceError(str(exc).splitlines()[0]) from None
+        except OSError as exc:
+            raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+        try:
+            print(render(analysis, top=args.top), flush=True)
+        except BrokenPipeError:
+            # `pymemtrace report LOG | head`: the reader left; not an error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if args.svg:
+            try:
+                with open(args.svg, "w", encoding="utf-8") as out:
+                    out.write(svg(analysis))
+            except OSError as exc:
+                raise PymemtraceError(f"cannot write {args.svg}: {(exc.strerror or str(exc)).lower()}") from None
+        return 0
