@@ -79,6 +79,24 @@ def _bad_call(func, *args):
     return run
 
 
+def _reference_tracing_round():
+    """Enter and leave a ReferenceTracing (3.13+), or hit its version error."""
+    import os
+    import sys
+    import tempfile
+
+    if sys.version_info < (3, 13):
+        _bad_call(lambda: _native().ReferenceTracing())()
+        return
+    fd, path = tempfile.mkstemp(suffix=".log")
+    os.close(fd)
+    try:
+        with _native().ReferenceTracing(filepath=path, gc_collect_on_exit=0) as tracer:
+            tracer.live_object_counts()
+    finally:
+        os.unlink(path)
+
+
 # Name on _native (or "<scenario>") -> a callable exercising it.  One line each.
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
@@ -87,6 +105,8 @@ CASES: Dict[str, Callable[[], object]] = {
     "_rss_slow": lambda: _native()._rss_slow(),
     "<rss with a bad argument>": _bad_call(lambda: _native().rss(1)),
     "<import through importlib>": _reimport,
+    "ReferenceTracing": _reference_tracing_round,
+    "_reftrace_slot": lambda: getattr(_native(), "_reftrace_slot", lambda: None)(),  # 3.13+
 }
 
 # Cases whose caches take longer to settle: name -> warm-up runs.
