@@ -1,0 +1,153 @@
+/*
+ * core/logwriter.h - a buffered, append-only log file for the tracers.
+ *
+ * Pure C (no Python.h).  Records are formatted straight into a fixed C
+ * buffer (PMT_LOG_BUFSIZE bytes) and handed to write(2) when it fills, so a
+ * record costs a few hundred nanoseconds and no stdio.  Memory is bounded:
+ * one buffer per open log.
+ *
+ * Every open writer is also listed in a small process-wide registry so that
+ * pmt_log_flush_all_signal_safe() can push the buffered bytes out from a
+ * fatal-signal handler (write(2) only: async-signal-safe) and at exit.
+ *
+ * Threading: a writer is used by one tracer, whose hooks run with the GIL
+ * held; the mutex (lock/unlock below) makes each record atomic even where
+ * hooks of several threads could interleave.  The registry is an array of
+ * atomics.  The signal-time flush takes no lock (it cannot): a record being
+ * formatted at that very moment may be cut short.
+ */
+#ifndef PMT_CORE_LOGWRITER_H
+#define PMT_CORE_LOGWRITER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PMT_LOG_BUFSIZE (64 * 1024)
+/* The longest piece appended in one go must fit: longer strings are cut. */
+#define PMT_LOG_MAX_FIELD 4096
+
+typedef struct pmt_logwriter {
+    int fd;                 /* -1 when closed */
+    char *buf;              /* PMT_LOG_BUFSIZE bytes */
+    size_t len;             /* bytes buffered, not yet written */
+    uint64_t written;       /* bytes handed to write(2) so far */
+    uint64_t max_bytes;     /* cap on the file size, 0 = none */
+    int capped;             /* 1 once the cap was reached (writes stop) */
+    int error;              /* first errno of a failed write, 0 = none */
+    int registry_slot;      /* index in the registry, -1 if not listed */
+    pthread_mutex_t mutex;  /* serialises records */
+} pmt_logwriter;
+
+/* Open path for writing (truncating).  0 on success, else an errno value;
+   on failure nothing stays open. */
+int pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes);
+/* Flush and close; returns the first write error seen (errno) or 0. */
+int pmt_log_close(pmt_logwriter *w);
+/* Write the buffer out; returns 0 or an errno value. */
+int pmt_log_flush(pmt_logwriter *w);
+
+static inline void
+pmt_log_lock(pmt_logwriter *w)
+{
+    pthread_mutex_lock(&w->mutex);
+}
+
+static inline void
+pmt_log_unlock(pmt_logwriter *w)
+{
+    pthread_mutex_unlock(&w->mutex);
+}
+
+/* Make room for n more bytes (n <= PMT_LOG_MAX_FIELD + 64). */
+void pmt_log_reserve_slow(pmt_logwriter *w, size_t n);
+
+static inline char *
+pmt_log_reserve(pmt_logwriter *w, size_t n)
+{
+    if (w->len + n > PMT_LOG_BUFSIZE) {
+        pmt_log_reserve_slow(w, n);
+    }
+    return w->buf + w->len;
+}
+
+static inline void
+pmt_log_bytes(pmt_logwriter *w, const char *s, size_t n)
+{
+    char *p;
+    if (n > PMT_LOG_MAX_FIELD) {
+        n = PMT_LOG_MAX_FIELD;
+    }
+    p = pmt_log_reserve(w, n);
+    __builtin_memcpy(p, s, n);
+    w->len += n;
+}
+
+static inline void
+pmt_log_cstr(pmt_logwriter *w, const char *s)
+{
+    pmt_log_bytes(w, s, __builtin_strlen(s));
+}
+
+static inline void
+pmt_log_char(pmt_logwriter *w, char c)
+{
+    char *p = pmt_log_reserve(w, 1);
+    *p = c;
+    w->len++;
+}
+
+/* Digits of v written backwards ending at end; returns the first. */
+static inline char *
+pmt_format_u64(char *end, uint64_t v)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
+}
+
+/* Decimal integer. */
+static inline void
+pmt_log_u64(pmt_logwriter *w, uint64_t v)
+{
+    char tmp[24];
+    char *start = pmt_format_u64(tmp + sizeof(tmp), v);
+    pmt_log_bytes(w, start, (size_t)(tmp + sizeof(tmp) - start));
+}
+
+/* Signed decimal; with plus, a leading '+' for values >= 0. */
+static inline void
+pmt_log_i64(pmt_logwriter *w, int64_t v, int plus)
+{
+    char tmp[24];
+    uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *start = pmt_format_u64(tmp + sizeof(tmp), mag);
+
+    if (v < 0) {
+        *--start = '-';
+    }
+    else if (plus) {
+        *--start = '+';
+    }
+    pmt_log_bytes(w, start, (size_t)(tmp + sizeof(tmp) - start));
+}
+
+/* Seconds with six decimals (%.6f) from nanoseconds. */
+void pmt_log_seconds(pmt_logwriter *w, uint64_t ns);
+/* A string escaped per docs/log_format.md: \\ \t \n \r. */
+void pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n);
+
+/* Flush the whole buffer of every registered writer with write(2) only.
+   Async-signal-safe; takes no lock and changes no state but the files. */
+void pmt_log_flush_all_signal_safe(void);
+
+/* Install the fatal-signal flushers (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+   SIGABRT, and SIGTERM while its disposition is the default).  Reference
+   counted: the last uninstall restores the previous actions. */
+void pmt_log_signals_install(void);
+void pmt_log_signals_uninstall(void);
+
+#endif /* PMT_CORE_LOGWRITER_H */
