@@ -83,13 +83,14 @@ registry_remove(pmt_logwriter *w)
 int
 pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
 {
-    int fd;
+    int fd, i;
 
     memset(w, 0, sizeof(*w));
     w->fd = -1;
     w->registry_slot = -1;
-    w->buf = malloc(PMT_LOG_BUFSIZE);
-    if (w->buf == NULL) {
+    /* Only the first buffer now: the others when the writer starts. */
+    w->bufs[0] = malloc(PMT_LOG_BUFSIZE);
+    if (w->bufs[0] == NULL) {
         return ENOMEM;
     }
     do {
@@ -97,15 +98,130 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         int err = errno;
-        free(w->buf);
-        w->buf = NULL;
+        free(w->bufs[0]);
+        w->bufs[0] = NULL;
         return err;
     }
+    for (i = 1; i < PMT_LOG_NBUF; i++) {
+        w->bufs[i] = NULL;
+    }
+    w->buf = w->bufs[0];
+    w->cur = 0;
     w->fd = fd;
     w->max_bytes = max_bytes;
     pthread_mutex_init(&w->mutex, NULL);
+    pthread_mutex_init(&w->qmutex, NULL);
+    pthread_cond_init(&w->qcond, NULL);
     registry_add(w);
     return 0;
+}
+
+static void *
+writer_main(void *arg)
+{
+    pmt_logwriter *w = arg;
+
+    pthread_mutex_lock(&w->qmutex);
+    for (;;) {
+        int idx;
+        size_t n;
+        int err;
+        while (w->qcount == 0 && !w->stop) {
+            pthread_cond_wait(&w->qcond, &w->qmutex);
+        }
+        if (w->qcount == 0) {
+            break; /* stop requested and nothing left */
+        }
+        idx = w->queue[w->qhead];
+        n = w->qlen[w->qhead];
+        w->busy = 1;
+        pthread_mutex_unlock(&w->qmutex);
+        err = write_all(w->fd, w->bufs[idx], n);
+        pthread_mutex_lock(&w->qmutex);
+        if (err && !w->error) {
+            w->error = err;
+        }
+        w->qhead = (w->qhead + 1) % PMT_LOG_NBUF;
+        w->qcount--;
+        w->busy = 0;
+        pthread_cond_broadcast(&w->qcond);
+    }
+    pthread_mutex_unlock(&w->qmutex);
+    return NULL;
+}
+
+/* Start the writer and its buffers; 0, or -1 to stay synchronous. */
+static int
+start_writer(pmt_logwriter *w)
+{
+    int i;
+
+    for (i = 1; i < PMT_LOG_NBUF; i++) {
+        w->bufs[i] = malloc(PMT_LOG_BUFSIZE);
+        if (w->bufs[i] == NULL) {
+            goto out_free;
+        }
+    }
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        goto out_free;
+    }
+    w->thread_started = 1;
+    return 0;
+out_free:
+    for (i = 1; i < PMT_LOG_NBUF; i++) {
+        free(w->bufs[i]);
+        w->bufs[i] = NULL;
+    }
+    return -1;
+}
+
+static int
+buffer_queued(const pmt_logwriter *w, int idx)
+{
+    int i;
+    for (i = 0; i < w->qcount; i++) {
+        if (w->queue[(w->qhead + i) % PMT_LOG_NBUF] == idx) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Hand the current buffer over and take a free one. */
+static void
+rotate(pmt_logwriter *w)
+{
+    int next;
+
+    if (w->len == 0) {
+        return;
+    }
+    if (!w->thread_started && start_writer(w) < 0) {
+        /* No thread: write here. */
+        int err = write_all(w->fd, w->buf, w->len);
+        if (err && !w->error) {
+            w->error = err;
+        }
+        w->written += w->len;
+        w->len = 0;
+        return;
+    }
+    pthread_mutex_lock(&w->qmutex);
+    w->queue[(w->qhead + w->qcount) % PMT_LOG_NBUF] = w->cur;
+    w->qlen[(w->qhead + w->qcount) % PMT_LOG_NBUF] = w->len;
+    w->qcount++;
+    w->written += w->len;
+    pthread_cond_broadcast(&w->qcond);
+    next = (w->cur + 1) % PMT_LOG_NBUF;
+    /* Buffers are queued in ring order, so the next one is free once it
+       has left the queue. */
+    while (buffer_queued(w, next)) {
+        pthread_cond_wait(&w->qcond, &w->qmutex);
+    }
+    pthread_mutex_unlock(&w->qmutex);
+    w->cur = next;
+    w->buf = w->bufs[next];
+    w->len = 0;
 }
 
 int
@@ -113,44 +229,62 @@ pmt_log_flush(pmt_logwriter *w)
 {
     int err;
 
-    if (w->fd < 0 || w->len == 0) {
+    if (w->fd < 0) {
         return 0;
     }
-    err = write_all(w->fd, w->buf, w->len);
-    if (err && !w->error) {
-        w->error = err;
+    rotate(w);
+    if (w->thread_started) {
+        pthread_mutex_lock(&w->qmutex);
+        while (w->qcount > 0) {
+            pthread_cond_wait(&w->qcond, &w->qmutex);
+        }
+        err = w->error;
+        pthread_mutex_unlock(&w->qmutex);
     }
-    w->written += w->len;
-    w->len = 0;
+    else {
+        err = w->error;
+    }
     return err;
 }
 
 int
 pmt_log_close(pmt_logwriter *w)
 {
-    int err;
+    int i;
 
     if (w->fd < 0) {
         return w->error;
     }
     registry_remove(w);
     (void)pmt_log_flush(w);
+    if (w->thread_started) {
+        pthread_mutex_lock(&w->qmutex);
+        w->stop = 1;
+        pthread_cond_broadcast(&w->qcond);
+        pthread_mutex_unlock(&w->qmutex);
+        pthread_join(w->thread, NULL);
+        w->thread_started = 0;
+    }
     if (close(w->fd) != 0 && !w->error) {
         w->error = errno;
     }
     w->fd = -1;
-    free(w->buf);
+    for (i = 0; i < PMT_LOG_NBUF; i++) {
+        free(w->bufs[i]);
+        w->bufs[i] = NULL;
+    }
     w->buf = NULL;
     pthread_mutex_destroy(&w->mutex);
-    err = w->error;
-    return err;
+    pthread_mutex_destroy(&w->qmutex);
+    pthread_cond_destroy(&w->qcond);
+    return w->error;
 }
 
 void
 pmt_log_reserve_slow(pmt_logwriter *w, size_t n)
 {
     (void)n;
-    (void)pmt_log_flush(w);
+    rotate(w);
 }
 
 void
@@ -219,7 +353,19 @@ pmt_log_flush_all_signal_safe(void)
 
     for (i = 0; i < REGISTRY_SLOTS; i++) {
         pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
-        if (w != NULL && w->fd >= 0 && w->len > 0 && w->buf != NULL) {
+        int q;
+        if (w == NULL || w->fd < 0) {
+            continue;
+        }
+        /* Queued buffers first (the writer thread may be half-way through
+           the first: its tail can then appear twice), then the current. */
+        for (q = 0; q < w->qcount; q++) {
+            int k = (w->qhead + q) % PMT_LOG_NBUF;
+            if (w->bufs[w->queue[k]] != NULL) {
+                (void)write_all(w->fd, w->bufs[w->queue[k]], w->qlen[k]);
+            }
+        }
+        if (w->len > 0 && w->buf != NULL) {
             (void)write_all(w->fd, w->buf, w->len);
         }
     }

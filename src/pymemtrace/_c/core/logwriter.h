@@ -2,9 +2,11 @@
  * core/logwriter.h - a buffered, append-only log file for the tracers.
  *
  * Pure C (no Python.h).  Records are formatted straight into a fixed C
- * buffer (PMT_LOG_BUFSIZE bytes) and handed to write(2) when it fills, so a
- * record costs a few hundred nanoseconds and no stdio.  Memory is bounded:
- * one buffer per open log.
+ * buffer (PMT_LOG_BUFSIZE bytes), no stdio.  A full buffer is handed to a
+ * writer thread of this log (started when the first buffer fills, so a
+ * short log never starts one) and the next free buffer is taken; the
+ * traced thread waits only when all PMT_LOG_NBUF buffers are queued, which
+ * bounds memory.
  *
  * Every open writer is also listed in a small process-wide registry so that
  * pmt_log_flush_all_signal_safe() can push the buffered bytes out from a
@@ -23,20 +25,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PMT_LOG_BUFSIZE (64 * 1024)
+#define PMT_LOG_BUFSIZE (128 * 1024)
+/* Buffers per log: one being filled, the others queued for the writer
+   thread.  Memory per open log is bounded by PMT_LOG_NBUF buffers. */
+#define PMT_LOG_NBUF 4
 /* The longest piece appended in one go must fit: longer strings are cut. */
 #define PMT_LOG_MAX_FIELD 4096
 
 typedef struct pmt_logwriter {
     int fd;                 /* -1 when closed */
-    char *buf;              /* PMT_LOG_BUFSIZE bytes */
-    size_t len;             /* bytes buffered, not yet written */
-    uint64_t written;       /* bytes handed to write(2) so far */
+    char *buf;              /* the buffer being filled (one of bufs) */
+    size_t len;             /* bytes in buf */
+    int cur;                /* index of buf in bufs */
+    char *bufs[PMT_LOG_NBUF];
+    uint64_t written;       /* bytes written or queued so far */
     uint64_t max_bytes;     /* cap on the file size, 0 = none */
-    int capped;             /* 1 once the cap was reached (writes stop) */
     int error;              /* first errno of a failed write, 0 = none */
     int registry_slot;      /* index in the registry, -1 if not listed */
-    pthread_mutex_t mutex;  /* serialises records */
+    pthread_mutex_t mutex;  /* serialises records (the hooks' side) */
+    /* The background writer, started when the first buffer fills: full
+       buffers go to it, so the kernel's copy of the data runs off the
+       traced thread.  Fields below protected by qmutex. */
+    pthread_mutex_t qmutex;
+    pthread_cond_t qcond;   /* queue changed (either direction) */
+    int queue[PMT_LOG_NBUF];    /* buffer indices, in file order */
+    size_t qlen[PMT_LOG_NBUF];  /* their byte counts */
+    int qhead, qcount;
+    int busy;               /* the writer is writing a popped buffer */
+    int thread_started, stop;
+    pthread_t thread;
 } pmt_logwriter;
 
 /* Open path for writing (truncating).  0 on success, else an errno value;
@@ -59,7 +76,7 @@ pmt_log_unlock(pmt_logwriter *w)
     pthread_mutex_unlock(&w->mutex);
 }
 
-/* Make room for n more bytes (n <= PMT_LOG_MAX_FIELD + 64). */
+/* Make room for n more bytes (n <= PMT_LOG_BUFSIZE / 2). */
 void pmt_log_reserve_slow(pmt_logwriter *w, size_t n);
 
 static inline char *
