@@ -3,8 +3,10 @@
 Targets (issue 3): Profile() <= 1.5x, Trace() <= 2.5x,
 Profile(d_rss_trigger=0) <= 6x.  Logs go to a temporary directory.  The
 PyPI release of the seed system runs the same workloads in its own
-environment (build/seedenv) through bench_cpymemtrace_seed.py, reported as
-a Pair-like row per workload; skipped with the reason when absent.
+environment (build/seedenv) through bench_cpymemtrace_seed.py: run
+``python -m benchmarks.bench_cpymemtrace [ROUNDS]`` for both tables; the
+harness shows one row saying so, or why the seed is skipped.  The "floor"
+rows are a C hook that does nothing: no tracer can cost less.
 """
 import atexit
 import contextlib
@@ -14,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.harness import ALL_WORKLOADS, Tool
-from pymemtrace import cPyMemTrace
+from benchmarks.harness import Tool
+from pymemtrace import _native, cPyMemTrace
 
 _LOG_DIR = tempfile.mkdtemp(prefix="pmt_bench_cpymemtrace_")
 _COUNTER = [0]
@@ -68,14 +70,27 @@ TOOLS = [
 ]
 
 
+@contextlib.contextmanager
+def _noop_hook(kind):
+    """A C hook that does nothing: the floor any profile/trace hook pays."""
+    _native._set_noop_hook(kind, True)
+    try:
+        yield
+    finally:
+        _native._set_noop_hook(kind, False)
+
+
+TOOLS += [
+    Tool("floor: no-op C profile hook", lambda: _noop_hook(0)),
+    Tool("floor: no-op C trace hook", lambda: _noop_hook(1)),
+]
+
+
 # ---- the seed (PyPI pymemtrace) side by side ------------------------------
 
-SEED_PYTHON = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "build", "seedenv", "bin", "python",
-)
-SEED_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "bench_cpymemtrace_seed.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEED_PYTHON = os.path.join(REPO, "build", "seedenv", "bin", "python")
+SEED_SCRIPT = os.path.join(REPO, "benchmarks", "bench_cpymemtrace_seed.py")
 
 
 def _seed_unavailable():
@@ -84,36 +99,49 @@ def _seed_unavailable():
                 "build/seedenv/bin/pip install pymemtrace")
     probe = subprocess.run(
         [SEED_PYTHON, "-c", "from pymemtrace import cPyMemTrace"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=REPO,
     )
     if probe.returncode:
         return "seed pymemtrace does not import: " + probe.stderr.strip()[-120:]
     return None
 
 
-class _SeedRun(contextlib.AbstractContextManager):
-    """Not a tracer: a marker so the harness skips and reports the reason.
-
-    The seed cannot run in this interpreter; its numbers come from
-    run_seed() below (printed by ``python -m benchmarks.bench_cpymemtrace``).
-    """
-
-
-def run_seed(rounds=7):
-    """Ratios of the seed's Profile/Trace, measured in its own venv."""
+def _seed_note():
     reason = _seed_unavailable()
     if reason:
         return reason
+    return ("runs in its own venv: python -m benchmarks.bench_cpymemtrace "
+            "prints it beside ours")
+
+
+# One row so that `python -m benchmarks` says where the seed's numbers are.
+TOOLS.append(Tool("seed cPyMemTrace (PyPI)", contextlib.nullcontext,
+                  workloads=("call_heavy",), available=_seed_note))
+
+
+def run_seed(rounds=7):
+    """The seed's Profile/Trace ratios, measured in its own venv."""
+    reason = _seed_unavailable()
+    if reason:
+        return "seed skipped: " + reason
     out = subprocess.run(
         [SEED_PYTHON, SEED_SCRIPT, "--rounds", str(rounds)],
-        capture_output=True, text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))),
+        capture_output=True, text=True, cwd=REPO,
     )
     return out.stdout + out.stderr
 
 
+def main(argv=None):
+    """Ours and the seed's, one after the other, same workloads."""
+    from benchmarks.harness import format_table, run_all
+
+    rounds = int(argv[0]) if argv else 7
+    print("## pymemtrace (this tree)\n")
+    print(format_table(run_all(TOOLS[:-1], rounds)), flush=True)
+    print("\n## seed: PyPI pymemtrace in build/seedenv\n")
+    print(run_seed(rounds))
+    return 0
+
+
 if __name__ == "__main__":
-    print(run_seed(int(sys.argv[1]) if len(sys.argv) > 1 else 7))
-    shutil.rmtree(_LOG_DIR, ignore_errors=True)
+    sys.exit(main(sys.argv[1:]))

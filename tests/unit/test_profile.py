@@ -430,3 +430,54 @@ def test_measure_heap_error_leaves_nothing_behind(tmp_path):
     assert not path.exists()
     assert sys.getprofile() is None
     assert cPyMemTrace.profile_wrapper_depth() == 0
+
+
+# ---- nothing lost: interpreter exit and fatal signals ----------------------
+
+_CHILD = r"""
+import os, signal, sys
+from pymemtrace import cPyMemTrace
+tracer = cPyMemTrace.Profile(0, filepath=sys.argv[1])
+tracer.__enter__()
+for i in range(2000):
+    len("x")
+tracer.write_message_to_log("before the end")
+if sys.argv[2] == "sigterm":
+    os.kill(os.getpid(), signal.SIGTERM)
+elif sys.argv[2] == "abort":
+    os.abort()
+# "exit": leave without __exit__
+"""
+
+
+def _run_child(tmp_path, how):
+    import subprocess
+
+    path = tmp_path / "child.log"
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), how],
+                          capture_output=True, text=True, timeout=60)
+    return proc, path
+
+
+def test_log_completed_at_interpreter_exit(tmp_path):
+    # GIVEN a tracer never exited  WHEN the interpreter exits
+    proc, path = _run_child(tmp_path, "exit")
+    assert proc.returncode == 0, proc.stderr
+    # THEN its log is complete: LAST and EOF were written at exit
+    log = parse(path)
+    assert log.complete
+    assert log.records[-1].tag == "LAST:"
+    assert [m[2] for m in log.messages] == ["before the end"]
+
+
+@pytest.mark.parametrize("how,sig", [("sigterm", 15), ("abort", 6)])
+def test_buffer_flushed_on_fatal_signal(tmp_path, how, sig):
+    # GIVEN records still in the buffer  WHEN the process dies of a signal
+    proc, path = _run_child(tmp_path, how)
+    # THEN it still dies of that signal, and what was buffered is in the file
+    assert proc.returncode == -sig
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    assert "EOF" not in lines
+    assert any(line.startswith("MSG:\t") and line.endswith("before the end") for line in lines)
+    assert sum(line.startswith("NEXT:") for line in lines) > 1000
