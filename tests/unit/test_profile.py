@@ -131,9 +131,10 @@ def test_default_file_name(cls, letter, tmp_path, monkeypatch):
 def test_d_rss_trigger_0_writes_every_event(cls, tmp_path):
     path = tmp_path / "t.log"
     with cls(d_rss_trigger=0, filepath=str(path)) as tracer:
-        for i in range(20):
+        for i in range(200):
             len("x")
         events = tracer.events
+    rss_now = cPyMemTrace.rss()
     log = parse(path)
     written = [r for r in log.records if r.tag in ("FRST:", "NEXT:")]
     # THEN every event is a record, numbered without gaps, and no PREV
@@ -141,6 +142,11 @@ def test_d_rss_trigger_0_writes_every_event(cls, tmp_path):
     assert len(written) >= events - 1  # the last may be the exit call
     assert not log.tagged("PREV:")
     assert all(r.d_event == 1 for r in written[1:])
+    # AND the hand-formatted numbers read back right (1 to 3+ digits)
+    assert len(written) > 200
+    clocks = [r.clock for r in written]
+    assert clocks == sorted(clocks) and 0 <= clocks[0] < 60
+    assert all(abs(r.mem - rss_now) < (1 << 30) for r in written)
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)

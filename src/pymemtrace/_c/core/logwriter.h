@@ -88,6 +88,30 @@ pmt_log_reserve(pmt_logwriter *w, size_t n)
     return w->buf + w->len;
 }
 
+/* Copy of a short piece (names, numbers): 8-byte moves, with the last
+   one overlapping, beat the string instructions the compiler would pick
+   for a variable length (their start-up cost dominates below ~100 bytes). */
+static inline void
+pmt_copy_short(char *dst, const char *src, size_t n)
+{
+    if (n >= 8) {
+        size_t i;
+        for (i = 0; i + 8 <= n; i += 8) {
+            __builtin_memcpy(dst + i, src + i, 8);
+        }
+        __builtin_memcpy(dst + n - 8, src + n - 8, 8);
+        return;
+    }
+    if (n >= 4) {
+        __builtin_memcpy(dst, src, 4);
+        __builtin_memcpy(dst + n - 4, src + n - 4, 4);
+        return;
+    }
+    while (n--) {
+        *dst++ = *src++;
+    }
+}
+
 static inline void
 pmt_log_bytes(pmt_logwriter *w, const char *s, size_t n)
 {
@@ -96,7 +120,12 @@ pmt_log_bytes(pmt_logwriter *w, const char *s, size_t n)
         n = PMT_LOG_MAX_FIELD;
     }
     p = pmt_log_reserve(w, n);
-    __builtin_memcpy(p, s, n);
+    if (n <= 256) {
+        pmt_copy_short(p, s, n);
+    }
+    else {
+        __builtin_memcpy(p, s, n);
+    }
     w->len += n;
 }
 
@@ -114,15 +143,27 @@ pmt_log_char(pmt_logwriter *w, char c)
     w->len++;
 }
 
+/* "00" "01" ... "99": two digits per division when formatting. */
+extern const char pmt_digit_pairs[201];
+
 /* Digits of v written backwards ending at end; returns the first. */
 static inline char *
 pmt_format_u64(char *end, uint64_t v)
 {
     char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
+    while (v >= 100) {
+        unsigned pair = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        __builtin_memcpy(p, pmt_digit_pairs + 2 * pair, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        __builtin_memcpy(p, pmt_digit_pairs + 2 * v, 2);
+    }
+    else {
+        *--p = (char)('0' + v);
+    }
     return p;
 }
 
