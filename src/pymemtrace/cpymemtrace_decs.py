@@ -13,9 +13,16 @@ its log path (None when there is none), ``profile_write_message_to_log()``
 ``trace_wrapper_depth()`` count the active tracers of that kind.
 """
 import functools
-import threading
 
-from pymemtrace import _native, cPyMemTrace
+from pymemtrace import cPyMemTrace
+from pymemtrace.cPyMemTrace import (
+    profile_log_path,
+    profile_wrapper_depth,
+    profile_write_message_to_log,
+    trace_log_path,
+    trace_wrapper_depth,
+    trace_write_message_to_log,
+)
 
 __all__ = [
     "profile",
@@ -28,9 +35,6 @@ __all__ = [
     "trace_wrapper_depth",
     "trace_write_message_to_log",
 ]
-
-_PROFILE, _TRACE = 0, 1
-
 
 def _decorator(factory, dec_args, dec_kwargs):
     """``@name`` (dec_args == (fn,)) or ``@name(...)``."""
@@ -77,50 +81,3 @@ def reference_tracing(*dec_args, **dec_kwargs):
     works everywhere and the call raises RuntimeError where it is missing.
     """
     return _decorator(_reference_tracing_class, dec_args, dec_kwargs)
-
-
-def _innermost(kind):
-    me = threading.get_ident()
-    for tracer in reversed(_native._active_tracers(kind)):
-        if tracer.thread_id == me:
-            return tracer
-    return None
-
-
-def profile_log_path():
-    """Log path of this thread's innermost active Profile, or None."""
-    tracer = _innermost(_PROFILE)
-    return None if tracer is None else tracer.log_file_path()
-
-
-def trace_log_path():
-    """Log path of this thread's innermost active Trace, or None."""
-    tracer = _innermost(_TRACE)
-    return None if tracer is None else tracer.log_file_path()
-
-
-def _write(kind, name, message):
-    tracer = _innermost(kind)
-    if tracer is None:
-        raise RuntimeError(f"no active {name} in this thread")
-    tracer.write_message_to_log(message)
-
-
-def profile_write_message_to_log(message):
-    """Add a MSG: record to this thread's innermost active Profile's log."""
-    _write(_PROFILE, "Profile", message)
-
-
-def trace_write_message_to_log(message):
-    """Add a MSG: record to this thread's innermost active Trace's log."""
-    _write(_TRACE, "Trace", message)
-
-
-def profile_wrapper_depth():
-    """Number of active Profile objects (all threads)."""
-    return cPyMemTrace.profile_wrapper_depth()
-
-
-def trace_wrapper_depth():
-    """Number of active Trace objects (all threads)."""
-    return cPyMemTrace.trace_wrapper_depth()

@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -487,3 +488,30 @@ def test_buffer_flushed_on_fatal_signal(tmp_path, how, sig):
     assert "EOF" not in lines
     assert any(line.startswith("MSG:\t") and line.endswith("before the end") for line in lines)
     assert sum(line.startswith("NEXT:") for line in lines) > 1000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
+    # GIVEN a tracer whose buffer has filled at least once (writer thread on)
+    path = tmp_path / "t.log"
+    with cPyMemTrace.Profile(0, filepath=str(path)) as tracer:
+        for i in range(3000):
+            len("x")
+        with warnings.catch_warnings():
+            # 3.12+ warns about fork() with threads running (ours are pure
+            # C and the child does not use them).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: plenty of events, then leave at once
+            for i in range(3000):
+                len("x")
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        parent_events = tracer.events
+    # THEN the child ended normally (no deadlock) and the log is the
+    # parent's alone: contiguous event numbers, one EOF
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    log = parse(path)
+    written = [r.event for r in log.records if r.tag in ("FRST:", "NEXT:")]
+    assert written == list(range(len(written)))
+    assert len(written) >= parent_events - 1

@@ -92,10 +92,46 @@ registry_remove(pmt_logwriter *w)
     }
 }
 
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a fork()ed child the writer threads do not exist and the files are
+   the parent's: inherited logs stop writing (their buffered and queued
+   bytes are the parent's to write), so the child neither deadlocks
+   waiting for a writer nor interleaves its records into the parent's. */
+static void
+forget_writers_in_child(void)
+{
+    int i;
+
+    for (i = 0; i < REGISTRY_SLOTS; i++) {
+        pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
+        if (w == NULL) {
+            continue;
+        }
+        pthread_mutex_init(&w->mutex, NULL);
+        pthread_mutex_init(&w->qmutex, NULL);
+        pthread_cond_init(&w->qcond, NULL);
+        w->thread_started = 0;
+        w->qcount = 0;
+        w->qhead = 0;
+        w->busy = 0;
+        w->len = 0;
+        w->forked = 1;
+    }
+}
+
+static void
+register_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, forget_writers_in_child);
+}
+
 int
 pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
 {
     int fd, i;
+
+    (void)pthread_once(&atfork_once, register_atfork);
 
     memset(w, 0, sizeof(*w));
     w->fd = -1;
@@ -205,6 +241,10 @@ rotate(pmt_logwriter *w)
 {
     int next;
 
+    if (w->forked) {
+        w->len = 0; /* see forget_writers_in_child */
+        return;
+    }
     if (w->len == 0) {
         return;
     }
@@ -268,6 +308,9 @@ pmt_log_close(pmt_logwriter *w)
         return w->error;
     }
     registry_remove(w);
+    if (w->forked) {
+        w->len = 0;
+    }
     (void)pmt_log_flush(w);
     if (w->thread_started) {
         pthread_mutex_lock(&w->qmutex);
@@ -366,7 +409,7 @@ pmt_log_flush_all_signal_safe(void)
     for (i = 0; i < REGISTRY_SLOTS; i++) {
         pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
         int q;
-        if (w == NULL || w->fd < 0) {
+        if (w == NULL || w->fd < 0 || w->forked) {
             continue;
         }
         /* Queued buffers first (the writer thread may be half-way through

@@ -42,6 +42,7 @@ typedef struct pmt_logwriter {
     uint64_t max_bytes;     /* cap on the file size, 0 = none */
     int error;              /* first errno of a failed write, 0 = none */
     int registry_slot;      /* index in the registry, -1 if not listed */
+    int forked;             /* inherited by a fork()ed child: write nothing */
     pthread_mutex_t mutex;  /* serialises records (the hooks' side) */
     /* The background writer, started when the first buffer fills: full
        buffers go to it, so the kernel's copy of the data runs off the
