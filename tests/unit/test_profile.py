@@ -220,12 +220,13 @@ def _python_hook(frame, event, arg):
     return _python_hook
 
 
+@pytest.mark.parametrize("all_threads", [False, True], ids=["this_thread", "all_threads"])
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_previous_python_hook_restored(cls, tmp_path):
+def test_previous_python_hook_restored(cls, all_threads, tmp_path):
     setter = sys.setprofile if cls is cPyMemTrace.Profile else sys.settrace
     setter(_python_hook)
     try:
-        with cls(filepath=str(tmp_path / "t.log")):
+        with cls(filepath=str(tmp_path / "t.log"), all_threads=all_threads):
             pass
         assert _hook_of(cls) is _python_hook
     finally:

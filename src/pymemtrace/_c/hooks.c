@@ -962,6 +962,9 @@ tracer_finish(TracerObject *self, int restore_hooks)
     self->state = ST_CLOSED;
     if (restore_hooks) {
         PyThreadState *tstate = PyThreadState_Get();
+        /* Before the other threads are cleared: on 3.12+ that clears this
+           one too. */
+        int mine_here = tstate_hook_is(tstate, self->kind, (PyObject *)self);
         if (self->all_threads) {
             set_hook_other_threads(self, 0);
             if (set_threading_hook(self, self->saved_threading_hook
@@ -971,7 +974,7 @@ tracer_finish(TracerObject *self, int restore_hooks)
                 PyErr_WriteUnraisable((PyObject *)self);
             }
         }
-        if (tstate_hook_is(tstate, self->kind, (PyObject *)self)) {
+        if (mine_here) {
             set_hook_current(self->kind, self->saved_func, self->saved_obj);
         }
         /* A tracer entered inside this one that is still active restores
