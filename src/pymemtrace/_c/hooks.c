@@ -7,16 +7,25 @@
  * event it does no system call: with measure="rss" it loads the RSS that
  * the poller thread (core/rsspoll.c) refreshes every millisecond; with
  * measure="heap" it loads the allocation counters of alloc.c.  Only when
- * memory moved by the trigger does it format a record (hand-rolled, into
- * the 64 KiB buffer of core/logwriter.c).  To be able to write the event
- * just before a jump (PREV) it keeps that event's code object (one strong
- * reference, swapped only when the code changes), its instruction offset
- * and what; file, line and function are worked out only when written.
+ * that value says memory moved by the trigger does it read RSS exactly
+ * (once) and format a record (hand-rolled, into the buffers of
+ * core/logwriter.c, whose writer thread does the write(2)).  To be able to
+ * write the event just before a jump (PREV) it keeps that event's code
+ * object (one strong reference, swapped only when the code changes), its
+ * instruction offset and what; file, line and function are worked out only
+ * when written, and the escaped names of the last code object written are
+ * reused.
  *
  * Threading.  Hooks run with the GIL held (they are called by the
  * interpreter on the thread that runs the code), so a tracer's event
- * state is only touched under the GIL.  The log has its own mutex besides.
+ * state is only touched under the GIL.  The log mutex is taken as well
+ * where the GIL is not enough (all_threads, free-threaded builds).
  * hooks_runtime (below) is touched only with the GIL held.
+ *
+ * Hooks of other tools: the entering thread's (func, obj) pair is saved
+ * from its thread state and put back with PyEval_SetProfile/SetTrace at
+ * exit, which restores C-level hooks (coverage, cProfile < 3.12) as well as
+ * sys.setprofile/settrace functions exactly.
  *
  * Errors.  A hook never raises: failures set log.error / a flag that
  * __exit__ turns into an exception.
