@@ -80,9 +80,35 @@ def _noop_hook(kind):
         _native._set_noop_hook(kind, False)
 
 
+_MONITORING_TOOL_ID = 4  # not one of the ids CPython names (0-2, 5)
+
+
+@contextlib.contextmanager
+def _noop_monitoring():
+    """sys.monitoring (3.12+) calling a C no-op at PY_START and PY_RETURN:
+    the floor a monitoring-based Profile would pay (no C_CALL events)."""
+    mon = sys.monitoring
+    events = mon.events.PY_START | mon.events.PY_RETURN
+    mon.use_tool_id(_MONITORING_TOOL_ID, "pymemtrace-bench")
+    try:
+        mon.register_callback(_MONITORING_TOOL_ID, mon.events.PY_START, _native._noop)
+        mon.register_callback(_MONITORING_TOOL_ID, mon.events.PY_RETURN, _native._noop)
+        mon.set_events(_MONITORING_TOOL_ID, events)
+        yield
+    finally:
+        mon.set_events(_MONITORING_TOOL_ID, 0)
+        mon.free_tool_id(_MONITORING_TOOL_ID)
+
+
+def _monitoring_unavailable():
+    return None if sys.version_info >= (3, 12) else "sys.monitoring needs CPython 3.12+"
+
+
 TOOLS += [
     Tool("floor: no-op C profile hook", lambda: _noop_hook(0)),
     Tool("floor: no-op C trace hook", lambda: _noop_hook(1)),
+    Tool("floor: no-op sys.monitoring PY_START/PY_RETURN", _noop_monitoring,
+         available=_monitoring_unavailable),
 ]
 
 

@@ -1324,7 +1324,19 @@ set_noop_hook(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(noop_doc,
+"_noop(*args) -> None\n\n"
+"Does nothing, as fast as a C function can: a sys.monitoring callback\n"
+"for benchmarks/ (the floor of a monitoring-based tracer on 3.12+).");
+
+static PyObject *
+noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef hooks_functions[] = {
+    {"_noop", (PyCFunction)(void (*)(void))noop, METH_FASTCALL, noop_doc},
     {"_set_noop_hook", set_noop_hook, METH_VARARGS, set_noop_hook_doc},
     {"_active_tracers", active_tracers, METH_O, active_tracers_doc},
     {"_close_all_tracers", close_all_tracers, METH_NOARGS, close_all_doc},
