@@ -20,6 +20,18 @@ from pymemtrace import _native, cPyMemTrace
 from cpymemtrace_logreader import parse
 
 MB = 1 << 20
+
+# Both hook backends where both exist: sys.monitoring (3.12+, the default
+# there) and the legacy PyEval_SetProfile/SetTrace hooks.
+BACKENDS = ["legacy"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request):
+    old = _native._set_default_backend(request.param)
+    yield request.param
+    _native._set_default_backend(old)
+
 TRACERS = [cPyMemTrace.Profile, cPyMemTrace.Trace]
 IDS = ["Profile", "Trace"]
 
@@ -45,6 +57,12 @@ def allocate_10mb_in_f():
             break
         time.sleep(0.001)
     return data
+
+
+def _tick():
+    """A Python call: CALL and RETURN events with either backend (the
+    sys.monitoring one reports no C calls)."""
+    return 1
 
 
 def allocate_10mb_python():
@@ -133,7 +151,7 @@ def test_d_rss_trigger_0_writes_every_event(cls, tmp_path):
     path = tmp_path / "t.log"
     with cls(d_rss_trigger=0, filepath=str(path)) as tracer:
         for i in range(200):
-            len("x")
+            _tick()
         events = tracer.events
     rss_now = cPyMemTrace.rss()
     log = parse(path)
@@ -157,7 +175,7 @@ def test_prev_is_the_event_just_before_the_jump(cls, tmp_path):
     keep = []
     with cls(filepath=str(path)):
         for i in range(50):
-            len("x")
+            _tick()
         grow_and_wait(keep, 8)
     recs = parse(path).records
     # THEN the record before the big NEXT is the event just before it:
@@ -191,11 +209,13 @@ def test_nested_each_write_own_file_and_inner_restores_outer(cls, tmp_path):
         with cls(0, filepath=str(inner_path)) as inner:
             assert depth() == 2
             assert inner.depth == 1
-            assert _hook_of(cls) is inner
+            if inner.backend == "legacy":
+                assert _hook_of(cls) is inner
         # THEN the outer one is back in place and still logging
-        assert _hook_of(cls) is outer
+        if outer.backend == "legacy":
+            assert _hook_of(cls) is outer
         before = outer.events
-        sum(range(3))
+        _tick()
         assert outer.events > before
     assert depth() == 0
     assert _hook_of(cls) is None
@@ -362,7 +382,7 @@ def test_two_threads_enter_at_once(cls, tmp_path):
             barrier.wait()
             with cls(0, filepath=str(tmp_path / f"{i}.log")) as tracer:
                 for j in range(200):
-                    len("x")
+                    _tick()
                 assert tracer.log_file_path().endswith(f"{i}.log")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -383,7 +403,7 @@ def test_max_log_bytes_caps_the_file(cls, tmp_path):
     path = tmp_path / "t.log"
     with cls(0, filepath=str(path), max_log_bytes=20_000):
         for i in range(5000):
-            len("x")
+            _tick()
     size = path.stat().st_size
     log = parse(path)
     assert log.complete
@@ -443,10 +463,12 @@ def test_measure_heap_error_leaves_nothing_behind(tmp_path):
 _CHILD = r"""
 import os, signal, sys
 from pymemtrace import cPyMemTrace
+def tick():
+    return 1
 tracer = cPyMemTrace.Profile(0, filepath=sys.argv[1])
 tracer.__enter__()
 for i in range(2000):
-    len("x")
+    tick()
 tracer.write_message_to_log("before the end")
 if sys.argv[2] == "sigterm":
     os.kill(os.getpid(), signal.SIGTERM)
@@ -495,7 +517,7 @@ def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
     path = tmp_path / "t.log"
     with cPyMemTrace.Profile(0, filepath=str(path)) as tracer:
         for i in range(3000):
-            len("x")
+            _tick()
         with warnings.catch_warnings():
             # 3.12+ warns about fork() with threads running (ours are pure
             # C and the child does not use them).
@@ -503,7 +525,7 @@ def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
             pid = os.fork()
         if pid == 0:  # the child: plenty of events, then leave at once
             for i in range(3000):
-                len("x")
+                _tick()
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         parent_events = tracer.events
@@ -514,3 +536,23 @@ def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
     written = [r.event for r in log.records if r.tag in ("FRST:", "NEXT:")]
     assert written == list(range(len(written)))
     assert len(written) >= parent_events - 1
+
+
+def test_monitoring_backend_leaves_other_hooks_running(tmp_path, backend):
+    # GIVEN a Python profile function, and Profile on sys.monitoring (3.12+)
+    if backend != "monitoring":
+        pytest.skip("the legacy hooks replace the thread's hook while active")
+    seen = []
+
+    def other(frame, event, arg):
+        seen.append((frame.f_code.co_name, event))
+
+    sys.setprofile(other)
+    try:
+        with cPyMemTrace.Profile(0, filepath=str(tmp_path / "t.log")):
+            _tick()
+    finally:
+        sys.setprofile(None)
+    # THEN both saw the call: the other tool was never switched off
+    assert ("_tick", "call") in seen
+    assert any(r.function.endswith("_tick") for r in parse(tmp_path / "t.log").records)

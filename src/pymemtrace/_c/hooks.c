@@ -48,6 +48,7 @@
 enum { KIND_PROFILE = 0, KIND_TRACE = 1 };
 enum { MEASURE_RSS = 0, MEASURE_HEAP = 1 };
 enum { ST_NEW = 0, ST_ACTIVE = 1, ST_CLOSED = 2 };
+enum { BACKEND_LEGACY = 0, BACKEND_MONITORING = 1 };
 
 /* What the hook remembers of one event, enough to write it later. */
 typedef struct {
@@ -100,6 +101,7 @@ typedef struct tracer_object {
     PyObject *saved_obj;     /* its object (strong) */
     PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
     struct tracer_object *outer; /* stack link (hooks_runtime) */
+    int backend;            /* BACKEND_LEGACY or BACKEND_MONITORING */
 } TracerObject;
 
 /* Process-wide: the stacks of active tracers, innermost first.  Each
@@ -108,7 +110,14 @@ static struct {
     TracerObject *top[2];   /* per kind */
     int depth[2];           /* per kind */
     uint64_t file_counter;  /* <n> in generated file names */
-} hooks_runtime;
+    int default_backend;    /* BACKEND_* for new tracers (3.12+) */
+    int mon_tool;           /* sys.monitoring tool id held, -1 = none */
+    int mon_users[2];       /* monitoring-backed tracers active, per kind */
+} hooks_runtime = {
+    .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
+    .mon_tool = -1,
+};
+
 
 static const char *const what_names[] = {
     "CALL", "EXCEPT", "LINE", "RETURN", "C_CALL", "C_EXCEPT", "C_RETURN",
@@ -391,22 +400,19 @@ crossed(const TracerObject *self, int64_t moved)
            -moved >= self->trigger;
 }
 
-/* The Py_tracefunc.  Never raises. */
-static int
-tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+/* One event, from either backend.  code is a new reference (stolen);
+   line is the line when the backend knows it for free, else -1; frame is
+   the frame when there is one (legacy hooks), else NULL.  Never raises. */
+static inline void
+tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
+             int line, PyFrameObject *frame)
 {
-    TracerObject *self = (TracerObject *)obj;
     uint64_t event;
     int64_t mem;
-    PyObject *code;
     unsigned long thread = 0;
 
-    if (self->state != ST_ACTIVE) {
-        return 0;
-    }
     event = self->n_events++;
     mem = read_mem(self);
-    code = (PyObject *)PyFrame_GetCode(frame); /* new reference */
     if (self->all_threads) {
         thread = PyThread_get_thread_ident();
     }
@@ -430,8 +436,10 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         if (had_first && self->prev_valid && !self->prev_written) {
             write_event(self, "PREV:", &self->prev, clock, 0);
         }
-        remember(self, what, code, frame_lasti(frame),
-                 PyFrame_GetLineNumber(frame), event, mem, thread);
+        if (line < 0 && frame != NULL) {
+            line = PyFrame_GetLineNumber(frame);
+        }
+        remember(self, what, code, lasti, line, event, mem, thread);
         write_event(self, had_first ? "NEXT:" : "FRST:", &self->prev, clock,
                     0);
         self->have_first = 1;
@@ -439,10 +447,23 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         self->ref_event = event;
         self->prev_written = 1;
     }
-    return 0;
+    return;
 not_written:
     self->prev_written = 0;
-    remember(self, what, code, frame_lasti(frame), -1, event, mem, thread);
+    remember(self, what, code, lasti, line, event, mem, thread);
+}
+
+/* The Py_tracefunc of the legacy backend.  Never raises. */
+static int
+tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    TracerObject *self = (TracerObject *)obj;
+
+    if (self->state != ST_ACTIVE) {
+        return 0;
+    }
+    tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
+                 frame_lasti(frame), -1, frame);
     return 0;
 }
 
@@ -567,6 +588,267 @@ done:
     return rc;
 }
 
+#if PMT_PY312_PLUS
+/* ---- the sys.monitoring backend (3.12+) ---------------------------------
+ *
+ * sys.monitoring calls a C function with (code, offset, ...) at PY_START,
+ * PY_RETURN etc.: no frame object is made and the events that are not
+ * asked for cost nothing (the legacy hooks are themselves built on it and
+ * ask for every call, C calls included).  Profile asks for the starts and
+ * ends of Python functions (no C_CALL/C_RETURN: memory moved inside a C
+ * call shows at the next Python event of the same function); Trace adds
+ * LINE and RAISE (EXCEPT).  The events are process-wide, so a callback
+ * looks for the innermost active tracer of the kind entered by its thread
+ * (or with all_threads) on the stack of active tracers (GIL held).
+ * Other tools' hooks (sys.setprofile, coverage, debuggers, cProfile) are
+ * not touched at all.
+ */
+
+#define MON_WHAT_CALL PyTrace_CALL
+#define MON_WHAT_RETURN PyTrace_RETURN
+
+static inline void
+mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
+{
+    TracerObject *t = hooks_runtime.top[kind];
+    unsigned long me;
+
+    if (t == NULL) {
+        return;
+    }
+    me = PyThread_get_thread_ident();
+    for (; t != NULL; t = t->outer) {
+        if (t->backend == BACKEND_MONITORING &&
+            (t->all_threads || t->owner == me)) {
+            break;
+        }
+    }
+    if (t == NULL || t->state != ST_ACTIVE || !PyCode_Check(code)) {
+        return;
+    }
+    tracer_event(t, what, Py_NewRef(code), lasti, line, NULL);
+}
+
+static inline int
+mon_offset(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || !PyLong_CheckExact(args[1])) {
+        return -1;
+    }
+    return (int)PyLong_AsLong(args[1]);
+}
+
+/* PY_START, PY_RESUME, PY_THROW: (code, offset[, exc]) */
+static PyObject *
+mon_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* PY_RETURN, PY_YIELD, PY_UNWIND: (code, offset, value) */
+static PyObject *
+mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* LINE: (code, line) */
+static PyObject *
+mon_on_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2 && PyLong_CheckExact(args[1])) {
+        mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
+                     (int)PyLong_AsLong(args[1]));
+    }
+    Py_RETURN_NONE;
+}
+
+/* RAISE: (code, offset, exc) */
+static PyObject *
+mon_on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
+                     mon_offset(args, nargs), -1);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mon_callback_defs[] = {
+    {"_mon_on_start", (PyCFunction)(void (*)(void))mon_on_start,
+     METH_FASTCALL, NULL},
+    {"_mon_on_return", (PyCFunction)(void (*)(void))mon_on_return,
+     METH_FASTCALL, NULL},
+    {"_mon_on_line", (PyCFunction)(void (*)(void))mon_on_line, METH_FASTCALL,
+     NULL},
+    {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise,
+     METH_FASTCALL, NULL},
+};
+
+/* Event numbers and callback (index in mon_callback_defs) of each kind. */
+typedef struct {
+    const char *event;
+    int callback;
+    int trace_only;
+} mon_binding;
+
+static const mon_binding mon_bindings[] = {
+    {"PY_START", 0, 0},  {"PY_RESUME", 0, 0}, {"PY_THROW", 0, 0},
+    {"PY_RETURN", 1, 0}, {"PY_YIELD", 1, 0},  {"PY_UNWIND", 1, 0},
+    {"LINE", 2, 1},      {"RAISE", 3, 1},
+};
+#define N_MON_BINDINGS (sizeof(mon_bindings) / sizeof(mon_bindings[0]))
+
+/* Set the events of our tool from the kinds in use; claim/free the tool
+   id as needed.  0, or -1 with an exception set. */
+static int
+mon_update(pmt_state *state)
+{
+    PyObject *mon = NULL, *events = NULL, *res = NULL;
+    long mask = 0;
+    int want_profile = hooks_runtime.mon_users[KIND_PROFILE] > 0;
+    int want_trace = hooks_runtime.mon_users[KIND_TRACE] > 0;
+    size_t i;
+    int rc = -1;
+
+    mon = PyImport_ImportModule("sys");
+    if (mon == NULL) {
+        goto done;
+    }
+    Py_SETREF(mon, PyObject_GetAttrString(mon, "monitoring"));
+    if (mon == NULL) {
+        goto done;
+    }
+    events = PyObject_GetAttrString(mon, "events");
+    if (events == NULL) {
+        goto done;
+    }
+    if (hooks_runtime.mon_tool < 0 && (want_profile || want_trace)) {
+        /* Ids CPython does not name: 3 and 4. */
+        int id;
+        for (id = 4; id >= 3; id--) {
+            res = PyObject_CallMethod(mon, "use_tool_id", "is", id,
+                                      "pymemtrace");
+            if (res != NULL) {
+                hooks_runtime.mon_tool = id;
+                break;
+            }
+            PyErr_Clear();
+        }
+        if (hooks_runtime.mon_tool < 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "no free sys.monitoring tool id (3 and 4 are "
+                            "taken)");
+            goto done;
+        }
+        Py_CLEAR(res);
+        for (i = 0; i < N_MON_BINDINGS; i++) {
+            PyObject *ev = PyObject_GetAttrString(events,
+                                                  mon_bindings[i].event);
+            PyObject *cb = PyTuple_GET_ITEM(state->mon_callbacks,
+                                            mon_bindings[i].callback);
+            if (ev == NULL) {
+                goto done;
+            }
+            res = PyObject_CallMethod(mon, "register_callback", "iOO",
+                                      hooks_runtime.mon_tool, ev, cb);
+            Py_DECREF(ev);
+            if (res == NULL) {
+                goto done;
+            }
+            Py_CLEAR(res);
+        }
+    }
+    if (hooks_runtime.mon_tool < 0) {
+        rc = 0;
+        goto done;
+    }
+    for (i = 0; i < N_MON_BINDINGS; i++) {
+        PyObject *ev;
+        long bit;
+        if (!(want_trace || (want_profile && !mon_bindings[i].trace_only))) {
+            continue;
+        }
+        ev = PyObject_GetAttrString(events, mon_bindings[i].event);
+        if (ev == NULL) {
+            goto done;
+        }
+        bit = PyLong_AsLong(ev);
+        Py_DECREF(ev);
+        if (bit == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        mask |= bit;
+    }
+    res = PyObject_CallMethod(mon, "set_events", "il",
+                              hooks_runtime.mon_tool, mask);
+    if (res == NULL) {
+        goto done;
+    }
+    Py_CLEAR(res);
+    if (mask == 0) {
+        for (i = 0; i < N_MON_BINDINGS; i++) {
+            PyObject *ev = PyObject_GetAttrString(events,
+                                                  mon_bindings[i].event);
+            if (ev == NULL) {
+                goto done;
+            }
+            res = PyObject_CallMethod(mon, "register_callback", "iOO",
+                                      hooks_runtime.mon_tool, ev, Py_None);
+            Py_DECREF(ev);
+            if (res == NULL) {
+                goto done;
+            }
+            Py_CLEAR(res);
+        }
+        res = PyObject_CallMethod(mon, "free_tool_id", "i",
+                                  hooks_runtime.mon_tool);
+        if (res == NULL) {
+            goto done;
+        }
+        hooks_runtime.mon_tool = -1;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(events);
+    Py_XDECREF(mon);
+    return rc;
+}
+
+/* Count self among the users of the events of its kind. */
+static int
+mon_install(TracerObject *self, pmt_state *state)
+{
+    hooks_runtime.mon_users[self->kind]++;
+    if (mon_update(state) < 0) {
+        hooks_runtime.mon_users[self->kind]--;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+mon_uninstall(TracerObject *self, pmt_state *state)
+{
+    hooks_runtime.mon_users[self->kind]--;
+    if (state != NULL && mon_update(state) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+}
+
+#endif /* PMT_PY312_PLUS */
+
 /* ---- the type ---------------------------------------------------------- */
 
 static void
@@ -683,6 +965,7 @@ tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds, int kind)
     }
     self->kind = kind;
     self->state = ST_NEW;
+    self->backend = hooks_runtime.default_backend;
     self->trigger = (int64_t)pmt_rss_page_size();
     self->log.fd = -1;
     return (PyObject *)self;
@@ -919,18 +1202,34 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         PyErr_Clear();
     }
-    /* This thread's current hook, to be restored at exit. */
-    if (self->kind == KIND_PROFILE) {
-        self->saved_func = tstate->c_profilefunc;
-        Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_profileobj));
+    if (self->backend == BACKEND_MONITORING) {
+#if PMT_PY312_PLUS
+        /* Falls back to the legacy hooks when sys.monitoring cannot be
+           used (no free tool id). */
+        pmt_state *state = pmt_state_from_type(Py_TYPE(op));
+        if (state == NULL || state->mon_callbacks == NULL ||
+            mon_install(self, state) < 0) {
+            PyErr_Clear();
+            self->backend = BACKEND_LEGACY;
+        }
+#else
+        self->backend = BACKEND_LEGACY;
+#endif
     }
-    else {
-        self->saved_func = tstate->c_tracefunc;
-        Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_traceobj));
-    }
-    if (self->all_threads) {
-        if (set_threading_hook(self, op, 1) < 0) {
-            goto error;
+    if (self->backend == BACKEND_LEGACY) {
+        /* This thread's current hook, to be restored at exit. */
+        if (self->kind == KIND_PROFILE) {
+            self->saved_func = tstate->c_profilefunc;
+            Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_profileobj));
+        }
+        else {
+            self->saved_func = tstate->c_tracefunc;
+            Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_traceobj));
+        }
+        if (self->all_threads) {
+            if (set_threading_hook(self, op, 1) < 0) {
+                goto error;
+            }
         }
     }
     self->t0_ns = now_ns();
@@ -938,10 +1237,12 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     self->state = ST_ACTIVE;
     stack_push(self);
     pmt_log_signals_install();
-    if (self->all_threads) {
-        set_hook_other_threads(self, 1);
+    if (self->backend == BACKEND_LEGACY) {
+        if (self->all_threads) {
+            set_hook_other_threads(self, 1);
+        }
+        set_hook_current(self->kind, tracer_hook, op);
     }
-    set_hook_current(self->kind, tracer_hook, op);
     Py_DECREF(path_bytes);
     return Py_NewRef(op);
 error:
@@ -969,7 +1270,19 @@ tracer_finish(TracerObject *self, int restore_hooks)
         return 0;
     }
     self->state = ST_CLOSED;
-    if (restore_hooks) {
+#if PMT_PY312_PLUS
+    if (self->backend == BACKEND_MONITORING) {
+        pmt_state *state = NULL;
+        if (restore_hooks) {
+            state = pmt_state_from_type(Py_TYPE(self));
+            if (state == NULL) {
+                PyErr_Clear();
+            }
+        }
+        mon_uninstall(self, state);
+    }
+#endif
+    if (restore_hooks && self->backend == BACKEND_LEGACY) {
         PyThreadState *tstate = PyThreadState_Get();
         /* Before the other threads are cleared: on 3.12+ that clears this
            one too. */
@@ -1142,7 +1455,20 @@ tracer_get_active(PyObject *op, void *closure)
     return PyBool_FromLong(((TracerObject *)op)->state == ST_ACTIVE);
 }
 
+static PyObject *
+tracer_get_backend(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(((TracerObject *)op)->backend ==
+                                        BACKEND_MONITORING
+                                    ? "monitoring"
+                                    : "legacy");
+}
+
 static PyGetSetDef tracer_getset[] = {
+    {"backend", tracer_get_backend, NULL,
+     "\"monitoring\" (sys.monitoring, 3.12+) or \"legacy\" "
+     "(PyEval_SetProfile/SetTrace); settled at enter",
+     NULL},
     {"events", tracer_get_events, NULL, "events seen so far", NULL},
     {"d_rss_trigger", tracer_get_trigger, NULL,
      "the trigger in bytes (0: every event)", NULL},
@@ -1335,7 +1661,40 @@ noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(set_default_backend_doc,
+"_set_default_backend(name: str) -> str\n\n"
+"Backend of the tracers made from now on: \"monitoring\" (3.12+ only) or\n"
+"\"legacy\".  Returns the previous one.  For tests and benchmarks.");
+
+static PyObject *
+set_default_backend(PyObject *module, PyObject *arg)
+{
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    const char *old = hooks_runtime.default_backend == BACKEND_MONITORING
+                          ? "monitoring"
+                          : "legacy";
+
+    if (name == NULL) {
+        PyErr_SetString(PyExc_TypeError, "backend must be a str");
+        return NULL;
+    }
+    if (strcmp(name, "legacy") == 0) {
+        hooks_runtime.default_backend = BACKEND_LEGACY;
+    }
+    else if (strcmp(name, "monitoring") == 0 && PMT_PY312_PLUS) {
+        hooks_runtime.default_backend = BACKEND_MONITORING;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown or unavailable backend: %s",
+                     name);
+        return NULL;
+    }
+    return PyUnicode_FromString(old);
+}
+
 static PyMethodDef hooks_functions[] = {
+    {"_set_default_backend", set_default_backend, METH_O,
+     set_default_backend_doc},
     {"_noop", (PyCFunction)(void (*)(void))noop, METH_FASTCALL, noop_doc},
     {"_set_noop_hook", set_noop_hook, METH_VARARGS, set_noop_hook_doc},
     {"_active_tracers", active_tracers, METH_O, active_tracers_doc},
@@ -1364,6 +1723,24 @@ pmt_hooks_exec(PyObject *module)
     if (PyModule_AddType(module, (PyTypeObject *)state->trace_type) < 0) {
         return -1;
     }
+#if PMT_PY312_PLUS
+    {
+        size_t i;
+        size_t n = sizeof(mon_callback_defs) / sizeof(mon_callback_defs[0]);
+        state->mon_callbacks = PyTuple_New((Py_ssize_t)n);
+        if (state->mon_callbacks == NULL) {
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *f = PyCFunction_NewEx(&mon_callback_defs[i], module,
+                                            NULL);
+            if (f == NULL) {
+                return -1;
+            }
+            PyTuple_SET_ITEM(state->mon_callbacks, (Py_ssize_t)i, f);
+        }
+    }
+#endif
     return PyModule_AddFunctions(module, hooks_functions);
 }
 
