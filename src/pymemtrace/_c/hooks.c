@@ -1091,6 +1091,9 @@ write_header(TracerObject *self)
     pmt_log_cstr(log, self->all_threads ? "1" : "0");
     pmt_log_cstr(log, "\n# depth: ");
     pmt_log_u64(log, (uint64_t)self->depth);
+    pmt_log_cstr(log, "\n# backend: ");
+    pmt_log_cstr(log, self->backend == BACKEND_MONITORING ? "monitoring"
+                                                          : "legacy");
     pmt_log_cstr(log, "\nHDR:\tEvent\tdEvent\tClock\tWhat\tFile\t#line\t"
                       "Function\t");
     pmt_log_cstr(log, self->measure == MEASURE_RSS ? "RSS" : "HEAP");
@@ -1146,6 +1149,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     PyThreadState *tstate = PyThreadState_Get();
     TracerObject *outer;
     PyObject *path_bytes = NULL;
+    void *mon_state = NULL; /* pmt_state, once mon_install succeeded */
     int err;
 
     if (self->state != ST_NEW) {
@@ -1175,6 +1179,24 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         self->poll_started = 1;
     }
+    if (self->backend == BACKEND_MONITORING) {
+#if PMT_PY312_PLUS
+        /* Falls back to the legacy hooks when sys.monitoring cannot be
+           used (no free tool id). */
+        pmt_state *state = pmt_state_from_type(Py_TYPE(op));
+        if (state == NULL || state->mon_callbacks == NULL ||
+            mon_install(self, state) < 0) {
+            PyErr_Clear();
+            self->backend = BACKEND_LEGACY;
+        }
+        else {
+            mon_state = state;
+        }
+#else
+        self->backend = BACKEND_LEGACY;
+        (void)mon_state;
+#endif
+    }
     path_bytes = PyUnicode_EncodeFSDefault(self->filepath);
     if (path_bytes == NULL) {
         goto error;
@@ -1201,20 +1223,6 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
             Py_DECREF(text);
         }
         PyErr_Clear();
-    }
-    if (self->backend == BACKEND_MONITORING) {
-#if PMT_PY312_PLUS
-        /* Falls back to the legacy hooks when sys.monitoring cannot be
-           used (no free tool id). */
-        pmt_state *state = pmt_state_from_type(Py_TYPE(op));
-        if (state == NULL || state->mon_callbacks == NULL ||
-            mon_install(self, state) < 0) {
-            PyErr_Clear();
-            self->backend = BACKEND_LEGACY;
-        }
-#else
-        self->backend = BACKEND_LEGACY;
-#endif
     }
     if (self->backend == BACKEND_LEGACY) {
         /* This thread's current hook, to be restored at exit. */
@@ -1247,6 +1255,15 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(op);
 error:
     Py_XDECREF(path_bytes);
+#if PMT_PY312_PLUS
+    if (mon_state != NULL) {
+        /* It calls sys.monitoring: keep the error being raised. */
+        pmt_exc_t saved;
+        PMT_EXC_SAVE(saved);
+        mon_uninstall(self, (pmt_state *)mon_state);
+        PMT_EXC_RESTORE(saved);
+    }
+#endif
     if (self->log_open) {
         self->log_open = 0;
         (void)pmt_log_close(&self->log);
@@ -1279,7 +1296,12 @@ tracer_finish(TracerObject *self, int restore_hooks)
                 PyErr_Clear();
             }
         }
-        mon_uninstall(self, state);
+        {
+            pmt_exc_t saved;
+            PMT_EXC_SAVE(saved);
+            mon_uninstall(self, state);
+            PMT_EXC_RESTORE(saved);
+        }
     }
 #endif
     if (restore_hooks && self->backend == BACKEND_LEGACY) {
