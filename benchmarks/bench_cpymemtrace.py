@@ -121,8 +121,8 @@ SEED_SCRIPT = os.path.join(REPO, "benchmarks", "bench_cpymemtrace_seed.py")
 
 def _seed_unavailable():
     if not os.path.exists(SEED_PYTHON):
-        return ("no seed environment: python -m venv build/seedenv && "
-                "build/seedenv/bin/pip install pymemtrace")
+        return ("no seed environment: see bench_cpymemtrace_seed.py for "
+                "how to build build/seedenv")
     probe = subprocess.run(
         [SEED_PYTHON, "-c", "from pymemtrace import cPyMemTrace"],
         capture_output=True, text=True, cwd=REPO,

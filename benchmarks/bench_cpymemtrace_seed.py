@@ -6,6 +6,17 @@ prints a table of ratios like the harness does (median of alternating
 bare/tooled rounds).  Invoked by ``python -m benchmarks.bench_cpymemtrace``.
 
     build/seedenv/bin/python benchmarks/bench_cpymemtrace_seed.py [--rounds N]
+
+Making build/seedenv: ``pip install pymemtrace`` (0.6.3, an sdist) fails
+to compile with GCC 12+: its setup.py adds -Werror and <datetime.h> leaves
+an unused static variable.  Appending -Wno-error through a compiler wrapper
+makes it build:
+
+    python -m venv build/seedenv
+    printf '#!/bin/sh\nexec gcc "$@" -Wno-error\n' > build/gccwrap
+    chmod +x build/gccwrap
+    CC=$PWD/build/gccwrap LDSHARED="$PWD/build/gccwrap -shared" \
+        build/seedenv/bin/pip install --no-cache-dir pymemtrace==0.6.3
 """
 import argparse
 import gc
