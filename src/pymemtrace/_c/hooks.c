@@ -1,16 +1,1775 @@
 /*
- * hooks.c - placeholder until its issue lands; see native.h.
+ * hooks.c - cPyMemTrace.Profile and cPyMemTrace.Trace: memory at every
+ * call/return (Profile) or line (Trace) where it moved, logged to a file.
+ *
+ * Cost model.  The hook is a C Py_tracefunc installed with
+ * PyEval_SetProfile / PyEval_SetTrace (the cheapest hook on 3.9-3.13).  Per
+ * event it does no system call: with measure="rss" it loads the RSS that
+ * the poller thread (core/rsspoll.c) refreshes every millisecond; with
+ * measure="heap" it loads the allocation counters of alloc.c.  Only when
+ * that value says memory moved by the trigger does it read RSS exactly
+ * (once) and format a record (hand-rolled, into the buffers of
+ * core/logwriter.c, whose writer thread does the write(2)).  To be able to
+ * write the event just before a jump (PREV) it keeps that event's code
+ * object (one strong reference, swapped only when the code changes), its
+ * instruction offset and what; file, line and function are worked out only
+ * when written, and the escaped names of the last code object written are
+ * reused.
+ *
+ * Threading.  Hooks run with the GIL held (they are called by the
+ * interpreter on the thread that runs the code), so a tracer's event
+ * state is only touched under the GIL.  The log mutex is taken as well
+ * where the GIL is not enough (all_threads, free-threaded builds).
+ * hooks_runtime (below) is touched only with the GIL held.
+ *
+ * Hooks of other tools: the entering thread's (func, obj) pair is saved
+ * from its thread state and put back with PyEval_SetProfile/SetTrace at
+ * exit, which restores C-level hooks (coverage, cProfile < 3.12) as well as
+ * sys.setprofile/settrace functions exactly.
+ *
+ * Errors.  A hook never raises: failures set log.error / a flag that
+ * __exit__ turns into an exception.
+ *
+ * Lock order: the GIL, then a log mutex.  The poller and signal handlers
+ * never take the GIL.
  */
 #include "native.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frameobject.h"
+
+#include "core/logwriter.h"
+#include "core/rsspoll.h"
+
+enum { KIND_PROFILE = 0, KIND_TRACE = 1 };
+enum { MEASURE_RSS = 0, MEASURE_HEAP = 1 };
+enum { ST_NEW = 0, ST_ACTIVE = 1, ST_CLOSED = 2 };
+enum { BACKEND_LEGACY = 0, BACKEND_MONITORING = 1 };
+
+/* What the hook remembers of one event, enough to write it later. */
+typedef struct {
+    int what;           /* PyTrace_CALL ... PyTrace_C_RETURN */
+    int lasti;          /* byte offset of the instruction, -1 before start */
+    int line;           /* line number, or -1: work it out from lasti */
+    PyObject *code;     /* strong reference, or NULL */
+    uint64_t event;     /* event number */
+    int64_t mem;        /* memory seen at the event */
+    unsigned long thread; /* thread identifier (all_threads only) */
+} pmt_event;
+
+typedef struct tracer_object {
+    PyObject_HEAD
+    /* Configuration, fixed by __init__. */
+    int kind;               /* KIND_PROFILE or KIND_TRACE */
+    int measure;            /* MEASURE_RSS or MEASURE_HEAP */
+    int all_threads;        /* trace every thread */
+    int64_t trigger;        /* bytes; 0 = every event */
+    uint64_t max_log_bytes; /* 0 = no cap */
+    PyObject *message;      /* str or NULL */
+    PyObject *filepath;     /* str: the given path, or the one made at enter */
+    /* Life cycle: ST_NEW -> ST_ACTIVE -> ST_CLOSED.  GIL. */
+    int state;
+    int depth;              /* tracers of the same kind active at enter */
+    unsigned long owner;    /* thread that entered */
+    /* Event state, GIL. */
+    uint64_t t0_ns;         /* CLOCK_MONOTONIC at enter */
+    uint64_t n_events;      /* events seen */
+    uint64_t ref_event;     /* event of the last FRST/NEXT */
+    int64_t ref_mem;        /* memory of the last FRST/NEXT */
+    int have_first;         /* FRST written */
+    int prev_valid;         /* prev holds an event */
+    int prev_written;       /* prev was written as FRST/NEXT */
+    pmt_event prev;         /* the last event seen */
+    int capped;             /* max_log_bytes reached */
+    /* The escaped "File\t#line-less" text of the last code object written:
+       File and Function columns are copied, not re-encoded, while the
+       code object stays the same (the common case: loops, recursion). */
+    PyObject *name_code;    /* strong reference, or NULL */
+    char *name_buf;         /* NAME_BUF_SIZE bytes while active */
+    size_t name_file_len;   /* escaped File bytes at name_buf */
+    size_t name_func_len;   /* escaped Function bytes after them */
+    /* Resources held while active. */
+    pmt_logwriter log;
+    int log_open;
+    int heap_acquired;
+    int poll_started;
+    Py_tracefunc saved_func; /* this thread's hook before enter */
+    PyObject *saved_obj;     /* its object (strong) */
+    PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
+    struct tracer_object *outer; /* stack link (hooks_runtime) */
+    int backend;            /* BACKEND_LEGACY or BACKEND_MONITORING */
+} TracerObject;
+
+/* Process-wide: the stacks of active tracers, innermost first.  Each
+   entry holds a strong reference.  Protected by the GIL. */
+static struct {
+    TracerObject *top[2];   /* per kind */
+    int depth[2];           /* per kind */
+    uint64_t file_counter;  /* <n> in generated file names */
+    int default_backend;    /* BACKEND_* for new tracers (3.12+) */
+    int mon_tool;           /* sys.monitoring tool id held, -1 = none */
+    int mon_users[2];       /* monitoring-backed tracers active, per kind */
+} hooks_runtime = {
+    .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
+    .mon_tool = -1,
+};
+
+
+static const char *const what_names[] = {
+    "CALL", "EXCEPT", "LINE", "RETURN", "C_CALL", "C_EXCEPT", "C_RETURN",
+    "OPCODE",
+};
+static const size_t what_lens[] = {4, 6, 4, 6, 6, 8, 8, 6};
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline int64_t
+read_mem(const TracerObject *self)
+{
+    if (self->measure == MEASURE_HEAP) {
+        return pmt_alloc_live_bytes();
+    }
+    return (int64_t)pmt_rsspoll_value();
+}
+
+static int64_t
+read_mem_now(const TracerObject *self)
+{
+    if (self->measure == MEASURE_HEAP) {
+        return pmt_alloc_live_bytes();
+    }
+    return (int64_t)pmt_rsspoll_refresh();
+}
+
+/* ---- writing records (GIL held) ---------------------------------------- */
+
+/* Records are written with the GIL held, which already serialises them on
+   a GIL build when only one thread is traced; the log mutex is taken where
+   that is not enough: all_threads (hooks of several threads) and
+   free-threaded builds.  It costs ~20 ns a record, which matters when
+   every event is written. */
+static inline void
+record_lock(TracerObject *self)
+{
+#ifndef Py_GIL_DISABLED
+    if (!self->all_threads) {
+        return;
+    }
+#endif
+    pmt_log_lock(&self->log);
+}
+
+static inline void
+record_unlock(TracerObject *self)
+{
+#ifndef Py_GIL_DISABLED
+    if (!self->all_threads) {
+        return;
+    }
+#endif
+    pmt_log_unlock(&self->log);
+}
+
+/* A str as UTF-8, escaped.  Never raises: a string that cannot be encoded
+   (lone surrogates) is written with replacement characters. */
+static void
+log_str(pmt_logwriter *log, PyObject *s)
+{
+    const char *utf8;
+    Py_ssize_t n;
+
+    if (s == NULL || !PyUnicode_Check(s)) {
+        pmt_log_char(log, '?');
+        return;
+    }
+    if (PyUnicode_IS_ASCII(s)) {
+        utf8 = (const char *)PyUnicode_DATA(s);
+        n = PyUnicode_GET_LENGTH(s);
+        pmt_log_escaped(log, utf8, (size_t)n);
+        return;
+    }
+    {
+        pmt_exc_t saved;
+        PMT_EXC_SAVE(saved);
+        /* Caches the UTF-8 form in the object: paid once per name. */
+        utf8 = PyUnicode_AsUTF8AndSize(s, &n);
+        if (utf8 != NULL) {
+            pmt_log_escaped(log, utf8, (size_t)n);
+        }
+        else {
+            PyObject *b;
+            PyErr_Clear();
+            b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+            if (b != NULL) {
+                pmt_log_escaped(log, PyBytes_AS_STRING(b),
+                                (size_t)PyBytes_GET_SIZE(b));
+                Py_DECREF(b);
+            }
+            else {
+                PyErr_Clear();
+                pmt_log_char(log, '?');
+            }
+        }
+        PMT_EXC_RESTORE(saved);
+    }
+}
+
+static PyObject *
+code_function_name(PyCodeObject *code)
+{
+#if PMT_PY311_PLUS
+    return code->co_qualname;
+#else
+    return code->co_name;
+#endif
+}
+
+static int
+event_line(const pmt_event *ev)
+{
+    if (ev->line >= 0) {
+        return ev->line;
+    }
+    if (ev->code == NULL) {
+        return 0;
+    }
+    return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+}
+
+/* Largest record: two escaped fields (each at most twice
+   PMT_LOG_MAX_FIELD) and the numbers. */
+#define NAME_BUF_SIZE (4 * PMT_LOG_MAX_FIELD + 16)
+#define MAX_RECORD (NAME_BUF_SIZE + 256)
+
+/* File and Function columns of code, escaped, through the cache. */
+static void
+log_code_names(TracerObject *self, PyCodeObject *code, int line)
+{
+    pmt_logwriter *log = &self->log;
+    size_t start;
+
+    if ((PyObject *)code != self->name_code || self->name_buf == NULL) {
+        /* Room for the whole record was reserved: no flush happens while
+           the names are formatted, so they can be copied from the log. */
+        start = log->len;
+        log_str(log, code ? code->co_filename : NULL);
+        self->name_file_len = log->len - start;
+        pmt_log_char(log, '\t');
+        pmt_log_i64(log, line, 0);
+        pmt_log_char(log, '\t');
+        {
+            size_t fstart = log->len;
+            log_str(log, code ? code_function_name(code) : NULL);
+            self->name_func_len = log->len - fstart;
+            if (self->name_buf != NULL && code != NULL &&
+                self->name_file_len + self->name_func_len <= NAME_BUF_SIZE) {
+                memcpy(self->name_buf, log->buf + start,
+                       self->name_file_len);
+                memcpy(self->name_buf + self->name_file_len,
+                       log->buf + fstart, self->name_func_len);
+                Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
+            }
+            else {
+                Py_CLEAR(self->name_code);
+            }
+        }
+        return;
+    }
+    pmt_log_bytes(log, self->name_buf, self->name_file_len);
+    pmt_log_char(log, '\t');
+    pmt_log_i64(log, line, 0);
+    pmt_log_char(log, '\t');
+    pmt_log_bytes(log, self->name_buf + self->name_file_len,
+                  self->name_func_len);
+}
+
+/* Cap check before a record: 1 if the record may be written. */
+static int
+log_room(TracerObject *self)
+{
+    pmt_logwriter *log = &self->log;
+
+    if (self->capped) {
+        return 0;
+    }
+    if (self->max_log_bytes &&
+        log->written + log->len >= self->max_log_bytes) {
+        self->capped = 1;
+        pmt_log_cstr(log, "# max_log_bytes reached (");
+        pmt_log_u64(log, self->max_log_bytes);
+        pmt_log_cstr(log, "): records after event ");
+        pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
+        pmt_log_cstr(log, " are not written\n");
+        return 0;
+    }
+    return 1;
+}
+
+static void
+write_event(TracerObject *self, const char *tag, const pmt_event *ev,
+            uint64_t clock_ns, int force)
+{
+    pmt_logwriter *log = &self->log;
+    PyCodeObject *code = (PyCodeObject *)ev->code;
+    int what = ev->what;
+
+    record_lock(self);
+    if (!force && !log_room(self)) {
+        goto out_unlock;
+    }
+    (void)pmt_log_reserve(log, MAX_RECORD);
+    pmt_log_bytes(log, tag, 5); /* "NEXT:" and the others: 5 bytes */
+    pmt_log_char(log, '\t');
+    pmt_log_u64(log, ev->event);
+    pmt_log_cstr(log, "\t+");
+    pmt_log_u64(log, ev->event - self->ref_event);
+    pmt_log_char(log, '\t');
+    pmt_log_seconds(log, clock_ns - self->t0_ns);
+    pmt_log_char(log, '\t');
+    if (what >= 0 && what <= 7) {
+        pmt_log_bytes(log, what_names[what], what_lens[what]);
+    }
+    else {
+        pmt_log_char(log, '?');
+    }
+    pmt_log_char(log, '\t');
+    log_code_names(self, code, event_line(ev));
+    pmt_log_char(log, '\t');
+    pmt_log_i64(log, ev->mem, 0);
+    pmt_log_char(log, '\t');
+    pmt_log_i64(log, self->have_first ? ev->mem - self->ref_mem : 0, 1);
+    if (self->all_threads) {
+        pmt_log_char(log, '\t');
+        pmt_log_u64(log, ev->thread);
+    }
+    pmt_log_char(log, '\n');
+out_unlock:
+    record_unlock(self);
+}
+
+/* Remember ev as the previous event: swap references only on change. */
+static inline void
+remember(TracerObject *self, int what, PyObject *code, int lasti, int line,
+         uint64_t event, int64_t mem, unsigned long thread)
+{
+    pmt_event *p = &self->prev;
+
+    if (p->code != code) {
+        PyObject *old = p->code;
+        p->code = code; /* takes the reference */
+        Py_XDECREF(old);
+    }
+    else {
+        Py_XDECREF(code);
+    }
+    p->what = what;
+    p->lasti = lasti;
+    p->line = line;
+    p->event = event;
+    p->mem = mem;
+    p->thread = thread;
+    self->prev_valid = 1;
+}
+
+static inline int
+frame_lasti(PyFrameObject *frame)
+{
+#if PMT_PY311_PLUS
+    return PyFrame_GetLasti(frame);
+#elif PMT_PY310_PLUS
+    return frame->f_lasti < 0 ? -1 : frame->f_lasti * 2;
+#else
+    return frame->f_lasti;
+#endif
+}
+
+static inline int
+crossed(const TracerObject *self, int64_t moved)
+{
+    return self->trigger == 0 || moved >= self->trigger ||
+           -moved >= self->trigger;
+}
+
+/* One event, from either backend.  code is a new reference (stolen);
+   line is the line when the backend knows it for free, else -1; frame is
+   the frame when there is one (legacy hooks), else NULL.  Never raises. */
+static inline void
+tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
+             int line, PyFrameObject *frame)
+{
+    uint64_t event;
+    int64_t mem;
+    unsigned long thread = 0;
+
+    event = self->n_events++;
+    mem = read_mem(self);
+    if (self->all_threads) {
+        thread = PyThread_get_thread_ident();
+    }
+    if (self->have_first) {
+        if (!crossed(self, mem - self->ref_mem)) {
+            goto not_written;
+        }
+        /* The poller's value says memory moved: read it exactly now (at
+           most once per poller sample, since the refresh publishes it). */
+        if (self->measure == MEASURE_RSS && mem != self->ref_mem) {
+            mem = (int64_t)pmt_rsspoll_refresh();
+            if (!crossed(self, mem - self->ref_mem)) {
+                goto not_written;
+            }
+        }
+    }
+    /* This event is written. */
+    {
+        uint64_t clock = now_ns();
+        int had_first = self->have_first;
+        if (had_first && self->prev_valid && !self->prev_written) {
+            write_event(self, "PREV:", &self->prev, clock, 0);
+        }
+        if (line < 0 && frame != NULL) {
+            line = PyFrame_GetLineNumber(frame);
+        }
+        remember(self, what, code, lasti, line, event, mem, thread);
+        write_event(self, had_first ? "NEXT:" : "FRST:", &self->prev, clock,
+                    0);
+        self->have_first = 1;
+        self->ref_mem = mem;
+        self->ref_event = event;
+        self->prev_written = 1;
+    }
+    return;
+not_written:
+    self->prev_written = 0;
+    remember(self, what, code, lasti, line, event, mem, thread);
+}
+
+/* The Py_tracefunc of the legacy backend.  Never raises. */
+static int
+tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    TracerObject *self = (TracerObject *)obj;
+
+    if (self->state != ST_ACTIVE) {
+        return 0;
+    }
+    tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
+                 frame_lasti(frame), -1, frame);
+    return 0;
+}
+
+/* ---- installing and removing hooks (GIL held) -------------------------- */
+
+static int
+tstate_hook_is(PyThreadState *tstate, int kind, PyObject *obj)
+{
+    if (kind == KIND_PROFILE) {
+        return tstate->c_profilefunc == tracer_hook &&
+               tstate->c_profileobj == obj;
+    }
+    return tstate->c_tracefunc == tracer_hook && tstate->c_traceobj == obj;
+}
+
+static void
+set_hook_current(int kind, Py_tracefunc func, PyObject *obj)
+{
+    if (kind == KIND_PROFILE) {
+        PyEval_SetProfile(func, obj);
+    }
+    else {
+        PyEval_SetTrace(func, obj);
+    }
+}
+
+/* Install self on every thread but the current one. */
+static void
+set_hook_other_threads(TracerObject *self, int install)
+{
+    PyThreadState *me = PyThreadState_Get();
+#if PMT_PY312_PLUS
+    /* Every thread, then the current one set back as it must be. */
+    if (install) {
+        if (self->kind == KIND_PROFILE) {
+            PyEval_SetProfileAllThreads(tracer_hook, (PyObject *)self);
+        }
+        else {
+            PyEval_SetTraceAllThreads(tracer_hook, (PyObject *)self);
+        }
+    }
+    else {
+        PyThreadState *t = PyInterpreterState_ThreadHead(
+            PyThreadState_GetInterpreter(me));
+        int ours_elsewhere = 0;
+        for (; t != NULL; t = PyThreadState_Next(t)) {
+            if (t != me && tstate_hook_is(t, self->kind, (PyObject *)self)) {
+                ours_elsewhere = 1;
+            }
+        }
+        if (ours_elsewhere) {
+            if (self->kind == KIND_PROFILE) {
+                PyEval_SetProfileAllThreads(NULL, NULL);
+            }
+            else {
+                PyEval_SetTraceAllThreads(NULL, NULL);
+            }
+        }
+    }
+    (void)me;
+#else
+    PyThreadState *t = PyInterpreterState_ThreadHead(
+        PyThreadState_GetInterpreter(me));
+    for (; t != NULL; t = PyThreadState_Next(t)) {
+        if (t == me) {
+            continue;
+        }
+        if (install) {
+            if (self->kind == KIND_PROFILE) {
+                (void)_PyEval_SetProfile(t, tracer_hook, (PyObject *)self);
+            }
+            else {
+                (void)_PyEval_SetTrace(t, tracer_hook, (PyObject *)self);
+            }
+        }
+        else if (tstate_hook_is(t, self->kind, (PyObject *)self)) {
+            if (self->kind == KIND_PROFILE) {
+                (void)_PyEval_SetProfile(t, NULL, NULL);
+            }
+            else {
+                (void)_PyEval_SetTrace(t, NULL, NULL);
+            }
+        }
+        if (PyErr_Occurred()) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+#endif
+}
+
+/* threading.setprofile/settrace(obj) for threads started while active. */
+static int
+set_threading_hook(TracerObject *self, PyObject *hook, int save)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *res = NULL;
+    const char *attr = self->kind == KIND_PROFILE ? "_profile_hook"
+                                                  : "_trace_hook";
+    const char *setter = self->kind == KIND_PROFILE ? "setprofile"
+                                                    : "settrace";
+    int rc = -1;
+
+    if (threading == NULL) {
+        goto done;
+    }
+    if (save) {
+        PyObject *old = PyObject_GetAttrString(threading, attr);
+        if (old == NULL) {
+            PyErr_Clear();
+            old = Py_NewRef(Py_None);
+        }
+        Py_XSETREF(self->saved_threading_hook, old);
+    }
+    res = PyObject_CallMethod(threading, setter, "O", hook);
+    if (res == NULL) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(threading);
+    return rc;
+}
+
+#if PMT_PY312_PLUS
+/* ---- the sys.monitoring backend (3.12+) ---------------------------------
+ *
+ * sys.monitoring calls a C function with (code, offset, ...) at PY_START,
+ * PY_RETURN etc.: no frame object is made and the events that are not
+ * asked for cost nothing (the legacy hooks are themselves built on it and
+ * ask for every call, C calls included).  Profile asks for the starts and
+ * ends of Python functions (no C_CALL/C_RETURN: memory moved inside a C
+ * call shows at the next Python event of the same function); Trace adds
+ * LINE and RAISE (EXCEPT).  The events are process-wide, so a callback
+ * looks for the innermost active tracer of the kind entered by its thread
+ * (or with all_threads) on the stack of active tracers (GIL held).
+ * Other tools' hooks (sys.setprofile, coverage, debuggers, cProfile) are
+ * not touched at all.
+ */
+
+#define MON_WHAT_CALL PyTrace_CALL
+#define MON_WHAT_RETURN PyTrace_RETURN
+
+static inline void
+mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
+{
+    TracerObject *t = hooks_runtime.top[kind];
+    unsigned long me;
+
+    if (t == NULL) {
+        return;
+    }
+    me = PyThread_get_thread_ident();
+    for (; t != NULL; t = t->outer) {
+        if (t->backend == BACKEND_MONITORING &&
+            (t->all_threads || t->owner == me)) {
+            break;
+        }
+    }
+    if (t == NULL || t->state != ST_ACTIVE || !PyCode_Check(code)) {
+        return;
+    }
+    tracer_event(t, what, Py_NewRef(code), lasti, line, NULL);
+}
+
+static inline int
+mon_offset(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || !PyLong_CheckExact(args[1])) {
+        return -1;
+    }
+    return (int)PyLong_AsLong(args[1]);
+}
+
+/* PY_START, PY_RESUME, PY_THROW: (code, offset[, exc]) */
+static PyObject *
+mon_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* PY_RETURN, PY_YIELD, PY_UNWIND: (code, offset, value) */
+static PyObject *
+mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* LINE: (code, line) */
+static PyObject *
+mon_on_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2 && PyLong_CheckExact(args[1])) {
+        mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
+                     (int)PyLong_AsLong(args[1]));
+    }
+    Py_RETURN_NONE;
+}
+
+/* RAISE: (code, offset, exc) */
+static PyObject *
+mon_on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
+                     mon_offset(args, nargs), -1);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mon_callback_defs[] = {
+    {"_mon_on_start", (PyCFunction)(void (*)(void))mon_on_start,
+     METH_FASTCALL, NULL},
+    {"_mon_on_return", (PyCFunction)(void (*)(void))mon_on_return,
+     METH_FASTCALL, NULL},
+    {"_mon_on_line", (PyCFunction)(void (*)(void))mon_on_line, METH_FASTCALL,
+     NULL},
+    {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise,
+     METH_FASTCALL, NULL},
+};
+
+/* Event numbers and callback (index in mon_callback_defs) of each kind. */
+typedef struct {
+    const char *event;
+    int callback;
+    int trace_only;
+} mon_binding;
+
+static const mon_binding mon_bindings[] = {
+    {"PY_START", 0, 0},  {"PY_RESUME", 0, 0}, {"PY_THROW", 0, 0},
+    {"PY_RETURN", 1, 0}, {"PY_YIELD", 1, 0},  {"PY_UNWIND", 1, 0},
+    {"LINE", 2, 1},      {"RAISE", 3, 1},
+};
+#define N_MON_BINDINGS (sizeof(mon_bindings) / sizeof(mon_bindings[0]))
+
+/* Set the events of our tool from the kinds in use; claim/free the tool
+   id as needed.  0, or -1 with an exception set. */
+static int
+mon_update(pmt_state *state)
+{
+    PyObject *mon = NULL, *events = NULL, *res = NULL;
+    long mask = 0;
+    int want_profile = hooks_runtime.mon_users[KIND_PROFILE] > 0;
+    int want_trace = hooks_runtime.mon_users[KIND_TRACE] > 0;
+    size_t i;
+    int rc = -1;
+
+    mon = PyImport_ImportModule("sys");
+    if (mon == NULL) {
+        goto done;
+    }
+    Py_SETREF(mon, PyObject_GetAttrString(mon, "monitoring"));
+    if (mon == NULL) {
+        goto done;
+    }
+    events = PyObject_GetAttrString(mon, "events");
+    if (events == NULL) {
+        goto done;
+    }
+    if (hooks_runtime.mon_tool < 0 && (want_profile || want_trace)) {
+        /* Ids CPython does not name: 3 and 4. */
+        int id;
+        for (id = 4; id >= 3; id--) {
+            res = PyObject_CallMethod(mon, "use_tool_id", "is", id,
+                                      "pymemtrace");
+            if (res != NULL) {
+                hooks_runtime.mon_tool = id;
+                break;
+            }
+            PyErr_Clear();
+        }
+        if (hooks_runtime.mon_tool < 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "no free sys.monitoring tool id (3 and 4 are "
+                            "taken)");
+            goto done;
+        }
+        Py_CLEAR(res);
+        for (i = 0; i < N_MON_BINDINGS; i++) {
+            PyObject *ev = PyObject_GetAttrString(events,
+                                                  mon_bindings[i].event);
+            PyObject *cb = PyTuple_GET_ITEM(state->mon_callbacks,
+                                            mon_bindings[i].callback);
+            if (ev == NULL) {
+                goto done;
+            }
+            res = PyObject_CallMethod(mon, "register_callback", "iOO",
+                                      hooks_runtime.mon_tool, ev, cb);
+            Py_DECREF(ev);
+            if (res == NULL) {
+                goto done;
+            }
+            Py_CLEAR(res);
+        }
+    }
+    if (hooks_runtime.mon_tool < 0) {
+        rc = 0;
+        goto done;
+    }
+    for (i = 0; i < N_MON_BINDINGS; i++) {
+        PyObject *ev;
+        long bit;
+        if (!(want_trace || (want_profile && !mon_bindings[i].trace_only))) {
+            continue;
+        }
+        ev = PyObject_GetAttrString(events, mon_bindings[i].event);
+        if (ev == NULL) {
+            goto done;
+        }
+        bit = PyLong_AsLong(ev);
+        Py_DECREF(ev);
+        if (bit == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        mask |= bit;
+    }
+    res = PyObject_CallMethod(mon, "set_events", "il",
+                              hooks_runtime.mon_tool, mask);
+    if (res == NULL) {
+        goto done;
+    }
+    Py_CLEAR(res);
+    if (mask == 0) {
+        for (i = 0; i < N_MON_BINDINGS; i++) {
+            PyObject *ev = PyObject_GetAttrString(events,
+                                                  mon_bindings[i].event);
+            if (ev == NULL) {
+                goto done;
+            }
+            res = PyObject_CallMethod(mon, "register_callback", "iOO",
+                                      hooks_runtime.mon_tool, ev, Py_None);
+            Py_DECREF(ev);
+            if (res == NULL) {
+                goto done;
+            }
+            Py_CLEAR(res);
+        }
+        res = PyObject_CallMethod(mon, "free_tool_id", "i",
+                                  hooks_runtime.mon_tool);
+        if (res == NULL) {
+            goto done;
+        }
+        hooks_runtime.mon_tool = -1;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(events);
+    Py_XDECREF(mon);
+    return rc;
+}
+
+/* Count self among the users of the events of its kind. */
+static int
+mon_install(TracerObject *self, pmt_state *state)
+{
+    hooks_runtime.mon_users[self->kind]++;
+    if (mon_update(state) < 0) {
+        hooks_runtime.mon_users[self->kind]--;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+mon_uninstall(TracerObject *self, pmt_state *state)
+{
+    hooks_runtime.mon_users[self->kind]--;
+    if (state != NULL && mon_update(state) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+}
+
+#endif /* PMT_PY312_PLUS */
+
+/* ---- the type ---------------------------------------------------------- */
+
+static void
+tracer_release_resources(TracerObject *self)
+{
+    PyMem_RawFree(self->name_buf);
+    self->name_buf = NULL;
+    Py_CLEAR(self->name_code);
+    if (self->poll_started) {
+        self->poll_started = 0;
+        pmt_rsspoll_stop();
+    }
+    if (self->heap_acquired) {
+        self->heap_acquired = 0;
+        pmt_alloc_counting_release();
+    }
+}
+
+static int
+tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"d_rss_trigger", "message", "filepath",
+                             "measure", "all_threads", "max_log_bytes",
+                             NULL};
+    TracerObject *self = (TracerObject *)op;
+    long long trigger = -1;
+    PyObject *message = Py_None, *filepath = Py_None, *max_bytes = Py_None;
+    const char *measure = "rss";
+    int all_threads = 0;
+
+    if (self->state != ST_NEW) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot re-initialise a tracer once entered");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LOO$spO", kwlist,
+                                     &trigger, &message, &filepath, &measure,
+                                     &all_threads, &max_bytes)) {
+        return -1;
+    }
+    if (trigger < -1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "d_rss_trigger must be -1 (page size), 0 (every "
+                        "event) or a positive number of bytes");
+        return -1;
+    }
+    if (strcmp(measure, "rss") == 0) {
+        self->measure = MEASURE_RSS;
+    }
+    else if (strcmp(measure, "heap") == 0) {
+        self->measure = MEASURE_HEAP;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "measure must be \"rss\" or \"heap\", not \"%s\"",
+                     measure);
+        return -1;
+    }
+    if (message != Py_None && !PyUnicode_Check(message)) {
+        PyErr_SetString(PyExc_TypeError, "message must be a str or None");
+        return -1;
+    }
+    if (max_bytes == Py_None) {
+        self->max_log_bytes = 0;
+    }
+    else {
+        long long v = PyLong_AsLongLong(max_bytes);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (v <= 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "max_log_bytes must be a positive int or None");
+            return -1;
+        }
+        self->max_log_bytes = (uint64_t)v;
+    }
+    if (filepath != Py_None) {
+        PyObject *path = PyOS_FSPath(filepath);
+        PyObject *str;
+        if (path == NULL) {
+            return -1;
+        }
+        if (PyBytes_Check(path)) {
+            str = PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(path),
+                                                   PyBytes_GET_SIZE(path));
+            Py_DECREF(path);
+            if (str == NULL) {
+                return -1;
+            }
+        }
+        else {
+            str = path;
+        }
+        Py_XSETREF(self->filepath, str);
+    }
+    else {
+        Py_CLEAR(self->filepath);
+    }
+    self->trigger = trigger == -1 ? (int64_t)pmt_rss_page_size()
+                                  : (int64_t)trigger;
+    self->all_threads = all_threads;
+    Py_XSETREF(self->message,
+               message == Py_None ? NULL : Py_NewRef(message));
+    return 0;
+}
+
+static PyObject *
+tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds, int kind)
+{
+    TracerObject *self = (TracerObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->kind = kind;
+    self->state = ST_NEW;
+    self->backend = hooks_runtime.default_backend;
+    self->trigger = (int64_t)pmt_rss_page_size();
+    self->log.fd = -1;
+    return (PyObject *)self;
+}
+
+static PyObject *
+profile_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    return tracer_new(type, args, kwds, KIND_PROFILE);
+}
+
+static PyObject *
+trace_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    return tracer_new(type, args, kwds, KIND_TRACE);
+}
+
+static int
+tracer_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    TracerObject *self = (TracerObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->message);
+    Py_VISIT(self->filepath);
+    Py_VISIT(self->prev.code);
+    Py_VISIT(self->name_code);
+    Py_VISIT(self->saved_obj);
+    Py_VISIT(self->saved_threading_hook);
+    return 0;
+}
+
+static int
+tracer_clear(PyObject *op)
+{
+    TracerObject *self = (TracerObject *)op;
+    Py_CLEAR(self->message);
+    Py_CLEAR(self->filepath);
+    Py_CLEAR(self->prev.code);
+    Py_CLEAR(self->name_code);
+    Py_CLEAR(self->saved_obj);
+    Py_CLEAR(self->saved_threading_hook);
+    return 0;
+}
+
+static void
+tracer_dealloc(PyObject *op)
+{
+    TracerObject *self = (TracerObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+
+    PyObject_GC_UnTrack(op);
+    /* An active tracer is referenced by the stack: it cannot get here.
+       A tracer whose exit failed half-way may still hold a log. */
+    if (self->log_open) {
+        self->log_open = 0;
+        (void)pmt_log_close(&self->log);
+    }
+    tracer_release_resources(self);
+    (void)tracer_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static const char *
+kind_name(int kind)
+{
+    return kind == KIND_PROFILE ? "Profile" : "Trace";
+}
+
+/* YYYYMMDD_HHMMSS_<n>_<pid>_<P|T>_<depth>_PY<version>.log, UTC. */
+static PyObject *
+default_path(TracerObject *self)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32];
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
+    return PyUnicode_FromFormat("%s_%llu_%ld_%c_%d_PY%s.log", stamp,
+                                (unsigned long long)hooks_runtime.file_counter++,
+                                (long)getpid(),
+                                self->kind == KIND_PROFILE ? 'P' : 'T',
+                                self->depth, PY_VERSION);
+}
+
+static void
+write_message_record(TracerObject *self, PyObject *text)
+{
+    pmt_logwriter *log = &self->log;
+
+    record_lock(self);
+    if (log_room(self)) {
+        pmt_log_cstr(log, "MSG:\t");
+        pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
+        pmt_log_char(log, '\t');
+        pmt_log_seconds(log, now_ns() - self->t0_ns);
+        pmt_log_char(log, '\t');
+        log_str(log, text);
+        pmt_log_char(log, '\n');
+    }
+    record_unlock(self);
+}
+
+static void
+write_header(TracerObject *self)
+{
+    pmt_logwriter *log = &self->log;
+
+    if (self->message != NULL) {
+        log_str(log, self->message);
+        pmt_log_char(log, '\n');
+    }
+    pmt_log_cstr(log, "SOF\n# tracer: ");
+    pmt_log_cstr(log, kind_name(self->kind));
+    pmt_log_cstr(log, "\n# measure: ");
+    pmt_log_cstr(log, self->measure == MEASURE_RSS ? "rss" : "heap");
+    pmt_log_cstr(log, "\n# d_rss_trigger: ");
+    pmt_log_i64(log, self->trigger, 0);
+    pmt_log_cstr(log, "\n# python: " PY_VERSION "\n# pid: ");
+    pmt_log_u64(log, (uint64_t)getpid());
+    pmt_log_cstr(log, "\n# all_threads: ");
+    pmt_log_cstr(log, self->all_threads ? "1" : "0");
+    pmt_log_cstr(log, "\n# depth: ");
+    pmt_log_u64(log, (uint64_t)self->depth);
+    pmt_log_cstr(log, "\n# backend: ");
+    pmt_log_cstr(log, self->backend == BACKEND_MONITORING ? "monitoring"
+                                                          : "legacy");
+    pmt_log_cstr(log, "\nHDR:\tEvent\tdEvent\tClock\tWhat\tFile\t#line\t"
+                      "Function\t");
+    pmt_log_cstr(log, self->measure == MEASURE_RSS ? "RSS" : "HEAP");
+    pmt_log_cstr(log, "\tdRSS");
+    if (self->all_threads) {
+        pmt_log_cstr(log, "\tThread");
+    }
+    pmt_log_char(log, '\n');
+}
+
+/* The innermost active tracer of a kind entered by this thread. */
+static TracerObject *
+innermost_of_thread(int kind, unsigned long thread)
+{
+    TracerObject *t = hooks_runtime.top[kind];
+    for (; t != NULL; t = t->outer) {
+        if (t->owner == thread) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static void
+stack_push(TracerObject *self)
+{
+    Py_INCREF(self);
+    self->outer = hooks_runtime.top[self->kind];
+    hooks_runtime.top[self->kind] = self;
+    hooks_runtime.depth[self->kind]++;
+}
+
+static void
+stack_remove(TracerObject *self)
+{
+    TracerObject **link = &hooks_runtime.top[self->kind];
+    while (*link != NULL) {
+        if (*link == self) {
+            *link = self->outer;
+            self->outer = NULL;
+            hooks_runtime.depth[self->kind]--;
+            Py_DECREF(self);
+            return;
+        }
+        link = &(*link)->outer;
+    }
+}
+
+static PyObject *
+tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    TracerObject *self = (TracerObject *)op;
+    PyThreadState *tstate = PyThreadState_Get();
+    TracerObject *outer;
+    PyObject *path_bytes = NULL;
+    void *mon_state = NULL; /* pmt_state, once mon_install succeeded */
+    int err;
+
+    if (self->state != ST_NEW) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "this %s was already entered: make a new one",
+                     kind_name(self->kind));
+        return NULL;
+    }
+    self->depth = hooks_runtime.depth[self->kind];
+    if (self->filepath == NULL) {
+        self->filepath = default_path(self);
+        if (self->filepath == NULL) {
+            goto error;
+        }
+    }
+    if (self->measure == MEASURE_HEAP) {
+        if (pmt_alloc_counting_acquire() < 0) {
+            goto error;
+        }
+        self->heap_acquired = 1;
+    }
+    else {
+        err = pmt_rsspoll_start();
+        if (err) {
+            pmt_raise_errno(err, "cannot start the rss poller thread");
+            goto error;
+        }
+        self->poll_started = 1;
+    }
+    if (self->backend == BACKEND_MONITORING) {
+#if PMT_PY312_PLUS
+        /* Falls back to the legacy hooks when sys.monitoring cannot be
+           used (no free tool id). */
+        pmt_state *state = pmt_state_from_type(Py_TYPE(op));
+        if (state == NULL || state->mon_callbacks == NULL ||
+            mon_install(self, state) < 0) {
+            PyErr_Clear();
+            self->backend = BACKEND_LEGACY;
+        }
+        else {
+            mon_state = state;
+        }
+#else
+        self->backend = BACKEND_LEGACY;
+        (void)mon_state;
+#endif
+    }
+    path_bytes = PyUnicode_EncodeFSDefault(self->filepath);
+    if (path_bytes == NULL) {
+        goto error;
+    }
+    err = pmt_log_open(&self->log, PyBytes_AS_STRING(path_bytes),
+                       self->max_log_bytes);
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+        goto error;
+    }
+    self->log_open = 1;
+    self->name_buf = PyMem_RawMalloc(NAME_BUF_SIZE);
+    write_header(self);
+
+    self->owner = PyThread_get_thread_ident();
+    outer = innermost_of_thread(self->kind, self->owner);
+    if (outer != NULL) {
+        PyObject *text = PyUnicode_FromFormat(
+            "# Detaching this %s: nested one writes to %U",
+            kind_name(self->kind), self->filepath);
+        if (text != NULL) {
+            write_message_record(outer, text);
+            Py_DECREF(text);
+        }
+        PyErr_Clear();
+    }
+    if (self->backend == BACKEND_LEGACY) {
+        /* This thread's current hook, to be restored at exit. */
+        if (self->kind == KIND_PROFILE) {
+            self->saved_func = tstate->c_profilefunc;
+            Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_profileobj));
+        }
+        else {
+            self->saved_func = tstate->c_tracefunc;
+            Py_XSETREF(self->saved_obj, Py_XNewRef(tstate->c_traceobj));
+        }
+        if (self->all_threads) {
+            if (set_threading_hook(self, op, 1) < 0) {
+                goto error;
+            }
+        }
+    }
+    self->t0_ns = now_ns();
+    self->ref_mem = read_mem_now(self);
+    self->state = ST_ACTIVE;
+    stack_push(self);
+    pmt_log_signals_install();
+    if (self->backend == BACKEND_LEGACY) {
+        if (self->all_threads) {
+            set_hook_other_threads(self, 1);
+        }
+        set_hook_current(self->kind, tracer_hook, op);
+    }
+    Py_DECREF(path_bytes);
+    return Py_NewRef(op);
+error:
+    Py_XDECREF(path_bytes);
+#if PMT_PY312_PLUS
+    if (mon_state != NULL) {
+        /* It calls sys.monitoring: keep the error being raised. */
+        pmt_exc_t saved;
+        PMT_EXC_SAVE(saved);
+        mon_uninstall(self, (pmt_state *)mon_state);
+        PMT_EXC_RESTORE(saved);
+    }
+#endif
+    if (self->log_open) {
+        self->log_open = 0;
+        (void)pmt_log_close(&self->log);
+    }
+    tracer_release_resources(self);
+    Py_CLEAR(self->saved_obj);
+    self->state = ST_NEW;
+    return NULL;
+}
+
+/* Stop tracing and close the log.  Used by __exit__, at interpreter exit
+   and on module shutdown.  Returns the log's first write error (errno). */
+static int
+tracer_finish(TracerObject *self, int restore_hooks)
+{
+    TracerObject *t;
+    pmt_event last;
+    int err;
+
+    if (self->state != ST_ACTIVE) {
+        return 0;
+    }
+    self->state = ST_CLOSED;
+#if PMT_PY312_PLUS
+    if (self->backend == BACKEND_MONITORING) {
+        pmt_state *state = NULL;
+        if (restore_hooks) {
+            state = pmt_state_from_type(Py_TYPE(self));
+            if (state == NULL) {
+                PyErr_Clear();
+            }
+        }
+        {
+            pmt_exc_t saved;
+            PMT_EXC_SAVE(saved);
+            mon_uninstall(self, state);
+            PMT_EXC_RESTORE(saved);
+        }
+    }
+#endif
+    if (restore_hooks && self->backend == BACKEND_LEGACY) {
+        PyThreadState *tstate = PyThreadState_Get();
+        /* Before the other threads are cleared: on 3.12+ that clears this
+           one too. */
+        int mine_here = tstate_hook_is(tstate, self->kind, (PyObject *)self);
+        if (self->all_threads) {
+            set_hook_other_threads(self, 0);
+            if (set_threading_hook(self, self->saved_threading_hook
+                                             ? self->saved_threading_hook
+                                             : Py_None,
+                                   0) < 0) {
+                PyErr_WriteUnraisable((PyObject *)self);
+            }
+        }
+        if (mine_here) {
+            set_hook_current(self->kind, self->saved_func, self->saved_obj);
+        }
+        /* A tracer entered inside this one that is still active restores
+           what this one replaced, not this one. */
+        for (t = hooks_runtime.top[self->kind]; t != NULL; t = t->outer) {
+            if (t->saved_obj == (PyObject *)self &&
+                t->saved_func == tracer_hook) {
+                t->saved_func = self->saved_func;
+                Py_XSETREF(t->saved_obj, Py_XNewRef(self->saved_obj));
+            }
+        }
+    }
+    Py_CLEAR(self->saved_obj);
+    /* LAST: the last event seen, with the memory read now. */
+    if (self->prev_valid) {
+        last = self->prev;
+        last.mem = read_mem_now(self);
+        write_event(self, "LAST:", &last, now_ns(), 1);
+    }
+    record_lock(self);
+    pmt_log_cstr(&self->log, "EOF\n");
+    record_unlock(self);
+    self->log_open = 0;
+    err = pmt_log_close(&self->log);
+    pmt_log_signals_uninstall();
+    tracer_release_resources(self);
+    Py_CLEAR(self->prev.code);
+    {
+        TracerObject *outer;
+        unsigned long owner = self->owner;
+        int kind = self->kind;
+        Py_INCREF(self);
+        stack_remove(self);
+        outer = innermost_of_thread(kind, owner);
+        if (outer != NULL && restore_hooks) {
+            PyObject *text = PyUnicode_FromFormat(
+                "# Re-attaching this %s: nested one wrote to %U",
+                kind_name(kind), self->filepath);
+            if (text != NULL) {
+                write_message_record(outer, text);
+                Py_DECREF(text);
+            }
+            PyErr_Clear();
+        }
+        Py_DECREF(self);
+    }
+    return err;
+}
+
+static PyObject *
+tracer_exit(PyObject *op, PyObject *args)
+{
+    TracerObject *self = (TracerObject *)op;
+    int err;
+
+    if (self->state != ST_ACTIVE) {
+        PyErr_Format(PyExc_RuntimeError, "this %s is not active",
+                     kind_name(self->kind));
+        return NULL;
+    }
+    err = tracer_finish(self, 1);
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+static int
+check_active(TracerObject *self, const char *what)
+{
+    if (self->state == ST_ACTIVE) {
+        return 0;
+    }
+    PyErr_Format(PyExc_RuntimeError, "%s() needs an active %s: %s",
+                 what, kind_name(self->kind),
+                 self->state == ST_NEW ? "it was not entered yet"
+                                       : "it has exited");
+    return -1;
+}
+
+static PyObject *
+tracer_log_file_path(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    TracerObject *self = (TracerObject *)op;
+    if (check_active(self, "log_file_path") < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->filepath);
+}
+
+static PyObject *
+tracer_write_message(PyObject *op, PyObject *msg)
+{
+    TracerObject *self = (TracerObject *)op;
+    if (check_active(self, "write_message_to_log") < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(msg)) {
+        PyErr_Format(PyExc_TypeError, "message must be a str, not %s",
+                     Py_TYPE(msg)->tp_name);
+        return NULL;
+    }
+    write_message_record(self, msg);
+    Py_RETURN_NONE;
+}
+
+/* Called by threading for a thread started while all_threads is on: the
+   first event of that thread installs the C hook there. */
+static PyObject *
+tracer_call(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    TracerObject *self = (TracerObject *)op;
+
+    if (self->state == ST_ACTIVE) {
+        set_hook_current(self->kind, tracer_hook, op);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tracer_get_events(PyObject *op, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(((TracerObject *)op)->n_events);
+}
+
+static PyObject *
+tracer_get_trigger(PyObject *op, void *closure)
+{
+    return PyLong_FromLongLong(((TracerObject *)op)->trigger);
+}
+
+static PyObject *
+tracer_get_measure(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(
+        ((TracerObject *)op)->measure == MEASURE_RSS ? "rss" : "heap");
+}
+
+static PyObject *
+tracer_get_depth(PyObject *op, void *closure)
+{
+    return PyLong_FromLong(((TracerObject *)op)->depth);
+}
+
+static PyObject *
+tracer_get_thread(PyObject *op, void *closure)
+{
+    return PyLong_FromUnsignedLong(((TracerObject *)op)->owner);
+}
+
+static PyObject *
+tracer_get_active(PyObject *op, void *closure)
+{
+    return PyBool_FromLong(((TracerObject *)op)->state == ST_ACTIVE);
+}
+
+static PyObject *
+tracer_get_backend(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(((TracerObject *)op)->backend ==
+                                        BACKEND_MONITORING
+                                    ? "monitoring"
+                                    : "legacy");
+}
+
+static PyGetSetDef tracer_getset[] = {
+    {"backend", tracer_get_backend, NULL,
+     "\"monitoring\" (sys.monitoring, 3.12+) or \"legacy\" "
+     "(PyEval_SetProfile/SetTrace); settled at enter",
+     NULL},
+    {"events", tracer_get_events, NULL, "events seen so far", NULL},
+    {"d_rss_trigger", tracer_get_trigger, NULL,
+     "the trigger in bytes (0: every event)", NULL},
+    {"measure", tracer_get_measure, NULL, "\"rss\" or \"heap\"", NULL},
+    {"depth", tracer_get_depth, NULL,
+     "tracers of this kind already active when this one was entered",
+     NULL},
+    {"thread_id", tracer_get_thread, NULL,
+     "identifier of the thread that entered it", NULL},
+    {"active", tracer_get_active, NULL, "True between enter and exit",
+     NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(log_file_path_doc,
+"log_file_path() -> str\n\n"
+"Path of this tracer's log.  RuntimeError before enter or after exit.");
+PyDoc_STRVAR(write_message_doc,
+"write_message_to_log(message: str) -> None\n\n"
+"Write a MSG: record (one line, escaped) to this tracer's log.\n"
+"RuntimeError before enter or after exit.");
+
+static PyMethodDef tracer_methods[] = {
+    {"__enter__", tracer_enter, METH_NOARGS, NULL},
+    {"__exit__", tracer_exit, METH_VARARGS, NULL},
+    {"log_file_path", tracer_log_file_path, METH_NOARGS, log_file_path_doc},
+    {"write_message_to_log", tracer_write_message, METH_O,
+     write_message_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(profile_doc,
+"Profile(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
+"        all_threads=False, max_log_bytes=None)\n\n"
+"Context manager logging memory at Python/C calls and returns where it\n"
+"moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
+"event).  See docs/cpymemtrace.md.");
+
+PyDoc_STRVAR(trace_doc,
+"Trace(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
+"      all_threads=False, max_log_bytes=None)\n\n"
+"Context manager logging memory at every line, call and return where it\n"
+"moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
+"event).  See docs/cpymemtrace.md.");
+
+static PyType_Slot profile_slots[] = {
+    {Py_tp_doc, (void *)profile_doc},
+    {Py_tp_new, profile_new},
+    {Py_tp_init, tracer_init},
+    {Py_tp_call, tracer_call},
+    {Py_tp_dealloc, tracer_dealloc},
+    {Py_tp_traverse, tracer_traverse},
+    {Py_tp_clear, tracer_clear},
+    {Py_tp_methods, tracer_methods},
+    {Py_tp_getset, tracer_getset},
+    {0, NULL},
+};
+
+static PyType_Slot trace_slots[] = {
+    {Py_tp_doc, (void *)trace_doc},
+    {Py_tp_new, trace_new},
+    {Py_tp_init, tracer_init},
+    {Py_tp_call, tracer_call},
+    {Py_tp_dealloc, tracer_dealloc},
+    {Py_tp_traverse, tracer_traverse},
+    {Py_tp_clear, tracer_clear},
+    {Py_tp_methods, tracer_methods},
+    {Py_tp_getset, tracer_getset},
+    {0, NULL},
+};
+
+static PyType_Spec profile_spec = {
+    .name = "pymemtrace.cPyMemTrace.Profile",
+    .basicsize = sizeof(TracerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = profile_slots,
+};
+
+static PyType_Spec trace_spec = {
+    .name = "pymemtrace.cPyMemTrace.Trace",
+    .basicsize = sizeof(TracerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = trace_slots,
+};
+
+/* ---- module functions -------------------------------------------------- */
+
+PyDoc_STRVAR(active_tracers_doc,
+"_active_tracers(kind: int) -> list\n\n"
+"Active Profile (kind 0) or Trace (kind 1) objects, outermost first.");
+
+static PyObject *
+active_tracers(PyObject *module, PyObject *arg)
+{
+    long kind = PyLong_AsLong(arg);
+    PyObject *list;
+    TracerObject *t;
+
+    if (kind == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (kind != KIND_PROFILE && kind != KIND_TRACE) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 or 1");
+        return NULL;
+    }
+    list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+        if (PyList_Insert(list, 0, (PyObject *)t) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* Close every active tracer (interpreter exit, module shutdown). */
+static void
+finish_all(int restore_hooks)
+{
+    int kind;
+    for (kind = 0; kind < 2; kind++) {
+        while (hooks_runtime.top[kind] != NULL) {
+            (void)tracer_finish(hooks_runtime.top[kind], restore_hooks);
+        }
+    }
+}
+
+PyDoc_STRVAR(close_all_doc,
+"_close_all_tracers() -> None\n\n"
+"Stop every active Profile/Trace and complete its log (LAST, EOF).\n"
+"Registered with atexit by pymemtrace.cPyMemTrace.");
+
+static PyObject *
+close_all_tracers(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    finish_all(1);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(poller_rss_doc,
+"_poller_rss() -> (int, int)\n\n"
+"The RSS the poller thread last published and its generation (tests).");
+
+static PyObject *
+poller_rss(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("KK", (unsigned long long)pmt_rsspoll_value(),
+                         (unsigned long long)pmt_rsspoll_generation());
+}
+
+/* A hook that does nothing: the floor every C profile/trace hook pays,
+   for benchmarks/ to print beside the tracers. */
+static int
+noop_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    return 0;
+}
+
+PyDoc_STRVAR(set_noop_hook_doc,
+"_set_noop_hook(kind: int, on: bool) -> None\n\n"
+"Install (or remove) a C profile (kind 0) or trace (kind 1) hook that\n"
+"does nothing, on this thread.  For benchmarks only.");
+
+static PyObject *
+set_noop_hook(PyObject *module, PyObject *args)
+{
+    int kind, on;
+
+    if (!PyArg_ParseTuple(args, "ip", &kind, &on)) {
+        return NULL;
+    }
+    set_hook_current(kind == KIND_PROFILE ? KIND_PROFILE : KIND_TRACE,
+                     on ? noop_hook : NULL, NULL);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(noop_doc,
+"_noop(*args) -> None\n\n"
+"Does nothing, as fast as a C function can: a sys.monitoring callback\n"
+"for benchmarks/ (the floor of a monitoring-based tracer on 3.12+).");
+
+static PyObject *
+noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(set_default_backend_doc,
+"_set_default_backend(name: str) -> str\n\n"
+"Backend of the tracers made from now on: \"monitoring\" (3.12+ only) or\n"
+"\"legacy\".  Returns the previous one.  For tests and benchmarks.");
+
+static PyObject *
+set_default_backend(PyObject *module, PyObject *arg)
+{
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    const char *old = hooks_runtime.default_backend == BACKEND_MONITORING
+                          ? "monitoring"
+                          : "legacy";
+
+    if (name == NULL) {
+        PyErr_SetString(PyExc_TypeError, "backend must be a str");
+        return NULL;
+    }
+    if (strcmp(name, "legacy") == 0) {
+        hooks_runtime.default_backend = BACKEND_LEGACY;
+    }
+    else if (strcmp(name, "monitoring") == 0 && PMT_PY312_PLUS) {
+        hooks_runtime.default_backend = BACKEND_MONITORING;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown or unavailable backend: %s",
+                     name);
+        return NULL;
+    }
+    return PyUnicode_FromString(old);
+}
+
+static PyMethodDef hooks_functions[] = {
+    {"_set_default_backend", set_default_backend, METH_O,
+     set_default_backend_doc},
+    {"_noop", (PyCFunction)(void (*)(void))noop, METH_FASTCALL, noop_doc},
+    {"_set_noop_hook", set_noop_hook, METH_VARARGS, set_noop_hook_doc},
+    {"_active_tracers", active_tracers, METH_O, active_tracers_doc},
+    {"_close_all_tracers", close_all_tracers, METH_NOARGS, close_all_doc},
+    {"_poller_rss", poller_rss, METH_NOARGS, poller_rss_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 int
 pmt_hooks_exec(PyObject *module)
 {
-    (void)module;
-    return 0;
+    pmt_state *state = pmt_get_state(module);
+
+    state->profile_type =
+        PyType_FromModuleAndSpec(module, &profile_spec, NULL);
+    if (state->profile_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(module, (PyTypeObject *)state->profile_type) < 0) {
+        return -1;
+    }
+    state->trace_type = PyType_FromModuleAndSpec(module, &trace_spec, NULL);
+    if (state->trace_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(module, (PyTypeObject *)state->trace_type) < 0) {
+        return -1;
+    }
+#if PMT_PY312_PLUS
+    {
+        size_t i;
+        size_t n = sizeof(mon_callback_defs) / sizeof(mon_callback_defs[0]);
+        state->mon_callbacks = PyTuple_New((Py_ssize_t)n);
+        if (state->mon_callbacks == NULL) {
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *f = PyCFunction_NewEx(&mon_callback_defs[i], module,
+                                            NULL);
+            if (f == NULL) {
+                return -1;
+            }
+            PyTuple_SET_ITEM(state->mon_callbacks, (Py_ssize_t)i, f);
+        }
+    }
+#endif
+    return PyModule_AddFunctions(module, hooks_functions);
 }
 
 void
 pmt_hooks_shutdown(void)
 {
+    /* The interpreter is going away: complete the logs, leave hooks. */
+    finish_all(0);
+    pmt_rsspoll_shutdown();
 }

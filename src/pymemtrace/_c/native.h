@@ -42,6 +42,7 @@ typedef struct {
     /* hooks.c */
     PyObject *profile_type;
     PyObject *trace_type;
+    PyObject *mon_callbacks; /* sys.monitoring callbacks (3.12+), a tuple */
     /* reftrace.c */
     PyObject *reftrace_type;
     PyObject *reftrace_str_module; /* interned "__module__" (3.13+) */

@@ -1,0 +1,48 @@
+/*
+ * core/rsspoll.h - a background thread that keeps the process RSS in an
+ * atomic, so a profile hook can read it for the price of one load.
+ *
+ * Pure C (no Python.h): the thread never touches Python.  It re-reads RSS
+ * through core/rss.h every PMT_RSSPOLL_INTERVAL_NS and sleeps on a
+ * condition variable, so stopping is immediate.  Reference counted: the
+ * first start creates the thread, the last stop joins it.  After fork()
+ * the child has no poller: a pthread_atfork handler resets the count and
+ * the next start creates a fresh thread.
+ *
+ * Thread safety: start/stop may be called from any thread (they take the
+ * poller mutex); pmt_rsspoll_value()/pmt_rsspoll_refresh() from any thread.
+ */
+#ifndef PMT_CORE_RSSPOLL_H
+#define PMT_CORE_RSSPOLL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Last RSS read, bytes.  Written by the poller thread and by
+   pmt_rsspoll_refresh(), read by hooks on any thread (relaxed: a value a
+   little old is fine, it is re-read exactly before being logged).  Not
+   static so that the inline reader below costs one load in the hook. */
+extern atomic_uint_fast64_t pmt_rsspoll_current;
+
+/* Sampling period of the poller thread. */
+#define PMT_RSSPOLL_INTERVAL_NS 1000000
+
+/* 0 on success, else an errno value (the thread could not start). */
+int pmt_rsspoll_start(void);
+void pmt_rsspoll_stop(void);
+/* Join the thread (module shutdown).  Safe when it never started. */
+void pmt_rsspoll_shutdown(void);
+
+/* The last RSS the poller (or a refresh) read, in bytes. */
+static inline uint64_t
+pmt_rsspoll_value(void)
+{
+    return atomic_load_explicit(&pmt_rsspoll_current, memory_order_relaxed);
+}
+/* Number of reads so far (changes each time the value is refreshed). */
+uint64_t pmt_rsspoll_generation(void);
+/* Read RSS now on the calling thread and publish it; returns it (the last
+   value if the read fails). */
+uint64_t pmt_rsspoll_refresh(void);
+
+#endif /* PMT_CORE_RSSPOLL_H */
