@@ -668,12 +668,15 @@ def rss_chart(records: Sequence[Dict[str, Any]], title: str = "RSS over time") -
     )
 
 
-def summarise_log(log_path: str, outdir: Optional[str] = None, out: TextIO = sys.stdout) -> int:
+def summarise_log(log_path: str, outdir: Optional[str] = None,
+                  out: Optional[TextIO] = None) -> int:
     """Print the summary table of a log (and write plots); exit status.
 
     Raises :class:`PymemtraceError` with a one-line message when the log
     cannot be read or the plots cannot be written.
     """
+    if out is None:
+        out = sys.stdout
     try:
         contents = read_log(log_path)
     except OSError as exc:
