@@ -139,15 +139,17 @@ def line_chart(
         f'transform="rotate(-90 18 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
 
     # markers: a dashed vertical line and the label, rotated
+    # (labels of close markers are moved right so they do not overlap)
     add('<g class="markers">')
-    for x, text in markers:
-        if not math.isfinite(x):
-            continue
+    last_text_x = -math.inf
+    for x, text in sorted((m for m in markers if math.isfinite(m[0])), key=lambda m: m[0]):
         mx = px(x)
+        tx = max(mx + 4, last_text_x + 13)
+        last_text_x = tx
         add(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}" '
             'stroke="#c0392b" stroke-width="1" stroke-dasharray="4 3"/>')
-        add(f'<text x="{mx + 4:.1f}" y="{top + 4}" fill="#c0392b" font-size="11" '
-            f'transform="rotate(90 {mx + 4:.1f} {top + 4})" data-x={quoteattr(repr(x))}>'
+        add(f'<text x="{tx:.1f}" y="{top + 4}" fill="#c0392b" font-size="11" '
+            f'transform="rotate(90 {tx:.1f} {top + 4})" data-x={quoteattr(repr(x))}>'
             f"{escape(text)}</text>")
     add("</g>")
 
