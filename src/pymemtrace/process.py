@@ -137,6 +137,25 @@ def _open_process(pid: int) -> psutil.Process:
         raise PermissionError(f"access denied to process {pid}") from exc
 
 
+def _create_time(proc: psutil.Process) -> float:
+    """Start time of the process, seconds since the epoch.
+
+    On Linux psutil adds the start tick to the boot time, which /proc/stat
+    gives in whole seconds: elapsed times would be off by up to a second.
+    The age from CLOCK_BOOTTIME is exact to a clock tick.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{proc.pid}/stat", "rb") as stream:
+                data = stream.read()
+            start_ticks = int(data[data.rindex(b")") + 2:].split()[19])
+            age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+            return time.time() - age
+        except (OSError, ValueError, IndexError, AttributeError):
+            pass
+    return proc.create_time()
+
+
 # A sample inside this module: (monotonic s, wall s, memory_info, cpu_times).
 _Sample = Tuple[float, float, Dict[str, Any], Dict[str, Any]]
 
@@ -189,7 +208,7 @@ class ProcessLoggingThread(threading.Thread):
         own = pid in (-1, os.getpid())
         self._process = psutil.Process() if own else _open_process(pid)
         self._pid = self._process.pid
-        self._create_time = self._process.create_time()
+        self._create_time = _create_time(self._process)
         self._use_native = own and _native is not None
         super().__init__(
             group=group,
