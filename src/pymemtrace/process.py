@@ -162,7 +162,7 @@ _Sample = Tuple[float, float, Dict[str, Any], Dict[str, Any]]
 
 def _from_native(sample: Tuple[float, float, int, float, float]) -> _Sample:
     mono, wall, rss, user, system = sample
-    return mono, wall, {"rss": rss}, {"user": user, "system": system}
+    return mono, wall, {"rss": rss}, {"user": round(user, 6), "system": round(system, 6)}
 
 
 class ProcessLoggingThread(threading.Thread):
@@ -299,6 +299,10 @@ class ProcessLoggingThread(threading.Thread):
         finally:
             try:
                 self._finish()
+            except Exception as exc:  # noqa: BLE001 - e.g. disk full, on_record
+                if self.error is None:
+                    self.error = exc
+                logger.error("pymemtrace.process: cannot write the STOP record: %s", exc)
             finally:
                 self._close()
 
@@ -390,7 +394,7 @@ class ProcessLoggingThread(threading.Thread):
             KEY_TIMESTAMP: datetime.datetime.fromtimestamp(wall).strftime(DATETIME_NOW_FORMAT),
             KEY_MEMORY_INFO: memory,
             KEY_CPU_TIMES: cpu,
-            KEY_ELAPSED_TIME: wall - self._create_time,
+            KEY_ELAPSED_TIME: round(wall - self._create_time, 6),
             KEY_PROCESS_ID: self._pid,
         }
         if label is not None:

@@ -205,13 +205,19 @@ class Command:
                 thread.start()
             except ProcessLookupError:
                 thread = None  # it ended before the first sample
+            interrupts = 0
             while True:
                 try:
                     returncode = child.wait()
                     break
                 except KeyboardInterrupt:
-                    # The terminal sent SIGINT to the child too: wait for it.
-                    continue
+                    # The terminal sent SIGINT to the child too: wait for it
+                    # to end; insist on the second and third ^C.
+                    interrupts += 1
+                    if interrupts == 2:
+                        child.terminate()
+                    elif interrupts >= 3:
+                        child.kill()
         finally:
             if thread is not None:
                 thread.join()
