@@ -265,9 +265,11 @@ class ProcessLoggingThread(threading.Thread):
             if self._path is not None:
                 self._file = open(self._path, "w", encoding="utf-8")
             if self._use_native:
+                # START is sampled here; the thread's first sample comes one
+                # interval later, and start() does not wait for the thread.
                 self._sampler = _native.Sampler(self._interval, capacity=self._capacity)
-                self._sampler.start()  # returns after the first sample
-                first = _from_native(self._sampler.drain(1)[0])
+                first = _from_native(_native.process_sample())
+                self._sampler.start(immediate=False)
             else:
                 first = self._psutil_sample()
             self._write(EVENT_START, first, self._label)
@@ -278,6 +280,10 @@ class ProcessLoggingThread(threading.Thread):
 
     def stop(self) -> None:
         """Ask the thread to write its STOP record and end (does not wait)."""
+        if self._sampler is not None:
+            # Both threads wind down at once: the C thread ends while the
+            # logging thread wakes up.
+            self._sampler.request_stop()
         self._stop_event.set()
 
     def join(self, timeout: Optional[float] = None) -> None:

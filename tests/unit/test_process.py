@@ -151,6 +151,7 @@ def test_the_thread_stops_when_the_body_raises(tmp_path):
     threads_before = threading.active_count()
     with pytest.raises(ZeroDivisionError):
         with process.log_process(interval=10.0, path=path) as thread:
+            assert wait_for(lambda: thread._sampler.tid is not None)
             sampler_tid = thread._sampler.tid
             1 / 0
     assert not thread.is_alive()

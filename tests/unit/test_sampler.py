@@ -258,3 +258,29 @@ def test_fork_leaves_the_child_without_the_thread_and_the_parent_sampling():
     taken = sampler.taken
     assert wait_for(lambda: sampler.taken > taken + 2)
     sampler.stop()
+
+
+def test_start_not_immediate_samples_after_one_interval():
+    # GIVEN a sampler started with immediate=False and a 10 s interval
+    sampler = _native.Sampler(10.0)
+    sampler.start(immediate=False)
+    assert wait_for(lambda: sampler.tid is not None)
+    # THEN it is running but has taken nothing yet
+    assert sampler.running and sampler.taken == 0
+    sampler.stop()
+    assert sampler.taken == 0 and not thread_alive(sampler.tid)
+
+
+def test_request_stop_ends_the_thread_without_joining():
+    sampler = _native.Sampler(10.0)
+    sampler.start()
+    tid = sampler.tid
+    sampler.request_stop()
+    # the thread ends by itself; stop() then only joins it
+    assert wait_for(lambda: not sampler.running)
+    assert wait_for(lambda: not thread_alive(tid))
+    sampler.stop()
+    sampler.request_stop()  # harmless when idle
+    sampler.start()
+    assert sampler.running
+    sampler.stop()

@@ -51,6 +51,14 @@
 #define SAMPLER_MAX_CAPACITY ((Py_ssize_t)1 << 24)
 #define SAMPLER_DEFAULT_CAPACITY 4096
 
+/* The clock of the sleep deadlines: the condition variable is set to
+   CLOCK_MONOTONIC where pthread_condattr_setclock exists (not macOS). */
+#ifdef __APPLE__
+#define SAMPLER_COND_CLOCK CLOCK_REALTIME
+#else
+#define SAMPLER_COND_CLOCK CLOCK_MONOTONIC
+#endif
+
 typedef enum {
     PHASE_IDLE,    /* no thread */
     PHASE_RUNNING, /* a thread was created and nobody has claimed its join */
@@ -74,6 +82,9 @@ typedef struct sampler_core {
     int exited;
     /* The thread has run its first sample (or exited). */
     int has_started;
+    /* Take the first sample at once (else after one interval); set by
+       start() before the thread exists. */
+    int immediate;
     /* errno of the read that ended the thread, 0 when none. */
     int error;
     /* What failed (a static string), NULL when error is 0. */
@@ -159,7 +170,7 @@ timespec_before(const struct timespec *a, const struct timespec *b)
            || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* Sleep until the deadline (CLOCK_MONOTONIC) or until stop() signals.
+/* Sleep until the deadline (SAMPLER_COND_CLOCK) or until stop() signals.
    Expects core->lock held; returns with it held. */
 static void
 sleep_until_unlocked(sampler_core *core, const struct timespec *deadline)
@@ -184,11 +195,15 @@ sampler_main(void *arg)
 #ifdef __linux__
     (void)pthread_setname_np(pthread_self(), "pmt-sampler");
 #endif
-    clock_gettime(CLOCK_MONOTONIC, &next);
+    clock_gettime(SAMPLER_COND_CLOCK, &next);
     pthread_mutex_lock(&core->lock);
 #ifdef SYS_gettid
     core->tid = (long)syscall(SYS_gettid);
 #endif
+    if (!core->immediate) {
+        timespec_add(&next, core->interval);
+        sleep_until_unlocked(core, &next);
+    }
     while (!core->stop_requested) {
         pthread_mutex_unlock(&core->lock);
         err = take_sample(&sample, core->with_cpu, &what);
@@ -211,7 +226,7 @@ sampler_main(void *arg)
         /* A fixed cadence; after a stall, restart it from now rather than
            taking a burst of late samples. */
         timespec_add(&next, core->interval);
-        clock_gettime(CLOCK_MONOTONIC, &now);
+        clock_gettime(SAMPLER_COND_CLOCK, &now);
         if (timespec_before(&next, &now)) {
             next = now;
             timespec_add(&next, core->interval);
@@ -260,7 +275,7 @@ init_wake_cond(pthread_cond_t *cond)
         return err;
     }
 #ifndef __APPLE__
-    err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    err = pthread_condattr_setclock(&attr, SAMPLER_COND_CLOCK);
     if (err) {
         goto out_attr;
     }
@@ -519,17 +534,26 @@ sampler_dealloc(SamplerObject *self)
 }
 
 PyDoc_STRVAR(sampler_start_doc,
-"start() -> None\n"
+"start(immediate=True) -> None\n"
 "\n"
-"Start the sampler thread and wait for its first sample (taken at once).\n"
-"RuntimeError when it is already running.");
+"Start the sampler thread.  With immediate true the thread takes its\n"
+"first sample at once and start() waits for it (so tid and one sample are\n"
+"there on return); otherwise the first sample comes one interval later\n"
+"and start() does not wait.  RuntimeError when it is already running.");
 
 static PyObject *
-sampler_start(SamplerObject *self, PyObject *Py_UNUSED(ignored))
+sampler_start(SamplerObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"immediate", NULL};
     sampler_core *core = self->core;
     sigset_t all, saved;
+    int immediate = 1;
     int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:start", kwlist,
+                                     &immediate)) {
+        return NULL;
+    }
 
     pthread_mutex_lock(&core->lock);
     if (core->phase != PHASE_IDLE) {
@@ -540,6 +564,7 @@ sampler_start(SamplerObject *self, PyObject *Py_UNUSED(ignored))
     core->stop_requested = 0;
     core->exited = 0;
     core->has_started = 0;
+    core->immediate = immediate;
     core->error = 0;
     core->error_what = NULL;
     /* The thread inherits the signal mask: block everything in it. */
@@ -553,12 +578,13 @@ sampler_start(SamplerObject *self, PyObject *Py_UNUSED(ignored))
         return pmt_raise_errno(err, "pthread_create");
     }
     core->phase = PHASE_RUNNING;
-    /* Wait for the first sample, so that tid and the first reading are
-       there when start() returns.  The GIL is released: the wait is one
-       sample long. */
     pthread_mutex_unlock(&core->lock);
-    /* The GIL comes before core->lock: never wait for it holding the
-       lock. */
+    if (!immediate) {
+        Py_RETURN_NONE;
+    }
+    /* Wait for the first sample, so that tid and the first reading are
+       there when start() returns.  The GIL is released (and it comes
+       before core->lock: never wait for it holding the lock). */
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&core->lock);
     while (!core->has_started) {
@@ -661,10 +687,37 @@ out_free:
     return result;
 }
 
+PyDoc_STRVAR(sampler_request_stop_doc,
+"request_stop() -> None\n"
+"\n"
+"Wake the sampler thread and tell it to end, without waiting; stop() then\n"
+"joins it.  Lets the caller do other work while the thread ends.");
+
+static PyObject *
+sampler_request_stop(SamplerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    sampler_core *core = self->core;
+
+    pthread_mutex_lock(&core->lock);
+    if (core->phase == PHASE_RUNNING) {
+        core->stop_requested = 1;
+        pthread_cond_signal(&core->wake);
+    }
+    pthread_mutex_unlock(&core->lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 sampler_enter(SamplerObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *rc = sampler_start(self, NULL);
+    PyObject *empty = PyTuple_New(0);
+    PyObject *rc;
+
+    if (empty == NULL) {
+        return NULL;
+    }
+    rc = sampler_start(self, empty, NULL);
+    Py_DECREF(empty);
 
     if (rc == NULL) {
         return NULL;
@@ -775,8 +828,11 @@ static PyGetSetDef sampler_getset[] = {
 };
 
 static PyMethodDef sampler_methods[] = {
-    {"start", (PyCFunction)sampler_start, METH_NOARGS, sampler_start_doc},
+    {"start", (PyCFunction)(void (*)(void))sampler_start,
+     METH_VARARGS | METH_KEYWORDS, sampler_start_doc},
     {"stop", (PyCFunction)sampler_stop, METH_NOARGS, sampler_stop_doc},
+    {"request_stop", (PyCFunction)sampler_request_stop, METH_NOARGS,
+     sampler_request_stop_doc},
     {"drain", (PyCFunction)(void (*)(void))sampler_drain,
      METH_VARARGS | METH_KEYWORDS, sampler_drain_doc},
     {"__enter__", (PyCFunction)sampler_enter, METH_NOARGS, NULL},
