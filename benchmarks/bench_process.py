@@ -67,43 +67,64 @@ TOOLS = [
 ]
 
 
-def cpu_ratios(rounds=9, scale=SCALE):
-    """CPU time of the whole process (all threads, time.process_time) with
-    the tool over without it: steadier than wall time on a busy machine,
-    and it counts the sampler's and the logging thread's own work."""
+def detailed_ratios(rounds=15, scale=SCALE, workloads=None):
+    """Four ratios per tool and workload, from alternating runs.
+
+    On a busy shared machine wall time moves by 10% or more between two
+    identical runs (see the A/A row), so besides the median wall ratio of
+    the harness this reports: the ratio of the fastest runs (noise only
+    ever adds time), the CPU time of the workload's own thread
+    (time.thread_time: what our threads take away from it through the GIL,
+    caches and wake-ups) and the CPU time of the whole process
+    (time.process_time: that plus the sampler's and the logging thread's
+    own work).
+    """
     import gc
     import statistics
     import time
 
     from benchmarks.workloads import WORKLOADS
 
+    def one(tool, run, wrapped):
+        gc.collect()
+        wall, main, proc = time.perf_counter(), time.thread_time(), time.process_time()
+        if wrapped:
+            with tool.wrap():
+                run(scale)
+        else:
+            run(scale)
+        return (time.perf_counter() - wall, time.thread_time() - main,
+                time.process_time() - proc)
+
     rows = []
     for tool in TOOLS:
         for name, run in WORKLOADS.items():
+            if workloads and name not in workloads:
+                continue
             bare, tooled = [], []
-
-            def one(wrapped):
-                gc.collect()
-                start = time.process_time()
-                if wrapped:
-                    with tool.wrap():
-                        run(scale)
-                else:
-                    run(scale)
-                return time.process_time() - start
-
-            one(False)
-            one(True)
+            one(tool, run, False)
+            one(tool, run, True)
             for i in range(rounds):
-                pair = (one(False), one(True)) if i % 2 == 0 else tuple(reversed((one(True), one(False))))
-                bare.append(pair[0])
-                tooled.append(pair[1])
-            rows.append((tool.name, name, statistics.median(bare), statistics.median(tooled)))
+                if i % 2 == 0:
+                    bare.append(one(tool, run, False))
+                    tooled.append(one(tool, run, True))
+                else:
+                    tooled.append(one(tool, run, True))
+                    bare.append(one(tool, run, False))
+
+            def ratio(pick, k):
+                return pick(t[k] for t in tooled) / pick(b[k] for b in bare)
+
+            rows.append((tool.name, name, ratio(statistics.median, 0), ratio(min, 0),
+                         ratio(statistics.median, 1), ratio(statistics.median, 2)))
     return rows
 
 
 if __name__ == "__main__":
-    print("| tool | workload | bare CPU s | tooled CPU s | CPU ratio |")
-    print("|---|---|---|---|---|")
-    for tool, workload, bare, tooled in cpu_ratios():
-        print(f"| {tool} | {workload} | {bare:.4f} | {tooled:.4f} | {tooled / bare:.3f} |")
+    import sys
+
+    only = sys.argv[1:] or None
+    print("| tool | workload | wall (median) | wall (min) | workload thread CPU | process CPU |")
+    print("|---|---|---|---|---|---|")
+    for tool, workload, med, low, main, proc in detailed_ratios(workloads=only):
+        print(f"| {tool} | {workload} | {med:.3f} | {low:.3f} | {main:.3f} | {proc:.3f} |")

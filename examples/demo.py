@@ -45,7 +45,7 @@ def main():
     log = os.path.join(OUTDIR, "leaky_service.jsonl")
     print("pymemtrace demo: a service whose response cache never evicts\n")
     print("  time   RSS        growth")
-    with process.log_process(interval=0.05, path=log, label="service start",
+    with process.log_process(interval=0.05, batch=0.25, path=log, label="service start",
                              on_record=live_printer()) as proc:
         cached = leaky_service.serve(seconds=3.0, on_phase=proc.add_message_to_queue)
     print(f"\nthe service kept {cached} responses "

@@ -99,6 +99,9 @@ _PREFIX_FOR_EVENT = {
 
 #: Longest interval accepted, in seconds (the C sampler's limit too).
 MAX_INTERVAL = 86400.0
+#: Seconds between two drains of the C sampler (records reach the log and
+#: the file up to this late) when the interval is shorter.
+DEFAULT_BATCH = 1.0
 
 
 def _check_interval(interval: Any) -> float:
@@ -172,7 +175,9 @@ class ProcessLoggingThread(threading.Thread):
     sampler; any other pid is watched through psutil.  Keyword-only
     extras: ``path`` (also write a JSON Lines file), ``label`` (label of the
     START record), ``capacity`` (samples the C ring holds between drains),
-    ``on_record`` (called from the thread as ``on_record(event, record)``
+    ``batch`` (seconds between drains of the C ring: records are written in
+    batches, up to this late; default 1 s, or the interval when longer, at
+    most 5 s), ``on_record`` (called from the thread as ``on_record(event, record)``
     after each record is written).
 
     Raises ValueError for a bad interval or log level, ProcessLookupError
@@ -195,6 +200,7 @@ class ProcessLoggingThread(threading.Thread):
         path=None,
         label: Optional[str] = None,
         capacity: int = 4096,
+        batch: Optional[float] = None,
         on_record: Optional[Callable[[str, Dict[str, Any]], None]] = None,
     ):
         self._interval = _check_interval(interval)
@@ -205,6 +211,15 @@ class ProcessLoggingThread(threading.Thread):
             raise ValueError(f"pid must be a positive process id or -1 (this process), got {pid}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
+        if batch is None:
+            # Each drain takes the GIL from the watched program once: on a
+            # busy machine a GIL handoff can cost it milliseconds, so drain
+            # about once a second whatever the interval.
+            batch = DEFAULT_BATCH if self._interval <= DEFAULT_BATCH else min(self._interval, 5.0)
+        try:
+            self._batch = _check_interval(batch)
+        except ValueError:
+            raise ValueError(f"batch must be a number of seconds > 0, got {batch!r}") from None
         own = pid in (-1, os.getpid())
         self._process = psutil.Process() if own else _open_process(pid)
         self._pid = self._process.pid
@@ -313,10 +328,9 @@ class ProcessLoggingThread(threading.Thread):
                 self._close()
 
     def _run_native(self) -> None:
-        # Drain in batches: the GIL is taken a few times a second, however
-        # short the interval.
-        period = min(max(self._interval, 0.2), 1.0)
-        while not self._stop_event.wait(period):
+        # Drain in batches: the GIL is taken once per batch, however short
+        # the interval.
+        while not self._stop_event.wait(self._batch):
             self._drain_native()
 
     def _drain_native(self) -> None:

@@ -71,7 +71,7 @@ def task_count():
 
 def test_records_start_samples_stop_with_the_seed_keys(log_lines):
     # GIVEN logging on  WHEN a block runs under log_process
-    with process.log_process(interval=0.01) as thread:
+    with process.log_process(interval=0.01, batch=0.02) as thread:
         assert wait_for(lambda: thread.records_written >= 3)
     events = parsed(log_lines)
     # THEN the first record is START, the last STOP, samples in between
@@ -90,14 +90,14 @@ def test_records_start_samples_stop_with_the_seed_keys(log_lines):
 
 def test_nothing_is_logged_at_a_level_that_is_off(log_lines):
     logging.getLogger("pymemtrace.process").setLevel(logging.WARNING)
-    with process.log_process(interval=0.01, log_level=logging.DEBUG) as thread:
+    with process.log_process(interval=0.01, batch=0.02, log_level=logging.DEBUG) as thread:
         assert wait_for(lambda: thread.records_written >= 3)
     assert parsed(log_lines) == []
 
 
 def test_messages_label_the_next_record(log_lines, tmp_path):
     path = tmp_path / "run.jsonl"
-    with process.log_process(interval=0.01, path=path, label="the start") as thread:
+    with process.log_process(interval=0.01, batch=0.02, path=path, label="the start") as thread:
         thread.add_message_to_queue("phase one")
         assert wait_for(lambda: thread.records_written >= 3)
         thread.add_message_to_queue("phase two")
@@ -116,7 +116,7 @@ def test_messages_label_the_next_record(log_lines, tmp_path):
 def test_log_process_sees_rss_grow_by_the_memory_touched(tmp_path):
     path = tmp_path / "grow.jsonl"
     size = 48 * MiB
-    with process.log_process(interval=0.005, path=path) as thread:
+    with process.log_process(interval=0.005, batch=0.02, path=path) as thread:
         block = mmap.mmap(-1, size)
         for offset in range(0, size, mmap.PAGESIZE):
             block[offset] = 1
@@ -133,7 +133,7 @@ def test_log_process_sees_rss_grow_by_the_memory_touched(tmp_path):
 
 def test_jsonl_is_valid_and_flushed_per_record_while_running(tmp_path):
     path = tmp_path / "live.jsonl"
-    with process.log_process(interval=0.01, path=path) as thread:
+    with process.log_process(interval=0.01, batch=0.02, path=path) as thread:
         # read it while the thread runs: every line already complete
         assert wait_for(lambda: len(path.read_text().splitlines()) >= 4)
         lines = path.read_text().splitlines()
@@ -395,3 +395,12 @@ def test_format_bytes():
     assert process.format_bytes(1536) == "1.5 KiB"
     assert process.format_bytes(3 * MiB, signed=True) == "+3.0 MiB"
     assert process.format_bytes(-3 * MiB, signed=True) == "-3.0 MiB"
+
+
+def test_records_are_written_in_batches_of_about_a_second_by_default():
+    assert process.ProcessLoggingThread(interval=0.01)._batch == 1.0
+    assert process.ProcessLoggingThread(interval=3.0)._batch == 3.0
+    assert process.ProcessLoggingThread(interval=60.0)._batch == 5.0
+    assert process.ProcessLoggingThread(interval=0.01, batch=0.1)._batch == 0.1
+    with pytest.raises(ValueError, match="batch"):
+        process.ProcessLoggingThread(batch=0)
