@@ -174,7 +174,7 @@ class ProcessLoggingThread(threading.Thread):
     ``pid=-1`` (or this process's pid) watches this process through the C
     sampler; any other pid is watched through psutil.  Keyword-only
     extras: ``path`` (also write a JSON Lines file), ``label`` (label of the
-    START record), ``capacity`` (samples the C ring holds between drains),
+    START record), ``capacity`` (samples the C ring holds; default: four batches' worth),
     ``batch`` (seconds between drains of the C ring: records are written in
     batches, up to this late; default 1 s, or the interval when longer, at
     most 5 s), ``on_record`` (called from the thread as ``on_record(event, record)``
@@ -199,7 +199,7 @@ class ProcessLoggingThread(threading.Thread):
         *,
         path=None,
         label: Optional[str] = None,
-        capacity: int = 4096,
+        capacity: Optional[int] = None,
         batch: Optional[float] = None,
         on_record: Optional[Callable[[str, Dict[str, Any]], None]] = None,
     ):
@@ -209,8 +209,6 @@ class ProcessLoggingThread(threading.Thread):
             raise ValueError(f"pid must be an integer, got {pid!r}")
         if pid != -1 and pid <= 0:
             raise ValueError(f"pid must be a positive process id or -1 (this process), got {pid}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
         if batch is None:
             # Each drain takes the GIL from the watched program once: on a
             # busy machine a GIL handoff can cost it milliseconds, so drain
@@ -220,6 +218,12 @@ class ProcessLoggingThread(threading.Thread):
             self._batch = _check_interval(batch)
         except ValueError:
             raise ValueError(f"batch must be a number of seconds > 0, got {batch!r}") from None
+        if capacity is None:
+            # Room for four batches: a logging thread held up for a while
+            # loses nothing.
+            capacity = max(1024, min(1 << 20, int(4 * self._batch / self._interval) + 1))
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
         own = pid in (-1, os.getpid())
         self._process = psutil.Process() if own else _open_process(pid)
         self._pid = self._process.pid
@@ -239,6 +243,7 @@ class ProcessLoggingThread(threading.Thread):
         self.process_queue: "queue.Queue[Tuple[float, str]]" = queue.Queue()
         self._pending_labels: List[Tuple[float, str]] = []
         self._stop_event = threading.Event()
+        self._start_called = False
         self._file: Optional[TextIO] = None
         self._sampler = None
         self._last: Optional[_Sample] = None
@@ -276,6 +281,9 @@ class ProcessLoggingThread(threading.Thread):
 
     def start(self) -> None:
         """Open the file, write the START record, start sampling."""
+        if self._start_called:
+            raise RuntimeError("threads can only be started once")
+        self._start_called = True
         try:
             if self._path is not None:
                 self._file = open(self._path, "w", encoding="utf-8")
@@ -392,9 +400,12 @@ class ProcessLoggingThread(threading.Thread):
     def _collect_labels(self) -> None:
         while True:
             try:
-                self._pending_labels.append(self.process_queue.get_nowait())
+                item = self.process_queue.get_nowait()
             except queue.Empty:
                 return
+            if not isinstance(item, tuple):  # put() straight on the queue, as the seed did
+                item = (0.0, str(item))
+            self._pending_labels.append(item)
 
     def _write_sample(self, sample: _Sample) -> None:
         """One record, or one per message queued before the sample was taken."""

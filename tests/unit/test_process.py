@@ -404,3 +404,27 @@ def test_records_are_written_in_batches_of_about_a_second_by_default():
     assert process.ProcessLoggingThread(interval=0.01, batch=0.1)._batch == 0.1
     with pytest.raises(ValueError, match="batch"):
         process.ProcessLoggingThread(batch=0)
+
+
+def test_start_twice_is_refused_and_the_first_run_is_intact(tmp_path):
+    path = tmp_path / "once.jsonl"
+    with process.log_process(interval=0.01, batch=0.02, path=path) as thread:
+        with pytest.raises(RuntimeError, match="once"):
+            thread.start()
+        assert wait_for(lambda: thread.records_written >= 3)
+    events = [json.loads(x)["event"] for x in path.read_text().splitlines()]
+    assert events[0] == "START" and events[-1] == "STOP" and events.count("START") == 1
+
+
+def test_a_string_put_straight_on_the_queue_still_labels(log_lines):
+    with process.log_process(interval=0.01, batch=0.02) as thread:
+        thread.process_queue.put("old style")
+        assert wait_for(lambda: thread.records_written >= 3)
+    assert "old style" in [r.get("label") for _, r in parsed(log_lines)]
+
+
+def test_capacity_holds_four_batches():
+    assert process.ProcessLoggingThread(interval=0.001)._capacity == 4001
+    assert process.ProcessLoggingThread(interval=1.0)._capacity == 1024
+    with pytest.raises(ValueError, match="capacity"):
+        process.ProcessLoggingThread(capacity=0)
