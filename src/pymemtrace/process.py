@@ -757,6 +757,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         epilog="example:\n  python -m pymemtrace.process run.jsonl plots/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    def one_line_error(message: str) -> None:
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = one_line_error  # type: ignore[method-assign]
     parser.add_argument("log", metavar="LOG", help="log file to read")
     parser.add_argument("outdir", metavar="OUTDIR", nargs="?",
                         help="directory for .dat, .plt and .svg files")
