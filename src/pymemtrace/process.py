@@ -735,6 +735,9 @@ def summarise_log(log_path: str, outdir: Optional[str] = None,
         contents = read_log(log_path)
     except OSError as exc:
         raise PymemtraceError(f"cannot read {log_path}: {exc.strerror or exc}") from exc
+    if not contents.records:
+        skipped = f" ({contents.skipped} unreadable skipped)" if contents.skipped else ""
+        raise PymemtraceError(f"no process records in {log_path}{skipped}")
     print(format_summary(summarise(contents.records), contents.skipped), file=out)
     if outdir is not None:
         try:
@@ -744,7 +747,7 @@ def summarise_log(log_path: str, outdir: Optional[str] = None,
             raise PymemtraceError(f"cannot write {where}: {exc.strerror or exc}") from exc
         for path in paths:
             print(f"wrote {path}", file=out)
-    return 0 if contents.records else 1
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

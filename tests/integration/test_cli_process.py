@@ -114,6 +114,7 @@ def test_summary_of_an_existing_log_with_plots(cli, tmp_path):
         (["-o", "/nonexistent-dir/x.jsonl", "--", "true"], 1, "/nonexistent-dir/x.jsonl"),
         (["--svg", "/nonexistent-dir/x.svg", "--", "true"], 1, "/nonexistent-dir/x.svg"),
         (["--summary", "/nonexistent-dir/x.log"], 1, "cannot read /nonexistent-dir/x.log"),
+        (["--summary", __file__], 1, "no process records in"),
     ],
 )
 def test_user_errors_are_one_line(cli, args, code, words):
