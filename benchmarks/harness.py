@@ -33,6 +33,9 @@ class Tool:
     workloads: Sequence[str] = ALL_WORKLOADS
     target: Optional[float] = None
     available: Callable[[], Optional[str]] = lambda: None  # reason if not
+    # Workload scale factor: tools that act on a period (samplers) need
+    # runs much longer than their period to measure steady-state cost.
+    scale: int = 1
 
 
 @dataclass
@@ -179,7 +182,7 @@ def run_all(tools: List[object], rounds: int = 7, only: Optional[str] = None) ->
             results.append(measure_pair(tool, rounds))
         else:
             for workload in tool.workloads:
-                results.append(measure_tool(tool, workload, rounds))
+                results.append(measure_tool(tool, workload, rounds, tool.scale))
     return results
 
 

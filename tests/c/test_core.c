@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/clocks.h"
+#include "core/ringbuf.h"
 #include "core/rss.h"
 
 static int passed;
@@ -112,6 +114,94 @@ test_page_size_is_a_power_of_two(void)
     CHECK((size & (size - 1)) == 0);
 }
 
+
+static pmt_sample
+make_sample(double t)
+{
+    pmt_sample sample;
+
+    memset(&sample, 0, sizeof(sample));
+    sample.monotonic = t;
+    sample.rss = (uint64_t)t;
+    return sample;
+}
+
+static void
+test_ringbuf_keeps_order(void)
+{
+    pmt_ringbuf ring;
+    pmt_sample out[8];
+    pmt_sample s;
+    int i;
+
+    CHECK(pmt_ringbuf_init(&ring, 4) == 0);
+    for (i = 1; i <= 3; i++) {
+        s = make_sample(i);
+        CHECK(pmt_ringbuf_push(&ring, &s) == 0);
+    }
+    CHECK(ring.count == 3);
+    CHECK(pmt_ringbuf_pop(&ring, out, 2) == 2);
+    CHECK(out[0].rss == 1 && out[1].rss == 2);
+    /* wrap around the end of the slots */
+    for (i = 4; i <= 6; i++) {
+        s = make_sample(i);
+        CHECK(pmt_ringbuf_push(&ring, &s) == 0);
+    }
+    CHECK(pmt_ringbuf_pop(&ring, out, 8) == 4);
+    CHECK(out[0].rss == 3 && out[1].rss == 4 && out[3].rss == 6);
+    CHECK(ring.count == 0 && ring.dropped == 0);
+    CHECK(pmt_ringbuf_pop(&ring, out, 8) == 0);
+    pmt_ringbuf_free(&ring);
+}
+
+static void
+test_ringbuf_full_drops_the_oldest(void)
+{
+    pmt_ringbuf ring;
+    pmt_sample out[8];
+    pmt_sample s;
+    int i, dropped = 0;
+
+    CHECK(pmt_ringbuf_init(&ring, 3) == 0);
+    for (i = 1; i <= 7; i++) {
+        s = make_sample(i);
+        dropped += pmt_ringbuf_push(&ring, &s);
+    }
+    CHECK(dropped == 4);
+    CHECK(ring.dropped == 4);
+    CHECK(pmt_ringbuf_pop(&ring, out, 8) == 3);
+    CHECK(out[0].rss == 5 && out[1].rss == 6 && out[2].rss == 7);
+    pmt_ringbuf_clear(&ring);
+    CHECK(ring.count == 0 && ring.dropped == 4);
+    pmt_ringbuf_free(&ring);
+}
+
+static void
+test_ringbuf_rejects_zero_capacity(void)
+{
+    pmt_ringbuf ring;
+
+    CHECK(pmt_ringbuf_init(&ring, 0) != 0);
+    CHECK(ring.items == NULL);
+}
+
+static void
+test_clocks_and_cpu_times(void)
+{
+    double m1 = pmt_clock_monotonic(), m2, user = -1, system = -1;
+    volatile unsigned long spin = 0;
+    unsigned long i;
+
+    for (i = 0; i < 20000000ul; i++) {
+        spin += i;
+    }
+    m2 = pmt_clock_monotonic();
+    CHECK(m1 > 0 && m2 >= m1);
+    CHECK(pmt_clock_wall() > 1.5e9); /* after 2017 */
+    CHECK(pmt_cpu_times(&user, &system) == 0);
+    CHECK(user > 0.0 && system >= 0.0);
+}
+
 int
 main(void)
 {
@@ -120,6 +210,10 @@ main(void)
     test_peak_is_at_least_current();
     test_child_reads_its_own_memory();
     test_page_size_is_a_power_of_two();
+    test_ringbuf_keeps_order();
+    test_ringbuf_full_drops_the_oldest();
+    test_ringbuf_rejects_zero_capacity();
+    test_clocks_and_cpu_times();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

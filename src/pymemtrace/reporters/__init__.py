@@ -1,4 +1,5 @@
-"""Reporters: pure functions from analysed data to text, JSON or SVG.
+"""Reporters: pure functions from analysed data to text, JSON, SVG or gnuplot.
 
-A reporter never calls a probe; each module renders one format.
+A reporter never calls a probe; each module renders one format (see
+docs/design.md).
 """
