@@ -106,6 +106,10 @@ CASES: Dict[str, Callable[[], object]] = {
     "<rss with a bad argument>": _bad_call(lambda: _native().rss(1)),
     "<import through importlib>": _reimport,
     "ReferenceTracing": _reference_tracing_round,
+    "process_sample": lambda: _native().process_sample(),
+    "Sampler": lambda: (lambda s: (s.__enter__(), s.__exit__(None, None, None), s.drain()))(
+        _native().Sampler(0.001, capacity=16)
+    ),
     "_reftrace_slot": lambda: getattr(_native(), "_reftrace_slot", lambda: None)(),  # 3.13+
 }
 
