@@ -27,6 +27,7 @@
 
 #include "compat.h"
 #include "core/rss.h"
+#include "core/stacktable.h"
 
 /*
  * Per-module state.  It holds only PyObject pointers: m_traverse and
@@ -89,5 +90,9 @@ int64_t pmt_alloc_live_bytes(void);
    user.  Both need the GIL. */
 int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
+
+/* alloc_frames.c: up to max frames of the calling thread's Python stack,
+   innermost first, without creating frame objects.  Needs the GIL. */
+uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max);
 
 #endif /* PMT_NATIVE_H */

@@ -1,0 +1,102 @@
+/*
+ * alloc_frames.c - reading the calling thread's Python stack from inside an
+ * allocator hook, without creating frame objects.
+ *
+ * The public frame API (PyThreadState_GetFrame, PyFrame_GetBack) creates a
+ * frame object per frame on 3.11+, which allocates and would re-enter the
+ * hook; tracemalloc reads the interpreter frames directly instead, and so
+ * do we.  On 3.11+ that needs the interpreter frame struct from the
+ * internal headers, so this file alone defines Py_BUILD_CORE (after
+ * Python.h, only for pycore_frame.h's inline helpers); every other file
+ * stays on the public API.
+ *
+ * Threading: called with the GIL held by the calling thread (the thread's
+ * frames cannot change under us).
+ */
+#include "native.h"
+
+#if PMT_PY311_PLUS
+#  ifndef Py_BUILD_CORE
+#    define Py_BUILD_CORE 1
+#  endif
+#  include "internal/pycore_frame.h"
+#else
+#  include <frameobject.h>
+#endif
+
+#if PMT_PY313_PLUS
+#  define THREAD_FRAME(ts) ((ts)->current_frame)
+#  define FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
+#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
+                                    * (int)sizeof(_Py_CODEUNIT)))
+#elif PMT_PY311_PLUS
+#  define THREAD_FRAME(ts) ((ts)->cframe->current_frame)
+#  define FRAME_CODE(f) ((f)->f_code)
+#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
+                                    * (int)sizeof(_Py_CODEUNIT)))
+#endif
+
+#if PMT_PY311_PLUS
+/* Frames that have not started running their code (the function is being
+   set up) or that belong to C (3.12+ shim frames) are skipped, as
+   traceback.c and tracemalloc.c skip them. */
+static inline int
+frame_is_skipped(struct _PyInterpreterFrame *f)
+{
+#if PMT_PY312_PLUS
+    if (f->owner == FRAME_OWNED_BY_CSTACK) {
+        return 1;
+    }
+#endif
+#if PMT_PY313_PLUS
+    if (!PyCode_Check(f->f_executable)) {
+        return 1;
+    }
+#endif
+    return _PyFrame_IsIncomplete(f);
+}
+#endif
+
+uint32_t
+pmt_collect_frames(pmt_frame *frames, uint32_t max)
+{
+    uint32_t n = 0;
+#if PMT_PY313_PLUS
+    PyThreadState *tstate = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *tstate = _PyThreadState_UncheckedGet();
+#endif
+
+    if (tstate == NULL) {
+        return 0;
+    }
+#if PMT_PY311_PLUS
+    {
+        struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
+        for (; f != NULL && n < max; f = f->previous) {
+            if (frame_is_skipped(f)) {
+                continue;
+            }
+            frames[n].code = FRAME_CODE(f);
+            frames[n].addr = FRAME_ADDR(f);
+            frames[n].unused = 0;
+            n++;
+        }
+    }
+#else
+    {
+        PyFrameObject *f = tstate->frame;
+        for (; f != NULL && n < max; f = f->f_back) {
+            frames[n].code = f->f_code;
+#if PMT_PY310_PLUS
+            frames[n].addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
+#else
+            frames[n].addr = f->f_lasti;
+#endif
+            frames[n].unused = 0;
+            n++;
+        }
+    }
+#endif
+    return n;
+}
