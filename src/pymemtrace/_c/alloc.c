@@ -61,6 +61,13 @@
 enum { DOM_RAW = 0, DOM_MEM = 1, DOM_OBJ = 2, NDOMAINS = 3 };
 enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
 
+/* Bits of rt.state. */
+#define ST_ACTIVE 1
+#define ST_COUNTING 2
+#define ST_EXACT 4
+#define ST_SAMPLED 8
+#define STATE() atomic_load_explicit(&rt.state, memory_order_relaxed)
+
 #define MAX_DEPTH 256
 /* A table value: size in the low 40 bits, stack id + 1 in the high 24
    bits (0: the block is counted but attributed to no stack). */
@@ -109,6 +116,8 @@ static struct alloc_runtime {
     _Atomic int counting;   /* 1 while every block goes to the tables */
     _Atomic int mode;       /* MODE_* of the tracker */
     _Atomic uint32_t sample_gen; /* bumped at each start, resets TLS */
+    _Atomic int state;      /* ST_* bits derived from the three above by
+                               publish_state(): the one word hooks read */
 
     /* Protected by the GIL. */
     pmt_ptrtable gil_table; /* MEM and OBJ blocks */
@@ -194,17 +203,22 @@ reseed_thread(uint32_t gen)
     tls_countdown = next_gap();
 }
 
-/* 1 when the allocation of size bytes is sampled. */
+/* 1 when the allocation of size bytes is sampled.  The countdown of a
+   thread that has not sampled since an earlier start keeps that start's
+   interval until its next sample (alloc_start resets the calling
+   thread's). */
 static inline int
 sample_hit(size_t size)
 {
-    uint32_t gen = atomic_load_explicit(&rt.sample_gen,
-                                        memory_order_relaxed);
-    if (UNLIKELY(tls_gen != gen)) {
-        reseed_thread(gen);
-    }
+    uint32_t gen;
+
     tls_countdown -= (int64_t)size;
     if (LIKELY(tls_countdown > 0)) {
+        return 0;
+    }
+    gen = atomic_load_explicit(&rt.sample_gen, memory_order_relaxed);
+    if (UNLIKELY(tls_gen != gen)) {
+        reseed_thread(gen);
         return 0;
     }
     tls_countdown = next_gap();
@@ -219,8 +233,7 @@ weight_of(size_t size, int64_t *bytes, int64_t *blocks)
 {
     double p;
 
-    if (atomic_load_explicit(&rt.mode, memory_order_relaxed) != MODE_SAMPLED
-        || size == 0) {
+    if (!(STATE() & ST_SAMPLED) || size == 0) {
         *bytes = (int64_t)size;
         *blocks = 1;
         return;
@@ -256,14 +269,12 @@ current_sid(void)
 
 /* sid for a new block, or 0 when it is only counted.  GIL held. */
 static inline uint32_t
-choose_sid(size_t size)
+choose_sid(int st, size_t size)
 {
-    int mode = atomic_load_explicit(&rt.mode, memory_order_relaxed);
-
-    if (mode == MODE_EXACT) {
+    if (st & ST_EXACT) {
         return current_sid();
     }
-    if (mode == MODE_SAMPLED && sample_hit(size)) {
+    if ((st & ST_SAMPLED) && sample_hit(size)) {
         return current_sid();
     }
     return 0;
@@ -323,7 +334,7 @@ queue_pending_unlocked(uint32_t sid, size_t size, int sign)
 /* Recording: MEM and OBJ (GIL held) */
 
 /* 1 and the entry's value in *value when ptr was recorded. */
-static inline int
+static inline __attribute__((always_inline)) int
 gil_remove(int domain, void *ptr, uint64_t *out)
 {
     uint64_t value;
@@ -368,12 +379,11 @@ gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
 }
 
 static inline void
-gil_track(int domain, void *ptr, size_t size)
+gil_track(int st, int domain, void *ptr, size_t size)
 {
-    uint32_t sid = choose_sid(size);
+    uint32_t sid = choose_sid(st, size);
 
-    if (sid == 0
-        && !atomic_load_explicit(&rt.counting, memory_order_relaxed)) {
+    if (sid == 0 && !(st & ST_COUNTING)) {
         return;
     }
     gil_insert(domain, ptr, size, sid);
@@ -428,7 +438,7 @@ raw_remove(void *ptr)
     }
     with_gil = gil_held();
     pthread_mutex_lock(&rt.raw_lock);
-    if (atomic_load_explicit(&rt.active, memory_order_relaxed)) {
+    if (STATE()) {
         if (with_gil) {
             apply_pending_unlocked();
         }
@@ -446,7 +456,7 @@ raw_insert(void *ptr, size_t size, uint32_t sid, int with_gil)
     int rc;
 
     pthread_mutex_lock(&rt.raw_lock);
-    if (!atomic_load_explicit(&rt.active, memory_order_relaxed)) {
+    if (!STATE()) {
         goto out_unlock;
     }
     if (with_gil) {
@@ -485,89 +495,143 @@ out_unlock:
 }
 
 static void
-raw_track(void *ptr, size_t size)
+raw_track(int st, void *ptr, size_t size)
 {
     int with_gil = gil_held();
-    int mode = atomic_load_explicit(&rt.mode, memory_order_relaxed);
     uint32_t sid = 0;
 
     if (with_gil) {
-        sid = choose_sid(size);
+        sid = choose_sid(st, size);
     }
-    else if (mode == MODE_EXACT || (mode == MODE_SAMPLED && sample_hit(size))) {
+    else if ((st & ST_EXACT) || ((st & ST_SAMPLED) && sample_hit(size))) {
         sid = rt.nogil_sid;
     }
-    if (sid == 0
-        && !atomic_load_explicit(&rt.counting, memory_order_relaxed)) {
+    if (sid == 0 && !(st & ST_COUNTING)) {
         return;
     }
     raw_insert(ptr, size, sid, with_gil);
 }
 
 /* ---------------------------------------------------------------- */
-/* The hooks */
+/* The hooks.  GIL domains (MEM, OBJ) and RAW get their own functions so
+   the hot path has no domain test. */
 
 static inline void
-track(int domain, void *ptr, size_t size)
+track(int st, int domain, void *ptr, size_t size)
 {
     if (domain == DOM_RAW) {
-        raw_track(ptr, size);
+        raw_track(st, ptr, size);
     }
     else {
-        gil_track(domain, ptr, size);
+        gil_track(st, domain, ptr, size);
     }
 }
 
-static inline void
-untrack(int domain, void *ptr)
+/* pymalloc serves requests up to this size itself; larger ones go to
+   PyMem_RawMalloc, the only nested call our guard must stop. */
+#define PYMALLOC_THRESHOLD 512
+#define ST_SAMPLED_ONLY (ST_ACTIVE | ST_SAMPLED)
+
+#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR, FAST_OK)                   \
+    static void *hook_malloc_##SUFFIX(void *ctx, size_t size)              \
+    {                                                                      \
+        hook_ctx *h = (hook_ctx *)ctx;                                     \
+        void *ptr;                                                         \
+        int st = STATE();                                                  \
+        if (FAST_OK && st == ST_SAMPLED_ONLY                               \
+            && size <= PYMALLOC_THRESHOLD && !tls_guard) {                 \
+            /* Sampled mode's fast path: no nested call to guard against, \
+               one subtract and compare. */                               \
+            ptr = h->orig.malloc(h->orig.ctx, size);                       \
+            if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {            \
+                return ptr;                                                \
+            }                                                              \
+            tls_countdown += (int64_t)size;                                \
+            if (ptr != NULL) {                                             \
+                tls_guard = 1;                                             \
+                track(st, DOMAIN_EXPR, ptr, size);                         \
+                tls_guard = 0;                                             \
+            }                                                              \
+            return ptr;                                                    \
+        }                                                                  \
+        if (tls_guard) {                                                   \
+            return h->orig.malloc(h->orig.ctx, size);                      \
+        }                                                                  \
+        tls_guard = 1;                                                     \
+        ptr = h->orig.malloc(h->orig.ctx, size);                           \
+        st = STATE();                                                      \
+        if (ptr != NULL && st) {                                           \
+            track(st, DOMAIN_EXPR, ptr, size);                             \
+        }                                                                  \
+        tls_guard = 0;                                                     \
+        return ptr;                                                        \
+    }                                                                      \
+                                                                           \
+    static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem,             \
+                                      size_t elsize)                       \
+    {                                                                      \
+        hook_ctx *h = (hook_ctx *)ctx;                                     \
+        void *ptr;                                                         \
+        int st;                                                            \
+        if (tls_guard) {                                                   \
+            return h->orig.calloc(h->orig.ctx, nelem, elsize);             \
+        }                                                                  \
+        tls_guard = 1;                                                     \
+        ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);                  \
+        st = STATE();                                                      \
+        /* calloc succeeded, so the product did not overflow */           \
+        if (ptr != NULL && st) {                                           \
+            track(st, DOMAIN_EXPR, ptr, nelem * elsize);                   \
+        }                                                                  \
+        tls_guard = 0;                                                     \
+        return ptr;                                                        \
+    }
+
+DEFINE_ALLOC_HOOKS(gil, h->domain, 1)
+DEFINE_ALLOC_HOOKS(raw, DOM_RAW, 0)
+
+static void
+hook_free_gil(void *ctx, void *ptr)
 {
+    hook_ctx *h = (hook_ctx *)ctx;
     uint64_t value;
 
-    if (domain == DOM_RAW) {
-        raw_remove(ptr);
-    }
-    else {
-        (void)gil_remove(domain, ptr, &value);
-    }
-}
+    int st = STATE();
 
-static void *
-hook_malloc(void *ctx, size_t size)
-{
-    hook_ctx *h = (hook_ctx *)ctx;
-    void *ptr;
-
-    if (tls_guard) {
-        return h->orig.malloc(h->orig.ctx, size);
+    if (tls_guard || ptr == NULL || !st) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    /* The GIL is held: nobody can get ptr back from malloc before we
+       forget it. */
+    if (rt.gil_table.count != 0) {
+        (void)gil_remove(h->domain, ptr, &value);
+    }
+    if (st == ST_SAMPLED_ONLY) {
+        /* A nested raw free finds nothing to do in sampled mode. */
+        h->orig.free(h->orig.ctx, ptr);
+        return;
     }
     tls_guard = 1;
-    ptr = h->orig.malloc(h->orig.ctx, size);
-    if (ptr != NULL
-        && atomic_load_explicit(&rt.active, memory_order_relaxed)) {
-        track(h->domain, ptr, size);
-    }
+    h->orig.free(h->orig.ctx, ptr);
     tls_guard = 0;
-    return ptr;
 }
 
-static void *
-hook_calloc(void *ctx, size_t nelem, size_t elsize)
+static void
+hook_free_raw(void *ctx, void *ptr)
 {
     hook_ctx *h = (hook_ctx *)ctx;
-    void *ptr;
 
-    if (tls_guard) {
-        return h->orig.calloc(h->orig.ctx, nelem, elsize);
+    if (tls_guard || ptr == NULL || !STATE()) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
     }
+    /* Forgotten before the free: once freed, another thread may get the
+       same address from malloc and record it. */
     tls_guard = 1;
-    ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);
-    if (ptr != NULL
-        && atomic_load_explicit(&rt.active, memory_order_relaxed)) {
-        /* calloc succeeded, so the product did not overflow */
-        track(h->domain, ptr, nelem * elsize);
-    }
+    raw_remove(ptr);
+    h->orig.free(h->orig.ctx, ptr);
     tls_guard = 0;
-    return ptr;
 }
 
 /* The old block is forgotten before the call (another thread may get its
@@ -579,13 +643,13 @@ hook_realloc(void *ctx, void *ptr, size_t size)
     hook_ctx *h = (hook_ctx *)ctx;
     void *ptr2;
     uint64_t old = 0;
-    int had = 0;
+    int had = 0, st;
 
     if (tls_guard) {
         return h->orig.realloc(h->orig.ctx, ptr, size);
     }
     tls_guard = 1;
-    if (!atomic_load_explicit(&rt.active, memory_order_relaxed)) {
+    if (!STATE()) {
         ptr2 = h->orig.realloc(h->orig.ctx, ptr, size);
         goto done;
     }
@@ -604,11 +668,12 @@ hook_realloc(void *ctx, void *ptr, size_t size)
         }
     }
     ptr2 = h->orig.realloc(h->orig.ctx, ptr, size);
-    if (!atomic_load_explicit(&rt.active, memory_order_relaxed)) {
+    st = STATE();
+    if (!st) {
         goto done;
     }
     if (ptr2 != NULL) {
-        track(h->domain, ptr2, size);
+        track(st, h->domain, ptr2, size);
     }
     else if (had && size != 0) {
         /* Failed: the old block is still live. */
@@ -624,23 +689,6 @@ done:
     return ptr2;
 }
 
-static void
-hook_free(void *ctx, void *ptr)
-{
-    hook_ctx *h = (hook_ctx *)ctx;
-
-    if (tls_guard || ptr == NULL) {
-        h->orig.free(h->orig.ctx, ptr);
-        return;
-    }
-    tls_guard = 1;
-    if (atomic_load_explicit(&rt.active, memory_order_relaxed)) {
-        untrack(h->domain, ptr);
-    }
-    h->orig.free(h->orig.ctx, ptr);
-    tls_guard = 0;
-}
-
 /* ---------------------------------------------------------------- */
 /* Installing and removing the hooks (GIL held) */
 
@@ -652,7 +700,7 @@ hooks_on_top(void)
 
     for (d = 0; d < NDOMAINS; d++) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
-        if (cur.malloc != hook_malloc) {
+        if (cur.malloc != hook_malloc_gil && cur.malloc != hook_malloc_raw) {
             return 0;
         }
     }
@@ -682,10 +730,10 @@ install_hooks(void)
     }
     for (d = 0; d < NDOMAINS; d++) {
         hook.ctx = &ctx[d];
-        hook.malloc = hook_malloc;
-        hook.calloc = hook_calloc;
+        hook.malloc = d == DOM_RAW ? hook_malloc_raw : hook_malloc_gil;
+        hook.calloc = d == DOM_RAW ? hook_calloc_raw : hook_calloc_gil;
         hook.realloc = hook_realloc;
-        hook.free = hook_free;
+        hook.free = d == DOM_RAW ? hook_free_raw : hook_free_gil;
         PyMem_SetAllocator((PyMemAllocatorDomain)d, &hook);
     }
     rt.ctx = ctx;
@@ -706,7 +754,7 @@ uninstall_hooks(void)
     }
     for (d = 0; d < NDOMAINS; d++) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
-        if (cur.malloc == hook_malloc && cur.ctx == &rt.ctx[d]) {
+        if (cur.ctx == &rt.ctx[d]) {
             PyMem_SetAllocator((PyMemAllocatorDomain)d, &rt.ctx[d].orig);
         }
     }
@@ -725,12 +773,12 @@ tables_init(void)
     if (rt.tables_ready) {
         return 0;
     }
-    if (pmt_ptrtable_init(&rt.gil_table, 1 << 14, rt.max_traces) < 0) {
+    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, rt.max_traces) < 0) {
         PyErr_NoMemory();
         return -1;
     }
     pthread_mutex_lock(&rt.raw_lock);
-    if (pmt_ptrtable_init(&rt.raw_table, 1 << 10, rt.max_traces) < 0) {
+    if (pmt_ptrtable_init(&rt.raw_table, 1 << 8, rt.max_traces) < 0) {
         pthread_mutex_unlock(&rt.raw_lock);
         pmt_ptrtable_fini(&rt.gil_table);
         PyErr_NoMemory();
@@ -796,6 +844,27 @@ tracker_clear(void)
     pmt_stacktable_fini(&old);
 }
 
+/* Derive the hooks' state word from active, counting and mode. */
+static void
+publish_state(void)
+{
+    int st = 0, mode = atomic_load(&rt.mode);
+
+    if (atomic_load(&rt.active)) {
+        st |= ST_ACTIVE;
+        if (atomic_load(&rt.counting)) {
+            st |= ST_COUNTING;
+        }
+        if (mode == MODE_EXACT) {
+            st |= ST_EXACT;
+        }
+        else if (mode == MODE_SAMPLED) {
+            st |= ST_SAMPLED;
+        }
+    }
+    atomic_store(&rt.state, st);
+}
+
 static int
 hooks_needed(void)
 {
@@ -811,6 +880,7 @@ settle(void)
         return;
     }
     atomic_store(&rt.active, 0);
+    publish_state();
     uninstall_hooks();
     tables_fini();
 }
@@ -862,6 +932,7 @@ pmt_alloc_counting_acquire(void)
     rt.counting_users = 1;
     atomic_store(&rt.counting, 1);
     atomic_store(&rt.active, 1);
+    publish_state();
     return 0;
 #endif
 }
@@ -878,6 +949,7 @@ pmt_alloc_counting_release(void)
     /* Exact mode records every block: the counters stay exact. */
     if (atomic_load(&rt.mode) != MODE_EXACT) {
         atomic_store(&rt.counting, 0);
+        publish_state();
     }
     settle();
 }
@@ -1056,12 +1128,13 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
         goto error;
     }
     rt.started_ns = 0;
-    atomic_fetch_add(&rt.sample_gen, 1);
+    reseed_thread(atomic_fetch_add(&rt.sample_gen, 1) + 1);
     if (mode == MODE_EXACT) {
         atomic_store(&rt.counting, 1);
     }
     atomic_store(&rt.mode, mode);
     atomic_store(&rt.active, 1);
+    publish_state();
     Py_RETURN_NONE;
 error:
     tracker_clear();
@@ -1080,6 +1153,7 @@ tracker_stop(void)
         atomic_store(&rt.counting, 0);
         atomic_store(&rt.active, 0);
     }
+    publish_state();
     tracker_clear();
     settle();
 }
@@ -1372,5 +1446,6 @@ pmt_alloc_shutdown(void)
     rt.python_users = 0;
     rt.counting_users = 0;
     atomic_store(&rt.counting, 0);
+    publish_state();
     settle();
 }
