@@ -251,8 +251,8 @@ static uint32_t
 current_sid(void)
 {
     pmt_frame frames[MAX_DEPTH];
-    uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth), i, id;
-    uint64_t hash = pmt_stack_hash(frames, n);
+    uint64_t hash;
+    uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash), i, id;
     int added = 0;
 
     id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);

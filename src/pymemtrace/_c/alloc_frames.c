@@ -58,8 +58,9 @@ frame_is_skipped(struct _PyInterpreterFrame *f)
 #endif
 
 uint32_t
-pmt_collect_frames(pmt_frame *frames, uint32_t max)
+pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash)
 {
+    uint64_t h = PMT_STACK_HASH_SEED;
     uint32_t n = 0;
 #if PMT_PY313_PLUS
     PyThreadState *tstate = PyThreadState_GetUnchecked();
@@ -68,6 +69,7 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max)
 #endif
 
     if (tstate == NULL) {
+        *hash = pmt_stack_hash_final(h, 0);
         return 0;
     }
 #if PMT_PY311_PLUS
@@ -80,6 +82,7 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max)
             frames[n].code = FRAME_CODE(f);
             frames[n].addr = FRAME_ADDR(f);
             frames[n].unused = 0;
+            h = pmt_stack_hash_step(h, frames[n].code, frames[n].addr);
             n++;
         }
     }
@@ -94,9 +97,11 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max)
             frames[n].addr = f->f_lasti;
 #endif
             frames[n].unused = 0;
+            h = pmt_stack_hash_step(h, frames[n].code, frames[n].addr);
             n++;
         }
     }
 #endif
+    *hash = pmt_stack_hash_final(h, n);
     return n;
 }

@@ -92,7 +92,9 @@ int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
 
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
-   innermost first, without creating frame objects.  Needs the GIL. */
-uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max);
+   innermost first, without creating frame objects, and their hash
+   (pmt_stack_hash's value).  Needs the GIL. */
+uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max,
+                            uint64_t *hash);
 
 #endif /* PMT_NATIVE_H */

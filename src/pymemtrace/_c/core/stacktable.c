@@ -41,26 +41,19 @@ pmt_stacktable_fini(pmt_stacktable *t)
 uint64_t
 pmt_stack_hash(const pmt_frame *frames, uint32_t n)
 {
-    uint64_t h = 0x84222325cbf29ce4ull ^ n;
+    uint64_t h = PMT_STACK_HASH_SEED;
     uint32_t i;
 
     for (i = 0; i < n; i++) {
-        h ^= (uint64_t)(uintptr_t)frames[i].code;
-        h *= 0x9E3779B97F4A7C15ull;
-        h ^= (uint64_t)(uint32_t)frames[i].addr;
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 29;
+        h = pmt_stack_hash_step(h, frames[i].code, frames[i].addr);
     }
-    return h ^ (h >> 32);
+    return pmt_stack_hash_final(h, n);
 }
 
-static int
-same_stack(const pmt_stacktable *t, const pmt_stack *s, uint64_t hash,
-           const pmt_frame *frames, uint32_t n)
+static inline int
+same_stack(const pmt_stack *s, uint64_t hash, uint32_t n)
 {
-    return s->hash == hash && s->nframes == n
-           && memcmp(t->frames + s->first, frames, n * sizeof(pmt_frame))
-                  == 0;
+    return s->hash == hash && s->nframes == n;
 }
 
 static int
@@ -130,7 +123,7 @@ pmt_stacktable_intern(pmt_stacktable *t, uint64_t hash,
     *added = 0;
     while (t->index[slot] != 0) {
         id = t->index[slot] - 1;
-        if (same_stack(t, &t->stacks[id], hash, frames, n)) {
+        if (same_stack(&t->stacks[id], hash, n)) {
             return id;
         }
         slot = (slot + 1) & t->index_mask;

@@ -62,11 +62,37 @@ typedef struct {
 int pmt_stacktable_init(pmt_stacktable *t, uint32_t max_stacks);
 void pmt_stacktable_fini(pmt_stacktable *t);
 
-/* Hash of n frames, the value pmt_stacktable_intern expects. */
+/* Hash of n frames, the value pmt_stacktable_intern expects: start from
+   PMT_STACK_HASH_SEED, mix each frame in order with pmt_stack_hash_step,
+   end with pmt_stack_hash_final(h, n).  (Callers that walk frames mix as
+   they go; pmt_stack_hash does it for an array.) */
+#define PMT_STACK_HASH_SEED 0x84222325cbf29ce4ull
+
+static inline uint64_t
+pmt_stack_hash_step(uint64_t h, const void *code, int32_t addr)
+{
+    h ^= (uint64_t)(uintptr_t)code;
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)(uint32_t)addr;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 29);
+}
+
+static inline uint64_t
+pmt_stack_hash_final(uint64_t h, uint32_t n)
+{
+    h ^= n;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 32);
+}
+
 uint64_t pmt_stack_hash(const pmt_frame *frames, uint32_t n);
 
 /* Id of the stack made of frames[0..n), adding it when new (*added = 1).
-   PMT_STACK_NONE when the table is full or out of memory (drops counts). */
+   PMT_STACK_NONE when the table is full or out of memory (drops counts).
+   Stacks are told apart by their 64-bit hash and length only (frames are
+   not compared): with a million distinct stacks the chance that two
+   collide is about 3e-8. */
 uint32_t pmt_stacktable_intern(pmt_stacktable *t, uint64_t hash,
                                const pmt_frame *frames, uint32_t n,
                                int *added);
