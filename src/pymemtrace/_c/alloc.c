@@ -123,6 +123,8 @@ static struct alloc_runtime {
     pmt_ptrtable gil_table; /* MEM and OBJ blocks */
     pmt_stacktable stacks;  /* interned stacks with live/peak totals */
     uint32_t nogil_sid;     /* sid of the empty stack (no Python frame) */
+    const void *base_frame; /* stacks stop below this frame (set by the
+                               CLI around the script it runs), or NULL */
     int tables_ready;       /* gil_table/raw_table initialised */
     size_t max_traces;      /* cap per table, 0: none */
     int64_t started_ns;     /* monotonic time of start */
@@ -252,7 +254,8 @@ current_sid(void)
 {
     pmt_frame frames[MAX_DEPTH];
     uint64_t hash;
-    uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash), i, id;
+    uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash,
+                                    rt.base_frame), i, id;
     int added = 0;
 
     id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
@@ -1161,6 +1164,7 @@ tracker_stop(void)
         return;
     }
     atomic_store(&rt.mode, MODE_OFF);
+    rt.base_frame = NULL;
     if (rt.counting_users == 0) {
         atomic_store(&rt.counting, 0);
         atomic_store(&rt.active, 0);
@@ -1188,6 +1192,24 @@ static PyObject *
 alloc_is_tracking(PyObject *module, PyObject *unused)
 {
     return PyBool_FromLong(atomic_load(&rt.mode) != MODE_OFF);
+}
+
+PyDoc_STRVAR(alloc_set_stack_base_doc,
+"alloc_set_stack_base(on) -> None\n\n"
+"on=True: stacks recorded from now on stop below the caller's frame\n"
+"(it and its callers are left out); the caller must call it again with\n"
+"False before its frame returns.");
+
+static PyObject *
+alloc_set_stack_base(PyObject *module, PyObject *on)
+{
+    int flag = PyObject_IsTrue(on);
+
+    if (flag < 0) {
+        return NULL;
+    }
+    rt.base_frame = flag ? pmt_current_frame() : NULL;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(alloc_reset_peak_doc,
@@ -1410,6 +1432,8 @@ static PyMethodDef alloc_methods[] = {
     {"alloc_reset_peak", alloc_reset_peak, METH_NOARGS,
      alloc_reset_peak_doc},
     {"alloc_stats", alloc_stats, METH_NOARGS, alloc_stats_doc},
+    {"alloc_set_stack_base", alloc_set_stack_base, METH_O,
+     alloc_set_stack_base_doc},
     {"alloc_snapshot", alloc_snapshot, METH_NOARGS, alloc_snapshot_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -57,8 +57,28 @@ frame_is_skipped(struct _PyInterpreterFrame *f)
 }
 #endif
 
+/* The calling thread's innermost Python frame (opaque), NULL if none. */
+const void *
+pmt_current_frame(void)
+{
+#if PMT_PY313_PLUS
+    PyThreadState *tstate = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *tstate = _PyThreadState_UncheckedGet();
+#endif
+    if (tstate == NULL) {
+        return NULL;
+    }
+#if PMT_PY311_PLUS
+    return THREAD_FRAME(tstate);
+#else
+    return tstate->frame;
+#endif
+}
+
 uint32_t
-pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash)
+pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
+                   const void *base)
 {
     uint64_t h = PMT_STACK_HASH_SEED;
     uint32_t n = 0;
@@ -75,7 +95,8 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash)
 #if PMT_PY311_PLUS
     {
         struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
-        for (; f != NULL && n < max; f = f->previous) {
+        for (; f != NULL && n < max && (const void *)f != base;
+             f = f->previous) {
             if (frame_is_skipped(f)) {
                 continue;
             }
@@ -89,7 +110,8 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash)
 #else
     {
         PyFrameObject *f = tstate->frame;
-        for (; f != NULL && n < max; f = f->f_back) {
+        for (; f != NULL && n < max && (const void *)f != base;
+             f = f->f_back) {
             frames[n].code = f->f_code;
 #if PMT_PY310_PLUS
             frames[n].addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;

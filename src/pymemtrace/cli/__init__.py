@@ -18,6 +18,7 @@ from pymemtrace.errors import PymemtraceError
 SUBCOMMANDS = {
     "process": "pymemtrace.cli.process",
     "tree": "pymemtrace.cli.tree",
+    "run": "pymemtrace.cli.run",
 }
 
 EPILOG = """\
