@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/ptrtable.h"
 #include "core/rss.h"
+#include "core/stacktable.h"
 
 static int passed;
 static int failed;
@@ -112,6 +114,190 @@ test_page_size_is_a_power_of_two(void)
     CHECK((size & (size - 1)) == 0);
 }
 
+/* ---- ptrtable ---- */
+
+static uint64_t
+lcg(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return *state >> 11;
+}
+
+/* Random puts and pops against a plain array model, across growth and
+   backward-shift deletions. */
+static void
+test_ptrtable_matches_model(void)
+{
+    enum { KEYS = 5000, OPS = 200000 };
+    static uint64_t model[KEYS]; /* 0: absent, else value */
+    pmt_ptrtable t;
+    uint64_t rng = 42, value = 0, old = 0;
+    size_t i, present = 0;
+    int bad = 0;
+
+    memset(model, 0, sizeof(model));
+    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    for (i = 0; i < OPS; i++) {
+        size_t k = (size_t)(lcg(&rng) % KEYS);
+        /* 16-byte aligned addresses, like an allocator's */
+        uintptr_t key = (uintptr_t)(0x7f0000000000ull + k * 48);
+        if (lcg(&rng) % 3) {
+            uint64_t v = lcg(&rng) | 1;
+            int rc = pmt_ptrtable_put(&t, key, v, &old);
+            if (rc != (model[k] ? 1 : 0) || (rc == 1 && old != model[k])) {
+                bad++;
+            }
+            if (!model[k]) {
+                present++;
+            }
+            model[k] = v;
+        }
+        else {
+            int rc = pmt_ptrtable_pop(&t, key, &value);
+            if (rc != (model[k] ? 1 : 0) || (rc && value != model[k])) {
+                bad++;
+            }
+            if (model[k]) {
+                present--;
+            }
+            model[k] = 0;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(t.count == present);
+    for (i = 0; i < KEYS; i++) {
+        uintptr_t key = (uintptr_t)(0x7f0000000000ull + i * 48);
+        int rc = pmt_ptrtable_get(&t, key, &value);
+        if (rc != (model[i] ? 1 : 0) || (rc && value != model[i])) {
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(t.count * 4 <= (t.mask + 1) * 3);
+    pmt_ptrtable_fini(&t);
+}
+
+static void
+test_ptrtable_cap_counts_drops(void)
+{
+    pmt_ptrtable t;
+    uint64_t old = 0, value = 0;
+    uintptr_t k;
+
+    CHECK(pmt_ptrtable_init(&t, 16, 10) == 0);
+    for (k = 1; k <= 12; k++) {
+        int rc = pmt_ptrtable_put(&t, k * 16, k, &old);
+        CHECK(rc == (k <= 10 ? 0 : -1));
+    }
+    CHECK(t.count == 10);
+    CHECK(t.drops == 2);
+    /* replacing an existing key is not a drop */
+    CHECK(pmt_ptrtable_put(&t, 16, 99, &old) == 1 && old == 1);
+    CHECK(pmt_ptrtable_pop(&t, 16, &value) == 1 && value == 99);
+    CHECK(pmt_ptrtable_pop(&t, 16, &value) == 0);
+    CHECK(pmt_ptrtable_memory(&t) >= 16 * sizeof(pmt_ptr_entry));
+    pmt_ptrtable_clear(&t);
+    CHECK(t.count == 0 && pmt_ptrtable_get(&t, 32, &value) == 0);
+    pmt_ptrtable_fini(&t);
+}
+
+/* ---- stacktable ---- */
+
+static void
+test_stacktable_interns_equal_stacks(void)
+{
+    pmt_stacktable t;
+    pmt_frame a[3] = {{(void *)0x1000, 10, 0}, {(void *)0x2000, 20, 0},
+                      {(void *)0x3000, 30, 0}};
+    pmt_frame b[3] = {{(void *)0x1000, 12, 0}, {(void *)0x2000, 20, 0},
+                      {(void *)0x3000, 30, 0}};
+    int added = 0;
+    uint32_t ia, ib, ia2, ishort, i;
+
+    CHECK(pmt_stacktable_init(&t, 0) == 0);
+    ia = pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added);
+    CHECK(added == 1);
+    ib = pmt_stacktable_intern(&t, pmt_stack_hash(b, 3), b, 3, &added);
+    CHECK(added == 1 && ib != ia);
+    ia2 = pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added);
+    CHECK(added == 0 && ia2 == ia);
+    ishort = pmt_stacktable_intern(&t, pmt_stack_hash(a, 2), a, 2, &added);
+    CHECK(added == 1 && ishort != ia);
+    CHECK(pmt_stacktable_frames(&t, ib)[0].addr == 12);
+    CHECK(t.stacks[ishort].nframes == 2);
+    /* many stacks: the index and pools grow, ids stay stable */
+    for (i = 0; i < 5000; i++) {
+        pmt_frame f[1] = {{(void *)(uintptr_t)(0x10000 + i * 16), (int32_t)i, 0}};
+        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
+                                            &added);
+        CHECK(id != PMT_STACK_NONE);
+        if (id == PMT_STACK_NONE) {
+            break;
+        }
+    }
+    CHECK(t.count == 5003);
+    CHECK(pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added) == ia);
+    CHECK(pmt_stacktable_frames(&t, ia)[2].code == (void *)0x3000);
+    pmt_stacktable_fini(&t);
+}
+
+static void
+test_stacktable_cap(void)
+{
+    pmt_stacktable t;
+    int added = 0;
+    uint32_t i;
+
+    CHECK(pmt_stacktable_init(&t, 3) == 0);
+    for (i = 0; i < 5; i++) {
+        pmt_frame f[1] = {{(void *)(uintptr_t)(0x100 + i), 0, 0}};
+        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
+                                            &added);
+        CHECK((i < 3) == (id != PMT_STACK_NONE));
+    }
+    CHECK(t.drops == 2);
+    pmt_stacktable_fini(&t);
+}
+
+/* The live set at the peak is kept exactly by the lazy copy. */
+static void
+test_stacktable_peak(void)
+{
+    pmt_stacktable t;
+    pmt_frame fa[1] = {{(void *)0xa0, 0, 0}}, fb[1] = {{(void *)0xb0, 0, 0}};
+    int added = 0;
+    uint32_t a, b;
+    int64_t bytes = 0, blocks = 0;
+
+    CHECK(pmt_stacktable_init(&t, 0) == 0);
+    a = pmt_stacktable_intern(&t, pmt_stack_hash(fa, 1), fa, 1, &added);
+    b = pmt_stacktable_intern(&t, pmt_stack_hash(fb, 1), fb, 1, &added);
+    pmt_stacktable_account(&t, a, 100, 1);
+    pmt_stacktable_account(&t, b, 50, 1);   /* peak 150: a 100, b 50 */
+    pmt_stacktable_account(&t, b, -50, -1); /* now a 100, b 0 */
+    pmt_stacktable_account(&t, a, 30, 1);   /* now 130 < 150 */
+    CHECK(t.total == 130 && t.peak_total == 150);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 100 && blocks == 1);
+    pmt_stacktable_peak_of(&t, b, &bytes, &blocks);
+    CHECK(bytes == 50 && blocks == 1);
+    pmt_stacktable_account(&t, b, 40, 1); /* new peak 170: a 130, b 40 */
+    CHECK(t.peak_total == 170);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 130 && blocks == 2);
+    pmt_stacktable_peak_of(&t, b, &bytes, &blocks);
+    CHECK(bytes == 40 && blocks == 1);
+    pmt_stacktable_account(&t, a, -130, -2);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 130 && blocks == 2);
+    CHECK(t.stacks[a].bytes == 0);
+    pmt_stacktable_reset_peak(&t);
+    CHECK(t.peak_total == 40);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 0 && blocks == 0);
+    pmt_stacktable_fini(&t);
+}
+
 int
 main(void)
 {
@@ -120,6 +306,11 @@ main(void)
     test_peak_is_at_least_current();
     test_child_reads_its_own_memory();
     test_page_size_is_a_power_of_two();
+    test_ptrtable_matches_model();
+    test_ptrtable_cap_counts_drops();
+    test_stacktable_interns_equal_stacks();
+    test_stacktable_cap();
+    test_stacktable_peak();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -1029,6 +1029,16 @@ error:
     return NULL;
 }
 
+PyDoc_STRVAR(alloc_live_bytes_doc,
+"alloc_live_bytes() -> int\n\n"
+"Live bytes of all domains (what pmt_alloc_live_bytes() returns).");
+
+static PyObject *
+alloc_live_bytes(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(pmt_alloc_live_bytes());
+}
+
 PyDoc_STRVAR(alloc_counting_start_doc,
 "alloc_counting_start() -> None\n\n"
 "Start keeping the live-byte counters (reference counted).");
@@ -1420,6 +1430,7 @@ error:
 
 static PyMethodDef alloc_methods[] = {
     {"alloc_counters", alloc_counters, METH_NOARGS, alloc_counters_doc},
+    {"alloc_live_bytes", alloc_live_bytes, METH_NOARGS, alloc_live_bytes_doc},
     {"alloc_counting_start", alloc_counting_start, METH_NOARGS,
      alloc_counting_start_doc},
     {"alloc_counting_stop", alloc_counting_stop, METH_NOARGS,
