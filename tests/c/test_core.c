@@ -173,7 +173,7 @@ test_ptrtable_matches_model(void)
         }
     }
     CHECK(bad == 0);
-    CHECK(t.count * 4 <= (t.mask + 1) * 3);
+    CHECK(t.count <= t.capacity * 4 / 5 + 1);
     pmt_ptrtable_fini(&t);
 }
 
@@ -195,9 +195,38 @@ test_ptrtable_cap_counts_drops(void)
     CHECK(pmt_ptrtable_put(&t, 16, 99, &old) == 1 && old == 1);
     CHECK(pmt_ptrtable_pop(&t, 16, &value) == 1 && value == 99);
     CHECK(pmt_ptrtable_pop(&t, 16, &value) == 0);
-    CHECK(pmt_ptrtable_memory(&t) >= 16 * sizeof(pmt_ptr_entry));
+    CHECK(pmt_ptrtable_memory(&t) >= 16 * sizeof(pmt_ptr_slot));
     pmt_ptrtable_clear(&t);
     CHECK(t.count == 0 && pmt_ptrtable_get(&t, 32, &value) == 0);
+    pmt_ptrtable_fini(&t);
+}
+
+static void
+test_ptrtable_tags_huge_sizes_and_bad_addresses(void)
+{
+    pmt_ptrtable t;
+    uint64_t old = 0, value = 0;
+    const uint64_t huge = (UINT64_C(5) << 32) + 7; /* 20 GiB + 7 */
+    const uint64_t tag = (uint64_t)PMT_PTR_TAG_MAX << PMT_PTR_SIZE_BITS;
+
+    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    CHECK(sizeof(pmt_ptr_slot) == 12);
+    CHECK(pmt_ptrtable_put(&t, 0x1000, 100 | tag, &old) == 0);
+    CHECK(pmt_ptrtable_put(&t, 0x2000, huge | (UINT64_C(3) << PMT_PTR_SIZE_BITS),
+                           &old) == 0);
+    CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == (100 | tag));
+    CHECK(pmt_ptrtable_get(&t, 0x2000, &value) == 1
+          && (value & PMT_PTR_SIZE_MASK) == huge
+          && (value >> PMT_PTR_SIZE_BITS) == 3);
+    pmt_ptrtable_clear_tags(&t);
+    CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == 100);
+    CHECK(pmt_ptrtable_pop(&t, 0x2000, &value) == 1 && value == huge);
+    CHECK(t.nhuge == 0);
+    /* misaligned, null and out-of-range addresses are refused */
+    CHECK(pmt_ptrtable_put(&t, 0x1008, 1, &old) == -1);
+    CHECK(pmt_ptrtable_put(&t, 0, 1, &old) == -1);
+    CHECK(pmt_ptrtable_put(&t, (uintptr_t)1 << 50, 1, &old) == -1);
+    CHECK(t.drops == 3 && t.count == 1);
     pmt_ptrtable_fini(&t);
 }
 
@@ -308,6 +337,7 @@ main(void)
     test_page_size_is_a_power_of_two();
     test_ptrtable_matches_model();
     test_ptrtable_cap_counts_drops();
+    test_ptrtable_tags_huge_sizes_and_bad_addresses();
     test_stacktable_interns_equal_stacks();
     test_stacktable_cap();
     test_stacktable_peak();

@@ -54,7 +54,8 @@ def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(cli, scri
     expected = 10_000 * BLOCK
     assert abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.05 * expected
     assert doc["sites"][0]["line"] == KEEP_LINE
-    assert site_bytes(doc["sites"], script, TMP_LINE) == 0
+    # (up to the comprehension's cached frame object on 3.9/3.10)
+    assert site_bytes(doc["sites"], script, TMP_LINE) < 1024
     # AND at the peak the freed line is there too
     assert site_bytes(doc["peak_sites"], script, TMP_LINE) >= 5_000 * 1000
     assert doc["peak_bytes"] >= expected + 5_000 * 1000

@@ -85,8 +85,9 @@ def test_freed_memory_is_at_the_peak_not_at_exit(mode):
     temporary_blocks()
     kept = keep_blocks(2_000)
     snap = allocations.snapshot()
-    # THEN the freed line is absent now but present at the peak
-    assert bytes_at(snap.group_by("line"), TMP_LINE) == 0
+    # THEN the freed line is absent now (up to the comprehension's cached
+    # frame object on 3.9/3.10) but present at the peak
+    assert bytes_at(snap.group_by("line"), TMP_LINE) < 1024
     at_peak = bytes_at(snap.group_by("line", peak=True), TMP_LINE)
     assert at_peak >= 0.6 * 5_000 * BLOCK
     assert snap.peak_bytes >= at_peak
@@ -257,30 +258,27 @@ def test_works_with_tracemalloc_in_any_order(order, stop_order):
     del again
 
 
-def _live_delta(make):
-    """Live bytes gained while make() runs, net of the measuring itself."""
+def _noise():
+    """Live bytes the measuring itself adds: the int object holding a."""
     a = _native.alloc_live_bytes()
     b = _native.alloc_live_bytes()
-    noise = b - a  # the int object holding a
-    c = _native.alloc_live_bytes()
-    obj = make()
-    d = _native.alloc_live_bytes()
-    return d - c - noise, obj
+    return b - a
 
 
 def test_counters_see_the_exact_size_of_a_new_object():
     # GIVEN the counters on
     with allocations.counting():
         assert _native.alloc_counters()["counting"] is True
-        # WHEN a bytes object of known size is made
-        delta, obj = _live_delta(lambda: bytes(100_000))
+        # WHEN a bytes object of known size is made (inline: on 3.9/3.10
+        # a Python call would allocate a frame)
+        noise = _noise()
+        c = _native.alloc_live_bytes()
+        obj = bytes(100_000)
+        d = _native.alloc_live_bytes()
         # THEN the live bytes grow by exactly its size
-        assert delta == sys.getsizeof(obj)
+        assert d - c - noise == sys.getsizeof(obj)
         # AND shrink by it when it goes (net of the int holding `before`)
         size = sys.getsizeof(obj)
-        a = _native.alloc_live_bytes()
-        b = _native.alloc_live_bytes()
-        noise = b - a
         before = _native.alloc_live_bytes()
         del obj
         after = _native.alloc_live_bytes()
@@ -306,8 +304,11 @@ def test_counting_and_tracker_together():
         kept = keep_blocks(100)
         allocations.stop()
         # THEN the counters still run and stay exact
-        delta, obj = _live_delta(lambda: bytes(50_000))
-        assert delta == sys.getsizeof(obj)
+        noise = _noise()
+        c = _native.alloc_live_bytes()
+        obj = bytes(50_000)
+        d = _native.alloc_live_bytes()
+        assert d - c - noise == sys.getsizeof(obj)
         del kept, obj
 
 

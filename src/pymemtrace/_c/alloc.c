@@ -69,11 +69,11 @@ enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
 #define STATE() atomic_load_explicit(&rt.state, memory_order_relaxed)
 
 #define MAX_DEPTH 256
-/* A table value: size in the low 40 bits, stack id + 1 in the high 24
-   bits (0: the block is counted but attributed to no stack). */
+/* A table value: size in the low 40 bits, stack id + 1 above (21 bits;
+   0: the block is counted but attributed to no stack). */
 #define SIZE_BITS 40
 #define SIZE_MASK ((UINT64_C(1) << SIZE_BITS) - 1)
-#define MAX_STACKS ((UINT32_C(1) << (64 - SIZE_BITS)) - 2)
+#define MAX_STACKS (PMT_PTR_TAG_MAX - 1)
 #define VALUE_SIZE(v) ((size_t)((v) & SIZE_MASK))
 #define VALUE_SID(v) ((uint32_t)((v) >> SIZE_BITS))
 
@@ -387,9 +387,8 @@ gil_track(int st, int domain, void *ptr, size_t size)
     uint32_t sid;
 
     /* Fetch the table's cache line while the stack is read. */
-    __builtin_prefetch(
-        &rt.gil_table.slots[pmt_ptrtable_slot(&rt.gil_table, (uintptr_t)ptr)],
-        1);
+    __builtin_prefetch(pmt_ptrtable_home_addr(&rt.gil_table, (uintptr_t)ptr),
+                       1);
     sid = choose_sid(st, size);
 
     if (sid == 0 && !(st & ST_COUNTING)) {
@@ -623,9 +622,8 @@ hook_free_gil(void *ctx, void *ptr)
     /* The GIL is held: nobody can get ptr back from malloc before we
        forget it, so the entry is removed after the free, and the table's
        cache line is fetched while the allocator works. */
-    __builtin_prefetch(
-        &rt.gil_table.slots[pmt_ptrtable_slot(&rt.gil_table, (uintptr_t)ptr)],
-        1);
+    __builtin_prefetch(pmt_ptrtable_home_addr(&rt.gil_table, (uintptr_t)ptr),
+                       1);
     tls_guard = 1;
     h->orig.free(h->orig.ctx, ptr);
     (void)gil_remove(h->domain, ptr, &value);
@@ -827,13 +825,6 @@ tables_fini(void)
     rt.tables_ready = 0;
 }
 
-static void
-forget_stack(pmt_ptr_entry *entry, void *arg)
-{
-    (void)arg;
-    entry->value &= SIZE_MASK;
-}
-
 /* Release what the tracker holds; mode is already MODE_OFF. */
 static void
 tracker_clear(void)
@@ -842,9 +833,9 @@ tracker_clear(void)
     size_t i;
 
     if (rt.tables_ready) {
-        pmt_ptrtable_foreach(&rt.gil_table, forget_stack, NULL);
+        pmt_ptrtable_clear_tags(&rt.gil_table);
         pthread_mutex_lock(&rt.raw_lock);
-        pmt_ptrtable_foreach(&rt.raw_table, forget_stack, NULL);
+        pmt_ptrtable_clear_tags(&rt.raw_table);
         rt.npending = 0;
         pthread_mutex_unlock(&rt.raw_lock);
     }

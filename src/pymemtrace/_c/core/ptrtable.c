@@ -7,32 +7,22 @@
 #include <string.h>
 
 #define MIN_CAPACITY 16
-
-static unsigned
-log2_of(size_t capacity)
-{
-    unsigned bits = 0;
-
-    while (((size_t)1 << bits) < capacity) {
-        bits++;
-    }
-    return bits;
-}
+/* Grow at 80% full, by half. */
+#define LOAD_NUM 4
+#define LOAD_DEN 5
 
 static int
 alloc_slots(pmt_ptrtable *t, size_t capacity)
 {
-    unsigned bits = log2_of(capacity);
-    pmt_ptr_entry *slots;
+    pmt_ptr_slot *slots = calloc(capacity, sizeof(pmt_ptr_slot));
 
-    capacity = (size_t)1 << bits;
-    slots = calloc(capacity, sizeof(pmt_ptr_entry));
     if (slots == NULL) {
         return -1;
     }
     t->slots = slots;
-    t->mask = capacity - 1;
-    t->shift = 64 - bits;
+    t->capacity = capacity;
+    t->grow_at = capacity / LOAD_DEN * LOAD_NUM
+                 + capacity % LOAD_DEN * LOAD_NUM / LOAD_DEN;
     return 0;
 }
 
@@ -51,6 +41,7 @@ void
 pmt_ptrtable_fini(pmt_ptrtable *t)
 {
     free(t->slots);
+    free(t->huge);
     memset(t, 0, sizeof(*t));
 }
 
@@ -58,60 +49,189 @@ void
 pmt_ptrtable_clear(pmt_ptrtable *t)
 {
     if (t->slots != NULL) {
-        memset(t->slots, 0, (t->mask + 1) * sizeof(pmt_ptr_entry));
+        memset(t->slots, 0, t->capacity * sizeof(pmt_ptr_slot));
     }
     t->count = 0;
-}
-
-/* Insert into a table known to have room and not to hold key. */
-void
-pmt_ptrtable_insert_new(pmt_ptrtable *t, uintptr_t key, uint64_t value)
-{
-    size_t i = pmt_ptrtable_slot(t, key);
-
-    while (t->slots[i].key != 0) {
-        i = (i + 1) & t->mask;
-    }
-    t->slots[i].key = key;
-    t->slots[i].value = value;
-}
-
-int
-pmt_ptrtable_grow(pmt_ptrtable *t)
-{
-    pmt_ptr_entry *old = t->slots;
-    size_t old_capacity = t->mask + 1, i;
-
-    if (alloc_slots(t, old_capacity * 2) < 0) {
-        return -1;
-    }
-    for (i = 0; i < old_capacity; i++) {
-        if (old[i].key != 0) {
-            pmt_ptrtable_insert_new(t, old[i].key, old[i].value);
-        }
-    }
-    free(old);
-    return 0;
+    t->nhuge = 0;
 }
 
 void
-pmt_ptrtable_foreach(pmt_ptrtable *t,
-                     void (*fn)(pmt_ptr_entry *entry, void *arg), void *arg)
+pmt_ptrtable_clear_tags(pmt_ptrtable *t)
 {
     size_t i;
 
-    if (t->slots == NULL) {
-        return;
-    }
-    for (i = 0; i <= t->mask; i++) {
-        if (t->slots[i].key != 0) {
-            fn(&t->slots[i], arg);
-        }
+    for (i = 0; t->slots != NULL && i < t->capacity; i++) {
+        t->slots[i].key_hi &= 0x7FF;
     }
 }
 
 size_t
 pmt_ptrtable_memory(const pmt_ptrtable *t)
 {
-    return t->slots == NULL ? 0 : (t->mask + 1) * sizeof(pmt_ptr_entry);
+    return t->capacity * sizeof(pmt_ptr_slot)
+           + t->huge_cap * sizeof(pmt_ptr_huge);
+}
+
+static inline int
+slot_empty(const pmt_ptr_slot *s)
+{
+    return s->key_lo == 0 && (s->key_hi & 0x7FF) == 0;
+}
+
+/* Place a slot's content at the first free slot of its probe run. */
+static void
+place(pmt_ptrtable *t, const pmt_ptr_slot *src)
+{
+    size_t i = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(src));
+
+    while (!slot_empty(&t->slots[i])) {
+        if (++i == t->capacity) {
+            i = 0;
+        }
+    }
+    t->slots[i] = *src;
+}
+
+static int
+grow(pmt_ptrtable *t)
+{
+    pmt_ptr_slot *old = t->slots;
+    size_t old_capacity = t->capacity, i;
+
+    if (alloc_slots(t, old_capacity + old_capacity / 2) < 0) {
+        return -1;
+    }
+    for (i = 0; i < old_capacity; i++) {
+        if (!slot_empty(&old[i])) {
+            place(t, &old[i]);
+        }
+    }
+    free(old);
+    return 0;
+}
+
+uint64_t
+pmt_ptrtable_huge_size(pmt_ptrtable *t, uintptr_t addr, int take)
+{
+    size_t i;
+
+    for (i = 0; i < t->nhuge; i++) {
+        if (t->huge[i].addr == addr) {
+            uint64_t size = t->huge[i].size;
+            if (take) {
+                t->huge[i] = t->huge[--t->nhuge];
+            }
+            return size;
+        }
+    }
+    return UINT32_MAX; /* not reached when the table is consistent */
+}
+
+static int
+huge_add(pmt_ptrtable *t, uintptr_t addr, uint64_t size)
+{
+    if (t->nhuge == t->huge_cap) {
+        size_t cap = t->huge_cap ? t->huge_cap * 2 : 8;
+        pmt_ptr_huge *huge = realloc(t->huge, cap * sizeof(pmt_ptr_huge));
+        if (huge == NULL) {
+            return -1;
+        }
+        t->huge = huge;
+        t->huge_cap = cap;
+    }
+    t->huge[t->nhuge].addr = addr;
+    t->huge[t->nhuge].size = size;
+    t->nhuge++;
+    return 0;
+}
+
+/* Fill slot s with addr -> value; -1 when a huge size cannot be kept. */
+static int
+fill(pmt_ptrtable *t, pmt_ptr_slot *s, uintptr_t addr, uint64_t value)
+{
+    uint64_t key = pmt_ptrtable_key(addr);
+    uint64_t size = value & PMT_PTR_SIZE_MASK;
+    uint32_t tag = (uint32_t)(value >> PMT_PTR_SIZE_BITS) & PMT_PTR_TAG_MAX;
+
+    if (size >= UINT32_MAX) {
+        if (huge_add(t, addr, size) < 0) {
+            return -1;
+        }
+        size = UINT32_MAX;
+    }
+    s->key_lo = (uint32_t)key;
+    s->key_hi = (uint32_t)(key >> 32) | (tag << 11);
+    s->size = (uint32_t)size;
+    return 0;
+}
+
+int
+pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                 uint64_t *old)
+{
+    uint64_t key = pmt_ptrtable_key(addr);
+    size_t i;
+
+    if (t->slots == NULL || key == 0 || (key >> 43) != 0
+        || (addr & 15) != 0) {
+        t->drops++;
+        return -1;
+    }
+    i = pmt_ptrtable_find(t, addr);
+    if (i != (size_t)-1) {
+        *old = pmt_ptrtable_value_at(t, i, addr, 1);
+        if (fill(t, &t->slots[i], addr, value) < 0) {
+            pmt_ptrtable_remove_at(t, i);
+            t->drops++;
+            return -1;
+        }
+        return 1;
+    }
+    if (t->max_count != 0 && t->count >= t->max_count) {
+        t->drops++;
+        return -1;
+    }
+    if (t->count + 1 > t->grow_at && grow(t) < 0) {
+        t->drops++;
+        return -1;
+    }
+    i = pmt_ptrtable_home(t, key);
+    while (!slot_empty(&t->slots[i])) {
+        if (++i == t->capacity) {
+            i = 0;
+        }
+    }
+    if (fill(t, &t->slots[i], addr, value) < 0) {
+        t->drops++;
+        return -1;
+    }
+    t->count++;
+    return 0;
+}
+
+/* Backward-shift deletion: later entries of the probe run move into the
+   hole when their home slot is at or before it. */
+void
+pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
+{
+    size_t j = i, cap = t->capacity;
+
+    t->count--;
+    for (;;) {
+        size_t home, dist_home, dist_hole;
+        if (++j == cap) {
+            j = 0;
+        }
+        if (slot_empty(&t->slots[j])) {
+            break;
+        }
+        home = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(&t->slots[j]));
+        dist_home = j >= home ? j - home : j + cap - home;
+        dist_hole = j >= i ? j - i : j + cap - i;
+        if (dist_home >= dist_hole) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    memset(&t->slots[i], 0, sizeof(pmt_ptr_slot));
 }

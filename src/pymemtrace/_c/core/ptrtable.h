@@ -1,15 +1,21 @@
 /*
- * ptrtable.h - open-addressing hash table from a pointer to a 64-bit value.
+ * ptrtable.h - open-addressing hash table from a block address to its size
+ * and a 21-bit tag (alloc.c: the stack id).
  *
- * Pure C (no Python.h).  Linear probing over one flat array of 16-byte
- * entries: no per-entry allocation, one cache line touched on most
- * operations.  Key 0 marks an empty slot (NULL is never stored).  Removal
- * shifts the following entries back, so there are no tombstones and
- * lookups never slow down after many frees.
+ * Pure C (no Python.h).  Built for the allocator hook's hot path and for
+ * memory: one flat array of 12-byte slots (the address in 16-byte units,
+ * 43 bits, the tag, 21 bits, the size, 32 bits), filled up to 80% and grown
+ * by half (any capacity, not a power of two), so a block costs 15 to 23
+ * bytes of table.  No per-entry allocation; linear probing; removal shifts
+ * the following entries back (no tombstones).  Blocks of 4 GiB or more keep
+ * their size in a small side list.
  *
- * Not thread-safe: the caller serialises every call (alloc.c uses the GIL
- * for the Python domains and its own mutex for the raw domain).  The table
- * allocates with the C library's malloc, never through Python's allocators.
+ * Limits: addresses must be 16-byte aligned and below 2^47 (user space on
+ * x86-64 and arm64 with 4-level page tables); others are refused (counted
+ * in drops).
+ *
+ * Not thread-safe: the caller serialises every call.  Memory comes from the
+ * C library's malloc, never through Python's allocators.
  */
 #ifndef PMT_CORE_PTRTABLE_H
 #define PMT_CORE_PTRTABLE_H
@@ -17,162 +23,148 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    uintptr_t key;  /* the pointer; 0 when the slot is empty */
-    uint64_t value; /* caller's data (alloc.c packs size and stack id) */
-} pmt_ptr_entry;
+/* A value as callers see it: size in the low 40 bits, tag above. */
+#define PMT_PTR_SIZE_BITS 40
+#define PMT_PTR_SIZE_MASK ((UINT64_C(1) << PMT_PTR_SIZE_BITS) - 1)
+#define PMT_PTR_TAG_BITS 21
+#define PMT_PTR_TAG_MAX ((UINT32_C(1) << PMT_PTR_TAG_BITS) - 1)
 
 typedef struct {
-    pmt_ptr_entry *slots; /* capacity = mask + 1 entries, or NULL */
-    size_t mask;          /* capacity - 1 (capacity is a power of two) */
-    unsigned shift;       /* 64 - log2(capacity), for Fibonacci hashing */
+    uint32_t key_lo; /* bits 0..31 of address / 16; key 0: empty slot */
+    uint32_t key_hi; /* bits 32..42 of address / 16, tag in bits 11..31 */
+    uint32_t size;   /* block size, UINT32_MAX: see the huge list */
+} pmt_ptr_slot;
+
+typedef struct {
+    uintptr_t addr; /* block address */
+    uint64_t size;  /* its size (>= UINT32_MAX) */
+} pmt_ptr_huge;
+
+typedef struct {
+    pmt_ptr_slot *slots;  /* capacity slots, or NULL */
+    size_t capacity;      /* number of slots */
+    size_t grow_at;       /* count that triggers growth (80%) */
     size_t count;         /* entries in use */
     size_t max_count;     /* cap on count; 0: no cap */
-    uint64_t drops;       /* puts refused (cap reached or out of memory) */
+    uint64_t drops;       /* puts refused (cap, bad address, no memory) */
+    pmt_ptr_huge *huge;   /* sizes of blocks >= 4 GiB */
+    size_t nhuge;
+    size_t huge_cap;
 } pmt_ptrtable;
 
-/* Empty table; capacity is rounded up to a power of two (>= 16).
+/* Empty table with room for at least capacity slots (>= 16).
    Returns 0, or -1 when out of memory. */
 int pmt_ptrtable_init(pmt_ptrtable *t, size_t capacity, size_t max_count);
 void pmt_ptrtable_fini(pmt_ptrtable *t);
 /* Remove every entry, keeping the array. */
 void pmt_ptrtable_clear(pmt_ptrtable *t);
-
-/* Call fn(entry, arg) on every entry; fn may rewrite entry->value but
-   must not change the key. */
-void pmt_ptrtable_foreach(pmt_ptrtable *t,
-                          void (*fn)(pmt_ptr_entry *entry, void *arg),
-                          void *arg);
-
+/* Set every entry's tag to 0. */
+void pmt_ptrtable_clear_tags(pmt_ptrtable *t);
 /* Bytes of memory the table holds. */
 size_t pmt_ptrtable_memory(const pmt_ptrtable *t);
 
+/* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
+   when addr was present (its previous value goes to *old, the new one
+   replaces it), -1 when refused (drops is incremented). */
+int pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                     uint64_t *old);
+
 /* Internal to the inline functions below. */
-int pmt_ptrtable_grow(pmt_ptrtable *t);
-void pmt_ptrtable_insert_new(pmt_ptrtable *t, uintptr_t key, uint64_t value);
+uint64_t pmt_ptrtable_huge_size(pmt_ptrtable *t, uintptr_t addr, int take);
+void pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i);
 
-/* Grow when count would exceed 3/4 of the capacity. */
-#define PMT_PTRTABLE_LOAD_NUM 3
-#define PMT_PTRTABLE_LOAD_DEN 4
+static inline uint64_t
+pmt_ptrtable_key(uintptr_t addr)
+{
+    return (uint64_t)addr >> 4;
+}
 
-/* Fibonacci hashing of the address in 16-byte units (allocators align
-   blocks to 16 bytes, so the low 4 bits carry nothing).  Measured against
-   locality-keeping variants (address chunks of 64 B to 16 KiB placed at
-   random slots), plain hashing was as fast or faster: the win of nearby
-   slots is eaten by the clusters that dense pools build. */
+/* Home slot: Fibonacci hashing, then a multiply-shift onto [0, capacity). */
 static inline size_t
-pmt_ptrtable_slot(const pmt_ptrtable *t, uintptr_t key)
+pmt_ptrtable_home(const pmt_ptrtable *t, uint64_t key)
 {
-    return (size_t)((((uint64_t)key >> 4) * 0x9E3779B97F4A7C15ull)
-                    >> t->shift);
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    return (size_t)(((unsigned __int128)h * t->capacity) >> 64);
 }
 
-/* Insert key -> value.  Returns 0 when inserted, 1 when key was present
-   (its previous value goes to *old, the new one replaces it), -1 when
-   refused (cap reached or growth failed; drops is incremented). */
-static inline int
-pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t key, uint64_t value,
-                 uint64_t *old)
+static inline uint64_t
+pmt_ptrtable_slot_key(const pmt_ptr_slot *s)
 {
+    return (uint64_t)s->key_lo | ((uint64_t)(s->key_hi & 0x7FF) << 32);
+}
+
+/* Index of addr's slot, or (size_t)-1 when absent. */
+static inline size_t
+pmt_ptrtable_find(const pmt_ptrtable *t, uintptr_t addr)
+{
+    uint64_t key = pmt_ptrtable_key(addr);
+    uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);
     size_t i;
 
-    if (t->slots == NULL) {
-        t->drops++;
-        return -1;
+    if (t->count == 0 || (key >> 43) != 0) {
+        return (size_t)-1;
     }
-    i = pmt_ptrtable_slot(t, key);
+    i = pmt_ptrtable_home(t, key);
     for (;;) {
-        pmt_ptr_entry *e = &t->slots[i];
-        if (e->key == key) {
-            *old = e->value;
-            e->value = value;
-            return 1;
+        const pmt_ptr_slot *s = &t->slots[i];
+        if (s->key_lo == lo && (s->key_hi & 0x7FF) == hi) {
+            if (lo != 0 || hi != 0) {
+                return i;
+            }
         }
-        if (e->key == 0) {
-            break;
+        if (s->key_lo == 0 && (s->key_hi & 0x7FF) == 0) {
+            return (size_t)-1;
         }
-        i = (i + 1) & t->mask;
-    }
-    if (t->max_count != 0 && t->count >= t->max_count) {
-        t->drops++;
-        return -1;
-    }
-    if ((t->count + 1) * PMT_PTRTABLE_LOAD_DEN > (t->mask + 1) * PMT_PTRTABLE_LOAD_NUM) {
-        if (pmt_ptrtable_grow(t) < 0) {
-            t->drops++;
-            return -1;
+        if (++i == t->capacity) {
+            i = 0;
         }
-        pmt_ptrtable_insert_new(t, key, value);
-    }
-    else {
-        t->slots[i].key = key;
-        t->slots[i].value = value;
-    }
-    t->count++;
-    return 0;
-}
-
-static inline int
-pmt_ptrtable_get(const pmt_ptrtable *t, uintptr_t key, uint64_t *value)
-{
-    size_t i;
-
-    if (t->slots == NULL || t->count == 0) {
-        return 0;
-    }
-    i = pmt_ptrtable_slot(t, key);
-    for (;;) {
-        const pmt_ptr_entry *e = &t->slots[i];
-        if (e->key == key) {
-            *value = e->value;
-            return 1;
-        }
-        if (e->key == 0) {
-            return 0;
-        }
-        i = (i + 1) & t->mask;
     }
 }
 
-static inline int
-pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t key, uint64_t *value)
+static inline uint64_t
+pmt_ptrtable_value_at(pmt_ptrtable *t, size_t i, uintptr_t addr, int take)
 {
-    size_t i, j;
+    const pmt_ptr_slot *s = &t->slots[i];
+    uint64_t size = s->size;
 
-    if (t->slots == NULL || t->count == 0) {
+    if (size == UINT32_MAX) {
+        size = pmt_ptrtable_huge_size(t, addr, take);
+    }
+    return size | ((uint64_t)(s->key_hi >> 11) << PMT_PTR_SIZE_BITS);
+}
+
+/* Remove addr.  Returns 1 and its value in *value, or 0 when absent. */
+static inline int
+pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+{
+    size_t i = pmt_ptrtable_find(t, addr);
+
+    if (i == (size_t)-1) {
         return 0;
     }
-    i = pmt_ptrtable_slot(t, key);
-    for (;;) {
-        if (t->slots[i].key == key) {
-            break;
-        }
-        if (t->slots[i].key == 0) {
-            return 0;
-        }
-        i = (i + 1) & t->mask;
-    }
-    *value = t->slots[i].value;
-    t->count--;
-    /* Backward-shift deletion: move later entries of the same probe run
-       into the hole when their home slot is at or before it. */
-    j = i;
-    for (;;) {
-        size_t home;
-        j = (j + 1) & t->mask;
-        if (t->slots[j].key == 0) {
-            break;
-        }
-        home = pmt_ptrtable_slot(t, t->slots[j].key);
-        if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
-            t->slots[i] = t->slots[j];
-            i = j;
-        }
-    }
-    t->slots[i].key = 0;
-    t->slots[i].value = 0;
+    *value = pmt_ptrtable_value_at(t, i, addr, 1);
+    pmt_ptrtable_remove_at(t, i);
     return 1;
 }
 
+/* 1 and the value in *value when present, else 0. */
+static inline int
+pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+{
+    size_t i = pmt_ptrtable_find(t, addr);
+
+    if (i == (size_t)-1) {
+        return 0;
+    }
+    *value = pmt_ptrtable_value_at(t, i, addr, 0);
+    return 1;
+}
+
+/* Address of addr's home slot, for __builtin_prefetch. */
+static inline const void *
+pmt_ptrtable_home_addr(const pmt_ptrtable *t, uintptr_t addr)
+{
+    return &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(addr))];
+}
 
 #endif /* PMT_CORE_PTRTABLE_H */
