@@ -258,31 +258,43 @@ def test_works_with_tracemalloc_in_any_order(order, stop_order):
     del again
 
 
-def _noise():
-    """Live bytes the measuring itself adds: the int object holding a."""
-    a = _native.alloc_live_bytes()
-    b = _native.alloc_live_bytes()
-    return b - a
+def _growth_of_bytes(n):
+    """Live-byte growth while bytes(n) is made, net of the measuring.
+
+    Two reads in a row measure what reading costs (the int holding the
+    first value); the interpreter may allocate or free something of its
+    own now and then, so callers retry.  Inline code: on 3.9/3.10 a Python
+    call allocates a frame."""
+    c0 = _native.alloc_live_bytes()
+    d0 = _native.alloc_live_bytes()
+    c = _native.alloc_live_bytes()
+    obj = bytes(n)
+    d = _native.alloc_live_bytes()
+    return (d - c) - (d0 - c0), obj
 
 
 def test_counters_see_the_exact_size_of_a_new_object():
     # GIVEN the counters on
     with allocations.counting():
         assert _native.alloc_counters()["counting"] is True
-        # WHEN a bytes object of known size is made (inline: on 3.9/3.10
-        # a Python call would allocate a frame)
-        noise = _noise()
-        c = _native.alloc_live_bytes()
-        obj = bytes(100_000)
-        d = _native.alloc_live_bytes()
-        # THEN the live bytes grow by exactly its size
-        assert d - c - noise == sys.getsizeof(obj)
-        # AND shrink by it when it goes (net of the int holding `before`)
-        size = sys.getsizeof(obj)
-        before = _native.alloc_live_bytes()
-        del obj
-        after = _native.alloc_live_bytes()
-        assert before - after + noise == size
+        size = sys.getsizeof(bytes(100_000))
+        # WHEN a bytes object of known size is made
+        growths = [_growth_of_bytes(100_000)[0] for _ in range(5)]
+        # THEN the live bytes grow by exactly its size (allowing for the
+        # interpreter's own occasional allocation in some attempts)
+        assert size in growths, growths
+        assert all(abs(g - size) < 512 for g in growths), growths
+        # AND shrink by it when it goes
+        shrinks = []
+        for _ in range(5):
+            obj = bytes(100_000)
+            c0 = _native.alloc_live_bytes()
+            d0 = _native.alloc_live_bytes()
+            c = _native.alloc_live_bytes()
+            del obj
+            d = _native.alloc_live_bytes()
+            shrinks.append((c - d) + (d0 - c0))
+        assert size in shrinks, shrinks
     assert _native.alloc_counters()["counting"] is False
 
 
@@ -304,12 +316,9 @@ def test_counting_and_tracker_together():
         kept = keep_blocks(100)
         allocations.stop()
         # THEN the counters still run and stay exact
-        noise = _noise()
-        c = _native.alloc_live_bytes()
-        obj = bytes(50_000)
-        d = _native.alloc_live_bytes()
-        assert d - c - noise == sys.getsizeof(obj)
-        del kept, obj
+        growths = [_growth_of_bytes(50_000)[0] for _ in range(5)]
+        assert sys.getsizeof(bytes(50_000)) in growths, growths
+        del kept
 
 
 def test_counters_by_domain():
