@@ -7,9 +7,9 @@
 #include <string.h>
 
 #define MIN_CAPACITY 16
-/* Grow at 80% full, by half. */
-#define LOAD_NUM 4
-#define LOAD_DEN 5
+/* Grow at 70% full, by half. */
+#define LOAD_NUM 7
+#define LOAD_DEN 10
 
 static int
 alloc_slots(pmt_ptrtable *t, size_t capacity)
@@ -61,7 +61,7 @@ pmt_ptrtable_clear_tags(pmt_ptrtable *t)
     size_t i;
 
     for (i = 0; t->slots != NULL && i < t->capacity; i++) {
-        t->slots[i].key_hi &= 0x7FF;
+        t->slots[i].keytag &= PMT_PTR_KEY_MASK;
     }
 }
 
@@ -75,7 +75,7 @@ pmt_ptrtable_memory(const pmt_ptrtable *t)
 static inline int
 slot_empty(const pmt_ptr_slot *s)
 {
-    return s->key_lo == 0 && (s->key_hi & 0x7FF) == 0;
+    return (s->keytag & PMT_PTR_KEY_MASK) == 0;
 }
 
 /* Place a slot's content at the first free slot of its probe run. */
@@ -159,20 +159,19 @@ fill(pmt_ptrtable *t, pmt_ptr_slot *s, uintptr_t addr, uint64_t value)
         }
         size = UINT32_MAX;
     }
-    s->key_lo = (uint32_t)key;
-    s->key_hi = (uint32_t)(key >> 32) | (tag << 11);
+    s->keytag = key | ((uint64_t)tag << PMT_PTR_KEY_BITS);
     s->size = (uint32_t)size;
     return 0;
 }
 
 int
-pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
-                 uint64_t *old)
+pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                      uint64_t *old)
 {
     uint64_t key = pmt_ptrtable_key(addr);
     size_t i;
 
-    if (t->slots == NULL || key == 0 || (key >> 43) != 0
+    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
         || (addr & 15) != 0) {
         t->drops++;
         return -1;
@@ -207,31 +206,4 @@ pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     }
     t->count++;
     return 0;
-}
-
-/* Backward-shift deletion: later entries of the probe run move into the
-   hole when their home slot is at or before it. */
-void
-pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
-{
-    size_t j = i, cap = t->capacity;
-
-    t->count--;
-    for (;;) {
-        size_t home, dist_home, dist_hole;
-        if (++j == cap) {
-            j = 0;
-        }
-        if (slot_empty(&t->slots[j])) {
-            break;
-        }
-        home = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(&t->slots[j]));
-        dist_home = j >= home ? j - home : j + cap - home;
-        dist_hole = j >= i ? j - i : j + cap - i;
-        if (dist_home >= dist_hole) {
-            t->slots[i] = t->slots[j];
-            i = j;
-        }
-    }
-    memset(&t->slots[i], 0, sizeof(pmt_ptr_slot));
 }

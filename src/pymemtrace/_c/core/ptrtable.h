@@ -29,9 +29,13 @@
 #define PMT_PTR_TAG_BITS 21
 #define PMT_PTR_TAG_MAX ((UINT32_C(1) << PMT_PTR_TAG_BITS) - 1)
 
-typedef struct {
-    uint32_t key_lo; /* bits 0..31 of address / 16; key 0: empty slot */
-    uint32_t key_hi; /* bits 32..42 of address / 16, tag in bits 11..31 */
+#define PMT_PTR_KEY_BITS 43
+#define PMT_PTR_KEY_MASK ((UINT64_C(1) << PMT_PTR_KEY_BITS) - 1)
+
+/* 12 bytes, 4-byte aligned: keytag may be an unaligned 8-byte load. */
+typedef struct __attribute__((packed, aligned(4))) {
+    uint64_t keytag; /* bits 0..42: address / 16 (0: empty slot);
+                        bits 43..63: the tag */
     uint32_t size;   /* block size, UINT32_MAX: see the huge list */
 } pmt_ptr_slot;
 
@@ -63,15 +67,12 @@ void pmt_ptrtable_clear_tags(pmt_ptrtable *t);
 /* Bytes of memory the table holds. */
 size_t pmt_ptrtable_memory(const pmt_ptrtable *t);
 
-/* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
-   when addr was present (its previous value goes to *old, the new one
-   replaces it), -1 when refused (drops is incremented). */
-int pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
-                     uint64_t *old);
+/* The general insertion (pmt_ptrtable_put's slow path). */
+int pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                          uint64_t *old);
 
 /* Internal to the inline functions below. */
 uint64_t pmt_ptrtable_huge_size(pmt_ptrtable *t, uintptr_t addr, int take);
-void pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i);
 
 static inline uint64_t
 pmt_ptrtable_key(uintptr_t addr)
@@ -90,7 +91,7 @@ pmt_ptrtable_home(const pmt_ptrtable *t, uint64_t key)
 static inline uint64_t
 pmt_ptrtable_slot_key(const pmt_ptr_slot *s)
 {
-    return (uint64_t)s->key_lo | ((uint64_t)(s->key_hi & 0x7FF) << 32);
+    return s->keytag & PMT_PTR_KEY_MASK;
 }
 
 /* Index of addr's slot, or (size_t)-1 when absent. */
@@ -98,21 +99,18 @@ static inline size_t
 pmt_ptrtable_find(const pmt_ptrtable *t, uintptr_t addr)
 {
     uint64_t key = pmt_ptrtable_key(addr);
-    uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);
     size_t i;
 
-    if (t->count == 0 || (key >> 43) != 0) {
+    if (t->count == 0 || (key >> PMT_PTR_KEY_BITS) != 0 || key == 0) {
         return (size_t)-1;
     }
     i = pmt_ptrtable_home(t, key);
     for (;;) {
-        const pmt_ptr_slot *s = &t->slots[i];
-        if (s->key_lo == lo && (s->key_hi & 0x7FF) == hi) {
-            if (lo != 0 || hi != 0) {
-                return i;
-            }
+        uint64_t k = t->slots[i].keytag & PMT_PTR_KEY_MASK;
+        if (k == key) {
+            return i;
         }
-        if (s->key_lo == 0 && (s->key_hi & 0x7FF) == 0) {
+        if (k == 0) {
             return (size_t)-1;
         }
         if (++i == t->capacity) {
@@ -130,7 +128,38 @@ pmt_ptrtable_value_at(pmt_ptrtable *t, size_t i, uintptr_t addr, int take)
     if (size == UINT32_MAX) {
         size = pmt_ptrtable_huge_size(t, addr, take);
     }
-    return size | ((uint64_t)(s->key_hi >> 11) << PMT_PTR_SIZE_BITS);
+    return size | ((s->keytag >> PMT_PTR_KEY_BITS) << PMT_PTR_SIZE_BITS);
+}
+
+/* Remove the entry in slot i.  Backward-shift deletion: later entries of
+   the probe run move into the hole when their home slot is at or before
+   it, so no tombstones are left. */
+static inline void
+pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
+{
+    size_t j = i, cap = t->capacity;
+
+    t->count--;
+    for (;;) {
+        size_t home, dist_home, dist_hole;
+        const pmt_ptr_slot *sj;
+        if (++j == cap) {
+            j = 0;
+        }
+        sj = &t->slots[j];
+        if ((sj->keytag & PMT_PTR_KEY_MASK) == 0) {
+            break;
+        }
+        home = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(sj));
+        dist_home = j >= home ? j - home : j + cap - home;
+        dist_hole = j >= i ? j - i : j + cap - i;
+        if (dist_home >= dist_hole) {
+            t->slots[i] = *sj;
+            i = j;
+        }
+    }
+    t->slots[i].keytag = 0;
+    t->slots[i].size = 0;
 }
 
 /* Remove addr.  Returns 1 and its value in *value, or 0 when absent. */
@@ -158,6 +187,46 @@ pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
     }
     *value = pmt_ptrtable_value_at(t, i, addr, 0);
     return 1;
+}
+
+/* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
+   when addr was present (its previous value goes to *old, the new one
+   replaces it), -1 when refused (drops is incremented).  The common case
+   (a new small block, no growth) is one probe loop, inline. */
+static inline int
+pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                 uint64_t *old)
+{
+    uint64_t key = pmt_ptrtable_key(addr);
+    uint64_t size = value & PMT_PTR_SIZE_MASK;
+    pmt_ptr_slot *s;
+    size_t i;
+
+    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
+        || (addr & 15) != 0
+        || size >= UINT32_MAX || t->count + 1 > t->grow_at
+        || (t->max_count != 0 && t->count >= t->max_count)) {
+        return pmt_ptrtable_put_slow(t, addr, value, old);
+    }
+    i = pmt_ptrtable_home(t, key);
+    for (;;) {
+        uint64_t k;
+        s = &t->slots[i];
+        k = s->keytag & PMT_PTR_KEY_MASK;
+        if (k == key) {
+            return pmt_ptrtable_put_slow(t, addr, value, old);
+        }
+        if (k == 0) {
+            break;
+        }
+        if (++i == t->capacity) {
+            i = 0;
+        }
+    }
+    s->keytag = key | ((value >> PMT_PTR_SIZE_BITS) << PMT_PTR_KEY_BITS);
+    s->size = (uint32_t)size;
+    t->count++;
+    return 0;
 }
 
 /* Address of addr's home slot, for __builtin_prefetch. */
