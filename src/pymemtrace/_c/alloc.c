@@ -123,6 +123,11 @@ static struct alloc_runtime {
     pmt_ptrtable gil_table; /* MEM and OBJ blocks */
     pmt_stacktable stacks;  /* interned stacks with live/peak totals */
     uint32_t nogil_sid;     /* sid of the empty stack (no Python frame) */
+    struct {
+        uint64_t hash;      /* stack hash, 0: empty */
+        uint32_t sid;       /* its sid */
+    } sid_cache[256];       /* direct-mapped, by the hash's top byte;
+                               cleared with the stack table */
     const void *base_frame; /* stacks stop below this frame (set by the
                                CLI around the script it runs), or NULL */
     int tables_ready;       /* gil_table/raw_table initialised */
@@ -257,7 +262,11 @@ current_sid(void)
     uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash,
                                     rt.base_frame), i, id;
     int added = 0;
+    unsigned slot = (unsigned)(hash >> 56);
 
+    if (rt.sid_cache[slot].hash == hash) {
+        return rt.sid_cache[slot].sid;
+    }
     id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
     if (id == PMT_STACK_NONE) {
         return 0;
@@ -267,6 +276,8 @@ current_sid(void)
             Py_INCREF((PyObject *)frames[i].code);
         }
     }
+    rt.sid_cache[slot].hash = hash;
+    rt.sid_cache[slot].sid = id + 1;
     return id + 1;
 }
 
@@ -843,6 +854,7 @@ tracker_clear(void)
        which runs our hooks. */
     old = rt.stacks;
     memset(&rt.stacks, 0, sizeof(rt.stacks));
+    memset(rt.sid_cache, 0, sizeof(rt.sid_cache));
     rt.nogil_sid = 0;
     for (i = 0; i < old.nframes; i++) {
         Py_DECREF((PyObject *)old.frames[i].code);

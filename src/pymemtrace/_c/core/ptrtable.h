@@ -95,7 +95,7 @@ pmt_ptrtable_slot_key(const pmt_ptr_slot *s)
 }
 
 /* Index of addr's slot, or (size_t)-1 when absent. */
-static inline size_t
+static inline __attribute__((always_inline)) size_t
 pmt_ptrtable_find(const pmt_ptrtable *t, uintptr_t addr)
 {
     uint64_t key = pmt_ptrtable_key(addr);
@@ -119,7 +119,7 @@ pmt_ptrtable_find(const pmt_ptrtable *t, uintptr_t addr)
     }
 }
 
-static inline uint64_t
+static inline __attribute__((always_inline)) uint64_t
 pmt_ptrtable_value_at(pmt_ptrtable *t, size_t i, uintptr_t addr, int take)
 {
     const pmt_ptr_slot *s = &t->slots[i];
@@ -134,7 +134,7 @@ pmt_ptrtable_value_at(pmt_ptrtable *t, size_t i, uintptr_t addr, int take)
 /* Remove the entry in slot i.  Backward-shift deletion: later entries of
    the probe run move into the hole when their home slot is at or before
    it, so no tombstones are left. */
-static inline void
+static inline __attribute__((always_inline)) void
 pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
 {
     size_t j = i, cap = t->capacity;
@@ -163,7 +163,7 @@ pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
 }
 
 /* Remove addr.  Returns 1 and its value in *value, or 0 when absent. */
-static inline int
+static inline __attribute__((always_inline)) int
 pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
 {
     size_t i = pmt_ptrtable_find(t, addr);
@@ -177,7 +177,7 @@ pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
 }
 
 /* 1 and the value in *value when present, else 0. */
-static inline int
+static inline __attribute__((always_inline)) int
 pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
 {
     size_t i = pmt_ptrtable_find(t, addr);
@@ -193,7 +193,7 @@ pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
    when addr was present (its previous value goes to *old, the new one
    replaces it), -1 when refused (drops is incremented).  The common case
    (a new small block, no growth) is one probe loop, inline. */
-static inline int
+static inline __attribute__((always_inline)) int
 pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
                  uint64_t *old)
 {

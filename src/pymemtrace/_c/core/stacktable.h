@@ -68,22 +68,26 @@ void pmt_stacktable_fini(pmt_stacktable *t);
    they go; pmt_stack_hash does it for an array.) */
 #define PMT_STACK_HASH_SEED 0x84222325cbf29ce4ull
 
+/* One multiply per frame (the walk is on the allocation hot path); the
+   final step mixes all bits. */
 static inline uint64_t
 pmt_stack_hash_step(uint64_t h, const void *code, int32_t addr)
 {
-    h ^= (uint64_t)(uintptr_t)code;
-    h *= 0x9E3779B97F4A7C15ull;
-    h ^= (uint64_t)(uint32_t)addr;
-    h *= 0xff51afd7ed558ccdull;
-    return h ^ (h >> 29);
+    uint64_t v = (uint64_t)(uintptr_t)code
+                 ^ ((uint64_t)(uint32_t)addr << 40)
+                 ^ ((uint64_t)(uint32_t)addr >> 24);
+    return ((h << 7 | h >> 57) ^ v) * 0x9E3779B97F4A7C15ull;
 }
 
 static inline uint64_t
 pmt_stack_hash_final(uint64_t h, uint32_t n)
 {
-    h ^= n;
+    h ^= (uint64_t)n << 56;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 32);
+    return h ^ (h >> 33);
 }
 
 uint64_t pmt_stack_hash(const pmt_frame *frames, uint32_t n);
