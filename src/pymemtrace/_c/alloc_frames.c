@@ -37,17 +37,30 @@
 #endif
 
 #if PMT_PY311_PLUS
-/* Frames that have not started running their code (the function is being
-   set up) or that belong to C (3.12+ shim frames) are skipped, as
+/* Frames that belong to C (3.12+ shim frames) are skipped, as
    traceback.c and tracemalloc.c skip them. */
 static inline int
-frame_is_skipped(struct _PyInterpreterFrame *f)
+frame_is_shim(struct _PyInterpreterFrame *f)
 {
 #if PMT_PY312_PLUS
-    if (f->owner == FRAME_OWNED_BY_CSTACK) {
+    return f->owner == FRAME_OWNED_BY_CSTACK;
+#else
+    (void)f;
+    return 0;
+#endif
+}
+
+/* A frame that has not started running its code (its prologue, e.g.
+   MAKE_CELL, is allocating) is skipped too.  Only the innermost frames can
+   be in that state: a frame below another one is suspended in a call,
+   after its prologue, so the walk checks it (a load from the code object)
+   only until the first complete frame. */
+static inline int
+frame_is_skipped_top(struct _PyInterpreterFrame *f)
+{
+    if (frame_is_shim(f)) {
         return 1;
     }
-#endif
 #if PMT_PY313_PLUS
     if (!PyCode_Check(f->f_executable)) {
         return 1;
@@ -95,9 +108,13 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
 #if PMT_PY311_PLUS
     {
         struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
+        while (f != NULL && (const void *)f != base
+               && frame_is_skipped_top(f)) {
+            f = f->previous;
+        }
         for (; f != NULL && n < max && (const void *)f != base;
              f = f->previous) {
-            if (frame_is_skipped(f)) {
+            if (frame_is_shim(f)) {
                 continue;
             }
             frames[n].code = FRAME_CODE(f);
