@@ -551,28 +551,14 @@ track(int st, int domain, void *ptr, size_t size)
 #define PYMALLOC_THRESHOLD 512
 #define ST_SAMPLED_ONLY (ST_ACTIVE | ST_SAMPLED)
 
-#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR, FAST_OK)                   \
-    static void *hook_malloc_##SUFFIX(void *ctx, size_t size)              \
+/* The general malloc/calloc hooks. */
+#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR)                            \
+    static __attribute__((noinline)) void *hook_malloc_##SUFFIX(          \
+        void *ctx, size_t size)                                            \
     {                                                                      \
         hook_ctx *h = (hook_ctx *)ctx;                                     \
         void *ptr;                                                         \
-        int st = STATE();                                                  \
-        if (FAST_OK && st == ST_SAMPLED_ONLY                               \
-            && size <= PYMALLOC_THRESHOLD && !tls_guard) {                 \
-            /* Sampled mode's fast path: no nested call to guard against, \
-               one subtract and compare. */                               \
-            ptr = h->orig.malloc(h->orig.ctx, size);                       \
-            if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {            \
-                return ptr;                                                \
-            }                                                              \
-            tls_countdown += (int64_t)size;                                \
-            if (ptr != NULL) {                                             \
-                tls_guard = 1;                                             \
-                track(st, DOMAIN_EXPR, ptr, size);                         \
-                tls_guard = 0;                                             \
-            }                                                              \
-            return ptr;                                                    \
-        }                                                                  \
+        int st;                                                            \
         if (tls_guard) {                                                   \
             return h->orig.malloc(h->orig.ctx, size);                      \
         }                                                                  \
@@ -606,24 +592,40 @@ track(int st, int domain, void *ptr, size_t size)
         return ptr;                                                        \
     }
 
-DEFINE_ALLOC_HOOKS(gil, h->domain, 1)
-DEFINE_ALLOC_HOOKS(raw, DOM_RAW, 0)
+DEFINE_ALLOC_HOOKS(gil_slow, h->domain)
+DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
 
-static void
-hook_free_gil(void *ctx, void *ptr)
+/* The MEM/OBJ malloc hook: sampled mode's fast path is one subtract and
+   compare, then a tail call to the allocator (no nested call to guard
+   against below pymalloc's threshold); the rest goes to the general hook,
+   kept out of line so this one needs no stack frame. */
+static void *
+hook_malloc_gil(void *ctx, size_t size)
 {
-    hook_ctx *h = (hook_ctx *)ctx;
-    uint64_t value;
-    int st = STATE();
+    if (STATE() == ST_SAMPLED_ONLY && size <= PYMALLOC_THRESHOLD
+        && !tls_guard) {
+        hook_ctx *h = (hook_ctx *)ctx;
+        if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {
+            return h->orig.malloc(h->orig.ctx, size);
+        }
+        /* Sampled: the general hook counts the size down again. */
+        tls_countdown += (int64_t)size;
+    }
+    return hook_malloc_gil_slow(ctx, size);
+}
 
-    if (tls_guard || ptr == NULL || !st) {
-        h->orig.free(h->orig.ctx, ptr);
-        return;
-    }
-    if (rt.gil_table.count == 0) {
-        h->orig.free(h->orig.ctx, ptr);
-        return;
-    }
+static void *
+hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
+{
+    return hook_calloc_gil_slow(ctx, nelem, elsize);
+}
+
+
+static __attribute__((noinline)) void
+hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
+{
+    uint64_t value;
+
     if (st == ST_SAMPLED_ONLY) {
         /* A nested raw free finds nothing to do in sampled mode. */
         (void)gil_remove(h->domain, ptr, &value);
@@ -639,6 +641,19 @@ hook_free_gil(void *ctx, void *ptr)
     h->orig.free(h->orig.ctx, ptr);
     (void)gil_remove(h->domain, ptr, &value);
     tls_guard = 0;
+}
+
+static void
+hook_free_gil(void *ctx, void *ptr)
+{
+    hook_ctx *h = (hook_ctx *)ctx;
+    int st = STATE();
+
+    if (!st || tls_guard || ptr == NULL || rt.gil_table.count == 0) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    hook_free_gil_slow(h, ptr, st);
 }
 
 static void
