@@ -5,6 +5,7 @@ at most 1.1x, on every workload.  tracemalloc rows are for comparison.
 Run ``python -m benchmarks.bench_alloc`` for the memory comparison
 (tracker memory against tracemalloc.get_tracemalloc_memory()).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,7 +58,8 @@ def memory_comparison(depth=16):
     """Tracker memory vs tracemalloc's, same workload kept alive."""
     rows = []
     for name, run in WORKLOADS.items():
-        def keep():
+
+        def keep(run=run):
             # Keep what the workload allocates alive until measured: run it
             # and hold a sizeable live set too.
             kept = [{"i": i, "s": str(i)} for i in range(50_000)]
@@ -80,10 +82,14 @@ def memory_comparison(depth=16):
         tracemalloc.stop()
         del kept
         rows.append((name, ours, sampled, theirs))
-    print(f"| workload | exact KiB | sampled KiB | tracemalloc({depth}) KiB | exact/tracemalloc |")
+    print(
+        f"| workload | exact KiB | sampled KiB | tracemalloc({depth}) KiB | exact/tracemalloc |"
+    )
     print("|---|---|---|---|---|")
     for name, ours, sampled, theirs in rows:
-        print(f"| {name} | {ours // 1024} | {sampled // 1024} | {theirs // 1024} | {ours / theirs:.2f} |")
+        print(
+            f"| {name} | {ours // 1024} | {sampled // 1024} | {theirs // 1024} | {ours / theirs:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ Example::
 Snapshots are plain data: save, load, diff and report them without the
 tracker.  See docs/allocations.md.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 SCHEMA = 1
 GROUP_KEYS = ("line", "function", "file", "stack")
@@ -49,7 +50,7 @@ class Frame:
 class Site:
     """Memory attributed to one stack (innermost frame first)."""
 
-    stack: Tuple[Frame, ...]
+    stack: tuple[Frame, ...]
     bytes: int
     blocks: int
 
@@ -80,8 +81,10 @@ class Site:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Site":
-        stack = tuple(Frame(f["file"], int(f["line"]), f["function"]) for f in data["stack"])
+    def from_dict(cls, data: dict) -> Site:
+        stack = tuple(
+            Frame(f["file"], int(f["line"]), f["function"]) for f in data["stack"]
+        )
         return cls(stack, int(data["bytes"]), int(data["blocks"]))
 
 
@@ -89,7 +92,7 @@ class Site:
 class SiteDiff:
     """A site compared between two snapshots (new minus old)."""
 
-    stack: Tuple[Frame, ...]
+    stack: tuple[Frame, ...]
     bytes: int
     blocks: int
     bytes_diff: int
@@ -100,7 +103,7 @@ class SiteDiff:
         return self.stack[0] if self.stack else Frame(NO_FRAME, 0, "")
 
 
-def _key_stack(stack: Tuple[Frame, ...], key: str) -> Tuple[Frame, ...]:
+def _key_stack(stack: tuple[Frame, ...], key: str) -> tuple[Frame, ...]:
     if key == "stack":
         return stack
     if not stack:
@@ -115,11 +118,13 @@ def _key_stack(stack: Tuple[Frame, ...], key: str) -> Tuple[Frame, ...]:
     raise ValueError(f"group key must be one of {', '.join(GROUP_KEYS)}, not {key!r}")
 
 
-def group_sites(sites: Sequence[Site], key: str = "line") -> List[Site]:
+def group_sites(sites: Sequence[Site], key: str = "line") -> list[Site]:
     """Merge sites by ``key``, largest first."""
     if key not in GROUP_KEYS:
-        raise ValueError(f"group key must be one of {', '.join(GROUP_KEYS)}, not {key!r}")
-    totals: Dict[Tuple[Frame, ...], List[int]] = {}
+        raise ValueError(
+            f"group key must be one of {', '.join(GROUP_KEYS)}, not {key!r}"
+        )
+    totals: dict[tuple[Frame, ...], list[int]] = {}
     for site in sites:
         k = _key_stack(site.stack, key)
         acc = totals.setdefault(k, [0, 0])
@@ -139,20 +144,20 @@ class AllocationSnapshot:
     are sorted by bytes, descending, one entry per distinct stack.
     """
 
-    sites: List[Site]
-    peak_sites: List[Site]
+    sites: list[Site]
+    peak_sites: list[Site]
     peak_bytes: int
     bytes: int
     mode: str = "exact"
     depth: int = 16
     sample_bytes: int = 512 * 1024
-    stats: Dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
 
     # -- building ---------------------------------------------------------
     @classmethod
-    def _from_native(cls, raw: dict) -> "AllocationSnapshot":
-        live: List[Site] = []
-        peak: List[Site] = []
+    def _from_native(cls, raw: dict) -> AllocationSnapshot:
+        live: list[Site] = []
+        peak: list[Site] = []
         for frames, nbytes, nblocks, pbytes, pblocks in raw["stacks"]:
             stack = tuple(Frame(f, line, fn) for f, fn, line in frames)
             if nbytes or nblocks:
@@ -171,15 +176,15 @@ class AllocationSnapshot:
         )
 
     # -- analyses ---------------------------------------------------------
-    def group_by(self, key: str = "line", peak: bool = False) -> List[Site]:
+    def group_by(self, key: str = "line", peak: bool = False) -> list[Site]:
         """Sites merged by "line", "function", "file" or "stack"."""
         return group_sites(self.peak_sites if peak else self.sites, key)
 
-    def top(self, n: int = 10, key: str = "line", peak: bool = False) -> List[Site]:
+    def top(self, n: int = 10, key: str = "line", peak: bool = False) -> list[Site]:
         """The n largest sites grouped by ``key``."""
         return self.group_by(key, peak)[:n]
 
-    def diff(self, old: "AllocationSnapshot", key: str = "line") -> List[SiteDiff]:
+    def diff(self, old: AllocationSnapshot, key: str = "line") -> list[SiteDiff]:
         """What changed from ``old`` to this snapshot, largest growth first."""
         new_sites = {s.stack: s for s in self.group_by(key)}
         old_sites = {s.stack: s for s in old.group_by(key)}
@@ -202,9 +207,11 @@ class AllocationSnapshot:
         return allocations_json.to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AllocationSnapshot":
+    def from_dict(cls, data: dict) -> AllocationSnapshot:
         if data.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported allocation snapshot schema: {data.get('schema')!r}")
+            raise ValueError(
+                f"unsupported allocation snapshot schema: {data.get('schema')!r}"
+            )
         return cls(
             sites=[Site.from_dict(s) for s in data["sites"]],
             peak_sites=[Site.from_dict(s) for s in data.get("peak_sites", [])],
@@ -226,7 +233,9 @@ class AllocationSnapshot:
 
         return pprof.render(self.peak_sites if peak else self.sites)
 
-    def to_text(self, top: int = 10, key: str = "line", live_title: str = "live now") -> str:
+    def to_text(
+        self, top: int = 10, key: str = "line", live_title: str = "live now"
+    ) -> str:
         from pymemtrace.reporters import allocations_text
 
         return allocations_text.render(self, top=top, key=key, live_title=live_title)
@@ -237,7 +246,7 @@ class AllocationSnapshot:
             fh.write("\n")
 
     @classmethod
-    def load(cls, path) -> "AllocationSnapshot":
+    def load(cls, path) -> AllocationSnapshot:
         with open(path, encoding="utf-8") as fh:
             return cls.from_dict(json.load(fh))
 
@@ -308,14 +317,14 @@ def tracker_memory() -> int:
     return _native.alloc_stats()["memory"]
 
 
-def stats() -> Dict[str, int]:
+def stats() -> dict[str, int]:
     """The tracker's own figures: memory, traces, stacks, drops."""
     from pymemtrace import _native
 
     return _native.alloc_stats()
 
 
-def counters() -> Dict[str, int]:
+def counters() -> dict[str, int]:
     """Live bytes and blocks per allocator domain (see counting())."""
     from pymemtrace import _native
 
@@ -337,7 +346,7 @@ def counting() -> Iterator[None]:
 class Tracking:
     """Handle of :func:`tracking`: ``snapshot`` is set when the block ends."""
 
-    snapshot: Optional[AllocationSnapshot] = None
+    snapshot: AllocationSnapshot | None = None
 
     def take(self) -> AllocationSnapshot:
         """A snapshot now, inside the block."""

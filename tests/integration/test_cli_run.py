@@ -1,4 +1,5 @@
 """`pymemtrace run --allocations`: the script's behaviour, reports and JSON contract."""
+
 import gzip
 import json
 import sys
@@ -30,10 +31,14 @@ def script(tmp_path):
 
 
 def site_bytes(sites, path, line):
-    return sum(s["bytes"] for s in sites if s["file"] == str(path) and s["line"] == line)
+    return sum(
+        s["bytes"] for s in sites if s["file"] == str(path) and s["line"] == line
+    )
 
 
-def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(cli, script, tmp_path):
+def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(
+    cli, script, tmp_path
+):
     out = tmp_path / "out.json"
     # WHEN the script runs under the exact tracker
     result = cli("run", "--allocations", "-o", out, script, "a", "b")
@@ -46,13 +51,17 @@ def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(cli, scri
     assert isinstance(doc["peak_bytes"], int)
     for key in ("sites", "peak_sites"):
         sites = doc[key]
-        assert [s["bytes"] for s in sites] == sorted((s["bytes"] for s in sites), reverse=True)
+        assert [s["bytes"] for s in sites] == sorted(
+            (s["bytes"] for s in sites), reverse=True
+        )
         for s in sites:
             assert set(s) >= {"file", "line", "function", "stack", "bytes", "blocks"}
             assert all(set(f) == {"file", "line", "function"} for f in s["stack"])
     # AND the kept line holds 10,000 x 1 KiB within 5%, the freed line nothing
     expected = 10_000 * BLOCK
-    assert abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.05 * expected
+    assert (
+        abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.05 * expected
+    )
     assert doc["sites"][0]["line"] == KEEP_LINE
     # (up to the comprehension's cached frame object on 3.9/3.10)
     assert site_bytes(doc["sites"], script, TMP_LINE) < 1024
@@ -73,7 +82,9 @@ def test_sampled_run_is_within_20_percent(cli, script, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["mode"] == "sampled"
     expected = 10_000 * BLOCK
-    assert abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.20 * expected
+    assert (
+        abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.20 * expected
+    )
 
 
 def test_script_exception_is_its_own_traceback_and_status_1(cli, script):
@@ -106,8 +117,10 @@ def test_collapsed_and_pprof_outputs(cli, script, tmp_path):
 
 
 def test_module_mode(cli, tmp_path):
-    (tmp_path / "mymod.py").write_text("import sys\nx = [bytes(2048) for _ in range(100)]\n"
-                                       "print('mod', sys.argv[1:])\n")
+    (tmp_path / "mymod.py").write_text(
+        "import sys\nx = [bytes(2048) for _ in range(100)]\n"
+        "print('mod', sys.argv[1:])\n"
+    )
     out = tmp_path / "o.json"
     result = cli("run", "--allocations", "-o", out, "-m", "mymod", "z", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -124,7 +137,9 @@ def test_missing_script_is_a_one_line_usage_error(cli, tmp_path):
 
 
 def test_unwritable_output_is_a_one_line_error(cli, script, tmp_path):
-    result = cli("run", "--allocations", "-o", tmp_path / "no" / "dir" / "x.json", script)
+    result = cli(
+        "run", "--allocations", "-o", tmp_path / "no" / "dir" / "x.json", script
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "cannot write" in result.stderr

@@ -1,4 +1,5 @@
 """The C allocation tracker (alloc.c) through pymemtrace.allocations and _native."""
+
 import asyncio
 import gc
 import sys
@@ -116,7 +117,7 @@ def test_threads_allocating_concurrently_are_all_counted():
     # THEN the line holds all 4,000 blocks
     got = bytes_at(snap.group_by("line"), KEEP_LINE)
     assert abs(got - 4_000 * BLOCK) <= 0.05 * 4_000 * BLOCK
-    del results
+    results.clear()
 
 
 def gen_blocks(n):
@@ -208,8 +209,9 @@ def test_second_start_is_refused_and_stop_is_idempotent():
         allocations.snapshot()
 
 
-@pytest.mark.parametrize("kwargs", [{"mode": "bogus"}, {"depth": 0}, {"depth": 10_000},
-                                    {"sample_bytes": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"mode": "bogus"}, {"depth": 0}, {"depth": 10_000}, {"sample_bytes": 0}]
+)
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ValueError):
         allocations.start(**kwargs)
@@ -233,8 +235,11 @@ def test_works_with_tracemalloc_in_any_order(order, stop_order):
     ours = bytes_at(snap.group_by("line"), KEEP_LINE)
     assert abs(ours - 2_000 * BLOCK) <= 0.05 * 2_000 * BLOCK
     stats = tracemalloc.take_snapshot().statistics("lineno")
-    theirs = sum(s.size for s in stats
-                 if s.traceback[0].filename == __file__ and s.traceback[0].lineno == KEEP_LINE)
+    theirs = sum(
+        s.size
+        for s in stats
+        if s.traceback[0].filename == __file__ and s.traceback[0].lineno == KEEP_LINE
+    )
     assert abs(theirs - 2_000 * BLOCK) <= 0.05 * 2_000 * BLOCK
     # AND stopping in either order leaves the other one working
     if stop_order == "ours_first":
@@ -324,8 +329,17 @@ def test_counting_and_tracker_together():
 def test_counters_by_domain():
     with allocations.counting():
         counters = allocations.counters()
-    assert set(counters) >= {"raw_bytes", "mem_bytes", "obj_bytes", "raw_blocks",
-                             "mem_blocks", "obj_blocks", "bytes", "blocks", "counting"}
+    assert set(counters) >= {
+        "raw_bytes",
+        "mem_bytes",
+        "obj_bytes",
+        "raw_blocks",
+        "mem_blocks",
+        "obj_blocks",
+        "bytes",
+        "blocks",
+        "counting",
+    }
 
 
 def test_tracker_memory_is_reported_and_bounded_by_caps():
@@ -349,9 +363,8 @@ def test_tracking_context_manager_takes_the_snapshot_and_stops():
 
 
 def test_tracker_stops_when_the_block_raises():
-    with pytest.raises(KeyError):
-        with allocations.tracking():
-            raise KeyError("x")
+    with pytest.raises(KeyError), allocations.tracking():
+        raise KeyError("x")
     assert not allocations.is_tracking()
 
 

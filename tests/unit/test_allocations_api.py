@@ -1,4 +1,5 @@
 """AllocationSnapshot as plain data, and its reporters (no tracker needed)."""
+
 import gzip
 import json
 
@@ -13,15 +14,23 @@ C = Frame("lib.py", 5, "helper")
 
 
 def make_snapshot(live=None, peak=None):
-    live = live if live is not None else [
-        Site((A, B), 1000, 10),
-        Site((C, A, B), 300, 3),
-        Site((Frame("app.py", 11, "build"), B), 200, 2),
-    ]
+    live = (
+        live
+        if live is not None
+        else [
+            Site((A, B), 1000, 10),
+            Site((C, A, B), 300, 3),
+            Site((Frame("app.py", 11, "build"), B), 200, 2),
+        ]
+    )
     peak = peak if peak is not None else live + [Site((C, B), 5000, 50)]
     return AllocationSnapshot(
-        sites=live, peak_sites=peak, peak_bytes=sum(s.bytes for s in peak),
-        bytes=sum(s.bytes for s in live), mode="exact", depth=16,
+        sites=live,
+        peak_sites=peak,
+        peak_bytes=sum(s.bytes for s in peak),
+        bytes=sum(s.bytes for s in live),
+        mode="exact",
+        depth=16,
         stats={"memory": 4096, "traces": 15},
     )
 
@@ -30,12 +39,20 @@ def test_group_by_line_function_file_and_stack():
     snap = make_snapshot()
     by_line = snap.group_by("line")
     assert [(s.file, s.line, s.bytes) for s in by_line] == [
-        ("app.py", 10, 1000), ("lib.py", 5, 300), ("app.py", 11, 200)]
+        ("app.py", 10, 1000),
+        ("lib.py", 5, 300),
+        ("app.py", 11, 200),
+    ]
     by_function = snap.group_by("function")
-    assert [(s.function, s.bytes) for s in by_function] == [("build", 1200), ("helper", 300)]
+    assert [(s.function, s.bytes) for s in by_function] == [
+        ("build", 1200),
+        ("helper", 300),
+    ]
     by_file = snap.group_by("file")
-    assert [(s.file, s.bytes, s.blocks) for s in by_file] == [("app.py", 1200, 12),
-                                                            ("lib.py", 300, 3)]
+    assert [(s.file, s.bytes, s.blocks) for s in by_file] == [
+        ("app.py", 1200, 12),
+        ("lib.py", 300, 3),
+    ]
     assert len(snap.group_by("stack")) == 3
     with pytest.raises(ValueError):
         snap.group_by("module")
@@ -52,22 +69,29 @@ def test_diff_reports_growth_first():
     new = make_snapshot(live=[Site((A, B), 1500, 15), Site((C, A, B), 300, 3)])
     diff = new.diff(old)
     assert [(d.frame.line, d.bytes_diff, d.blocks_diff) for d in diff] == [
-        (10, 500, 5), (11, -200, -2)]
+        (10, 500, 5),
+        (11, -200, -2),
+    ]
     assert new.diff(new) == []
 
 
 def test_json_contract_fields_and_order():
-    snap = make_snapshot(live=[Site((C,), 1, 1), Site((A, B), 1000, 10), Site((B,), 50, 1)])
+    snap = make_snapshot(
+        live=[Site((C,), 1, 1), Site((A, B), 1000, 10), Site((B,), 50, 1)]
+    )
     doc = json.loads(allocations_json.render(snap))
     assert doc["schema"] == 1
     assert isinstance(doc["peak_bytes"], int)
     assert [s["bytes"] for s in doc["sites"]] == [1000, 50, 1]
     assert [s["bytes"] for s in doc["peak_sites"]] == sorted(
-        (s["bytes"] for s in doc["peak_sites"]), reverse=True)
+        (s["bytes"] for s in doc["peak_sites"]), reverse=True
+    )
     first = doc["sites"][0]
     assert (first["file"], first["line"], first["function"]) == ("app.py", 10, "build")
-    assert first["stack"] == [{"file": "app.py", "line": 10, "function": "build"},
-                              {"file": "app.py", "line": 20, "function": "main"}]
+    assert first["stack"] == [
+        {"file": "app.py", "line": 10, "function": "build"},
+        {"file": "app.py", "line": 20, "function": "main"},
+    ]
     assert first["blocks"] == 10
 
 
@@ -84,8 +108,14 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_collapsed_format_root_first_leaf_last():
-    text = collapsed.render([Site((C, A, B), 300, 3), Site((A, B), 1000, 10),
-                             Site((A, B), 24, 1), Site((B,), 0, 0)])
+    text = collapsed.render(
+        [
+            Site((C, A, B), 300, 3),
+            Site((A, B), 1000, 10),
+            Site((A, B), 24, 1),
+            Site((B,), 0, 0),
+        ]
+    )
     assert text.splitlines() == [
         "app.py:main:20;app.py:build:10 1024",
         "app.py:main:20;app.py:build:10;lib.py:helper:5 300",
@@ -103,6 +133,7 @@ def test_text_report_shows_human_sizes():
 
 
 # -- a tiny protobuf reader, enough to check the pprof structure ----------
+
 
 def _varint(buf, i):
     shift = value = 0
@@ -124,7 +155,7 @@ def _fields(buf):
             value, i = _varint(buf, i)
         elif wire == 2:
             n, i = _varint(buf, i)
-            value, i = buf[i:i + n], i + n
+            value, i = buf[i : i + n], i + n
         else:
             raise AssertionError(f"unexpected wire type {wire}")
         out.append((field, value))
@@ -168,5 +199,8 @@ def test_pprof_decodes_to_the_sites():
             samples.append((stack, _packed(d[2])))
     assert samples == [
         ([("app.py", "build", 10), ("app.py", "main", 20)], [1000, 10]),
-        ([("lib.py", "helper", 5), ("app.py", "build", 10), ("app.py", "main", 20)], [300, 3]),
+        (
+            [("lib.py", "helper", 5), ("app.py", "build", 10), ("app.py", "main", 20)],
+            [300, 3],
+        ),
     ]

@@ -9,6 +9,7 @@ print as its own traceback and exit 1; ``SystemExit`` keeps its code.  The
 report (memory live at exit and at the peak, by site) goes to stdout, the
 JSON document to ``-o``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ USAGE = (
 
 
 def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    t = text.strip().lower().rstrip("ib").rstrip("b") if text.strip().lower()[-1:] in "bi" else text.strip().lower()
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = (
+        text.strip().lower().rstrip("ib").rstrip("b")
+        if text.strip().lower()[-1:] in "bi"
+        else text.strip().lower()
+    )
     mult = 1
     if t and t[-1] in units:
         mult = units[t[-1]]
@@ -54,42 +59,73 @@ def _positive(text: str) -> int:
 
 
 class Command:
-    help = "run a Python script under the allocation tracker and report where memory stays"
+    help = (
+        "run a Python script under the allocation tracker and report where memory stays"
+    )
     example = "pymemtrace run --allocations -o allocs.json my_script.py --its-arg"
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.usage = USAGE
         parser.add_argument(
-            "--allocations", action="store_true",
+            "--allocations",
+            action="store_true",
             help="track Python allocations by site (the default and only probe for now)",
         )
         parser.add_argument(
-            "--sample-bytes", type=_size, metavar="N",
+            "--sample-bytes",
+            type=_size,
+            metavar="N",
             help="sampled mode: one sample per N bytes on average (e.g. 512K); "
-                 "default: exact mode, every block",
+            "default: exact mode, every block",
         )
-        parser.add_argument("--depth", type=_positive, default=16, metavar="D",
-                            help="frames kept per stack (default 16)")
-        parser.add_argument("-o", "--output", metavar="OUT.json",
-                            help="write the JSON report here")
-        parser.add_argument("--collapsed", metavar="OUT.txt",
-                            help="write collapsed stacks of memory live at exit (flame graphs)")
-        parser.add_argument("--pprof", metavar="OUT.pb.gz",
-                            help="write a gzip pprof profile of memory live at exit")
-        parser.add_argument("--top", type=_positive, default=10, metavar="N",
-                            help="sites shown in the text report (default 10)")
-        parser.add_argument("--group-by", choices=("line", "function", "file", "stack"),
-                            default="line", help="grouping of the text report")
-        parser.add_argument("-m", dest="module", metavar="MODULE",
-                            help="run a library module as a script, like python -m")
-        parser.add_argument("target", nargs=argparse.REMAINDER,
-                            help="the script and its arguments")
+        parser.add_argument(
+            "--depth",
+            type=_positive,
+            default=16,
+            metavar="D",
+            help="frames kept per stack (default 16)",
+        )
+        parser.add_argument(
+            "-o", "--output", metavar="OUT.json", help="write the JSON report here"
+        )
+        parser.add_argument(
+            "--collapsed",
+            metavar="OUT.txt",
+            help="write collapsed stacks of memory live at exit (flame graphs)",
+        )
+        parser.add_argument(
+            "--pprof",
+            metavar="OUT.pb.gz",
+            help="write a gzip pprof profile of memory live at exit",
+        )
+        parser.add_argument(
+            "--top",
+            type=_positive,
+            default=10,
+            metavar="N",
+            help="sites shown in the text report (default 10)",
+        )
+        parser.add_argument(
+            "--group-by",
+            choices=("line", "function", "file", "stack"),
+            default="line",
+            help="grouping of the text report",
+        )
+        parser.add_argument(
+            "-m",
+            dest="module",
+            metavar="MODULE",
+            help="run a library module as a script, like python -m",
+        )
+        parser.add_argument(
+            "target", nargs=argparse.REMAINDER, help="the script and its arguments"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
-        from pymemtrace import allocations
-
         if args.module is None and not args.target:
-            raise UsageError("no script given (usage: pymemtrace run --allocations script.py)")
+            raise UsageError(
+                "no script given (usage: pymemtrace run --allocations script.py)"
+            )
         if args.module is None and args.target[0] == "--":
             args.target = args.target[1:]
             if not args.target:
@@ -107,8 +143,9 @@ class Command:
                 runner, argv, mode, args.depth, args.sample_bytes or 512 * 1024
             )
             _write_outputs(snap, outputs)
-            _print_report(snap.to_text(top=args.top, key=args.group_by,
-                                       live_title="live at exit"))
+            _print_report(
+                snap.to_text(top=args.top, key=args.group_by, live_title="live at exit")
+            )
             return status
         finally:
             for fh in outputs.values():
@@ -133,16 +170,23 @@ def _print_report(text: str) -> None:
 def _open_outputs(args):
     """Open every output before the script runs: a bad path fails early."""
     outputs = {}
-    for name, path, mode in (("json", args.output, "w"), ("collapsed", args.collapsed, "w"),
-                             ("pprof", args.pprof, "wb")):
+    for name, path, mode in (
+        ("json", args.output, "w"),
+        ("collapsed", args.collapsed, "w"),
+        ("pprof", args.pprof, "wb"),
+    ):
         if not path:
             continue
         try:
-            outputs[name] = open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+            outputs[name] = open(  # noqa: SIM115 - closed by the caller
+                path, mode, **({} if "b" in mode else {"encoding": "utf-8"})
+            )
         except OSError as exc:
             for fh in outputs.values():
                 fh.close()
-            raise PymemtraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise PymemtraceError(
+                f"cannot write {path}: {exc.strerror or exc}"
+            ) from None
     return outputs
 
 
@@ -167,6 +211,7 @@ def _script_runner(path: str, rest):
         raise UsageError(f"can't find '__main__' module in {path!r}")
     full = os.path.abspath(path)
     if os.path.isdir(full) or not full.endswith((".py", ".pyw")) and _is_zip(full):
+
         def runner(begin):
             sys.path.insert(0, full)
             begin()
@@ -201,7 +246,7 @@ def _script_runner(path: str, rest):
             # Stacks stop at the script's own frames: ours are left out.
             _native.alloc_set_stack_base(True)
             try:
-                exec(code, main.__dict__)
+                exec(code, main.__dict__)  # noqa: S102 - running the script
             finally:
                 _native.alloc_set_stack_base(False)
         finally:
@@ -267,7 +312,7 @@ def _run_tracked(runner, argv, mode, depth, sample_bytes):
         except KeyboardInterrupt:
             traceback.print_exc()
             status = 130
-        except BaseException as exc:  # the script's own error: its traceback, status 1
+        except BaseException as exc:  # noqa: BLE001 - the script's own error
             _print_script_traceback(exc)
             status = 1
         # Memory live at exit: the script's globals (result) are still held.
@@ -298,8 +343,11 @@ def _print_script_traceback(exc: BaseException) -> None:
     while tb is not None:
         raw = tb.tb_frame.f_code.co_filename
         filename = os.path.abspath(raw)
-        if filename.startswith(here) or os.path.basename(raw) == "runpy.py" \
-                or raw.startswith("<frozen runpy"):
+        if (
+            filename.startswith(here)
+            or os.path.basename(raw) == "runpy.py"
+            or raw.startswith("<frozen runpy")
+        ):
             tb = tb.tb_next
             continue
         break

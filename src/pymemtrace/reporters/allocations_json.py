@@ -13,6 +13,7 @@ The contract checked by outside tools (extend, never rename)::
 stack, sorted by bytes descending.  Extra keys: mode, depth, sample_bytes,
 bytes (live total), stats (the tracker's own figures).
 """
+
 from __future__ import annotations
 
 import json

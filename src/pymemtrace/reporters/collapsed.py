@@ -4,6 +4,7 @@ One line per stack, root first, leaf last, then the live bytes::
 
     script.py:<module>:12;script.py:build:5;script.py:leaf:9 1048576
 """
+
 from __future__ import annotations
 
 

@@ -5,10 +5,10 @@ is one sample whose locations run leaf first, as pprof expects; a location
 is one (file, function, line) and a function one (file, function).
 Readable with ``go tool pprof`` and speedscope.
 """
+
 from __future__ import annotations
 
 import gzip
-from typing import Dict, List, Tuple
 
 
 def _varint(value: int) -> bytes:
@@ -42,8 +42,8 @@ def _packed(field: int, values) -> bytes:
 
 class _Strings:
     def __init__(self) -> None:
-        self.table: List[str] = [""]
-        self.index: Dict[str, int] = {"": 0}
+        self.table: list[str] = [""]
+        self.index: dict[str, int] = {"": 0}
 
     def __call__(self, text: str) -> int:
         i = self.index.get(text)
@@ -56,8 +56,8 @@ class _Strings:
 def encode(sites) -> bytes:
     """The uncompressed Profile message."""
     strings = _Strings()
-    functions: Dict[Tuple[str, str], int] = {}
-    locations: Dict[Tuple[str, str, int], int] = {}
+    functions: dict[tuple[str, str], int] = {}
+    locations: dict[tuple[str, str, int], int] = {}
     out = bytearray()
     for type_, unit in (("inuse_space", "bytes"), ("inuse_objects", "count")):
         out += _bytes(1, _int(1, strings(type_)) + _int(2, strings(unit)))
@@ -84,7 +84,9 @@ def encode(sites) -> bytes:
     for text in strings.table:
         out += _bytes(6, text.encode("utf-8", "surrogatepass"))
     # period_type and period: bytes, 1
-    out += _bytes(11, _int(1, strings.index["inuse_space"]) + _int(2, strings.index["bytes"]))
+    out += _bytes(
+        11, _int(1, strings.index["inuse_space"]) + _int(2, strings.index["bytes"])
+    )
     out += _int(12, 1)
     return bytes(out)
 
