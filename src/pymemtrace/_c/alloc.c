@@ -398,8 +398,7 @@ gil_track(int st, int domain, void *ptr, size_t size)
     uint32_t sid;
 
     /* Fetch the table's cache line while the stack is read. */
-    __builtin_prefetch(pmt_ptrtable_home_addr(&rt.gil_table, (uintptr_t)ptr),
-                       1);
+    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 1);
     sid = choose_sid(st, size);
 
     if (sid == 0 && !(st & ST_COUNTING)) {
@@ -635,8 +634,7 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
     /* The GIL is held: nobody can get ptr back from malloc before we
        forget it, so the entry is removed after the free, and the table's
        cache line is fetched while the allocator works. */
-    __builtin_prefetch(pmt_ptrtable_home_addr(&rt.gil_table, (uintptr_t)ptr),
-                       1);
+    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 0);
     tls_guard = 1;
     h->orig.free(h->orig.ctx, ptr);
     (void)gil_remove(h->domain, ptr, &value);

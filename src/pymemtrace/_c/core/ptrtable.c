@@ -34,12 +34,22 @@ pmt_ptrtable_init(pmt_ptrtable *t, size_t capacity, size_t max_count)
     if (capacity < MIN_CAPACITY) {
         capacity = MIN_CAPACITY;
     }
-    return alloc_slots(t, capacity);
+    t->young = calloc(PMT_YOUNG_SIZE, sizeof(pmt_ptr_young));
+    if (t->young == NULL) {
+        return -1;
+    }
+    if (alloc_slots(t, capacity) < 0) {
+        free(t->young);
+        t->young = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void
 pmt_ptrtable_fini(pmt_ptrtable *t)
 {
+    free(t->young);
     free(t->slots);
     free(t->huge);
     memset(t, 0, sizeof(*t));
@@ -51,7 +61,11 @@ pmt_ptrtable_clear(pmt_ptrtable *t)
     if (t->slots != NULL) {
         memset(t->slots, 0, t->capacity * sizeof(pmt_ptr_slot));
     }
+    if (t->young != NULL) {
+        memset(t->young, 0, PMT_YOUNG_SIZE * sizeof(pmt_ptr_young));
+    }
     t->count = 0;
+    t->main_count = 0;
     t->nhuge = 0;
 }
 
@@ -63,13 +77,17 @@ pmt_ptrtable_clear_tags(pmt_ptrtable *t)
     for (i = 0; t->slots != NULL && i < t->capacity; i++) {
         t->slots[i].keytag &= PMT_PTR_KEY_MASK;
     }
+    for (i = 0; t->young != NULL && i < PMT_YOUNG_SIZE; i++) {
+        t->young[i].value &= PMT_PTR_SIZE_MASK;
+    }
 }
 
 size_t
 pmt_ptrtable_memory(const pmt_ptrtable *t)
 {
     return t->capacity * sizeof(pmt_ptr_slot)
-           + t->huge_cap * sizeof(pmt_ptr_huge);
+           + t->huge_cap * sizeof(pmt_ptr_huge)
+           + (t->young != NULL ? PMT_YOUNG_SIZE * sizeof(pmt_ptr_young) : 0);
 }
 
 static inline int
@@ -186,11 +204,7 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
         }
         return 1;
     }
-    if (t->max_count != 0 && t->count >= t->max_count) {
-        t->drops++;
-        return -1;
-    }
-    if (t->count + 1 > t->grow_at && grow(t) < 0) {
+    if (t->main_count + 1 > t->grow_at && grow(t) < 0) {
         t->drops++;
         return -1;
     }
@@ -205,5 +219,6 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
         return -1;
     }
     t->count++;
+    t->main_count++;
     return 0;
 }

@@ -44,11 +44,25 @@ typedef struct {
     uint64_t size;  /* its size (>= UINT32_MAX) */
 } pmt_ptr_huge;
 
+/* The young generation: a direct-mapped array in front of the main table.
+   New entries go there; the one they displace moves to the main table.
+   Blocks freed soon after their allocation (most of them) never reach the
+   main table, whose lines are cache misses. */
+#define PMT_YOUNG_BITS 10
+#define PMT_YOUNG_SIZE (1u << PMT_YOUNG_BITS)
+
 typedef struct {
+    uintptr_t addr; /* block address, 0: empty */
+    uint64_t value; /* size | tag << 40 */
+} pmt_ptr_young;
+
+typedef struct {
+    pmt_ptr_young *young; /* PMT_YOUNG_SIZE entries, or NULL */
     pmt_ptr_slot *slots;  /* capacity slots, or NULL */
     size_t capacity;      /* number of slots */
-    size_t grow_at;       /* count that triggers growth (80%) */
-    size_t count;         /* entries in use */
+    size_t grow_at;       /* main_count that triggers growth */
+    size_t count;         /* entries in use, young and main */
+    size_t main_count;    /* entries in the main table */
     size_t max_count;     /* cap on count; 0: no cap */
     uint64_t drops;       /* puts refused (cap, bad address, no memory) */
     pmt_ptr_huge *huge;   /* sizes of blocks >= 4 GiB */
@@ -67,7 +81,8 @@ void pmt_ptrtable_clear_tags(pmt_ptrtable *t);
 /* Bytes of memory the table holds. */
 size_t pmt_ptrtable_memory(const pmt_ptrtable *t);
 
-/* The general insertion (pmt_ptrtable_put's slow path). */
+/* The general insertion into the main table (its inline put's slow
+   path). */
 int pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
                           uint64_t *old);
 
@@ -101,7 +116,7 @@ pmt_ptrtable_find(const pmt_ptrtable *t, uintptr_t addr)
     uint64_t key = pmt_ptrtable_key(addr);
     size_t i;
 
-    if (t->count == 0 || (key >> PMT_PTR_KEY_BITS) != 0 || key == 0) {
+    if (t->main_count == 0 || (key >> PMT_PTR_KEY_BITS) != 0 || key == 0) {
         return (size_t)-1;
     }
     i = pmt_ptrtable_home(t, key);
@@ -140,6 +155,7 @@ pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
     size_t j = i, cap = t->capacity;
 
     t->count--;
+    t->main_count--;
     for (;;) {
         size_t home, dist_home, dist_hole;
         const pmt_ptr_slot *sj;
@@ -162,9 +178,9 @@ pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
     t->slots[i].size = 0;
 }
 
-/* Remove addr.  Returns 1 and its value in *value, or 0 when absent. */
+/* Remove addr from the main table. */
 static inline __attribute__((always_inline)) int
-pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+pmt_ptrtable_main_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
 {
     size_t i = pmt_ptrtable_find(t, addr);
 
@@ -176,9 +192,8 @@ pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
     return 1;
 }
 
-/* 1 and the value in *value when present, else 0. */
 static inline __attribute__((always_inline)) int
-pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+pmt_ptrtable_main_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
 {
     size_t i = pmt_ptrtable_find(t, addr);
 
@@ -189,12 +204,10 @@ pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
     return 1;
 }
 
-/* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
-   when addr was present (its previous value goes to *old, the new one
-   replaces it), -1 when refused (drops is incremented).  The common case
-   (a new small block, no growth) is one probe loop, inline. */
+/* Insert into the main table; the common case (a new small block, no
+   growth) is one probe loop, inline.  No cap check (the caller's). */
 static inline __attribute__((always_inline)) int
-pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+pmt_ptrtable_main_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
                  uint64_t *old)
 {
     uint64_t key = pmt_ptrtable_key(addr);
@@ -203,9 +216,8 @@ pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     size_t i;
 
     if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
-        || (addr & 15) != 0
-        || size >= UINT32_MAX || t->count + 1 > t->grow_at
-        || (t->max_count != 0 && t->count >= t->max_count)) {
+        || (addr & 15) != 0 || size >= UINT32_MAX
+        || t->main_count + 1 > t->grow_at) {
         return pmt_ptrtable_put_slow(t, addr, value, old);
     }
     i = pmt_ptrtable_home(t, key);
@@ -226,14 +238,109 @@ pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     s->keytag = key | ((value >> PMT_PTR_SIZE_BITS) << PMT_PTR_KEY_BITS);
     s->size = (uint32_t)size;
     t->count++;
+    t->main_count++;
     return 0;
 }
 
-/* Address of addr's home slot, for __builtin_prefetch. */
-static inline const void *
-pmt_ptrtable_home_addr(const pmt_ptrtable *t, uintptr_t addr)
+static inline size_t
+pmt_ptrtable_young_index(uintptr_t addr)
 {
-    return &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(addr))];
+    return (size_t)((((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull)
+                    >> (64 - PMT_YOUNG_BITS));
+}
+
+/* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
+   when an entry was replaced (addr's own, or a stale one of the block the
+   young generation displaced; its value goes to *old), -1 when refused
+   (cap reached, bad address, no memory: drops is incremented). */
+static inline __attribute__((always_inline)) int
+pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
+                 uint64_t *old)
+{
+    uint64_t key = pmt_ptrtable_key(addr);
+    pmt_ptr_young *y;
+    int rc = 0;
+
+    if (t->young == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
+        || (addr & 15) != 0) {
+        t->drops++;
+        return -1;
+    }
+    y = &t->young[pmt_ptrtable_young_index(addr)];
+    if (y->addr == addr) {
+        *old = y->value;
+        y->value = value;
+        return 1;
+    }
+    if (t->max_count != 0 && t->count >= t->max_count) {
+        t->drops++;
+        return -1;
+    }
+    if (y->addr != 0) {
+        /* The displaced entry moves to the main table; if it cannot, the
+           new one is refused (nothing is lost silently). */
+        rc = pmt_ptrtable_main_put(t, y->addr, y->value, old);
+        if (rc < 0) {
+            return -1;
+        }
+        t->count--; /* counted again below */
+    }
+    y->addr = addr;
+    y->value = value;
+    t->count++;
+    return rc;
+}
+
+/* Remove addr.  Returns 1 and its value in *value, or 0 when absent. */
+static inline __attribute__((always_inline)) int
+pmt_ptrtable_pop(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+{
+    pmt_ptr_young *y;
+
+    if (t->count == 0) {
+        return 0;
+    }
+    y = &t->young[pmt_ptrtable_young_index(addr)];
+    if (y->addr == addr) {
+        *value = y->value;
+        y->addr = 0;
+        y->value = 0;
+        t->count--;
+        return 1;
+    }
+    return pmt_ptrtable_main_pop(t, addr, value);
+}
+
+/* 1 and the value in *value when present, else 0. */
+static inline __attribute__((always_inline)) int
+pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
+{
+    const pmt_ptr_young *y;
+
+    if (t->count == 0) {
+        return 0;
+    }
+    y = &t->young[pmt_ptrtable_young_index(addr)];
+    if (y->addr == addr) {
+        *value = y->value;
+        return 1;
+    }
+    return pmt_ptrtable_main_get(t, addr, value);
+}
+
+/* Start fetching the main-table line that the next operation on addr
+   will touch (a pop of addr, or the move of the entry that a put of addr
+   displaces), so the miss overlaps other work. */
+static inline void
+pmt_ptrtable_prefetch(const pmt_ptrtable *t, uintptr_t addr, int for_put)
+{
+    const pmt_ptr_young *y = &t->young[pmt_ptrtable_young_index(addr)];
+    uintptr_t target = for_put ? y->addr : addr;
+
+    if (target != 0 && y->addr != (for_put ? 0 : addr) && t->slots != NULL) {
+        __builtin_prefetch(
+            &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(target))], 1);
+    }
 }
 
 #endif /* PMT_CORE_PTRTABLE_H */
