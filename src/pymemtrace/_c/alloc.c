@@ -259,21 +259,29 @@ current_sid(void)
 {
     pmt_frame frames[MAX_DEPTH];
     uint64_t hash;
-    uint32_t n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash,
-                                    rt.base_frame), i, id;
+    uint32_t n, i, id;
     int added = 0;
-    unsigned slot = (unsigned)(hash >> 56);
+    unsigned slot;
 
+    /* The hash alone identifies a known stack: the frames are copied
+       only for a new one. */
+    n = pmt_collect_frames(NULL, (uint32_t)rt.depth, &hash, rt.base_frame);
+    slot = (unsigned)(hash >> 56);
     if (rt.sid_cache[slot].hash == hash) {
         return rt.sid_cache[slot].sid;
     }
-    id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
+    id = pmt_stacktable_find(&rt.stacks, hash, n);
     if (id == PMT_STACK_NONE) {
-        return 0;
-    }
-    if (added) {
-        for (i = 0; i < n; i++) {
-            Py_INCREF((PyObject *)frames[i].code);
+        n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash,
+                               rt.base_frame);
+        id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
+        if (id == PMT_STACK_NONE) {
+            return 0;
+        }
+        if (added) {
+            for (i = 0; i < n; i++) {
+                Py_INCREF((PyObject *)frames[i].code);
+            }
         }
     }
     rt.sid_cache[slot].hash = hash;

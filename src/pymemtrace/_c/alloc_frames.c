@@ -117,10 +117,16 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
             if (frame_is_shim(f)) {
                 continue;
             }
-            frames[n].code = FRAME_CODE(f);
-            frames[n].addr = FRAME_ADDR(f);
-            frames[n].unused = 0;
-            h = pmt_stack_hash_step(h, frames[n].code, frames[n].addr);
+            {
+                const void *code = FRAME_CODE(f);
+                int32_t addr = FRAME_ADDR(f);
+                if (frames != NULL) {
+                    frames[n].code = code;
+                    frames[n].addr = addr;
+                    frames[n].unused = 0;
+                }
+                h = pmt_stack_hash_step(h, code, addr);
+            }
             n++;
         }
     }
@@ -129,14 +135,18 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
         PyFrameObject *f = tstate->frame;
         for (; f != NULL && n < max && (const void *)f != base;
              f = f->f_back) {
-            frames[n].code = f->f_code;
+            int32_t addr;
 #if PMT_PY310_PLUS
-            frames[n].addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
+            addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
 #else
-            frames[n].addr = f->f_lasti;
+            addr = f->f_lasti;
 #endif
-            frames[n].unused = 0;
-            h = pmt_stack_hash_step(h, frames[n].code, frames[n].addr);
+            if (frames != NULL) {
+                frames[n].code = f->f_code;
+                frames[n].addr = addr;
+                frames[n].unused = 0;
+            }
+            h = pmt_stack_hash_step(h, f->f_code, addr);
             n++;
         }
     }

@@ -94,7 +94,8 @@ void pmt_alloc_counting_release(void);
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
    innermost first, without creating frame objects, and their hash
    (pmt_stack_hash's value).  The walk stops before the frame base (an
-   outer frame to leave out, or NULL).  Needs the GIL. */
+   outer frame to leave out, or NULL).  frames may be NULL: the hash
+   only.  Needs the GIL. */
 uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max,
                             uint64_t *hash, const void *base);
 /* The calling thread's innermost Python frame (opaque), NULL if none. */

@@ -101,6 +101,22 @@ uint32_t pmt_stacktable_intern(pmt_stacktable *t, uint64_t hash,
                                const pmt_frame *frames, uint32_t n,
                                int *added);
 
+/* Id of the stack with this hash and length, PMT_STACK_NONE if absent. */
+static inline uint32_t
+pmt_stacktable_find(const pmt_stacktable *t, uint64_t hash, uint32_t n)
+{
+    size_t slot = (size_t)hash & t->index_mask;
+
+    while (t->index[slot] != 0) {
+        uint32_t id = t->index[slot] - 1;
+        if (t->stacks[id].hash == hash && t->stacks[id].nframes == n) {
+            return id;
+        }
+        slot = (slot + 1) & t->index_mask;
+    }
+    return PMT_STACK_NONE;
+}
+
 /* Frames of stack id. */
 static inline const pmt_frame *
 pmt_stacktable_frames(const pmt_stacktable *t, uint32_t id)
