@@ -659,6 +659,14 @@ hook_free_gil(void *ctx, void *ptr)
         h->orig.free(h->orig.ctx, ptr);
         return;
     }
+    /* Sampled mode: the few sampled blocks sit in the young generation;
+       a block not there (and an empty main table) was not sampled. */
+    if (st == ST_SAMPLED_ONLY && rt.gil_table.main_count == 0
+        && rt.gil_table.young[pmt_ptrtable_young_index((uintptr_t)ptr)].addr
+               != (uintptr_t)ptr) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
     hook_free_gil_slow(h, ptr, st);
 }
 
