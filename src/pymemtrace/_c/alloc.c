@@ -7,9 +7,10 @@
  *     saved allocator: when tracemalloc sits below us its raw hook takes the
  *     GIL, and calling it while we hold our raw-table mutex would invert
  *     the lock order.  libc malloc never re-enters any Python hook.
- *   - One table entry is 16 bytes (pointer -> size:40 bits | stack:24 bits)
- *     in one flat open-addressing array (core/ptrtable.c); tracemalloc
- *     mallocs a trace per allocation.  Per-stack live totals are kept
+ *   - A live block costs one 12-byte slot (address/16 and stack id in 64
+ *     bits, size in 32) of a flat open-addressing array, behind an
+ *     L1-sized direct-mapped young generation where most blocks live and
+ *     die (core/ptrtable.c); tracemalloc mallocs a trace per allocation.  Per-stack live totals are kept
  *     incrementally (core/stacktable.c), so a snapshot scans stacks, not
  *     allocations, and the live set at the peak is kept exactly by a lazy
  *     copy on write (see stacktable.h).

@@ -8,7 +8,13 @@
  * by half (any capacity, not a power of two), so a block costs 15 to 23
  * bytes of table.  No per-entry allocation; linear probing; removal shifts
  * the following entries back (no tombstones).  Blocks of 4 GiB or more keep
- * their size in a small side list.
+ * their size in a small side list.  In front of it, a direct-mapped young
+ * generation of 1024 entries (16 KiB, stays in L1) takes new entries;
+ * blocks freed while there never touch the big array.
+ *
+ * Protocol: an address is put again only after it was popped (as an
+ * allocator hands it out).  If a pop was missed, the stale entry is found
+ * and reported (put returns 1) when the newer one reaches the main table.
  *
  * Limits: addresses must be 16-byte aligned and below 2^47 (user space on
  * x86-64 and arm64 with 4-level page tables); others are refused (counted
