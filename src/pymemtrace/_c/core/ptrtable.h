@@ -4,8 +4,8 @@
  *
  * Pure C (no Python.h).  Built for the allocator hook's hot path and for
  * memory: one flat array of 12-byte slots (the address in 16-byte units,
- * 43 bits, the tag, 21 bits, the size, 32 bits), filled up to 80% and grown
- * by half (any capacity, not a power of two), so a block costs 15 to 23
+ * 43 bits, the tag, 21 bits, the size, 32 bits), filled up to 70% and grown
+ * by half (any capacity, not a power of two), so a block costs 17 to 26
  * bytes of table.  No per-entry allocation; linear probing; removal shifts
  * the following entries back (no tombstones).  Blocks of 4 GiB or more keep
  * their size in a small side list.  In front of it, a direct-mapped young
@@ -66,7 +66,7 @@ typedef struct {
     pmt_ptr_young *young; /* PMT_YOUNG_SIZE entries, or NULL */
     pmt_ptr_slot *slots;  /* capacity slots, or NULL */
     size_t capacity;      /* number of slots */
-    size_t grow_at;       /* main_count that triggers growth */
+    size_t grow_at;       /* main_count that triggers growth (70%) */
     size_t count;         /* entries in use, young and main */
     size_t main_count;    /* entries in the main table */
     size_t max_count;     /* cap on count; 0: no cap */
