@@ -77,7 +77,17 @@ def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(
 
 def test_sampled_run_is_within_20_percent(cli, script, tmp_path):
     out = tmp_path / "out.json"
-    result = cli("run", "--allocations", "--sample-bytes", "32K", "-o", out, script)
+    result = cli(
+        "run",
+        "--allocations",
+        "--sample-bytes",
+        "32K",
+        "--seed",
+        "7",
+        "-o",
+        out,
+        script,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     assert doc["mode"] == "sampled"

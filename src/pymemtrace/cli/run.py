@@ -86,6 +86,13 @@ class Command:
             help="frames kept per stack (default 16)",
         )
         parser.add_argument(
+            "--seed",
+            type=_positive,
+            default=0,
+            metavar="N",
+            help="fix the sampling sequence (reproducible sampled runs)",
+        )
+        parser.add_argument(
             "-o", "--output", metavar="OUT.json", help="write the JSON report here"
         )
         parser.add_argument(
@@ -140,7 +147,12 @@ class Command:
                 runner, argv = _script_runner(args.target[0], args.target[1:])
             mode = "sampled" if args.sample_bytes else "exact"
             status, snap = _run_tracked(
-                runner, argv, mode, args.depth, args.sample_bytes or 512 * 1024
+                runner,
+                argv,
+                mode,
+                args.depth,
+                args.sample_bytes or 512 * 1024,
+                args.seed,
             )
             _write_outputs(snap, outputs)
             _print_report(
@@ -292,7 +304,7 @@ def _module_runner(module: str, rest):
     return runner, [module, *rest]
 
 
-def _run_tracked(runner, argv, mode, depth, sample_bytes):
+def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
     """Run the target under the tracker: (exit status, snapshot at exit)."""
     from pymemtrace import allocations
 
@@ -302,7 +314,7 @@ def _run_tracked(runner, argv, mode, depth, sample_bytes):
     result = None
 
     def begin():
-        allocations.start(mode=mode, depth=depth, sample_bytes=sample_bytes)
+        allocations.start(mode=mode, depth=depth, sample_bytes=sample_bytes, seed=seed)
 
     try:
         try:
