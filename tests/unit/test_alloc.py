@@ -374,3 +374,44 @@ def test_reset_peak_restarts_from_live():
     allocations.reset_peak()
     snap = allocations.snapshot()
     assert bytes_at(snap.group_by("line", peak=True), TMP_LINE) == 0
+
+
+def _raw_api():
+    """PyMem_RawMalloc/RawFree callable without the GIL (ctypes.CDLL releases
+    it around each call) and with it (ctypes.PyDLL keeps it)."""
+    import ctypes
+
+    libs = ctypes.CDLL(None), ctypes.PyDLL(None)
+    for lib in libs:
+        lib.PyMem_RawMalloc.restype = ctypes.c_void_p
+        lib.PyMem_RawMalloc.argtypes = [ctypes.c_size_t]
+        lib.PyMem_RawFree.argtypes = [ctypes.c_void_p]
+    return libs
+
+
+def test_raw_domain_without_the_gil():
+    nogil, withgil = _raw_api()
+    allocations.start(mode="exact")
+    # WHEN raw blocks are allocated by a thread that released the GIL
+    ptrs = [nogil.PyMem_RawMalloc(1000) for _ in range(100)]
+    snap = allocations.snapshot()
+    # THEN they count, on the empty stack (no Python frame can be read)
+    frameless = [s for s in snap.sites if not s.stack]
+    assert sum(s.bytes for s in frameless) == 100 * 1000
+    assert sum(s.blocks for s in frameless) == 100
+    # WHEN freed without the GIL: the change is queued, then applied
+    for p in ptrs:
+        nogil.PyMem_RawFree(p)
+    snap = allocations.snapshot()
+    assert not [s for s in snap.sites if not s.stack]
+    # AND blocks allocated with the GIL keep their Python line, and leave
+    # when freed without it
+    ptrs = [withgil.PyMem_RawMalloc(2000) for _ in range(100)]  # RAW_LINE
+    raw_line = _line_of(test_raw_domain_without_the_gil, "RAW_LINE")
+    snap = allocations.snapshot()
+    assert bytes_at(snap.group_by("line"), raw_line) >= 100 * 2000
+    for p in ptrs:
+        nogil.PyMem_RawFree(p)
+    snap = allocations.snapshot()
+    assert bytes_at(snap.group_by("line"), raw_line) < 100 * 2000
+    assert snap.peak_bytes >= 100 * 2000
