@@ -12,7 +12,9 @@
 
 #include "core/clocks.h"
 #include "core/ringbuf.h"
+#include "core/ptrtable.h"
 #include "core/rss.h"
+#include "core/stacktable.h"
 
 static int passed;
 static int failed;
@@ -200,6 +202,249 @@ test_clocks_and_cpu_times(void)
     CHECK(pmt_clock_wall() > 1.5e9); /* after 2017 */
     CHECK(pmt_cpu_times(&user, &system) == 0);
     CHECK(user > 0.0 && system >= 0.0);
+/* ---- ptrtable ---- */
+
+static uint64_t
+lcg(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return *state >> 11;
+}
+
+/* Random puts and pops against a plain array model, across growth,
+   evictions from the young generation and backward-shift deletions.  Like
+   an allocator, an address is put again only after it was popped. */
+static void
+test_ptrtable_matches_model(void)
+{
+    enum { KEYS = 5000, OPS = 200000 };
+    static uint64_t model[KEYS]; /* 0: absent, else value */
+    pmt_ptrtable t;
+    uint64_t rng = 42, value = 0, old = 0;
+    size_t i, present = 0;
+    int bad = 0;
+
+    memset(model, 0, sizeof(model));
+    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    for (i = 0; i < OPS; i++) {
+        size_t k = (size_t)(lcg(&rng) % KEYS);
+        /* 16-byte aligned addresses, like an allocator's */
+        uintptr_t key = (uintptr_t)(0x7f0000000000ull + k * 48);
+        if (lcg(&rng) % 3 && !model[k]) {
+            uint64_t v = lcg(&rng) | 1;
+            int rc = pmt_ptrtable_put(&t, key, v, &old);
+            if (rc != 0) {
+                bad++;
+            }
+            present++;
+            model[k] = v;
+        }
+        else {
+            int rc = pmt_ptrtable_pop(&t, key, &value);
+            if (rc != (model[k] ? 1 : 0) || (rc && value != model[k])) {
+                bad++;
+            }
+            if (model[k]) {
+                present--;
+            }
+            model[k] = 0;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(t.count == present);
+    for (i = 0; i < KEYS; i++) {
+        uintptr_t key = (uintptr_t)(0x7f0000000000ull + i * 48);
+        int rc = pmt_ptrtable_get(&t, key, &value);
+        if (rc != (model[i] ? 1 : 0) || (rc && value != model[i])) {
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(t.main_count <= t.capacity * 4 / 5 + 1);
+    CHECK(t.count <= t.main_count + PMT_YOUNG_SIZE);
+    pmt_ptrtable_fini(&t);
+}
+
+static void
+test_ptrtable_cap_counts_drops(void)
+{
+    pmt_ptrtable t;
+    uint64_t old = 0, value = 0;
+    uintptr_t k;
+
+    CHECK(pmt_ptrtable_init(&t, 16, 10) == 0);
+    for (k = 1; k <= 12; k++) {
+        int rc = pmt_ptrtable_put(&t, k * 16, k, &old);
+        CHECK(rc == (k <= 10 ? 0 : -1));
+    }
+    CHECK(t.count == 10);
+    CHECK(t.drops == 2);
+    /* replacing the newest entry of a key is not a drop */
+    CHECK(pmt_ptrtable_put(&t, 160, 99, &old) == 1 && old == 10);
+    CHECK(pmt_ptrtable_pop(&t, 160, &value) == 1 && value == 99);
+    CHECK(pmt_ptrtable_pop(&t, 160, &value) == 0);
+    CHECK(pmt_ptrtable_memory(&t) >= 16 * sizeof(pmt_ptr_slot));
+    pmt_ptrtable_clear(&t);
+    CHECK(t.count == 0 && pmt_ptrtable_get(&t, 32, &value) == 0);
+    pmt_ptrtable_fini(&t);
+
+    /* A stale entry (its pop was missed) pushed back to the main table by
+       the young generation is reported, so the caller can forget it. */
+    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    {
+        uintptr_t a = 0x10000, b = 0, c = 0, k2;
+        size_t ia = pmt_ptrtable_young_index(a);
+        for (k2 = a + 16; c == 0; k2 += 16) {
+            if (pmt_ptrtable_young_index(k2) == ia) {
+                if (b == 0) {
+                    b = k2;
+                }
+                else {
+                    c = k2;
+                }
+            }
+        }
+        CHECK(pmt_ptrtable_put(&t, a, 1, &old) == 0);
+        CHECK(pmt_ptrtable_put(&t, b, 2, &old) == 0); /* a moves to main */
+        CHECK(t.main_count == 1 && t.count == 2);
+        /* a's pop is missed; its address comes back */
+        CHECK(pmt_ptrtable_put(&t, a, 3, &old) == 0); /* b moves to main */
+        CHECK(t.count == 3);
+        /* c displaces the new a, which meets the stale a in main */
+        CHECK(pmt_ptrtable_put(&t, c, 5, &old) == 1 && old == 1);
+        CHECK(t.count == 3);
+        CHECK(pmt_ptrtable_pop(&t, a, &value) == 1 && value == 3);
+        CHECK(pmt_ptrtable_pop(&t, b, &value) == 1 && value == 2);
+        CHECK(pmt_ptrtable_pop(&t, c, &value) == 1 && value == 5);
+        CHECK(t.count == 0 && t.main_count == 0);
+    }
+    pmt_ptrtable_fini(&t);
+}
+
+static void
+test_ptrtable_tags_huge_sizes_and_bad_addresses(void)
+{
+    pmt_ptrtable t;
+    uint64_t old = 0, value = 0;
+    const uint64_t huge = (UINT64_C(5) << 32) + 7; /* 20 GiB + 7 */
+    const uint64_t tag = (uint64_t)PMT_PTR_TAG_MAX << PMT_PTR_SIZE_BITS;
+
+    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    CHECK(sizeof(pmt_ptr_slot) == 12);
+    CHECK(pmt_ptrtable_put(&t, 0x1000, 100 | tag, &old) == 0);
+    CHECK(pmt_ptrtable_put(&t, 0x2000, huge | (UINT64_C(3) << PMT_PTR_SIZE_BITS),
+                           &old) == 0);
+    CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == (100 | tag));
+    CHECK(pmt_ptrtable_get(&t, 0x2000, &value) == 1
+          && (value & PMT_PTR_SIZE_MASK) == huge
+          && (value >> PMT_PTR_SIZE_BITS) == 3);
+    pmt_ptrtable_clear_tags(&t);
+    CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == 100);
+    CHECK(pmt_ptrtable_pop(&t, 0x2000, &value) == 1 && value == huge);
+    CHECK(t.nhuge == 0);
+    /* misaligned, null and out-of-range addresses are refused */
+    CHECK(pmt_ptrtable_put(&t, 0x1008, 1, &old) == -1);
+    CHECK(pmt_ptrtable_put(&t, 0, 1, &old) == -1);
+    CHECK(pmt_ptrtable_put(&t, (uintptr_t)1 << 50, 1, &old) == -1);
+    CHECK(t.drops == 3 && t.count == 1);
+    pmt_ptrtable_fini(&t);
+}
+
+/* ---- stacktable ---- */
+
+static void
+test_stacktable_interns_equal_stacks(void)
+{
+    pmt_stacktable t;
+    pmt_frame a[3] = {{(void *)0x1000, 10, 0}, {(void *)0x2000, 20, 0},
+                      {(void *)0x3000, 30, 0}};
+    pmt_frame b[3] = {{(void *)0x1000, 12, 0}, {(void *)0x2000, 20, 0},
+                      {(void *)0x3000, 30, 0}};
+    int added = 0;
+    uint32_t ia, ib, ia2, ishort, i;
+
+    CHECK(pmt_stacktable_init(&t, 0) == 0);
+    ia = pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added);
+    CHECK(added == 1);
+    ib = pmt_stacktable_intern(&t, pmt_stack_hash(b, 3), b, 3, &added);
+    CHECK(added == 1 && ib != ia);
+    ia2 = pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added);
+    CHECK(added == 0 && ia2 == ia);
+    ishort = pmt_stacktable_intern(&t, pmt_stack_hash(a, 2), a, 2, &added);
+    CHECK(added == 1 && ishort != ia);
+    CHECK(pmt_stacktable_frames(&t, ib)[0].addr == 12);
+    CHECK(t.stacks[ishort].nframes == 2);
+    /* many stacks: the index and pools grow, ids stay stable */
+    for (i = 0; i < 5000; i++) {
+        pmt_frame f[1] = {{(void *)(uintptr_t)(0x10000 + i * 16), (int32_t)i, 0}};
+        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
+                                            &added);
+        CHECK(id != PMT_STACK_NONE);
+        if (id == PMT_STACK_NONE) {
+            break;
+        }
+    }
+    CHECK(t.count == 5003);
+    CHECK(pmt_stacktable_intern(&t, pmt_stack_hash(a, 3), a, 3, &added) == ia);
+    CHECK(pmt_stacktable_frames(&t, ia)[2].code == (void *)0x3000);
+    pmt_stacktable_fini(&t);
+}
+
+static void
+test_stacktable_cap(void)
+{
+    pmt_stacktable t;
+    int added = 0;
+    uint32_t i;
+
+    CHECK(pmt_stacktable_init(&t, 3) == 0);
+    for (i = 0; i < 5; i++) {
+        pmt_frame f[1] = {{(void *)(uintptr_t)(0x100 + i), 0, 0}};
+        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
+                                            &added);
+        CHECK((i < 3) == (id != PMT_STACK_NONE));
+    }
+    CHECK(t.drops == 2);
+    pmt_stacktable_fini(&t);
+}
+
+/* The live set at the peak is kept exactly by the lazy copy. */
+static void
+test_stacktable_peak(void)
+{
+    pmt_stacktable t;
+    pmt_frame fa[1] = {{(void *)0xa0, 0, 0}}, fb[1] = {{(void *)0xb0, 0, 0}};
+    int added = 0;
+    uint32_t a, b;
+    int64_t bytes = 0, blocks = 0;
+
+    CHECK(pmt_stacktable_init(&t, 0) == 0);
+    a = pmt_stacktable_intern(&t, pmt_stack_hash(fa, 1), fa, 1, &added);
+    b = pmt_stacktable_intern(&t, pmt_stack_hash(fb, 1), fb, 1, &added);
+    pmt_stacktable_account(&t, a, 100, 1);
+    pmt_stacktable_account(&t, b, 50, 1);   /* peak 150: a 100, b 50 */
+    pmt_stacktable_account(&t, b, -50, -1); /* now a 100, b 0 */
+    pmt_stacktable_account(&t, a, 30, 1);   /* now 130 < 150 */
+    CHECK(t.total == 130 && t.peak_total == 150);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 100 && blocks == 1);
+    pmt_stacktable_peak_of(&t, b, &bytes, &blocks);
+    CHECK(bytes == 50 && blocks == 1);
+    pmt_stacktable_account(&t, b, 40, 1); /* new peak 170: a 130, b 40 */
+    CHECK(t.peak_total == 170);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 130 && blocks == 2);
+    pmt_stacktable_peak_of(&t, b, &bytes, &blocks);
+    CHECK(bytes == 40 && blocks == 1);
+    pmt_stacktable_account(&t, a, -130, -2);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 130 && blocks == 2);
+    CHECK(t.stacks[a].bytes == 0);
+    pmt_stacktable_reset_peak(&t);
+    CHECK(t.peak_total == 40);
+    pmt_stacktable_peak_of(&t, a, &bytes, &blocks);
+    CHECK(bytes == 0 && blocks == 0);
+    pmt_stacktable_fini(&t);
 }
 
 int
@@ -214,6 +459,12 @@ main(void)
     test_ringbuf_full_drops_the_oldest();
     test_ringbuf_rejects_zero_capacity();
     test_clocks_and_cpu_times();
+    test_ptrtable_matches_model();
+    test_ptrtable_cap_counts_drops();
+    test_ptrtable_tags_huge_sizes_and_bad_addresses();
+    test_stacktable_interns_equal_stacks();
+    test_stacktable_cap();
+    test_stacktable_peak();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

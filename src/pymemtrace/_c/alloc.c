@@ -1,41 +1,1531 @@
 /*
- * alloc.c - placeholder until its issue lands; see native.h.
+ * alloc.c - PEP 445 allocator hooks: always-on live-byte counters and the
+ * allocation tracker (exact or sampled, with interned Python stacks).
+ *
+ * Model: CPython's Python/tracemalloc.c.  What differs, and why:
+ *   - Bookkeeping memory comes from the C library's malloc, not from the
+ *     saved allocator: when tracemalloc sits below us its raw hook takes the
+ *     GIL, and calling it while we hold our raw-table mutex would invert
+ *     the lock order.  libc malloc never re-enters any Python hook.
+ *   - A live block costs one 12-byte slot (address/16 and stack id in 64
+ *     bits, size in 32) of a flat open-addressing array, behind an
+ *     L1-sized direct-mapped young generation where most blocks live and
+ *     die (core/ptrtable.c); tracemalloc mallocs a trace per allocation.  Per-stack live totals are kept
+ *     incrementally (core/stacktable.c), so a snapshot scans stacks, not
+ *     allocations, and the live set at the peak is kept exactly by a lazy
+ *     copy on write (see stacktable.h).
+ *   - Code objects are kept by strong reference in interned stacks and
+ *     line numbers are resolved at snapshot time, so the hot path never
+ *     creates a Python object.
+ *
+ * Threading model and lock order (GIL, then raw_lock):
+ *   - MEM and OBJ domain hooks run with the GIL held (PEP 445 requires it
+ *     on GIL builds): gil_table, the stack table and the MEM/OBJ counters
+ *     are protected by the GIL, no lock of ours on that path.
+ *   - RAW domain hooks may run without the GIL.  raw_table, the pending
+ *     queue and the RAW counters are protected by raw_lock.  A RAW call
+ *     made by a thread holding the GIL attributes the block to its Python
+ *     stack and updates the stack totals directly (it holds the GIL); a
+ *     RAW call without the GIL cannot read frames nor touch the stack
+ *     table: it attributes the block to the empty stack ("no Python
+ *     frame") or, on free, queues the stack-total change in `pending`,
+ *     applied by the next RAW call with the GIL or by a snapshot.
+ *   - Nothing is called while raw_lock is held except libc malloc/free.
+ *   - Free-threaded builds (Py_GIL_DISABLED) are refused at start: the
+ *     GIL-protected side would need its own lock.
+ *
+ * Re-entrancy: a thread-local guard is set around the call to the saved
+ * allocator (pymalloc serves blocks over 512 bytes with PyMem_RawMalloc,
+ * which would otherwise be counted twice) and around snapshot building.
+ *
+ * Start/stop ordering: hooks are installed and tables ready before
+ * `active`/`mode` are switched on; they are switched off before the hooks
+ * are removed or the tables freed; RAW hooks re-check `active` after
+ * taking raw_lock.  When another tool (tracemalloc) has installed its hooks
+ * on top of ours, ours are left in the chain as pass-through hooks instead
+ * of being removed (removing them would remove the other tool's too).
  */
 #include "native.h"
 
-int
-pmt_alloc_exec(PyObject *module)
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/ptrtable.h"
+#include "core/stacktable.h"
+
+#define PMT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+enum { DOM_RAW = 0, DOM_MEM = 1, DOM_OBJ = 2, NDOMAINS = 3 };
+enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
+
+/* Bits of rt.state. */
+#define ST_ACTIVE 1
+#define ST_COUNTING 2
+#define ST_EXACT 4
+#define ST_SAMPLED 8
+#define STATE() atomic_load_explicit(&rt.state, memory_order_relaxed)
+
+#define MAX_DEPTH 256
+/* A table value: size in the low 40 bits, stack id + 1 above (21 bits;
+   0: the block is counted but attributed to no stack). */
+#define SIZE_BITS 40
+#define SIZE_MASK ((UINT64_C(1) << SIZE_BITS) - 1)
+#define MAX_STACKS (PMT_PTR_TAG_MAX - 1)
+#define VALUE_SIZE(v) ((size_t)((v) & SIZE_MASK))
+#define VALUE_SID(v) ((uint32_t)((v) >> SIZE_BITS))
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Relaxed read-modify-write by the single writer of a counter (the GIL or
+   raw_lock serialises writers); readers may load at any time. */
+#define COUNTER_ADD(c, d)                                                  \
+    atomic_store_explicit(                                                 \
+        &(c), atomic_load_explicit(&(c), memory_order_relaxed) + (d),     \
+        memory_order_relaxed)
+
+/* One installation of our hooks: what it calls through.  Never freed: a
+   hook left in another tool's chain may call it until the process ends. */
+typedef struct {
+    PyMemAllocatorEx orig; /* the allocator below ours */
+    int domain;            /* DOM_* */
+} hook_ctx;
+
+/* A stack-total change queued by a RAW call made without the GIL. */
+typedef struct {
+    uint32_t sid;   /* stack id + 1 */
+    int32_t sign;   /* +1 alloc, -1 free */
+    uint64_t size;  /* block size */
+} pending_op;
+
+static struct alloc_runtime {
+    /* Hooks: written with the GIL held, by start/stop/acquire/release. */
+    hook_ctx *ctx;          /* ctx[NDOMAINS] of the installation on top,
+                               NULL when ours are not installed by us */
+    int counting_users;     /* pmt_alloc_counting_acquire() holders */
+    int python_users;       /* of which alloc_counting_start() callers */
+    int depth;              /* frames per stack (tracker) */
+    double sample_bytes;    /* mean sampling interval in bytes */
+    uint64_t seed;          /* seed of the sampling RNG, 0: from time */
+
+    /* Read by every hook; written with the GIL held. */
+    _Atomic int active;     /* 1 while hooks must record anything */
+    _Atomic int counting;   /* 1 while every block goes to the tables */
+    _Atomic int mode;       /* MODE_* of the tracker */
+    _Atomic uint32_t sample_gen; /* bumped at each start, resets TLS */
+    _Atomic int state;      /* ST_* bits derived from the three above by
+                               publish_state(): the one word hooks read */
+
+    /* Protected by the GIL. */
+    pmt_ptrtable gil_table; /* MEM and OBJ blocks */
+    pmt_stacktable stacks;  /* interned stacks with live/peak totals */
+    uint32_t nogil_sid;     /* sid of the empty stack (no Python frame) */
+    struct {
+        uint64_t hash;      /* stack hash, 0: empty */
+        uint32_t sid;       /* its sid */
+    } sid_cache[256];       /* direct-mapped, by the hash's top byte;
+                               cleared with the stack table */
+    const void *base_frame; /* stacks stop below this frame (set by the
+                               CLI around the script it runs), or NULL */
+    int tables_ready;       /* gil_table/raw_table initialised */
+    size_t max_traces;      /* cap per table, 0: none */
+    int64_t started_ns;     /* monotonic time of start */
+
+    /* Protected by raw_lock. */
+    pthread_mutex_t raw_lock;
+    pmt_ptrtable raw_table; /* RAW blocks */
+    pending_op *pending;    /* queued stack changes */
+    size_t npending;
+    size_t pending_cap;
+    uint64_t pending_drops;
+    _Atomic size_t raw_count; /* raw_table.count, for a lock-free "empty" */
+
+    /* Live blocks per domain; written under the GIL (MEM, OBJ) or
+       raw_lock (RAW), read anywhere. */
+    _Atomic int64_t live_bytes[NDOMAINS];
+    _Atomic int64_t live_blocks[NDOMAINS];
+} rt = {
+    .raw_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* Per thread: re-entrancy guard and the sampler's countdown. */
+static PMT_TLS int tls_guard;
+static PMT_TLS int64_t tls_countdown;
+static PMT_TLS uint64_t tls_rng;
+static PMT_TLS uint32_t tls_gen;
+
+/* Error raised on the next Python call when a hook had to give up. */
+static const char *const domain_names[NDOMAINS] = {"raw", "mem", "obj"};
+
+/* ---------------------------------------------------------------- */
+/* Sampling */
+
+static uint64_t
+rng_next(void)
 {
-    (void)module;
+    /* xorshift64* */
+    uint64_t x = tls_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tls_rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Exponential gap with mean sample_bytes, at least 1 byte. */
+static int64_t
+next_gap(void)
+{
+    /* u in (0, 1] */
+    double u = ((double)(rng_next() >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double gap = -log(u) * rt.sample_bytes;
+    if (gap < 1.0) {
+        return 1;
+    }
+    if (gap > 9.0e18) {
+        return INT64_MAX;
+    }
+    return (int64_t)gap;
+}
+
+static void
+reseed_thread(uint32_t gen)
+{
+    static _Atomic uint64_t thread_counter;
+    uint64_t n = atomic_fetch_add(&thread_counter, 1) + 1;
+    uint64_t seed = rt.seed;
+
+    if (seed == 0) {
+        seed = (uint64_t)(uintptr_t)&tls_rng ^ (uint64_t)time(NULL);
+    }
+    tls_rng = (seed + n * 0x9E3779B97F4A7C15ull) | 1;
+    if (rt.seed != 0) {
+        /* Deterministic per thread order, for tests. */
+        tls_rng = (seed * 0x9E3779B97F4A7C15ull + (n - 1)) | 1;
+    }
+    tls_gen = gen;
+    tls_countdown = next_gap();
+}
+
+/* 1 when the allocation of size bytes is sampled.  The countdown of a
+   thread that has not sampled since an earlier start keeps that start's
+   interval until its next sample (alloc_start resets the calling
+   thread's). */
+static inline int
+sample_hit(size_t size)
+{
+    uint32_t gen;
+
+    tls_countdown -= (int64_t)size;
+    if (LIKELY(tls_countdown > 0)) {
+        return 0;
+    }
+    gen = atomic_load_explicit(&rt.sample_gen, memory_order_relaxed);
+    if (UNLIKELY(tls_gen != gen)) {
+        reseed_thread(gen);
+        return 0;
+    }
+    tls_countdown = next_gap();
+    return 1;
+}
+
+/* What one recorded block of size bytes stands for in the totals: itself
+   in exact mode; s/p bytes and 1/p blocks in sampled mode, where
+   p = 1 - exp(-s/interval) is its chance of being sampled. */
+static inline void
+weight_of(size_t size, int64_t *bytes, int64_t *blocks)
+{
+    double p;
+
+    if (!(STATE() & ST_SAMPLED) || size == 0) {
+        *bytes = (int64_t)size;
+        *blocks = 1;
+        return;
+    }
+    p = -expm1(-(double)size / rt.sample_bytes);
+    *bytes = (int64_t)llround((double)size / p);
+    *blocks = (int64_t)llround(1.0 / p);
+}
+
+/* ---------------------------------------------------------------- */
+/* Stacks (GIL held) */
+
+/* sid (id + 1) of the calling thread's stack, 0 when the table is full. */
+static uint32_t
+current_sid(void)
+{
+    pmt_frame frames[MAX_DEPTH];
+    uint64_t hash;
+    uint32_t n, i, id;
+    int added = 0;
+    unsigned slot;
+
+    /* The hash alone identifies a known stack: the frames are copied
+       only for a new one. */
+    n = pmt_collect_frames(NULL, (uint32_t)rt.depth, &hash, rt.base_frame);
+    slot = (unsigned)(hash >> 56);
+    if (rt.sid_cache[slot].hash == hash) {
+        return rt.sid_cache[slot].sid;
+    }
+    id = pmt_stacktable_find(&rt.stacks, hash, n);
+    if (id == PMT_STACK_NONE) {
+        n = pmt_collect_frames(frames, (uint32_t)rt.depth, &hash,
+                               rt.base_frame);
+        id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
+        if (id == PMT_STACK_NONE) {
+            return 0;
+        }
+        if (added) {
+            for (i = 0; i < n; i++) {
+                Py_INCREF((PyObject *)frames[i].code);
+            }
+        }
+    }
+    rt.sid_cache[slot].hash = hash;
+    rt.sid_cache[slot].sid = id + 1;
+    return id + 1;
+}
+
+/* sid for a new block, or 0 when it is only counted.  GIL held. */
+static inline uint32_t
+choose_sid(int st, size_t size)
+{
+    if (st & ST_EXACT) {
+        return current_sid();
+    }
+    if ((st & ST_SAMPLED) && sample_hit(size)) {
+        return current_sid();
+    }
     return 0;
 }
 
-void
-pmt_alloc_shutdown(void)
+static inline void
+account_unlocked(uint32_t sid, size_t size, int sign)
 {
+    int64_t bytes, blocks;
+
+    weight_of(size, &bytes, &blocks);
+    pmt_stacktable_account(&rt.stacks, sid - 1, sign * bytes,
+                           sign * blocks);
 }
+
+/* GIL and raw_lock held. */
+static void
+apply_pending_unlocked(void)
+{
+    size_t i;
+
+    for (i = 0; i < rt.npending; i++) {
+        pending_op *op = &rt.pending[i];
+        if (op->sid != 0 && op->sid - 1 < rt.stacks.count) {
+            account_unlocked(op->sid, (size_t)op->size, op->sign);
+        }
+    }
+    rt.npending = 0;
+}
+
+/* raw_lock held, GIL not held. */
+static void
+queue_pending_unlocked(uint32_t sid, size_t size, int sign)
+{
+    if (rt.npending == rt.pending_cap) {
+        size_t cap = rt.pending_cap ? rt.pending_cap * 2 : 256;
+        pending_op *ops;
+        if (cap > ((size_t)1 << 24)) {
+            rt.pending_drops++;
+            return;
+        }
+        ops = realloc(rt.pending, cap * sizeof(pending_op));
+        if (ops == NULL) {
+            rt.pending_drops++;
+            return;
+        }
+        rt.pending = ops;
+        rt.pending_cap = cap;
+    }
+    rt.pending[rt.npending].sid = sid;
+    rt.pending[rt.npending].sign = sign;
+    rt.pending[rt.npending].size = size;
+    rt.npending++;
+}
+
+/* ---------------------------------------------------------------- */
+/* Recording: MEM and OBJ (GIL held) */
+
+/* 1 and the entry's value in *value when ptr was recorded. */
+static inline __attribute__((always_inline)) int
+gil_remove(int domain, void *ptr, uint64_t *out)
+{
+    uint64_t value;
+
+    if (!pmt_ptrtable_pop(&rt.gil_table, (uintptr_t)ptr, &value)) {
+        return 0;
+    }
+    *out = value;
+    COUNTER_ADD(rt.live_bytes[domain], -(int64_t)VALUE_SIZE(value));
+    COUNTER_ADD(rt.live_blocks[domain], -1);
+    if (VALUE_SID(value) != 0) {
+        account_unlocked(VALUE_SID(value), VALUE_SIZE(value), -1);
+    }
+    return 1;
+}
+
+static inline void
+gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
+{
+    uint64_t old = 0;
+    uint64_t value = ((uint64_t)sid << SIZE_BITS)
+                     | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
+    int rc = pmt_ptrtable_put(&rt.gil_table, (uintptr_t)ptr, value, &old);
+
+    if (rc < 0) {
+        return;
+    }
+    if (rc == 1) {
+        /* A stale entry: its free went past us (another tool removed our
+           hooks for a while).  Forget it. */
+        COUNTER_ADD(rt.live_bytes[domain], -(int64_t)VALUE_SIZE(old));
+        COUNTER_ADD(rt.live_blocks[domain], -1);
+        if (VALUE_SID(old) != 0) {
+            account_unlocked(VALUE_SID(old), VALUE_SIZE(old), -1);
+        }
+    }
+    COUNTER_ADD(rt.live_bytes[domain], (int64_t)VALUE_SIZE(value));
+    COUNTER_ADD(rt.live_blocks[domain], 1);
+    if (sid != 0) {
+        account_unlocked(sid, VALUE_SIZE(value), +1);
+    }
+}
+
+static inline void
+gil_track(int st, int domain, void *ptr, size_t size)
+{
+    uint32_t sid;
+
+    /* Fetch the table's cache line while the stack is read. */
+    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 1);
+    sid = choose_sid(st, size);
+
+    if (sid == 0 && !(st & ST_COUNTING)) {
+        return;
+    }
+    gil_insert(domain, ptr, size, sid);
+}
+
+/* ---------------------------------------------------------------- */
+/* Recording: RAW (GIL maybe not held) */
+
+static inline int
+gil_held(void)
+{
+    PyThreadState *mine = PyGILState_GetThisThreadState();
+#if PMT_PY313_PLUS
+    return mine != NULL && mine == PyThreadState_GetUnchecked();
+#else
+    return mine != NULL && mine == _PyThreadState_UncheckedGet();
+#endif
+}
+
+static int
+raw_remove_unlocked(void *ptr, int with_gil, uint64_t *out)
+{
+    uint64_t value;
+
+    if (!pmt_ptrtable_pop(&rt.raw_table, (uintptr_t)ptr, &value)) {
+        return 0;
+    }
+    *out = value;
+    atomic_store_explicit(&rt.raw_count, rt.raw_table.count,
+                          memory_order_relaxed);
+    COUNTER_ADD(rt.live_bytes[DOM_RAW], -(int64_t)VALUE_SIZE(value));
+    COUNTER_ADD(rt.live_blocks[DOM_RAW], -1);
+    if (VALUE_SID(value) != 0) {
+        if (with_gil) {
+            account_unlocked(VALUE_SID(value), VALUE_SIZE(value), -1);
+        }
+        else {
+            queue_pending_unlocked(VALUE_SID(value), VALUE_SIZE(value), -1);
+        }
+    }
+    return 1;
+}
+
+static void
+raw_remove(void *ptr)
+{
+    uint64_t value;
+    int with_gil;
+
+    if (atomic_load_explicit(&rt.raw_count, memory_order_relaxed) == 0) {
+        return;
+    }
+    with_gil = gil_held();
+    pthread_mutex_lock(&rt.raw_lock);
+    if (STATE()) {
+        if (with_gil) {
+            apply_pending_unlocked();
+        }
+        (void)raw_remove_unlocked(ptr, with_gil, &value);
+    }
+    pthread_mutex_unlock(&rt.raw_lock);
+}
+
+static void
+raw_insert(void *ptr, size_t size, uint32_t sid, int with_gil)
+{
+    uint64_t old = 0;
+    uint64_t value = ((uint64_t)sid << SIZE_BITS)
+                     | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
+    int rc;
+
+    pthread_mutex_lock(&rt.raw_lock);
+    if (!STATE()) {
+        goto out_unlock;
+    }
+    if (with_gil) {
+        apply_pending_unlocked();
+    }
+    rc = pmt_ptrtable_put(&rt.raw_table, (uintptr_t)ptr, value, &old);
+    if (rc < 0) {
+        goto out_unlock;
+    }
+    atomic_store_explicit(&rt.raw_count, rt.raw_table.count,
+                          memory_order_relaxed);
+    if (rc == 1) {
+        COUNTER_ADD(rt.live_bytes[DOM_RAW], -(int64_t)VALUE_SIZE(old));
+        COUNTER_ADD(rt.live_blocks[DOM_RAW], -1);
+        if (VALUE_SID(old) != 0) {
+            if (with_gil) {
+                account_unlocked(VALUE_SID(old), VALUE_SIZE(old), -1);
+            }
+            else {
+                queue_pending_unlocked(VALUE_SID(old), VALUE_SIZE(old), -1);
+            }
+        }
+    }
+    COUNTER_ADD(rt.live_bytes[DOM_RAW], (int64_t)VALUE_SIZE(value));
+    COUNTER_ADD(rt.live_blocks[DOM_RAW], 1);
+    if (sid != 0) {
+        if (with_gil) {
+            account_unlocked(sid, VALUE_SIZE(value), +1);
+        }
+        else {
+            queue_pending_unlocked(sid, VALUE_SIZE(value), +1);
+        }
+    }
+out_unlock:
+    pthread_mutex_unlock(&rt.raw_lock);
+}
+
+static void
+raw_track(int st, void *ptr, size_t size)
+{
+    int with_gil = gil_held();
+    uint32_t sid = 0;
+
+    if (with_gil) {
+        sid = choose_sid(st, size);
+    }
+    else if ((st & ST_EXACT) || ((st & ST_SAMPLED) && sample_hit(size))) {
+        sid = rt.nogil_sid;
+    }
+    if (sid == 0 && !(st & ST_COUNTING)) {
+        return;
+    }
+    raw_insert(ptr, size, sid, with_gil);
+}
+
+/* ---------------------------------------------------------------- */
+/* The hooks.  GIL domains (MEM, OBJ) and RAW get their own functions so
+   the hot path has no domain test. */
+
+static inline void
+track(int st, int domain, void *ptr, size_t size)
+{
+    if (domain == DOM_RAW) {
+        raw_track(st, ptr, size);
+    }
+    else {
+        gil_track(st, domain, ptr, size);
+    }
+}
+
+/* pymalloc serves requests up to this size itself; larger ones go to
+   PyMem_RawMalloc, the only nested call our guard must stop. */
+#define PYMALLOC_THRESHOLD 512
+#define ST_SAMPLED_ONLY (ST_ACTIVE | ST_SAMPLED)
+
+/* The general malloc/calloc hooks. */
+#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR)                            \
+    static __attribute__((noinline)) void *hook_malloc_##SUFFIX(          \
+        void *ctx, size_t size)                                            \
+    {                                                                      \
+        hook_ctx *h = (hook_ctx *)ctx;                                     \
+        void *ptr;                                                         \
+        int st;                                                            \
+        if (tls_guard) {                                                   \
+            return h->orig.malloc(h->orig.ctx, size);                      \
+        }                                                                  \
+        tls_guard = 1;                                                     \
+        ptr = h->orig.malloc(h->orig.ctx, size);                           \
+        st = STATE();                                                      \
+        if (ptr != NULL && st) {                                           \
+            track(st, DOMAIN_EXPR, ptr, size);                             \
+        }                                                                  \
+        tls_guard = 0;                                                     \
+        return ptr;                                                        \
+    }                                                                      \
+                                                                           \
+    static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem,             \
+                                      size_t elsize)                       \
+    {                                                                      \
+        hook_ctx *h = (hook_ctx *)ctx;                                     \
+        void *ptr;                                                         \
+        int st;                                                            \
+        if (tls_guard) {                                                   \
+            return h->orig.calloc(h->orig.ctx, nelem, elsize);             \
+        }                                                                  \
+        tls_guard = 1;                                                     \
+        ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);                  \
+        st = STATE();                                                      \
+        /* calloc succeeded, so the product did not overflow */           \
+        if (ptr != NULL && st) {                                           \
+            track(st, DOMAIN_EXPR, ptr, nelem * elsize);                   \
+        }                                                                  \
+        tls_guard = 0;                                                     \
+        return ptr;                                                        \
+    }
+
+DEFINE_ALLOC_HOOKS(gil_slow, h->domain)
+DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
+
+/* The MEM/OBJ malloc hook: sampled mode's fast path is one subtract and
+   compare, then a tail call to the allocator (no nested call to guard
+   against below pymalloc's threshold); the rest goes to the general hook,
+   kept out of line so this one needs no stack frame. */
+static void *
+hook_malloc_gil(void *ctx, size_t size)
+{
+    if (STATE() == ST_SAMPLED_ONLY && size <= PYMALLOC_THRESHOLD
+        && !tls_guard) {
+        hook_ctx *h = (hook_ctx *)ctx;
+        if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {
+            return h->orig.malloc(h->orig.ctx, size);
+        }
+        /* Sampled: the general hook counts the size down again. */
+        tls_countdown += (int64_t)size;
+    }
+    return hook_malloc_gil_slow(ctx, size);
+}
+
+static void *
+hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
+{
+    return hook_calloc_gil_slow(ctx, nelem, elsize);
+}
+
+
+static __attribute__((noinline)) void
+hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
+{
+    uint64_t value;
+
+    if (st == ST_SAMPLED_ONLY) {
+        /* A nested raw free finds nothing to do in sampled mode. */
+        (void)gil_remove(h->domain, ptr, &value);
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    /* The GIL is held: nobody can get ptr back from malloc before we
+       forget it, so the entry is removed after the free, and the table's
+       cache line is fetched while the allocator works. */
+    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 0);
+    tls_guard = 1;
+    h->orig.free(h->orig.ctx, ptr);
+    (void)gil_remove(h->domain, ptr, &value);
+    tls_guard = 0;
+}
+
+static void
+hook_free_gil(void *ctx, void *ptr)
+{
+    hook_ctx *h = (hook_ctx *)ctx;
+    int st = STATE();
+
+    if (!st || tls_guard || ptr == NULL || rt.gil_table.count == 0) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    /* Sampled mode: the few sampled blocks sit in the young generation;
+       a block not there (and an empty main table) was not sampled. */
+    if (st == ST_SAMPLED_ONLY && rt.gil_table.main_count == 0
+        && rt.gil_table.young[pmt_ptrtable_young_index((uintptr_t)ptr)].addr
+               != (uintptr_t)ptr) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    hook_free_gil_slow(h, ptr, st);
+}
+
+static void
+hook_free_raw(void *ctx, void *ptr)
+{
+    hook_ctx *h = (hook_ctx *)ctx;
+
+    if (tls_guard || ptr == NULL || !STATE()) {
+        h->orig.free(h->orig.ctx, ptr);
+        return;
+    }
+    /* Forgotten before the free: once freed, another thread may get the
+       same address from malloc and record it. */
+    tls_guard = 1;
+    raw_remove(ptr);
+    h->orig.free(h->orig.ctx, ptr);
+    tls_guard = 0;
+}
+
+/* The old block is forgotten before the call (another thread may get its
+   address back from malloc as soon as it is freed) and remembered again
+   if realloc fails. */
+static void *
+hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    hook_ctx *h = (hook_ctx *)ctx;
+    void *ptr2;
+    uint64_t old = 0;
+    int had = 0, st;
+
+    if (tls_guard) {
+        return h->orig.realloc(h->orig.ctx, ptr, size);
+    }
+    tls_guard = 1;
+    if (!STATE()) {
+        ptr2 = h->orig.realloc(h->orig.ctx, ptr, size);
+        goto done;
+    }
+    if (ptr != NULL) {
+        if (h->domain == DOM_RAW) {
+            int with_gil = gil_held();
+            pthread_mutex_lock(&rt.raw_lock);
+            if (with_gil) {
+                apply_pending_unlocked();
+            }
+            had = raw_remove_unlocked(ptr, with_gil, &old);
+            pthread_mutex_unlock(&rt.raw_lock);
+        }
+        else {
+            had = gil_remove(h->domain, ptr, &old);
+        }
+    }
+    ptr2 = h->orig.realloc(h->orig.ctx, ptr, size);
+    st = STATE();
+    if (!st) {
+        goto done;
+    }
+    if (ptr2 != NULL) {
+        track(st, h->domain, ptr2, size);
+    }
+    else if (had && size != 0) {
+        /* Failed: the old block is still live. */
+        if (h->domain == DOM_RAW) {
+            raw_insert(ptr, VALUE_SIZE(old), VALUE_SID(old), gil_held());
+        }
+        else {
+            gil_insert(h->domain, ptr, VALUE_SIZE(old), VALUE_SID(old));
+        }
+    }
+done:
+    tls_guard = 0;
+    return ptr2;
+}
+
+/* ---------------------------------------------------------------- */
+/* Installing and removing the hooks (GIL held) */
+
+static int
+hooks_on_top(void)
+{
+    PyMemAllocatorEx cur;
+    int d;
+
+    for (d = 0; d < NDOMAINS; d++) {
+        PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
+        if (cur.malloc != hook_malloc_gil && cur.malloc != hook_malloc_raw) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+install_hooks(void)
+{
+    hook_ctx *ctx;
+    PyMemAllocatorEx hook;
+    int d;
+
+    if (rt.ctx != NULL || hooks_on_top()) {
+        /* Ours are on top already (possibly left in place by an earlier
+           stop because another tool was above them). */
+        return 0;
+    }
+    ctx = calloc(NDOMAINS, sizeof(hook_ctx));
+    if (ctx == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (d = 0; d < NDOMAINS; d++) {
+        ctx[d].domain = d;
+        PyMem_GetAllocator((PyMemAllocatorDomain)d, &ctx[d].orig);
+    }
+    for (d = 0; d < NDOMAINS; d++) {
+        hook.ctx = &ctx[d];
+        hook.malloc = d == DOM_RAW ? hook_malloc_raw : hook_malloc_gil;
+        hook.calloc = d == DOM_RAW ? hook_calloc_raw : hook_calloc_gil;
+        hook.realloc = hook_realloc;
+        hook.free = d == DOM_RAW ? hook_free_raw : hook_free_gil;
+        PyMem_SetAllocator((PyMemAllocatorDomain)d, &hook);
+    }
+    rt.ctx = ctx;
+    return 0;
+}
+
+/* Remove our hooks where they are on top; elsewhere they stay as
+   pass-through hooks (active is 0) since removing them would also remove
+   the hooks installed above them. */
+static void
+uninstall_hooks(void)
+{
+    PyMemAllocatorEx cur;
+    int d;
+
+    if (rt.ctx == NULL) {
+        return;
+    }
+    for (d = 0; d < NDOMAINS; d++) {
+        PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
+        if (cur.ctx == &rt.ctx[d]) {
+            PyMem_SetAllocator((PyMemAllocatorDomain)d, &rt.ctx[d].orig);
+        }
+    }
+    /* rt.ctx is not freed: a hook left in a chain still uses it. */
+    rt.ctx = NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Tables (GIL held) */
+
+static int
+tables_init(void)
+{
+    int d;
+
+    if (rt.tables_ready) {
+        return 0;
+    }
+    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, rt.max_traces) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pthread_mutex_lock(&rt.raw_lock);
+    if (pmt_ptrtable_init(&rt.raw_table, 1 << 8, rt.max_traces) < 0) {
+        pthread_mutex_unlock(&rt.raw_lock);
+        pmt_ptrtable_fini(&rt.gil_table);
+        PyErr_NoMemory();
+        return -1;
+    }
+    atomic_store(&rt.raw_count, 0);
+    rt.npending = 0;
+    pthread_mutex_unlock(&rt.raw_lock);
+    for (d = 0; d < NDOMAINS; d++) {
+        atomic_store(&rt.live_bytes[d], 0);
+        atomic_store(&rt.live_blocks[d], 0);
+    }
+    rt.tables_ready = 1;
+    return 0;
+}
+
+static void
+tables_fini(void)
+{
+    if (!rt.tables_ready) {
+        return;
+    }
+    pmt_ptrtable_fini(&rt.gil_table);
+    pthread_mutex_lock(&rt.raw_lock);
+    pmt_ptrtable_fini(&rt.raw_table);
+    atomic_store(&rt.raw_count, 0);
+    free(rt.pending);
+    rt.pending = NULL;
+    rt.npending = rt.pending_cap = 0;
+    pthread_mutex_unlock(&rt.raw_lock);
+    rt.tables_ready = 0;
+}
+
+/* Release what the tracker holds; mode is already MODE_OFF. */
+static void
+tracker_clear(void)
+{
+    pmt_stacktable old;
+    size_t i;
+
+    if (rt.tables_ready) {
+        pmt_ptrtable_clear_tags(&rt.gil_table);
+        pthread_mutex_lock(&rt.raw_lock);
+        pmt_ptrtable_clear_tags(&rt.raw_table);
+        rt.npending = 0;
+        pthread_mutex_unlock(&rt.raw_lock);
+    }
+    /* Detach the stacks first: releasing a code object may free memory,
+       which runs our hooks. */
+    old = rt.stacks;
+    memset(&rt.stacks, 0, sizeof(rt.stacks));
+    memset(rt.sid_cache, 0, sizeof(rt.sid_cache));
+    rt.nogil_sid = 0;
+    for (i = 0; i < old.nframes; i++) {
+        Py_DECREF((PyObject *)old.frames[i].code);
+    }
+    pmt_stacktable_fini(&old);
+}
+
+/* Derive the hooks' state word from active, counting and mode. */
+static void
+publish_state(void)
+{
+    int st = 0, mode = atomic_load(&rt.mode);
+
+    if (atomic_load(&rt.active)) {
+        st |= ST_ACTIVE;
+        if (atomic_load(&rt.counting)) {
+            st |= ST_COUNTING;
+        }
+        if (mode == MODE_EXACT) {
+            st |= ST_EXACT;
+        }
+        else if (mode == MODE_SAMPLED) {
+            st |= ST_SAMPLED;
+        }
+    }
+    atomic_store(&rt.state, st);
+}
+
+static int
+hooks_needed(void)
+{
+    return rt.counting_users > 0
+           || atomic_load(&rt.mode) != MODE_OFF;
+}
+
+/* After a user went away: switch off and remove what nobody needs. */
+static void
+settle(void)
+{
+    if (hooks_needed()) {
+        return;
+    }
+    atomic_store(&rt.active, 0);
+    publish_state();
+    uninstall_hooks();
+    tables_fini();
+}
+
+/* ---------------------------------------------------------------- */
+/* The interface of native.h */
 
 int
 pmt_alloc_counting(void)
 {
-    return 0;
+    return atomic_load_explicit(&rt.counting, memory_order_relaxed);
 }
 
 int64_t
 pmt_alloc_live_bytes(void)
 {
-    return 0;
+    int64_t total = 0;
+    int d;
+
+    for (d = 0; d < NDOMAINS; d++) {
+        total += atomic_load_explicit(&rt.live_bytes[d],
+                                      memory_order_relaxed);
+    }
+    return total;
 }
 
 int
 pmt_alloc_counting_acquire(void)
 {
+#ifdef Py_GIL_DISABLED
     PyErr_SetString(PyExc_NotImplementedError,
-                    "the allocation counters are not built yet");
+                    "allocation counters need a build with the GIL");
     return -1;
+#else
+    if (rt.counting_users > 0) {
+        rt.counting_users++;
+        return 0;
+    }
+    if (atomic_load(&rt.mode) == MODE_OFF) {
+        rt.max_traces = 0;
+    }
+    if (tables_init() < 0) {
+        return -1;
+    }
+    if (install_hooks() < 0) {
+        settle();
+        return -1;
+    }
+    rt.counting_users = 1;
+    atomic_store(&rt.counting, 1);
+    atomic_store(&rt.active, 1);
+    publish_state();
+    return 0;
+#endif
 }
 
 void
 pmt_alloc_counting_release(void)
 {
+    if (rt.counting_users <= 0) {
+        return;
+    }
+    if (--rt.counting_users > 0) {
+        return;
+    }
+    /* Exact mode records every block: the counters stay exact. */
+    if (atomic_load(&rt.mode) != MODE_EXACT) {
+        atomic_store(&rt.counting, 0);
+        publish_state();
+    }
+    settle();
+}
+
+/* ---------------------------------------------------------------- */
+/* Python functions */
+
+PyDoc_STRVAR(alloc_counters_doc,
+"alloc_counters() -> dict\n\n"
+"Live bytes and blocks per allocator domain, counted since counting\n"
+"began ('counting' says whether they are being kept).");
+
+static PyObject *
+alloc_counters(PyObject *module, PyObject *unused)
+{
+    PyObject *dict = NULL, *value = NULL;
+    int64_t bytes = 0, blocks = 0;
+    char key[32];
+    int d;
+
+    dict = PyDict_New();
+    if (dict == NULL) {
+        goto error;
+    }
+    for (d = 0; d < NDOMAINS; d++) {
+        int64_t b = atomic_load(&rt.live_bytes[d]);
+        int64_t n = atomic_load(&rt.live_blocks[d]);
+        bytes += b;
+        blocks += n;
+        snprintf(key, sizeof(key), "%s_bytes", domain_names[d]);
+        value = PyLong_FromLongLong(b);
+        if (value == NULL || PyDict_SetItemString(dict, key, value) < 0) {
+            goto error;
+        }
+        Py_CLEAR(value);
+        snprintf(key, sizeof(key), "%s_blocks", domain_names[d]);
+        value = PyLong_FromLongLong(n);
+        if (value == NULL || PyDict_SetItemString(dict, key, value) < 0) {
+            goto error;
+        }
+        Py_CLEAR(value);
+    }
+    value = PyLong_FromLongLong(bytes);
+    if (value == NULL || PyDict_SetItemString(dict, "bytes", value) < 0) {
+        goto error;
+    }
+    Py_CLEAR(value);
+    value = PyLong_FromLongLong(blocks);
+    if (value == NULL || PyDict_SetItemString(dict, "blocks", value) < 0) {
+        goto error;
+    }
+    Py_CLEAR(value);
+    if (PyDict_SetItemString(dict, "counting",
+                             pmt_alloc_counting() ? Py_True : Py_False)
+        < 0) {
+        goto error;
+    }
+    return dict;
+error:
+    Py_XDECREF(value);
+    Py_XDECREF(dict);
+    return NULL;
+}
+
+PyDoc_STRVAR(alloc_live_bytes_doc,
+"alloc_live_bytes() -> int\n\n"
+"Live bytes of all domains (what pmt_alloc_live_bytes() returns).");
+
+static PyObject *
+alloc_live_bytes(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(pmt_alloc_live_bytes());
+}
+
+PyDoc_STRVAR(alloc_counting_start_doc,
+"alloc_counting_start() -> None\n\n"
+"Start keeping the live-byte counters (reference counted).");
+
+static PyObject *
+alloc_counting_start(PyObject *module, PyObject *unused)
+{
+    if (pmt_alloc_counting_acquire() < 0) {
+        return NULL;
+    }
+    rt.python_users++;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(alloc_counting_stop_doc,
+"alloc_counting_stop() -> None\n\n"
+"Undo one alloc_counting_start().");
+
+static PyObject *
+alloc_counting_stop(PyObject *module, PyObject *unused)
+{
+    if (rt.python_users <= 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "allocation counting was not started");
+        return NULL;
+    }
+    rt.python_users--;
+    pmt_alloc_counting_release();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(alloc_start_doc,
+"alloc_start(mode='exact', depth=16, sample_bytes=524288, max_traces=0,\n"
+"            max_stacks=0, seed=0) -> None\n\n"
+"Start the allocation tracker.  mode is 'exact' (every block) or\n"
+"'sampled' (Poisson sampling, one sample per sample_bytes on average).\n"
+"max_traces/max_stacks cap the tables (0: no cap); seed fixes the\n"
+"sampling sequence (0: random).");
+
+static PyObject *
+alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"mode",       "depth", "sample_bytes",
+                             "max_traces", "max_stacks", "seed", NULL};
+    const char *mode_name = "exact";
+    int depth = 16, mode;
+    double sample_bytes = 512.0 * 1024.0;
+    unsigned long long max_traces = 0, max_stacks = 0, seed = 0;
+    pmt_frame none[1];
+    int added = 0;
+    uint32_t id;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|sidKKK:alloc_start",
+                                     kwlist, &mode_name, &depth,
+                                     &sample_bytes, &max_traces, &max_stacks,
+                                     &seed)) {
+        return NULL;
+    }
+#ifdef Py_GIL_DISABLED
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "the allocation tracker needs a build with the GIL");
+    return NULL;
+#endif
+    if (strcmp(mode_name, "exact") == 0) {
+        mode = MODE_EXACT;
+    }
+    else if (strcmp(mode_name, "sampled") == 0) {
+        mode = MODE_SAMPLED;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "mode must be 'exact' or 'sampled', not '%s'",
+                     mode_name);
+        return NULL;
+    }
+    if (depth < 1 || depth > MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "depth must be in 1..%d",
+                     MAX_DEPTH);
+        return NULL;
+    }
+    if (!(sample_bytes >= 1.0) || sample_bytes > 1e15) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sample_bytes must be at least 1");
+        return NULL;
+    }
+    if (atomic_load(&rt.mode) != MODE_OFF) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the allocation tracker is already running");
+        return NULL;
+    }
+    if (max_stacks == 0 || max_stacks > MAX_STACKS) {
+        max_stacks = MAX_STACKS;
+    }
+    rt.depth = depth;
+    rt.sample_bytes = sample_bytes;
+    rt.seed = seed;
+    if (!rt.tables_ready) {
+        rt.max_traces = (size_t)max_traces;
+    }
+    if (pmt_stacktable_init(&rt.stacks, (uint32_t)max_stacks) < 0) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    /* The empty stack: blocks of RAW calls made without the GIL. */
+    id = pmt_stacktable_intern(&rt.stacks, pmt_stack_hash(none, 0), none, 0,
+                               &added);
+    rt.nogil_sid = id + 1;
+    if (tables_init() < 0) {
+        goto error;
+    }
+    if (install_hooks() < 0) {
+        goto error;
+    }
+    rt.started_ns = 0;
+    reseed_thread(atomic_fetch_add(&rt.sample_gen, 1) + 1);
+    if (mode == MODE_EXACT) {
+        atomic_store(&rt.counting, 1);
+    }
+    atomic_store(&rt.mode, mode);
+    atomic_store(&rt.active, 1);
+    publish_state();
+    Py_RETURN_NONE;
+error:
+    tracker_clear();
+    settle();
+    return NULL;
+}
+
+static void
+tracker_stop(void)
+{
+    if (atomic_load(&rt.mode) == MODE_OFF) {
+        return;
+    }
+    atomic_store(&rt.mode, MODE_OFF);
+    rt.base_frame = NULL;
+    if (rt.counting_users == 0) {
+        atomic_store(&rt.counting, 0);
+        atomic_store(&rt.active, 0);
+    }
+    publish_state();
+    tracker_clear();
+    settle();
+}
+
+PyDoc_STRVAR(alloc_stop_doc,
+"alloc_stop() -> None\n\n"
+"Stop the allocation tracker and forget its data (idempotent).");
+
+static PyObject *
+alloc_stop(PyObject *module, PyObject *unused)
+{
+    tracker_stop();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(alloc_is_tracking_doc,
+"alloc_is_tracking() -> bool");
+
+static PyObject *
+alloc_is_tracking(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(atomic_load(&rt.mode) != MODE_OFF);
+}
+
+PyDoc_STRVAR(alloc_set_stack_base_doc,
+"alloc_set_stack_base(on) -> None\n\n"
+"on=True: stacks recorded from now on stop below the caller's frame\n"
+"(it and its callers are left out); the caller must call it again with\n"
+"False before its frame returns.");
+
+static PyObject *
+alloc_set_stack_base(PyObject *module, PyObject *on)
+{
+    int flag = PyObject_IsTrue(on);
+
+    if (flag < 0) {
+        return NULL;
+    }
+    rt.base_frame = flag ? pmt_current_frame() : NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(alloc_reset_peak_doc,
+"alloc_reset_peak() -> None\n\n"
+"Restart the peak from the memory live now.");
+
+static PyObject *
+alloc_reset_peak(PyObject *module, PyObject *unused)
+{
+    if (atomic_load(&rt.mode) == MODE_OFF) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the allocation tracker is not running");
+        return NULL;
+    }
+    pthread_mutex_lock(&rt.raw_lock);
+    apply_pending_unlocked();
+    pthread_mutex_unlock(&rt.raw_lock);
+    pmt_stacktable_reset_peak(&rt.stacks);
+    Py_RETURN_NONE;
+}
+
+static size_t
+tracker_memory(void)
+{
+    size_t total = pmt_stacktable_memory(&rt.stacks);
+
+    if (rt.tables_ready) {
+        total += pmt_ptrtable_memory(&rt.gil_table);
+        pthread_mutex_lock(&rt.raw_lock);
+        total += pmt_ptrtable_memory(&rt.raw_table);
+        total += rt.pending_cap * sizeof(pending_op);
+        pthread_mutex_unlock(&rt.raw_lock);
+    }
+    return total;
+}
+
+/* Add key -> int to dict; -1 with an exception set on failure. */
+static int
+set_int(PyObject *dict, const char *key, long long value)
+{
+    PyObject *obj = PyLong_FromLongLong(value);
+    int rc;
+
+    if (obj == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItemString(dict, key, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+PyDoc_STRVAR(alloc_stats_doc,
+"alloc_stats() -> dict\n\n"
+"The tracker's own figures: memory it holds, table sizes, drops.");
+
+static PyObject *
+alloc_stats(PyObject *module, PyObject *unused)
+{
+    PyObject *dict = PyDict_New();
+    size_t raw_traces = 0;
+    uint64_t raw_drops = 0, pending_drops = 0;
+
+    if (dict == NULL) {
+        return NULL;
+    }
+    if (rt.tables_ready) {
+        pthread_mutex_lock(&rt.raw_lock);
+        raw_traces = rt.raw_table.count;
+        raw_drops = rt.raw_table.drops;
+        pending_drops = rt.pending_drops;
+        pthread_mutex_unlock(&rt.raw_lock);
+    }
+    if (set_int(dict, "memory", (long long)tracker_memory()) < 0
+        || set_int(dict, "traces",
+                   (long long)(rt.gil_table.count + raw_traces)) < 0
+        || set_int(dict, "stacks", (long long)rt.stacks.count) < 0
+        || set_int(dict, "dropped_traces",
+                   (long long)(rt.gil_table.drops + raw_drops)) < 0
+        || set_int(dict, "dropped_stacks", (long long)rt.stacks.drops) < 0
+        || set_int(dict, "dropped_pending", (long long)pending_drops) < 0) {
+        Py_DECREF(dict);
+        return NULL;
+    }
+    return dict;
+}
+
+/* (file, function, line) of one frame, a new tuple. */
+static PyObject *
+frame_tuple(const pmt_frame *frame)
+{
+    PyCodeObject *code = (PyCodeObject *)frame->code;
+    int line = frame->addr < 0 ? code->co_firstlineno
+                               : PyCode_Addr2Line(code, frame->addr);
+
+    return Py_BuildValue("(OOi)", code->co_filename, code->co_name, line);
+}
+
+/* List of (frames, bytes, blocks, peak_bytes, peak_blocks); GIL held and
+   the guard set, so the stack table does not change under us. */
+static PyObject *
+stacks_list(void)
+{
+    PyObject *list = NULL, *frames = NULL, *item = NULL;
+    uint32_t id, i;
+
+    list = PyList_New(0);
+    if (list == NULL) {
+        goto error;
+    }
+    for (id = 0; id < rt.stacks.count; id++) {
+        const pmt_stack *s = &rt.stacks.stacks[id];
+        const pmt_frame *fr = pmt_stacktable_frames(&rt.stacks, id);
+        int64_t peak_bytes, peak_blocks;
+
+        pmt_stacktable_peak_of(&rt.stacks, id, &peak_bytes, &peak_blocks);
+        if (s->bytes == 0 && s->blocks == 0 && peak_bytes == 0
+            && peak_blocks == 0) {
+            continue;
+        }
+        frames = PyTuple_New(s->nframes);
+        if (frames == NULL) {
+            goto error;
+        }
+        for (i = 0; i < s->nframes; i++) {
+            PyObject *t = frame_tuple(&fr[i]);
+            if (t == NULL) {
+                goto error;
+            }
+            PyTuple_SET_ITEM(frames, i, t);
+        }
+        item = Py_BuildValue("(OLLLL)", frames, (long long)s->bytes,
+                             (long long)s->blocks, (long long)peak_bytes,
+                             (long long)peak_blocks);
+        Py_CLEAR(frames);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            goto error;
+        }
+        Py_CLEAR(item);
+    }
+    return list;
+error:
+    Py_XDECREF(frames);
+    Py_XDECREF(item);
+    Py_XDECREF(list);
+    return NULL;
+}
+
+PyDoc_STRVAR(alloc_snapshot_doc,
+"alloc_snapshot() -> dict\n\n"
+"The tracker's live and peak totals by stack: keys mode, depth,\n"
+"sample_bytes, bytes, peak_bytes, stacks (list of (frames, bytes,\n"
+"blocks, peak_bytes, peak_blocks); frames innermost first as (file,\n"
+"function, line)), and the tracker's own stats.");
+
+static PyObject *
+alloc_snapshot(PyObject *module, PyObject *unused)
+{
+    PyObject *dict = NULL, *stacks = NULL, *stats = NULL, *mode = NULL;
+    int mode_value = atomic_load(&rt.mode);
+    int saved_guard = tls_guard;
+
+    if (mode_value == MODE_OFF) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the allocation tracker is not running");
+        return NULL;
+    }
+    /* Our own objects are not tracked, and the stack table stays still. */
+    tls_guard = 1;
+    pthread_mutex_lock(&rt.raw_lock);
+    apply_pending_unlocked();
+    pthread_mutex_unlock(&rt.raw_lock);
+    stacks = stacks_list();
+    if (stacks == NULL) {
+        goto error;
+    }
+    stats = alloc_stats(module, NULL);
+    if (stats == NULL) {
+        goto error;
+    }
+    dict = PyDict_New();
+    if (dict == NULL) {
+        goto error;
+    }
+    mode = PyUnicode_FromString(mode_value == MODE_EXACT ? "exact"
+                                                          : "sampled");
+    if (mode == NULL || PyDict_SetItemString(dict, "mode", mode) < 0
+        || set_int(dict, "depth", rt.depth) < 0
+        || set_int(dict, "sample_bytes", (long long)rt.sample_bytes) < 0
+        || set_int(dict, "bytes", (long long)rt.stacks.total) < 0
+        || set_int(dict, "peak_bytes", (long long)rt.stacks.peak_total) < 0
+        || PyDict_SetItemString(dict, "stacks", stacks) < 0
+        || PyDict_SetItemString(dict, "stats", stats) < 0) {
+        goto error;
+    }
+    Py_DECREF(mode);
+    Py_DECREF(stacks);
+    Py_DECREF(stats);
+    tls_guard = saved_guard;
+    return dict;
+error:
+    Py_XDECREF(mode);
+    Py_XDECREF(stacks);
+    Py_XDECREF(stats);
+    Py_XDECREF(dict);
+    tls_guard = saved_guard;
+    return NULL;
+}
+
+static PyMethodDef alloc_methods[] = {
+    {"alloc_counters", alloc_counters, METH_NOARGS, alloc_counters_doc},
+    {"alloc_live_bytes", alloc_live_bytes, METH_NOARGS, alloc_live_bytes_doc},
+    {"alloc_counting_start", alloc_counting_start, METH_NOARGS,
+     alloc_counting_start_doc},
+    {"alloc_counting_stop", alloc_counting_stop, METH_NOARGS,
+     alloc_counting_stop_doc},
+    {"alloc_start", (PyCFunction)(void (*)(void))alloc_start,
+     METH_VARARGS | METH_KEYWORDS, alloc_start_doc},
+    {"alloc_stop", alloc_stop, METH_NOARGS, alloc_stop_doc},
+    {"alloc_is_tracking", alloc_is_tracking, METH_NOARGS,
+     alloc_is_tracking_doc},
+    {"alloc_reset_peak", alloc_reset_peak, METH_NOARGS,
+     alloc_reset_peak_doc},
+    {"alloc_stats", alloc_stats, METH_NOARGS, alloc_stats_doc},
+    {"alloc_set_stack_base", alloc_set_stack_base, METH_O,
+     alloc_set_stack_base_doc},
+    {"alloc_snapshot", alloc_snapshot, METH_NOARGS, alloc_snapshot_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* fork(): the child must not inherit raw_lock held by a thread that does
+   not exist there. */
+static void
+atfork_prepare(void)
+{
+    pthread_mutex_lock(&rt.raw_lock);
+}
+
+static void
+atfork_parent(void)
+{
+    pthread_mutex_unlock(&rt.raw_lock);
+}
+
+static void
+atfork_child(void)
+{
+    /* Only the forking thread exists here, and it holds the lock. */
+    pthread_mutex_unlock(&rt.raw_lock);
+}
+
+int
+pmt_alloc_exec(PyObject *module)
+{
+    static int atfork_done; /* written once, with the GIL held */
+
+    if (!atfork_done) {
+        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child)
+            != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return -1;
+        }
+        atfork_done = 1;
+    }
+    return PyModule_AddFunctions(module, alloc_methods);
+}
+
+void
+pmt_alloc_shutdown(void)
+{
+    tracker_stop();
+    rt.python_users = 0;
+    rt.counting_users = 0;
+    atomic_store(&rt.counting, 0);
+    publish_state();
+    settle();
 }

@@ -27,6 +27,7 @@
 
 #include "compat.h"
 #include "core/rss.h"
+#include "core/stacktable.h"
 
 /*
  * Per-module state.  It holds only PyObject pointers: m_traverse and
@@ -91,5 +92,15 @@ int64_t pmt_alloc_live_bytes(void);
    user.  Both need the GIL. */
 int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
+
+/* alloc_frames.c: up to max frames of the calling thread's Python stack,
+   innermost first, without creating frame objects, and their hash
+   (pmt_stack_hash's value).  The walk stops before the frame base (an
+   outer frame to leave out, or NULL).  frames may be NULL: the hash
+   only.  Needs the GIL. */
+uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max,
+                            uint64_t *hash, const void *base);
+/* The calling thread's innermost Python frame (opaque), NULL if none. */
+const void *pmt_current_frame(void);
 
 #endif /* PMT_NATIVE_H */

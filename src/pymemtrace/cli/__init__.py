@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "process": "pymemtrace.cli.process",
     "tree": "pymemtrace.cli.tree",
     "report": "pymemtrace.cli.report",
+    "run": "pymemtrace.cli.run",
 }
 
 EPILOG = """\

@@ -1,0 +1,367 @@
+"""`pymemtrace run`: run a Python script under a probe and report.
+
+    pymemtrace run --allocations [--sample-bytes N] [--depth D] [-o OUT.json]
+                   [--collapsed OUT.txt] [--pprof OUT.pb.gz] (script.py | -m module) [args...]
+
+The script runs as ``python script.py`` would run it: as ``__main__``, with
+``sys.argv`` set and its directory first on ``sys.path``.  Its exceptions
+print as its own traceback and exit 1; ``SystemExit`` keeps its code.  The
+report (memory live at exit and at the peak, by site) goes to stdout, the
+JSON document to ``-o``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import traceback
+
+from pymemtrace import _native
+from pymemtrace.errors import PymemtraceError, UsageError
+
+USAGE = (
+    "pymemtrace run --allocations [--sample-bytes <n>] [--depth <d>] [-o <out.json>]\n"
+    "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>] [--top <n>]\n"
+    "                      (<script.py> | -m <module>) [<args>...]"
+)
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = (
+        text.strip().lower().rstrip("ib").rstrip("b")
+        if text.strip().lower()[-1:] in "bi"
+        else text.strip().lower()
+    )
+    mult = 1
+    if t and t[-1] in units:
+        mult = units[t[-1]]
+        t = t[:-1]
+    try:
+        value = int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+class Command:
+    help = (
+        "run a Python script under the allocation tracker and report where memory stays"
+    )
+    example = "pymemtrace run --allocations -o allocs.json my_script.py --its-arg"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.usage = USAGE
+        parser.add_argument(
+            "--allocations",
+            action="store_true",
+            help="track Python allocations by site (the default and only probe for now)",
+        )
+        parser.add_argument(
+            "--sample-bytes",
+            type=_size,
+            metavar="N",
+            help="sampled mode: one sample per N bytes on average (e.g. 512K); "
+            "default: exact mode, every block",
+        )
+        parser.add_argument(
+            "--depth",
+            type=_positive,
+            default=16,
+            metavar="D",
+            help="frames kept per stack (default 16)",
+        )
+        parser.add_argument(
+            "--seed",
+            type=_positive,
+            default=0,
+            metavar="N",
+            help="fix the sampling sequence (reproducible sampled runs)",
+        )
+        parser.add_argument(
+            "-o", "--output", metavar="OUT.json", help="write the JSON report here"
+        )
+        parser.add_argument(
+            "--collapsed",
+            metavar="OUT.txt",
+            help="write collapsed stacks of memory live at exit (flame graphs)",
+        )
+        parser.add_argument(
+            "--pprof",
+            metavar="OUT.pb.gz",
+            help="write a gzip pprof profile of memory live at exit",
+        )
+        parser.add_argument(
+            "--top",
+            type=_positive,
+            default=10,
+            metavar="N",
+            help="sites shown in the text report (default 10)",
+        )
+        parser.add_argument(
+            "--group-by",
+            choices=("line", "function", "file", "stack"),
+            default="line",
+            help="grouping of the text report",
+        )
+        parser.add_argument(
+            "-m",
+            dest="module",
+            metavar="MODULE",
+            help="run a library module as a script, like python -m",
+        )
+        parser.add_argument(
+            "target", nargs=argparse.REMAINDER, help="the script and its arguments"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        if args.module is None and not args.target:
+            raise UsageError(
+                "no script given (usage: pymemtrace run --allocations script.py)"
+            )
+        if args.module is None and args.target[0] == "--":
+            args.target = args.target[1:]
+            if not args.target:
+                raise UsageError("no script given")
+        if args.depth > 256:
+            raise UsageError("--depth must be at most 256")
+        outputs = _open_outputs(args)
+        try:
+            if args.module is not None:
+                runner, argv = _module_runner(args.module, args.target)
+            else:
+                runner, argv = _script_runner(args.target[0], args.target[1:])
+            mode = "sampled" if args.sample_bytes else "exact"
+            status, snap = _run_tracked(
+                runner,
+                argv,
+                mode,
+                args.depth,
+                args.sample_bytes or 512 * 1024,
+                args.seed,
+            )
+            _write_outputs(snap, outputs)
+            _print_report(
+                snap.to_text(top=args.top, key=args.group_by, live_title="live at exit")
+            )
+            return status
+        finally:
+            for fh in outputs.values():
+                fh.close()
+
+
+def _print_report(text: str) -> None:
+    """Print to stdout, even when the script closed sys.stdout."""
+    out = sys.stdout
+    if out is None or getattr(out, "closed", False):
+        try:
+            with open(1, "w", closefd=False, encoding="utf-8", errors="replace") as fd1:
+                fd1.write(text)
+        except OSError:
+            pass
+        return
+    out.flush()
+    out.write(text)
+    out.flush()
+
+
+def _open_outputs(args):
+    """Open every output before the script runs: a bad path fails early."""
+    outputs = {}
+    for name, path, mode in (
+        ("json", args.output, "w"),
+        ("collapsed", args.collapsed, "w"),
+        ("pprof", args.pprof, "wb"),
+    ):
+        if not path:
+            continue
+        try:
+            outputs[name] = open(  # noqa: SIM115 - closed by the caller
+                path, mode, **({} if "b" in mode else {"encoding": "utf-8"})
+            )
+        except OSError as exc:
+            for fh in outputs.values():
+                fh.close()
+            raise PymemtraceError(
+                f"cannot write {path}: {exc.strerror or exc}"
+            ) from None
+    return outputs
+
+
+def _write_outputs(snap, outputs) -> None:
+    from pymemtrace.reporters import allocations_json
+
+    try:
+        if "json" in outputs:
+            outputs["json"].write(allocations_json.render(snap) + "\n")
+        if "collapsed" in outputs:
+            outputs["collapsed"].write(snap.to_collapsed())
+        if "pprof" in outputs:
+            outputs["pprof"].write(snap.to_pprof())
+    except OSError as exc:
+        raise PymemtraceError(f"cannot write report: {exc.strerror or exc}") from None
+
+
+def _script_runner(path: str, rest):
+    if not os.path.exists(path):
+        raise UsageError(f"can't open file {path!r}: no such file")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "__main__.py")):
+        raise UsageError(f"can't find '__main__' module in {path!r}")
+    full = os.path.abspath(path)
+    if os.path.isdir(full) or not full.endswith((".py", ".pyw")) and _is_zip(full):
+
+        def runner(begin):
+            sys.path.insert(0, full)
+            begin()
+            _native.alloc_set_stack_base(True)
+            try:
+                return runpy.run_path(path, run_name="__main__")
+            finally:
+                _native.alloc_set_stack_base(False)
+
+        return runner, [path, *rest]
+    try:
+        with open(full, "rb") as fh:
+            source = fh.read()
+    except OSError as exc:
+        raise UsageError(f"can't open file {path!r}: {exc.strerror or exc}") from None
+
+    def runner(begin):
+        # As python does: a fresh __main__ whose globals we keep, so memory
+        # they hold counts as live at exit even when the script raises.
+        import types
+
+        sys.path.insert(0, os.path.dirname(full))
+        main = types.ModuleType("__main__")
+        main.__file__ = path
+        main.__builtins__ = __builtins__
+        saved_main = sys.modules.get("__main__")
+        sys.modules["__main__"] = main
+        _KEEP.append(main.__dict__)
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+            begin()
+            # Stacks stop at the script's own frames: ours are left out.
+            _native.alloc_set_stack_base(True)
+            try:
+                exec(code, main.__dict__)  # noqa: S102 - running the script
+            finally:
+                _native.alloc_set_stack_base(False)
+        finally:
+            if saved_main is not None:
+                sys.modules["__main__"] = saved_main
+        return main.__dict__
+
+    return runner, [path, *rest]
+
+
+# Globals of the script being run, alive until its snapshot is taken.
+_KEEP: list = []
+
+
+def _is_zip(path: str) -> bool:
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _module_runner(module: str, rest):
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise UsageError(f"no module named {module!r}")
+
+    def runner(begin):
+        sys.path.insert(0, os.getcwd())
+        begin()
+        _native.alloc_set_stack_base(True)
+        try:
+            return runpy.run_module(module, run_name="__main__", alter_sys=True)
+        finally:
+            _native.alloc_set_stack_base(False)
+
+    return runner, [module, *rest]
+
+
+def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
+    """Run the target under the tracker: (exit status, snapshot at exit)."""
+    from pymemtrace import allocations
+
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = list(argv)
+    status = 0
+    result = None
+
+    def begin():
+        allocations.start(mode=mode, depth=depth, sample_bytes=sample_bytes, seed=seed)
+
+    try:
+        try:
+            result = runner(begin)
+        except SystemExit as exc:
+            status = _exit_status(exc.code)
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            status = 130
+        except BaseException as exc:  # noqa: BLE001 - the script's own error
+            _print_script_traceback(exc)
+            status = 1
+        # Memory live at exit: the script's globals (result) are still held.
+        if not allocations.is_tracking():
+            raise PymemtraceError("the script did not start")
+        snap = allocations.snapshot()
+        del result
+        _KEEP.clear()
+    finally:
+        allocations.stop()
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return status, snap
+
+
+def _exit_status(code) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_script_traceback(exc: BaseException) -> None:
+    """Print exc as python would, without our own and runpy's frames."""
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None:
+        raw = tb.tb_frame.f_code.co_filename
+        filename = os.path.abspath(raw)
+        if (
+            filename.startswith(here)
+            or os.path.basename(raw) == "runpy.py"
+            or raw.startswith("<frozen runpy")
+        ):
+            tb = tb.tb_next
+            continue
+        break
+    traceback.print_exception(type(exc), exc, tb)
+    sys.stderr.flush()

@@ -1,0 +1,156 @@
+"""`pymemtrace run --allocations`: the script's behaviour, reports and JSON contract."""
+
+import gzip
+import json
+import sys
+import textwrap
+
+import pytest
+
+BLOCK = sys.getsizeof(bytes(1024))
+
+SCRIPT = textwrap.dedent("""\
+    import sys
+    print("argv:", sys.argv[1:], __name__)
+    kept = [bytes(1024) for _ in range(10_000)]
+    tmp = [bytes(1000) for _ in range(5_000)]
+    del tmp
+    if sys.argv[1:] == ["raise"]:
+        raise ValueError("planted")
+    if sys.argv[1:] == ["exit"]:
+        sys.exit(3)
+""")
+KEEP_LINE, TMP_LINE = 3, 4
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "leaky.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def site_bytes(sites, path, line):
+    return sum(
+        s["bytes"] for s in sites if s["file"] == str(path) and s["line"] == line
+    )
+
+
+def test_exact_run_reports_the_line_at_exit_and_the_freed_line_at_peak(
+    cli, script, tmp_path
+):
+    out = tmp_path / "out.json"
+    # WHEN the script runs under the exact tracker
+    result = cli("run", "--allocations", "-o", out, script, "a", "b")
+    # THEN it ran as __main__ with its arguments and succeeded
+    assert result.returncode == 0, result.stderr
+    assert "argv: ['a', 'b'] __main__" in result.stdout
+    doc = json.loads(out.read_text())
+    # AND the JSON keeps its contract
+    assert doc["schema"] == 1
+    assert isinstance(doc["peak_bytes"], int)
+    for key in ("sites", "peak_sites"):
+        sites = doc[key]
+        assert [s["bytes"] for s in sites] == sorted(
+            (s["bytes"] for s in sites), reverse=True
+        )
+        for s in sites:
+            assert set(s) >= {"file", "line", "function", "stack", "bytes", "blocks"}
+            assert all(set(f) == {"file", "line", "function"} for f in s["stack"])
+    # AND the kept line holds 10,000 x 1 KiB within 5%, the freed line nothing
+    expected = 10_000 * BLOCK
+    assert (
+        abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.05 * expected
+    )
+    assert doc["sites"][0]["line"] == KEEP_LINE
+    # (up to the comprehension's cached frame object on 3.9/3.10)
+    assert site_bytes(doc["sites"], script, TMP_LINE) < 1024
+    # AND at the peak the freed line is there too
+    assert site_bytes(doc["peak_sites"], script, TMP_LINE) >= 5_000 * 1000
+    assert doc["peak_bytes"] >= expected + 5_000 * 1000
+    # AND stacks start at the script, not at pymemtrace's own frames
+    assert all("pymemtrace" not in f["file"] for f in doc["sites"][0]["stack"])
+    # AND the text report names the line
+    assert f"{script}:{KEEP_LINE}" in result.stdout
+    assert "live at exit" in result.stdout and "live at peak" in result.stdout
+
+
+def test_sampled_run_is_within_20_percent(cli, script, tmp_path):
+    out = tmp_path / "out.json"
+    result = cli(
+        "run",
+        "--allocations",
+        "--sample-bytes",
+        "32K",
+        "--seed",
+        "7",
+        "-o",
+        out,
+        script,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "sampled"
+    expected = 10_000 * BLOCK
+    assert (
+        abs(site_bytes(doc["sites"], script, KEEP_LINE) - expected) <= 0.20 * expected
+    )
+
+
+def test_script_exception_is_its_own_traceback_and_status_1(cli, script):
+    result = cli("run", "--allocations", script, "raise")
+    assert result.returncode == 1
+    assert "ValueError: planted" in result.stderr
+    assert str(script) in result.stderr
+    assert "pymemtrace/cli" not in result.stderr
+    assert "live at exit" in result.stdout  # the report still comes
+
+
+def test_system_exit_code_is_kept(cli, script):
+    result = cli("run", "--allocations", script, "exit")
+    assert result.returncode == 3
+    assert "live at exit" in result.stdout
+
+
+def test_collapsed_and_pprof_outputs(cli, script, tmp_path):
+    col, pb = tmp_path / "out.txt", tmp_path / "out.pb.gz"
+    result = cli("run", "--allocations", "--collapsed", col, "--pprof", pb, script)
+    assert result.returncode == 0, result.stderr
+    lines = col.read_text().splitlines()
+    assert lines
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        assert int(count) > 0
+        assert all(frame.count(":") >= 2 for frame in stack.split(";"))
+    assert any(line.startswith(f"{script}:<module>:{KEEP_LINE}") for line in lines)
+    assert gzip.decompress(pb.read_bytes())  # a valid gzip stream
+
+
+def test_module_mode(cli, tmp_path):
+    (tmp_path / "mymod.py").write_text(
+        "import sys\nx = [bytes(2048) for _ in range(100)]\n"
+        "print('mod', sys.argv[1:])\n"
+    )
+    out = tmp_path / "o.json"
+    result = cli("run", "--allocations", "-o", out, "-m", "mymod", "z", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mod ['z']" in result.stdout
+    doc = json.loads(out.read_text())
+    assert any(s["file"].endswith("mymod.py") and s["line"] == 2 for s in doc["sites"])
+
+
+def test_missing_script_is_a_one_line_usage_error(cli, tmp_path):
+    result = cli("run", "--allocations", tmp_path / "nope.py")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "can't open file" in result.stderr
+
+
+def test_unwritable_output_is_a_one_line_error(cli, script, tmp_path):
+    result = cli(
+        "run", "--allocations", "-o", tmp_path / "no" / "dir" / "x.json", script
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "cannot write" in result.stderr
+    assert "argv:" not in result.stdout  # failed before running the script
