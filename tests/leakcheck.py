@@ -97,6 +97,35 @@ def _reference_tracing_round():
         os.unlink(path)
 
 
+def _alloc_round(mode):
+    """Start the tracker, allocate, snapshot, stop: the tracker's whole life."""
+
+    def run():
+        n = _native()
+        n.alloc_start(mode=mode, depth=8, sample_bytes=4096.0, max_traces=0, max_stacks=0, seed=1)
+        try:
+            kept = [bytes(100) for _ in range(20)]
+            n.alloc_is_tracking()
+            n.alloc_stats()
+            n.alloc_reset_peak()
+            n.alloc_snapshot()
+            del kept
+        finally:
+            n.alloc_stop()
+
+    return run
+
+
+def _alloc_counting_round():
+    n = _native()
+    n.alloc_counting_start()
+    try:
+        n.alloc_live_bytes()
+        n.alloc_counters()
+    finally:
+        n.alloc_counting_stop()
+
+
 # Name on _native (or "<scenario>") -> a callable exercising it.  One line each.
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
@@ -107,6 +136,10 @@ CASES: Dict[str, Callable[[], object]] = {
     "<import through importlib>": _reimport,
     "ReferenceTracing": _reference_tracing_round,
     "process_sample": lambda: _native().process_sample(),
+    "alloc_start": _alloc_round("exact"),
+    "<alloc sampled round>": _alloc_round("sampled"),
+    "alloc_counting_start": _alloc_counting_round,
+    "alloc_set_stack_base": lambda: (_native().alloc_set_stack_base(True), _native().alloc_set_stack_base(False)),
     "Sampler": lambda: (lambda s: (s.__enter__(), s.__exit__(None, None, None), s.drain()))(
         _native().Sampler(0.001, capacity=16)
     ),
@@ -117,7 +150,16 @@ CASES: Dict[str, Callable[[], object]] = {
 WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10}
 
 # Names that cannot be exercised in a loop, with the reason.  One line each.
-SKIP: Dict[str, str] = {}
+SKIP: Dict[str, str] = {
+    "alloc_stop": "covered by alloc_start",
+    "alloc_is_tracking": "covered by alloc_start",
+    "alloc_snapshot": "covered by alloc_start",
+    "alloc_stats": "covered by alloc_start",
+    "alloc_reset_peak": "covered by alloc_start",
+    "alloc_counting_stop": "covered by alloc_counting_start",
+    "alloc_counters": "covered by alloc_counting_start",
+    "alloc_live_bytes": "covered by alloc_counting_start",
+}
 
 
 def public_names(module=None) -> List[str]:

@@ -202,6 +202,8 @@ test_clocks_and_cpu_times(void)
     CHECK(pmt_clock_wall() > 1.5e9); /* after 2017 */
     CHECK(pmt_cpu_times(&user, &system) == 0);
     CHECK(user > 0.0 && system >= 0.0);
+}
+
 /* ---- ptrtable ---- */
 
 static uint64_t

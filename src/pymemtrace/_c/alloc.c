@@ -89,7 +89,8 @@ enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
         memory_order_relaxed)
 
 /* One installation of our hooks: what it calls through.  Never freed: a
-   hook left in another tool's chain may call it until the process ends. */
+   hook left in another tool's chain may call it until the process ends
+   (alloc_runtime.home_ctx serves all installations but those). */
 typedef struct {
     PyMemAllocatorEx orig; /* the allocator below ours */
     int domain;            /* DOM_* */
@@ -106,6 +107,9 @@ static struct alloc_runtime {
     /* Hooks: written with the GIL held, by start/stop/acquire/release. */
     hook_ctx *ctx;          /* ctx[NDOMAINS] of the installation on top,
                                NULL when ours are not installed by us */
+    hook_ctx home_ctx[NDOMAINS]; /* reused by every installation while no
+                               earlier one is still linked into a chain */
+    int home_ctx_chained;   /* an uninstall left home_ctx in a chain */
     int counting_users;     /* pmt_alloc_counting_acquire() holders */
     int python_users;       /* of which alloc_counting_start() callers */
     int depth;              /* frames per stack (tracker) */
@@ -773,10 +777,22 @@ install_hooks(void)
            stop because another tool was above them). */
         return 0;
     }
-    ctx = calloc(NDOMAINS, sizeof(hook_ctx));
-    if (ctx == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    /* home_ctx serves every start/stop cycle.  Only when a stale hook of
+       ours is still linked below another tool (that hook keeps reading its
+       ctx) does a new installation need memory of its own, which then
+       lives as long as the process, like that chain. */
+    if (!rt.home_ctx_chained) {
+        /* No memset: a raw hook of the last installation may still be
+           running without the GIL; the fields below get the same values
+           again unless the allocator below changed. */
+        ctx = rt.home_ctx;
+    }
+    else {
+        ctx = calloc(NDOMAINS, sizeof(hook_ctx));
+        if (ctx == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     for (d = 0; d < NDOMAINS; d++) {
         ctx[d].domain = d;
@@ -811,8 +827,12 @@ uninstall_hooks(void)
         if (cur.ctx == &rt.ctx[d]) {
             PyMem_SetAllocator((PyMemAllocatorDomain)d, &rt.ctx[d].orig);
         }
+        else if (rt.ctx == rt.home_ctx) {
+            rt.home_ctx_chained = 1;
+        }
     }
-    /* rt.ctx is not freed: a hook left in a chain still uses it. */
+    /* rt.ctx is not freed: a hook left in a chain still uses it, and a
+       thread without the GIL may still be inside a raw hook. */
     rt.ctx = NULL;
 }
 
