@@ -121,7 +121,11 @@ def test_collapsed_and_pprof_outputs(cli, script, tmp_path):
     for line in lines:
         stack, _, count = line.rpartition(" ")
         assert int(count) > 0
-        assert all(frame.count(":") >= 2 for frame in stack.split(";"))
+        # Allocations made with no Python frame running (interpreter start-up
+        # and shutdown, threads without the GIL) have one sentinel frame.
+        assert stack == "<no Python frame>" or all(
+            frame.count(":") >= 2 for frame in stack.split(";")
+        )
     assert any(line.startswith(f"{script}:<module>:{KEEP_LINE}") for line in lines)
     assert gzip.decompress(pb.read_bytes())  # a valid gzip stream
 

@@ -415,3 +415,23 @@ def test_raw_domain_without_the_gil():
     snap = allocations.snapshot()
     assert bytes_at(snap.group_by("line"), raw_line) < 100 * 2000
     assert snap.peak_bytes >= 100 * 2000
+
+
+def test_no_hook_is_left_behind_after_tracemalloc_was_on_top():
+    # GIVEN tracemalloc started on top of the tracker, and the tracker
+    # stopped first (its hooks must stay below tracemalloc's meanwhile)
+    import subprocess
+
+    code = (
+        "import sys, tracemalloc\n"
+        "from pymemtrace import allocations\n"
+        "from pymemtrace.debug_malloc_stats import SysDebugMallocStats\n"
+        "allocations.start(); tracemalloc.start(); allocations.stop(); tracemalloc.stop()\n"
+        "allocations.start(); allocations.stop()\n"
+        "print(SysDebugMallocStats().allocator)\n"
+    )
+    # WHEN the tracker runs once more after tracemalloc has gone
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # THEN nothing of ours hides pymalloc any more
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "pymalloc"

@@ -90,7 +90,7 @@ enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
 
 /* One installation of our hooks: what it calls through.  Never freed: a
    hook left in another tool's chain may call it until the process ends
-   (alloc_runtime.home_ctx serves all installations but those). */
+   (alloc_runtime.ctx_pool serves all installations but those). */
 typedef struct {
     PyMemAllocatorEx orig; /* the allocator below ours */
     int domain;            /* DOM_* */
@@ -103,13 +103,18 @@ typedef struct {
     uint64_t size;  /* block size */
 } pending_op;
 
+/* Hook contexts kept for reuse.  One would do but for another tool that
+   hooks on top of ours and outlives our stop (see uninstall_hooks). */
+#define CTX_POOL 8
+
 static struct alloc_runtime {
     /* Hooks: written with the GIL held, by start/stop/acquire/release. */
     hook_ctx *ctx;          /* ctx[NDOMAINS] of the installation on top,
                                NULL when ours are not installed by us */
-    hook_ctx home_ctx[NDOMAINS]; /* reused by every installation while no
-                               earlier one is still linked into a chain */
-    int home_ctx_chained;   /* an uninstall left home_ctx in a chain */
+    hook_ctx ctx_pool[CTX_POOL][NDOMAINS]; /* installations reuse these */
+    unsigned char pool_chained[CTX_POOL]; /* an uninstall found that entry
+                               not on top: it may still be linked below
+                               another tool, so it is not reused */
     int counting_users;     /* pmt_alloc_counting_acquire() holders */
     int python_users;       /* of which alloc_counting_start() callers */
     int depth;              /* frames per stack (tracker) */
@@ -772,22 +777,39 @@ install_hooks(void)
     PyMemAllocatorEx hook;
     int d;
 
-    if (rt.ctx != NULL || hooks_on_top()) {
-        /* Ours are on top already (possibly left in place by an earlier
-           stop because another tool was above them). */
+    if (rt.ctx != NULL) {
         return 0;
     }
-    /* home_ctx serves every start/stop cycle.  Only when a stale hook of
-       ours is still linked below another tool (that hook keeps reading its
-       ctx) does a new installation need memory of its own, which then
-       lives as long as the process, like that chain. */
-    if (!rt.home_ctx_chained) {
-        /* No memset: a raw hook of the last installation may still be
-           running without the GIL; the fields below get the same values
-           again unless the allocator below changed. */
-        ctx = rt.home_ctx;
+    if (hooks_on_top()) {
+        /* An earlier stop left ours in place below another tool, which has
+           since gone: adopt that installation, so the next uninstall can
+           remove it. */
+        PyMem_GetAllocator((PyMemAllocatorDomain)0, &hook);
+        ctx = (hook_ctx *)hook.ctx;
+        for (d = 1; d < NDOMAINS; d++) {
+            PyMem_GetAllocator((PyMemAllocatorDomain)d, &hook);
+            if (hook.ctx != &ctx[d]) {
+                return 0; /* not one installation: leave it as it is */
+            }
+        }
+        rt.ctx = ctx;
+        return 0;
     }
-    else {
+    /* The pool serves every start/stop cycle.  Only when all its entries
+       may still be linked below another tool (such a hook keeps reading
+       its ctx) does an installation need memory of its own, which then
+       lives as long as the process, like that chain. */
+    ctx = NULL;
+    for (d = 0; d < CTX_POOL; d++) {
+        if (!rt.pool_chained[d]) {
+            /* No memset: a raw hook of an earlier installation may still
+               be running without the GIL; the fields below get the same
+               values again unless the allocator below changed. */
+            ctx = rt.ctx_pool[d];
+            break;
+        }
+    }
+    if (ctx == NULL) {
         ctx = calloc(NDOMAINS, sizeof(hook_ctx));
         if (ctx == NULL) {
             PyErr_NoMemory();
@@ -817,6 +839,7 @@ static void
 uninstall_hooks(void)
 {
     PyMemAllocatorEx cur;
+    int chained = 0;
     int d;
 
     if (rt.ctx == NULL) {
@@ -827,8 +850,13 @@ uninstall_hooks(void)
         if (cur.ctx == &rt.ctx[d]) {
             PyMem_SetAllocator((PyMemAllocatorDomain)d, &rt.ctx[d].orig);
         }
-        else if (rt.ctx == rt.home_ctx) {
-            rt.home_ctx_chained = 1;
+        else {
+            chained = 1;
+        }
+    }
+    for (d = 0; d < CTX_POOL; d++) {
+        if (rt.ctx == rt.ctx_pool[d]) {
+            rt.pool_chained[d] = (unsigned char)chained;
         }
     }
     /* rt.ctx is not freed: a hook left in a chain still uses it, and a
