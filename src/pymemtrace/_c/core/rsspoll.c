@@ -12,9 +12,11 @@
 #include <stdatomic.h>
 #include <time.h>
 
-atomic_uint_fast64_t pmt_rsspoll_current;
-
 static struct {
+    /* Last RSS read, bytes.  Atomic (relaxed): written by the poller
+       thread and pmt_rsspoll_refresh(), read by hooks on any thread; a
+       value a little old is fine, it is re-read exactly before logging. */
+    atomic_uint_fast64_t current;
     /* Count of reads.  Atomic, as value. */
     atomic_uint_fast64_t generation;
     /* Users of the thread.  Protected by mutex. */
@@ -25,11 +27,12 @@ static struct {
     pthread_t thread;          /* Protected by mutex. */
     pthread_mutex_t mutex;
     pthread_cond_t wake;       /* Signalled by stop; waited on by the thread. */
+    /* Initialises wake and the fork handler once; its own lock. */
+    pthread_once_t once;
 } rsspoll_runtime = {
     .mutex = PTHREAD_MUTEX_INITIALIZER,
+    .once = PTHREAD_ONCE_INIT,
 };
-
-static pthread_once_t rsspoll_once = PTHREAD_ONCE_INIT;
 
 static void
 forget_thread_in_child(void)
@@ -60,13 +63,20 @@ pmt_rsspoll_refresh(void)
     uint64_t value = 0;
 
     if (pmt_rss_current(&value) == 0) {
-        atomic_store_explicit(&pmt_rsspoll_current, value,
+        atomic_store_explicit(&rsspoll_runtime.current, value,
                               memory_order_relaxed);
         atomic_fetch_add_explicit(&rsspoll_runtime.generation, 1,
                                   memory_order_release);
         return value;
     }
-    return atomic_load_explicit(&pmt_rsspoll_current, memory_order_relaxed);
+    return atomic_load_explicit(&rsspoll_runtime.current, memory_order_relaxed);
+}
+
+uint64_t
+pmt_rsspoll_value(void)
+{
+    return atomic_load_explicit(&rsspoll_runtime.current,
+                                memory_order_relaxed);
 }
 
 uint64_t
@@ -115,7 +125,7 @@ pmt_rsspoll_start(void)
 {
     int err = 0;
 
-    (void)pthread_once(&rsspoll_once, init_once);
+    (void)pthread_once(&rsspoll_runtime.once, init_once);
     (void)pmt_rsspoll_refresh();
     pthread_mutex_lock(&rsspoll_runtime.mutex);
     if (rsspoll_runtime.users++ == 0) {

@@ -18,12 +18,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* Last RSS read, bytes.  Written by the poller thread and by
-   pmt_rsspoll_refresh(), read by hooks on any thread (relaxed: a value a
-   little old is fine, it is re-read exactly before being logged).  Not
-   static so that the inline reader below costs one load in the hook. */
-extern atomic_uint_fast64_t pmt_rsspoll_current;
-
 /* Sampling period of the poller thread. */
 #define PMT_RSSPOLL_INTERVAL_NS 1000000
 
@@ -33,12 +27,9 @@ void pmt_rsspoll_stop(void);
 /* Join the thread (module shutdown).  Safe when it never started. */
 void pmt_rsspoll_shutdown(void);
 
-/* The last RSS the poller (or a refresh) read, in bytes. */
-static inline uint64_t
-pmt_rsspoll_value(void)
-{
-    return atomic_load_explicit(&pmt_rsspoll_current, memory_order_relaxed);
-}
+/* The last RSS the poller (or a refresh) read, in bytes (one relaxed
+   atomic load). */
+uint64_t pmt_rsspoll_value(void);
 /* Number of reads so far (changes each time the value is refreshed). */
 uint64_t pmt_rsspoll_generation(void);
 /* Read RSS now on the calling thread and publish it; returns it (the last
