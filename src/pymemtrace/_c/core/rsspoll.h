@@ -36,4 +36,17 @@ uint64_t pmt_rsspoll_generation(void);
    value if the read fails). */
 uint64_t pmt_rsspoll_refresh(void);
 
+/* The watch: a band of RSS the poller thread checks after each of its
+   reads.  When a read is <= low or >= high, the poller disarms the watch
+   and calls the notify function once, on the poller thread (so it must be
+   callable from a thread that holds no lock and no GIL); a nonzero return
+   means "not delivered" and re-arms the watch for the next read.  One
+   watch per process; watch() replaces the band and arms it. */
+typedef int (*pmt_rsspoll_notify_fn)(void);
+void pmt_rsspoll_set_notify(pmt_rsspoll_notify_fn fn);
+void pmt_rsspoll_watch(uint64_t low, uint64_t high);
+void pmt_rsspoll_unwatch(void);
+/* 1 while a watch is armed. */
+int pmt_rsspoll_watching(void);
+
 #endif /* PMT_CORE_RSSPOLL_H */
