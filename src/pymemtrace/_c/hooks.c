@@ -1367,6 +1367,8 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (self->backend == BACKEND_MONITORING) {
         main_thread = on_main_thread();
     }
+#else
+    (void)main_thread;
 #endif
     if (self->filepath == NULL) {
         self->filepath = default_path(self);
