@@ -16,6 +16,12 @@
  * when written, and the escaped names of the last code object written are
  * reused.
  *
+ * On 3.12+ (sys.monitoring) a quiet tracer (trigger > 0, measure="rss", the
+ * main thread only) switches off the locations where memory did not move
+ * (the callback returns sys.monitoring.DISABLE); the poller thread watches
+ * the band around the last written value and, when RSS leaves it, a
+ * pending call restarts every location (see "quiet locations" below).
+ *
  * Threading.  Hooks run with the GIL held (they are called by the
  * interpreter on the thread that runs the code), so a tracer's event
  * state is only touched under the GIL.  The log mutex is taken as well
