@@ -20,6 +20,9 @@ from cpymemtrace_logreader import parse
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring needs CPython 3.12+")
 
 MB = 1 << 20
+# Copied into the mmaps (no temporary 10 MB buffer freed beside the growth:
+# see test_profile.py).
+ZEROS = bytes(10 * MB)
 CALLS = 40
 GROW_AT = 5
 TRACERS = [cPyMemTrace.Profile, cPyMemTrace.Trace]
@@ -40,7 +43,7 @@ def quiet_function(i, keep):
     if i == GROW_AT:
         target = cPyMemTrace.rss() + 9 * MB
         data = mmap.mmap(-1, 10 * MB)
-        data.write(bytes(10 * MB))
+        data.write(ZEROS)
         keep.append(data)
         # Inline (a Python call would be the first event after the jump).
         for _ in range(5000):
