@@ -67,6 +67,8 @@ typedef struct {
     unsigned long thread; /* thread identifier (all_threads only) */
 } pmt_event;
 
+#define LINE_CACHE_SIZE 16 /* a power of two */
+
 typedef struct tracer_object {
     PyObject_HEAD
     /* Configuration, fixed by __init__. */
@@ -98,6 +100,11 @@ typedef struct tracer_object {
     char *name_buf;         /* NAME_BUF_SIZE bytes while active */
     size_t name_file_len;   /* escaped File bytes at name_buf */
     size_t name_func_len;   /* escaped Function bytes after them */
+    /* Lines of instruction offsets of name_code, direct-mapped by offset
+       (PyCode_Addr2Line scans the line table): valid while name_code
+       stays the same, emptied (lasti -1) when it changes.  GIL. */
+    int line_lasti[LINE_CACHE_SIZE];
+    int line_value[LINE_CACHE_SIZE];
     /* Resources held while active. */
     pmt_logwriter log;
     int log_open;
@@ -247,16 +254,38 @@ code_function_name(PyCodeObject *code)
 #endif
 }
 
-static int
-event_line(const pmt_event *ev)
+static inline void
+line_cache_clear(TracerObject *self)
 {
+    int i;
+    for (i = 0; i < LINE_CACHE_SIZE; i++) {
+        self->line_lasti[i] = -1;
+    }
+}
+
+static int
+event_line(TracerObject *self, const pmt_event *ev)
+{
+    int slot, line;
+
     if (ev->line >= 0) {
         return ev->line;
     }
     if (ev->code == NULL) {
         return 0;
     }
-    return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    if (ev->code != self->name_code || ev->lasti < 0) {
+        return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    }
+    /* Offsets are even (code units): drop the low bit. */
+    slot = (ev->lasti >> 1) & (LINE_CACHE_SIZE - 1);
+    if (self->line_lasti[slot] == ev->lasti) {
+        return self->line_value[slot];
+    }
+    line = PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    self->line_lasti[slot] = ev->lasti;
+    self->line_value[slot] = line;
+    return line;
 }
 
 /* Largest record: two escaped fields (each at most twice
@@ -291,9 +320,11 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
                 memcpy(self->name_buf + self->name_file_len,
                        log->buf + fstart, self->name_func_len);
                 Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
+                line_cache_clear(self);
             }
             else {
                 Py_CLEAR(self->name_code);
+                line_cache_clear(self);
             }
         }
         return;
@@ -356,7 +387,7 @@ write_event(TracerObject *self, const char *tag, const pmt_event *ev,
         pmt_log_char(log, '?');
     }
     pmt_log_char(log, '\t');
-    log_code_names(self, code, event_line(ev));
+    log_code_names(self, code, event_line(self, ev));
     pmt_log_char(log, '\t');
     pmt_log_i64(log, ev->mem, 0);
     pmt_log_char(log, '\t');
