@@ -66,7 +66,7 @@ def main(argv=None):
                 def run(_unused, run_scaled=run_scaled, scale=scale):
                     return run_scaled(scale)
 
-                def tooled():
+                def tooled(cls=cls, kwargs=kwargs):
                     counter[0] += 1
                     path = os.path.join(log_dir, f"{counter[0]}.log")
                     with cls(filepath=path, **kwargs):

@@ -85,7 +85,7 @@ def test_every_event_trigger_switches_nothing_off(cls, tmp_path):
     path = tmp_path / "all.log"
     # WHEN the same quiet function is called CALLS times
     with cls(0, filepath=str(path)):
-        for i in range(CALLS):
+        for _ in range(CALLS):
             quiet_function(-1, [])
     log = parse(path)
     # THEN every call and return is in the log
@@ -167,7 +167,7 @@ def test_a_tracer_in_another_thread_switches_nothing_off(tmp_path):
 
     def worker():
         with cPyMemTrace.Profile(filepath=str(path)):
-            for i in range(CALLS):
+            for _ in range(CALLS):
                 quiet_function(-1, [])
 
     # WHEN it traces CALLS calls of a quiet function
