@@ -24,9 +24,9 @@ static struct {
     /* 1 while the thread runs; stop request flag.  Protected by mutex. */
     int running;
     int stop;
-    pthread_t thread;          /* Protected by mutex. */
+    pthread_t thread; /* Protected by mutex. */
     pthread_mutex_t mutex;
-    pthread_cond_t wake;       /* Signalled by stop; waited on by the thread. */
+    pthread_cond_t wake; /* Signalled by stop; waited on by the thread. */
     /* The watch (pmt_rsspoll_watch): a band [low, high] of RSS and a
        function called once when a read leaves it.  watch_armed is 1
        while the band is valid; the poller disarms it (exchange) before
@@ -82,7 +82,8 @@ pmt_rsspoll_refresh(void)
                                   memory_order_release);
         return value;
     }
-    return atomic_load_explicit(&rsspoll_runtime.current, memory_order_relaxed);
+    return atomic_load_explicit(&rsspoll_runtime.current,
+                                memory_order_relaxed);
 }
 
 uint64_t
@@ -142,8 +143,8 @@ check_watch(uint64_t value)
                               memory_order_acquire)) {
         return;
     }
-    low = atomic_load_explicit(&rsspoll_runtime.watch_low,
-                               memory_order_relaxed);
+    low =
+        atomic_load_explicit(&rsspoll_runtime.watch_low, memory_order_relaxed);
     high = atomic_load_explicit(&rsspoll_runtime.watch_high,
                                 memory_order_relaxed);
     if (value > low && value < high) {
