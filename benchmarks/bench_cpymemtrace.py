@@ -40,6 +40,13 @@ def _wrap(cls, tag, **kwargs):
     return make
 
 
+def _delete_logs():
+    """Tool.after: the logs of the run just timed go (they can be ~1 GB)."""
+    for name in os.listdir(_LOG_DIR):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(_LOG_DIR, name))
+
+
 def _heap_unavailable():
     try:
         with cPyMemTrace.Profile(measure="heap", filepath=_log_path("probe")):
@@ -50,22 +57,27 @@ def _heap_unavailable():
 
 
 TOOLS = [
-    Tool("cPyMemTrace.Profile()", _wrap(cPyMemTrace.Profile, "P"), target=1.5),
-    Tool("cPyMemTrace.Trace()", _wrap(cPyMemTrace.Trace, "T"), target=2.5),
+    Tool("cPyMemTrace.Profile()", _wrap(cPyMemTrace.Profile, "P"), target=1.5,
+         after=_delete_logs),
+    Tool("cPyMemTrace.Trace()", _wrap(cPyMemTrace.Trace, "T"), target=2.5,
+         after=_delete_logs),
     Tool(
         "cPyMemTrace.Profile(d_rss_trigger=0)",
         _wrap(cPyMemTrace.Profile, "P0", d_rss_trigger=0),
         target=6.0,
+        after=_delete_logs,
     ),
     Tool(
         "cPyMemTrace.Trace(d_rss_trigger=0)",
         _wrap(cPyMemTrace.Trace, "T0", d_rss_trigger=0),
+        after=_delete_logs,
     ),
     Tool(
         'cPyMemTrace.Profile(measure="heap")',
         _wrap(cPyMemTrace.Profile, "PH", measure="heap"),
         target=1.5,
         available=_heap_unavailable,
+        after=_delete_logs,
     ),
 ]
 

@@ -30,6 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchmarks.harness import scale_for  # noqa: E402
 from benchmarks.workloads import WORKLOADS  # noqa: E402
 
 from pymemtrace import cPyMemTrace  # noqa: E402  (the seed's, in its venv)
@@ -58,26 +59,39 @@ def main(argv=None):
     rows = [("tool", "workload", "bare s", "tooled s", "ratio")]
     try:
         for label, cls, kwargs in CONFIGS:
-            for name, run in WORKLOADS.items():
+            for name, run_scaled in WORKLOADS.items():
+                # The harness-wide rule: the bare run takes >= 0.1 s.
+                scale = scale_for(name)
 
-                def tooled():
+                def run(_unused, run_scaled=run_scaled, scale=scale):
+                    return run_scaled(scale)
+
+                def tooled(cls=cls, kwargs=kwargs):
                     counter[0] += 1
                     path = os.path.join(log_dir, f"{counter[0]}.log")
                     with cls(filepath=path, **kwargs):
                         run(1)
 
+                def delete_logs():
+                    # Outside the timing: a log of every event is ~1 GB.
+                    for entry in os.listdir(log_dir):
+                        os.unlink(os.path.join(log_dir, entry))
+
                 run(1)
                 tooled()
+                delete_logs()
                 bare, tool = [], []
                 for i in range(args.rounds):
                     if i % 2:
                         tool.append(timed(tooled))
+                        delete_logs()
                         bare.append(timed(lambda: run(1)))
                     else:
                         bare.append(timed(lambda: run(1)))
                         tool.append(timed(tooled))
+                        delete_logs()
                 b, t = statistics.median(bare), statistics.median(tool)
-                rows.append((label, name, f"{b:.4f}", f"{t:.4f}", f"{t / b:.3f}"))
+                rows.append((label, f"{name} x{scale}", f"{b:.4f}", f"{t:.4f}", f"{t / b:.3f}"))
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -6,10 +6,18 @@ Tools are declared in ``benchmarks/bench_<area>.py`` modules as a list
 ``rss()`` against the seed's fopen/fscanf read).  Runs alternate between
 bare and tooled so drift on a noisy machine hits both; the ratio reported
 is median(tooled) / median(bare) over at least 5 rounds.
+
+Workload length (a harness-wide rule): every tool runs a workload at the
+same scale, chosen once per workload and process so that the bare run
+takes at least ``MIN_BARE_SECONDS`` (0.1 s).  At scale 1 some workloads
+run for 1.5 ms, where a tool's fixed cost per run (opening a log file,
+starting a thread) and timer noise would swamp its cost per event.  The
+scale is shown beside the workload name (``call_heavy x64``).
 """
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -18,6 +26,23 @@ from typing import Callable, ContextManager, Dict, List, Optional, Sequence
 from benchmarks.workloads import WORKLOADS
 
 ALL_WORKLOADS = tuple(WORKLOADS)
+MIN_BARE_SECONDS = 0.1
+_SCALES: Dict[str, int] = {}
+
+
+def scale_for(workload: str, min_seconds: float = MIN_BARE_SECONDS) -> int:
+    """The scale at which the bare workload takes at least min_seconds.
+
+    Measured once per workload and process (the fastest of three timed
+    runs, so a noisy neighbour does not make it smaller), then reused by
+    every tool so their rows compare the same work.
+    """
+    if workload not in _SCALES:
+        run = WORKLOADS[workload]
+        run(1)  # warm caches and lazy imports
+        fastest = min(_timed(lambda: run(1)) for _ in range(3))
+        _SCALES[workload] = max(1, math.ceil(min_seconds / max(fastest, 1e-6)))
+    return _SCALES[workload]
 
 
 @dataclass
@@ -25,7 +50,9 @@ class Tool:
     """A tool measured around whole workloads.
 
     ``wrap`` returns a fresh context manager for one run; ``target`` is the
-    ratio the issue asks for (None: report only).
+    ratio the issue asks for (None: report only); ``after`` is called after
+    each tooled run, outside the timing (e.g. to delete the run's log: at
+    the scales the harness picks, a log of every event is ~1 GB).
     """
 
     name: str
@@ -33,9 +60,11 @@ class Tool:
     workloads: Sequence[str] = ALL_WORKLOADS
     target: Optional[float] = None
     available: Callable[[], Optional[str]] = lambda: None  # reason if not
-    # Workload scale factor: tools that act on a period (samplers) need
-    # runs much longer than their period to measure steady-state cost.
-    scale: int = 1
+    # Workload scale factor; None: the harness-wide rule (scale_for).  A
+    # tool that acts on a period (a sampler) may pin a larger one so runs
+    # are much longer than its period.
+    scale: Optional[int] = None
+    after: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -81,11 +110,14 @@ def _timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure_tool(tool: Tool, workload: str, rounds: int = 7, scale: int = 1) -> Result:
+def measure_tool(tool: Tool, workload: str, rounds: int = 7, scale: Optional[int] = None) -> Result:
+    """One tool on one workload; scale None: the harness-wide rule (scale_for)."""
     run = WORKLOADS[workload]
     reason = tool.available()
     if reason:
         return Result(tool.name, workload, 0.0, 0.0, tool.target, note=reason)
+    if scale is None:
+        scale = scale_for(workload)
 
     def tooled():
         with tool.wrap():
@@ -93,18 +125,21 @@ def measure_tool(tool: Tool, workload: str, rounds: int = 7, scale: int = 1) -> 
 
     run(scale)  # warm caches and lazy imports
     tooled()
+    tool.after()
     bare_times, tooled_times = [], []
     for i in range(rounds):
         # Alternate the order too, so neither side always runs second.
         if i % 2:
             tooled_times.append(_timed(tooled))
+            tool.after()
             bare_times.append(_timed(lambda: run(scale)))
         else:
             bare_times.append(_timed(lambda: run(scale)))
             tooled_times.append(_timed(tooled))
+            tool.after()
     return Result(
         tool.name,
-        workload,
+        f"{workload} x{scale}",
         statistics.median(bare_times),
         statistics.median(tooled_times),
         tool.target,

@@ -116,6 +116,29 @@ def _alloc_round(mode):
     return run
 
 
+def _tracer_round(kind: str, **kwargs):
+    """A case entering and leaving a Profile or Trace that writes to a temp file."""
+    import os
+    import tempfile
+
+    def body(n):
+        return [i * i for i in range(n)]
+
+    def run():
+        fd, path = tempfile.mkstemp(suffix=".log")
+        os.close(fd)
+        try:
+            with getattr(_native(), kind)(filepath=path, **kwargs) as tracer:
+                body(3)
+                tracer.write_message_to_log("leak check")
+                tracer.log_file_path()
+                body(2)
+        finally:
+            os.unlink(path)
+
+    return run
+
+
 def _alloc_counting_round():
     n = _native()
     n.alloc_counting_start()
@@ -124,6 +147,57 @@ def _alloc_counting_round():
         n.alloc_counters()
     finally:
         n.alloc_counting_stop()
+
+
+def _tracer_misuse(kind: str):
+    """Calls that must raise (before enter, bad arguments): the error paths."""
+
+    def run():
+        tracer = getattr(_native(), kind)()
+        for call in (lambda: tracer.write_message_to_log("x"), tracer.log_file_path,
+                     lambda: getattr(_native(), kind)(d_rss_trigger="x")):
+            try:
+                call()
+            except Exception:
+                pass
+
+    return run
+
+
+def _with_tracer(func):
+    """Run func while a Profile is active (functions that list or close tracers)."""
+    import os
+    import tempfile
+
+    def run():
+        fd, path = tempfile.mkstemp(suffix=".log")
+        os.close(fd)
+        tracer = _native().Profile(filepath=path)
+        try:
+            tracer.__enter__()
+            func()
+        finally:
+            if _native()._active_tracers(0):
+                tracer.__exit__(None, None, None)
+            os.unlink(path)
+
+    return run
+
+
+def _set_backend_round():
+    native = _native()
+    old = native._set_default_backend("legacy")
+    native._set_default_backend(old)
+    _bad_call(native._set_default_backend, "no such backend")()
+    _bad_call(native._set_default_backend, 1)()
+
+
+def _noop_hook_round():
+    native = _native()
+    native._set_noop_hook(0, True)
+    native._set_noop_hook(0, False)
+    native._set_noop_hook(1, True)
+    native._set_noop_hook(1, False)
 
 
 # Name on _native (or "<scenario>") -> a callable exercising it.  One line each.
@@ -144,6 +218,20 @@ CASES: Dict[str, Callable[[], object]] = {
         _native().Sampler(0.001, capacity=16)
     ),
     "_reftrace_slot": lambda: getattr(_native(), "_reftrace_slot", lambda: None)(),  # 3.13+
+    "Profile": _tracer_round("Profile"),
+    "<Profile every event>": _tracer_round("Profile", d_rss_trigger=0),
+    "<Profile with a message>": _tracer_round("Profile", message="leak check"),
+    "<Profile misuse>": _tracer_misuse("Profile"),
+    "Trace": _tracer_round("Trace"),
+    "<Trace every event>": _tracer_round("Trace", d_rss_trigger=0),
+    "<Trace misuse>": _tracer_misuse("Trace"),
+    "_active_tracers": _with_tracer(lambda: (_native()._active_tracers(0), _native()._active_tracers(1))),
+    "<_active_tracers with a bad kind>": _bad_call(lambda: _native()._active_tracers(7)),
+    "_close_all_tracers": _with_tracer(lambda: _native()._close_all_tracers()),
+    "_noop": lambda: _native()._noop(1, 2, 3),
+    "_poller_rss": lambda: _native()._poller_rss(),
+    "_set_default_backend": _set_backend_round,
+    "_set_noop_hook": _noop_hook_round,
 }
 
 # Cases whose caches take longer to settle: name -> warm-up runs.

@@ -44,6 +44,10 @@ def _hook_of(cls):
 # hand back pages that are already resident (after an earlier big free),
 # and then RSS does not grow at all, which would make the tests depend on
 # their order.  (measure="heap" is what sees every Python allocation.)
+# They copy from ZEROS, made once here: a temporary bytes(10 MB) freed in
+# the same line can make the allocator hand memory back to the kernel at
+# that moment (ASan's quarantine does), so RSS would grow by less.
+ZEROS = bytes(16 * MB)
 
 
 def allocate_10mb_in_f():
@@ -51,7 +55,7 @@ def allocate_10mb_in_f():
     until the poller has seen the growth; returns the buffer."""
     target = cPyMemTrace.rss() + 9 * MB
     data = mmap.mmap(-1, 10 * MB)
-    data.write(bytes(10 * MB))
+    data.write(memoryview(ZEROS)[:10 * MB])
     for _ in range(5000):
         if _native._poller_rss()[0] >= target:
             break
@@ -76,7 +80,7 @@ def allocate_10mb_python():
 def grow_and_wait(keep, n_mb):
     target = cPyMemTrace.rss() + (n_mb - 1) * MB
     data = mmap.mmap(-1, n_mb * MB)
-    data.write(bytes(n_mb * MB))
+    data.write(memoryview(ZEROS)[:n_mb * MB])
     keep.append(data)
     for _ in range(5000):
         if _native._poller_rss()[0] >= target:

@@ -81,4 +81,11 @@ typedef struct {
 #define PMT_EXC_RESTORE(s) PyErr_Restore((s).type, (s).value, (s).tb)
 #endif
 
+/* 1 while the interpreter is finalizing (public from 3.13). */
+#if PMT_PY313_PLUS
+#define pmt_is_finalizing() Py_IsFinalizing()
+#elif PMT_PY312_PLUS
+#define pmt_is_finalizing() _Py_IsFinalizing()
+#endif
+
 #endif /* PMT_COMPAT_H */

@@ -16,6 +16,12 @@
  * when written, and the escaped names of the last code object written are
  * reused.
  *
+ * On 3.12+ (sys.monitoring) a quiet tracer (trigger > 0, measure="rss", the
+ * main thread only) switches off the locations where memory did not move
+ * (the callback returns sys.monitoring.DISABLE); the poller thread watches
+ * the band around the last written value and, when RSS leaves it, a
+ * pending call restarts every location (see "quiet locations" below).
+ *
  * Threading.  Hooks run with the GIL held (they are called by the
  * interpreter on the thread that runs the code), so a tracer's event
  * state is only touched under the GIL.  The log mutex is taken as well
@@ -61,6 +67,8 @@ typedef struct {
     unsigned long thread; /* thread identifier (all_threads only) */
 } pmt_event;
 
+#define LINE_CACHE_SIZE 16 /* a power of two */
+
 typedef struct tracer_object {
     PyObject_HEAD
     /* Configuration, fixed by __init__. */
@@ -92,6 +100,11 @@ typedef struct tracer_object {
     char *name_buf;         /* NAME_BUF_SIZE bytes while active */
     size_t name_file_len;   /* escaped File bytes at name_buf */
     size_t name_func_len;   /* escaped Function bytes after them */
+    /* Lines of instruction offsets of name_code, direct-mapped by offset
+       (PyCode_Addr2Line scans the line table): valid while name_code
+       stays the same, emptied (lasti -1) when it changes.  GIL. */
+    int line_lasti[LINE_CACHE_SIZE];
+    int line_value[LINE_CACHE_SIZE];
     /* Resources held while active. */
     pmt_logwriter log;
     int log_open;
@@ -102,6 +115,10 @@ typedef struct tracer_object {
     PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
     struct tracer_object *outer; /* stack link (hooks_runtime) */
     int backend;            /* BACKEND_LEGACY or BACKEND_MONITORING */
+    /* Quiet locations may be switched off (sys.monitoring.DISABLE) for
+       this tracer: monitoring backend, trigger > 0, measure="rss", one
+       thread, the main thread.  Fixed at enter.  GIL. */
+    int quiet;
 } TracerObject;
 
 /* Process-wide: the stacks of active tracers, innermost first.  Each
@@ -113,6 +130,9 @@ static struct {
     int default_backend;    /* BACKEND_* for new tracers (3.12+) */
     int mon_tool;           /* sys.monitoring tool id held, -1 = none */
     int mon_users[2];       /* monitoring-backed tracers active, per kind */
+    /* 1 when the band the poller watches (quiet tracers' ref_mem +/-
+       trigger) must be recomputed before the next DISABLE. */
+    int band_dirty;
 } hooks_runtime = {
     .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
     .mon_tool = -1,
@@ -234,16 +254,38 @@ code_function_name(PyCodeObject *code)
 #endif
 }
 
-static int
-event_line(const pmt_event *ev)
+static inline void
+line_cache_clear(TracerObject *self)
 {
+    int i;
+    for (i = 0; i < LINE_CACHE_SIZE; i++) {
+        self->line_lasti[i] = -1;
+    }
+}
+
+static int
+event_line(TracerObject *self, const pmt_event *ev)
+{
+    int slot, line;
+
     if (ev->line >= 0) {
         return ev->line;
     }
     if (ev->code == NULL) {
         return 0;
     }
-    return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    if (ev->code != self->name_code || ev->lasti < 0) {
+        return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    }
+    /* Offsets are even (code units): drop the low bit. */
+    slot = (ev->lasti >> 1) & (LINE_CACHE_SIZE - 1);
+    if (self->line_lasti[slot] == ev->lasti) {
+        return self->line_value[slot];
+    }
+    line = PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
+    self->line_lasti[slot] = ev->lasti;
+    self->line_value[slot] = line;
+    return line;
 }
 
 /* Largest record: two escaped fields (each at most twice
@@ -278,9 +320,11 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
                 memcpy(self->name_buf + self->name_file_len,
                        log->buf + fstart, self->name_func_len);
                 Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
+                line_cache_clear(self);
             }
             else {
                 Py_CLEAR(self->name_code);
+                line_cache_clear(self);
             }
         }
         return;
@@ -343,7 +387,7 @@ write_event(TracerObject *self, const char *tag, const pmt_event *ev,
         pmt_log_char(log, '?');
     }
     pmt_log_char(log, '\t');
-    log_code_names(self, code, event_line(ev));
+    log_code_names(self, code, event_line(self, ev));
     pmt_log_char(log, '\t');
     pmt_log_i64(log, ev->mem, 0);
     pmt_log_char(log, '\t');
@@ -403,7 +447,7 @@ crossed(const TracerObject *self, int64_t moved)
 /* One event, from either backend.  code is a new reference (stolen);
    line is the line when the backend knows it for free, else -1; frame is
    the frame when there is one (legacy hooks), else NULL.  Never raises. */
-static inline void
+static inline int
 tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
              int line, PyFrameObject *frame)
 {
@@ -446,11 +490,15 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
         self->ref_mem = mem;
         self->ref_event = event;
         self->prev_written = 1;
+        if (self->quiet) {
+            hooks_runtime.band_dirty = 1;
+        }
     }
-    return;
+    return 1;
 not_written:
     self->prev_written = 0;
     remember(self, what, code, lasti, line, event, mem, thread);
+    return 0;
 }
 
 /* The Py_tracefunc of the legacy backend.  Never raises. */
@@ -462,8 +510,8 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     if (self->state != ST_ACTIVE) {
         return 0;
     }
-    tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
-                 frame_lasti(frame), -1, frame);
+    (void)tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
+                       frame_lasti(frame), -1, frame);
     return 0;
 }
 
@@ -607,14 +655,18 @@ done:
 #define MON_WHAT_CALL PyTrace_CALL
 #define MON_WHAT_RETURN PyTrace_RETURN
 
-static inline void
+/* Dispatch one event to the tracer of kind that wants it.  Returns 1 when
+   the location may be switched off as far as this kind is concerned: no
+   tracer of the kind is active, or the event went to a quiet tracer that
+   did not write it.  0 otherwise. */
+static inline int
 mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
 {
     TracerObject *t = hooks_runtime.top[kind];
     unsigned long me;
 
     if (t == NULL) {
-        return;
+        return 1;
     }
     me = PyThread_get_thread_ident();
     for (; t != NULL; t = t->outer) {
@@ -624,9 +676,155 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
         }
     }
     if (t == NULL || t->state != ST_ACTIVE || !PyCode_Check(code)) {
+        return 0;
+    }
+    if (tracer_event(t, what, Py_NewRef(code), lasti, line, NULL)) {
+        return 0;
+    }
+    return t->quiet;
+}
+
+/* ---- quiet locations switched off -----------------------------------------
+ *
+ * A callback that sees memory has not moved past the trigger of a quiet
+ * tracer returns sys.monitoring.DISABLE: that location (instruction, event)
+ * no longer calls us, so a loop that allocates nothing costs what it costs
+ * without a tracer.  Before it does, the poller thread is given the band
+ * [max(ref_mem - trigger), min(ref_mem + trigger)] of the quiet tracers;
+ * when a read of RSS leaves it, the poller (no GIL) schedules
+ * mon_restart_pending with Py_AddPendingCall, and that calls
+ * sys.monitoring.restart_events() under the GIL: every location calls us
+ * again, and the next event writes NEXT.  Entering a tracer and leaving a
+ * nested one restart too.  restart_events() re-enables the locations every
+ * tool switched off (documented in docs/cpymemtrace.md).
+ *
+ * Py_AddPendingCall runs its function on the main thread (3.12, 3.13), so
+ * only a tracer of the main thread that traces that thread alone is quiet.
+ */
+
+/* The band of the quiet active tracers to the poller (GIL held). */
+static void
+mon_arm(void)
+{
+    int64_t low = INT64_MIN, high = INT64_MAX;
+    int kind, any = 0;
+    TracerObject *t;
+
+    for (kind = 0; kind < 2; kind++) {
+        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+            if (!t->quiet || t->state != ST_ACTIVE) {
+                continue;
+            }
+            any = 1;
+            /* ref_mem >= 0 and trigger > 0: saturate instead of overflow. */
+            if (t->ref_mem - t->trigger > low) {
+                low = t->ref_mem - t->trigger;
+            }
+            if (t->trigger <= INT64_MAX - t->ref_mem &&
+                t->ref_mem + t->trigger < high) {
+                high = t->ref_mem + t->trigger;
+            }
+        }
+    }
+    hooks_runtime.band_dirty = 0;
+    if (!any) {
+        pmt_rsspoll_unwatch();
         return;
     }
-    tracer_event(t, what, Py_NewRef(code), lasti, line, NULL);
+    pmt_rsspoll_watch(low < 0 ? 0 : (uint64_t)low,
+                      high < 0 ? 0 : (uint64_t)high);
+}
+
+/* sys.monitoring.restart_events().  GIL held; never raises. */
+static void
+mon_restart(void)
+{
+    pmt_exc_t saved;
+    PyObject *sys = NULL, *mon = NULL, *res = NULL;
+
+    PMT_EXC_SAVE(saved);
+    sys = PyImport_ImportModule("sys");
+    if (sys == NULL) {
+        goto done;
+    }
+    mon = PyObject_GetAttrString(sys, "monitoring");
+    if (mon == NULL) {
+        goto done;
+    }
+    res = PyObject_CallMethod(mon, "restart_events", NULL);
+done:
+    if (res == NULL) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(mon);
+    Py_XDECREF(sys);
+    PMT_EXC_RESTORE(saved);
+}
+
+/* Pending call (main thread, GIL held): memory moved, listen again.  Does
+   nothing once the interpreter finalizes or no tracer uses our events
+   (the tracer exited between the poller's read and now). */
+static int
+mon_restart_pending(void *Py_UNUSED(arg))
+{
+    if (pmt_is_finalizing() || hooks_runtime.mon_tool < 0) {
+        return 0;
+    }
+    hooks_runtime.band_dirty = 1;
+    mon_restart();
+    return 0;
+}
+
+/* Poller thread, no GIL: Py_AddPendingCall needs no thread state. */
+static int
+mon_notify(void)
+{
+    return Py_AddPendingCall(mon_restart_pending, NULL) < 0 ? -1 : 0;
+}
+
+/* 1 when the calling thread is threading.main_thread().  Never raises. */
+static int
+on_main_thread(void)
+{
+    PyObject *threading = NULL, *main = NULL, *ident = NULL;
+    int rc = 0;
+
+    threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        goto done;
+    }
+    main = PyObject_CallMethod(threading, "main_thread", NULL);
+    if (main == NULL) {
+        goto done;
+    }
+    ident = PyObject_GetAttrString(main, "ident");
+    if (ident == NULL || !PyLong_Check(ident)) {
+        goto done;
+    }
+    rc = PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident();
+done:
+    PyErr_Clear();
+    Py_XDECREF(ident);
+    Py_XDECREF(main);
+    Py_XDECREF(threading);
+    return rc;
+}
+
+/* What a callback returns: DISABLE when every kind agreed. */
+static inline PyObject *
+mon_result(PyObject *module, int may_disable)
+{
+    if (may_disable) {
+        pmt_state *state = pmt_get_state(module);
+        if (state->mon_disable != NULL) {
+            if (hooks_runtime.band_dirty || !pmt_rsspoll_watching()) {
+                mon_arm();
+            }
+            return Py_NewRef(state->mon_disable);
+        }
+    }
+    Py_RETURN_NONE;
 }
 
 static inline int
@@ -638,26 +836,55 @@ mon_offset(PyObject *const *args, Py_ssize_t nargs)
     return (int)PyLong_AsLong(args[1]);
 }
 
-/* PY_START, PY_RESUME, PY_THROW: (code, offset[, exc]) */
+/* PY_START, PY_RESUME: (code, offset) */
 static PyObject *
 mon_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    int quiet = 0;
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
-        mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
+        quiet = mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
+        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
+    }
+    return mon_result(module, quiet);
+}
+
+/* PY_THROW: (code, offset, exc); cannot be switched off. */
+static PyObject *
+mon_on_throw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
+        (void)mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
     }
     Py_RETURN_NONE;
 }
 
-/* PY_RETURN, PY_YIELD, PY_UNWIND: (code, offset, value) */
+/* PY_RETURN, PY_YIELD: (code, offset, value) */
 static PyObject *
 mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    int quiet = 0;
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
-        mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
+        quiet = mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti,
+                             -1);
+        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti,
+                              -1);
+    }
+    return mon_result(module, quiet);
+}
+
+/* PY_UNWIND: (code, offset, exc); cannot be switched off. */
+static PyObject *
+mon_on_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int lasti = mon_offset(args, nargs);
+        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti,
+                           -1);
+        (void)mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
     }
     Py_RETURN_NONE;
 }
@@ -666,20 +893,22 @@ mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 mon_on_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    int quiet = 0;
     if (nargs >= 2 && PyLong_CheckExact(args[1])) {
-        mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
-                     (int)PyLong_AsLong(args[1]));
+        /* Profile does not ask for LINE: only Trace decides. */
+        quiet = mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
+                             (int)PyLong_AsLong(args[1]));
     }
-    Py_RETURN_NONE;
+    return mon_result(module, quiet);
 }
 
-/* RAISE: (code, offset, exc) */
+/* RAISE: (code, offset, exc); cannot be switched off. */
 static PyObject *
 mon_on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 2) {
-        mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
-                     mon_offset(args, nargs), -1);
+        (void)mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
+                           mon_offset(args, nargs), -1);
     }
     Py_RETURN_NONE;
 }
@@ -693,6 +922,10 @@ static PyMethodDef mon_callback_defs[] = {
      NULL},
     {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise,
      METH_FASTCALL, NULL},
+    {"_mon_on_throw", (PyCFunction)(void (*)(void))mon_on_throw,
+     METH_FASTCALL, NULL},
+    {"_mon_on_unwind", (PyCFunction)(void (*)(void))mon_on_unwind,
+     METH_FASTCALL, NULL},
 };
 
 /* Event numbers and callback (index in mon_callback_defs) of each kind. */
@@ -703,8 +936,8 @@ typedef struct {
 } mon_binding;
 
 static const mon_binding mon_bindings[] = {
-    {"PY_START", 0, 0},  {"PY_RESUME", 0, 0}, {"PY_THROW", 0, 0},
-    {"PY_RETURN", 1, 0}, {"PY_YIELD", 1, 0},  {"PY_UNWIND", 1, 0},
+    {"PY_START", 0, 0},  {"PY_RESUME", 0, 0}, {"PY_THROW", 4, 0},
+    {"PY_RETURN", 1, 0}, {"PY_YIELD", 1, 0},  {"PY_UNWIND", 5, 0},
     {"LINE", 2, 1},      {"RAISE", 3, 1},
 };
 #define N_MON_BINDINGS (sizeof(mon_bindings) / sizeof(mon_bindings[0]))
@@ -752,6 +985,12 @@ mon_update(pmt_state *state)
             goto done;
         }
         Py_CLEAR(res);
+        if (state->mon_disable == NULL) {
+            state->mon_disable = PyObject_GetAttrString(mon, "DISABLE");
+            if (state->mon_disable == NULL) {
+                goto done;
+            }
+        }
         for (i = 0; i < N_MON_BINDINGS; i++) {
             PyObject *ev = PyObject_GetAttrString(events,
                                                   mon_bindings[i].event);
@@ -1150,6 +1389,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     TracerObject *outer;
     PyObject *path_bytes = NULL;
     void *mon_state = NULL; /* pmt_state, once mon_install succeeded */
+    int main_thread = 0;
     int err;
 
     if (self->state != ST_NEW) {
@@ -1159,6 +1399,14 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     self->depth = hooks_runtime.depth[self->kind];
+#if PMT_PY312_PLUS
+    /* Before our events are on: this runs Python code. */
+    if (self->backend == BACKEND_MONITORING) {
+        main_thread = on_main_thread();
+    }
+#else
+    (void)main_thread;
+#endif
     if (self->filepath == NULL) {
         self->filepath = default_path(self);
         if (self->filepath == NULL) {
@@ -1244,6 +1492,16 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     self->ref_mem = read_mem_now(self);
     self->state = ST_ACTIVE;
     stack_push(self);
+#if PMT_PY312_PLUS
+    if (self->backend == BACKEND_MONITORING) {
+        /* Locations an outer tracer switched off must call this one's
+           first event (FRST). */
+        self->quiet = self->trigger > 0 && self->measure == MEASURE_RSS &&
+                      !self->all_threads && main_thread;
+        hooks_runtime.band_dirty = 1;
+        mon_restart();
+    }
+#endif
     pmt_log_signals_install();
     if (self->backend == BACKEND_LEGACY) {
         if (self->all_threads) {
@@ -1301,6 +1559,13 @@ tracer_finish(TracerObject *self, int restore_hooks)
             PMT_EXC_SAVE(saved);
             mon_uninstall(self, state);
             PMT_EXC_RESTORE(saved);
+        }
+        /* The tracers still active listen everywhere again (a location
+           this one switched off may matter to them), and the poller's
+           band is theirs alone. */
+        mon_arm();
+        if (restore_hooks && hooks_runtime.mon_tool >= 0) {
+            mon_restart();
         }
     }
 #endif
@@ -1762,6 +2027,9 @@ pmt_hooks_exec(PyObject *module)
             PyTuple_SET_ITEM(state->mon_callbacks, (Py_ssize_t)i, f);
         }
     }
+#endif
+#if PMT_PY312_PLUS
+    pmt_rsspoll_set_notify(mon_notify);
 #endif
     return PyModule_AddFunctions(module, hooks_functions);
 }

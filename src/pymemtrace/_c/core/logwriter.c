@@ -44,9 +44,15 @@ static struct {
        handler, which only runs while installed. */
     int installed[N_FATAL];
     struct sigaction previous[N_FATAL];
-} logwriter_runtime;
-
-static pthread_mutex_t signals_mutex = PTHREAD_MUTEX_INITIALIZER;
+    /* Serialises install/uninstall of the signal handlers (guards
+       signal_users, installed, previous).  Never taken by a handler. */
+    pthread_mutex_t signals_mutex;
+    /* Registers the fork handler once; pthread_once is its own lock. */
+    pthread_once_t atfork_once;
+} logwriter_runtime = {
+    .signals_mutex = PTHREAD_MUTEX_INITIALIZER,
+    .atfork_once = PTHREAD_ONCE_INIT,
+};
 
 static int
 write_all(int fd, const char *p, size_t n)
@@ -92,8 +98,6 @@ registry_remove(pmt_logwriter *w)
     }
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
 /* In a fork()ed child the writer threads do not exist and the files are
    the parent's: inherited logs stop writing (their buffered and queued
    bytes are the parent's to write), so the child neither deadlocks
@@ -131,7 +135,7 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
 {
     int fd, i;
 
-    (void)pthread_once(&atfork_once, register_atfork);
+    (void)pthread_once(&logwriter_runtime.atfork_once, register_atfork);
 
     memset(w, 0, sizeof(*w));
     w->fd = -1;
@@ -451,7 +455,7 @@ pmt_log_signals_install(void)
 {
     size_t i;
 
-    pthread_mutex_lock(&signals_mutex);
+    pthread_mutex_lock(&logwriter_runtime.signals_mutex);
     if (logwriter_runtime.signal_users++ > 0) {
         goto out_unlock;
     }
@@ -478,7 +482,7 @@ pmt_log_signals_install(void)
         }
     }
 out_unlock:
-    pthread_mutex_unlock(&signals_mutex);
+    pthread_mutex_unlock(&logwriter_runtime.signals_mutex);
 }
 
 void
@@ -486,7 +490,7 @@ pmt_log_signals_uninstall(void)
 {
     size_t i;
 
-    pthread_mutex_lock(&signals_mutex);
+    pthread_mutex_lock(&logwriter_runtime.signals_mutex);
     if (logwriter_runtime.signal_users == 0 ||
         --logwriter_runtime.signal_users > 0) {
         goto out_unlock;
@@ -506,5 +510,5 @@ pmt_log_signals_uninstall(void)
         }
     }
 out_unlock:
-    pthread_mutex_unlock(&signals_mutex);
+    pthread_mutex_unlock(&logwriter_runtime.signals_mutex);
 }

@@ -12,9 +12,11 @@
 #include <stdatomic.h>
 #include <time.h>
 
-atomic_uint_fast64_t pmt_rsspoll_current;
-
 static struct {
+    /* Last RSS read, bytes.  Atomic (relaxed): written by the poller
+       thread and pmt_rsspoll_refresh(), read by hooks on any thread; a
+       value a little old is fine, it is re-read exactly before logging. */
+    atomic_uint_fast64_t current;
     /* Count of reads.  Atomic, as value. */
     atomic_uint_fast64_t generation;
     /* Users of the thread.  Protected by mutex. */
@@ -22,14 +24,27 @@ static struct {
     /* 1 while the thread runs; stop request flag.  Protected by mutex. */
     int running;
     int stop;
-    pthread_t thread;          /* Protected by mutex. */
+    pthread_t thread; /* Protected by mutex. */
     pthread_mutex_t mutex;
-    pthread_cond_t wake;       /* Signalled by stop; waited on by the thread. */
+    pthread_cond_t wake; /* Signalled by stop; waited on by the thread. */
+    /* The watch (pmt_rsspoll_watch): a band [low, high] of RSS and a
+       function called once when a read leaves it.  watch_armed is 1
+       while the band is valid; the poller disarms it (exchange) before
+       calling notify.  low/high are atomics written by the watcher (any
+       thread) and read by the poller; a band read while being changed
+       costs at worst one needless notify or one poll of delay. */
+    atomic_int watch_armed;
+    atomic_uint_fast64_t watch_low;
+    atomic_uint_fast64_t watch_high;
+    /* Set once (pmt_rsspoll_set_notify) before the first watch; atomic so
+       the poller reads it race-free. */
+    _Atomic(pmt_rsspoll_notify_fn) notify;
+    /* Initialises wake and the fork handler once; its own lock. */
+    pthread_once_t once;
 } rsspoll_runtime = {
     .mutex = PTHREAD_MUTEX_INITIALIZER,
+    .once = PTHREAD_ONCE_INIT,
 };
-
-static pthread_once_t rsspoll_once = PTHREAD_ONCE_INIT;
 
 static void
 forget_thread_in_child(void)
@@ -40,6 +55,7 @@ forget_thread_in_child(void)
     rsspoll_runtime.users = 0;
     rsspoll_runtime.running = 0;
     rsspoll_runtime.stop = 0;
+    atomic_store(&rsspoll_runtime.watch_armed, 0);
 }
 
 static void
@@ -60,13 +76,21 @@ pmt_rsspoll_refresh(void)
     uint64_t value = 0;
 
     if (pmt_rss_current(&value) == 0) {
-        atomic_store_explicit(&pmt_rsspoll_current, value,
+        atomic_store_explicit(&rsspoll_runtime.current, value,
                               memory_order_relaxed);
         atomic_fetch_add_explicit(&rsspoll_runtime.generation, 1,
                                   memory_order_release);
         return value;
     }
-    return atomic_load_explicit(&pmt_rsspoll_current, memory_order_relaxed);
+    return atomic_load_explicit(&rsspoll_runtime.current,
+                                memory_order_relaxed);
+}
+
+uint64_t
+pmt_rsspoll_value(void)
+{
+    return atomic_load_explicit(&rsspoll_runtime.current,
+                                memory_order_relaxed);
 }
 
 uint64_t
@@ -74,6 +98,67 @@ pmt_rsspoll_generation(void)
 {
     return atomic_load_explicit(&rsspoll_runtime.generation,
                                 memory_order_acquire);
+}
+
+void
+pmt_rsspoll_set_notify(pmt_rsspoll_notify_fn fn)
+{
+    atomic_store(&rsspoll_runtime.notify, fn);
+}
+
+void
+pmt_rsspoll_watch(uint64_t low, uint64_t high)
+{
+    atomic_store_explicit(&rsspoll_runtime.watch_low, low,
+                          memory_order_relaxed);
+    atomic_store_explicit(&rsspoll_runtime.watch_high, high,
+                          memory_order_relaxed);
+    atomic_store_explicit(&rsspoll_runtime.watch_armed, 1,
+                          memory_order_release);
+}
+
+void
+pmt_rsspoll_unwatch(void)
+{
+    atomic_store_explicit(&rsspoll_runtime.watch_armed, 0,
+                          memory_order_release);
+}
+
+int
+pmt_rsspoll_watching(void)
+{
+    return atomic_load_explicit(&rsspoll_runtime.watch_armed,
+                                memory_order_relaxed);
+}
+
+/* Poller thread: after a read, call notify once if it left the band. */
+static void
+check_watch(uint64_t value)
+{
+    pmt_rsspoll_notify_fn fn;
+    uint64_t low, high;
+    int armed = 1;
+
+    if (!atomic_load_explicit(&rsspoll_runtime.watch_armed,
+                              memory_order_acquire)) {
+        return;
+    }
+    low =
+        atomic_load_explicit(&rsspoll_runtime.watch_low, memory_order_relaxed);
+    high = atomic_load_explicit(&rsspoll_runtime.watch_high,
+                                memory_order_relaxed);
+    if (value > low && value < high) {
+        return;
+    }
+    fn = atomic_load(&rsspoll_runtime.notify);
+    if (fn == NULL || !atomic_compare_exchange_strong(
+                          &rsspoll_runtime.watch_armed, &armed, 0)) {
+        return;
+    }
+    if (fn() != 0) {
+        /* Could not be delivered (queue full): try again next read. */
+        atomic_store(&rsspoll_runtime.watch_armed, 1);
+    }
 }
 
 static void *
@@ -90,7 +175,7 @@ poller_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&rsspoll_runtime.mutex);
-        (void)pmt_rsspoll_refresh();
+        check_watch(pmt_rsspoll_refresh());
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_nsec += PMT_RSSPOLL_INTERVAL_NS;
         if (deadline.tv_nsec >= 1000000000L) {
@@ -115,7 +200,7 @@ pmt_rsspoll_start(void)
 {
     int err = 0;
 
-    (void)pthread_once(&rsspoll_once, init_once);
+    (void)pthread_once(&rsspoll_runtime.once, init_once);
     (void)pmt_rsspoll_refresh();
     pthread_mutex_lock(&rsspoll_runtime.mutex);
     if (rsspoll_runtime.users++ == 0) {

@@ -18,12 +18,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* Last RSS read, bytes.  Written by the poller thread and by
-   pmt_rsspoll_refresh(), read by hooks on any thread (relaxed: a value a
-   little old is fine, it is re-read exactly before being logged).  Not
-   static so that the inline reader below costs one load in the hook. */
-extern atomic_uint_fast64_t pmt_rsspoll_current;
-
 /* Sampling period of the poller thread. */
 #define PMT_RSSPOLL_INTERVAL_NS 1000000
 
@@ -33,16 +27,26 @@ void pmt_rsspoll_stop(void);
 /* Join the thread (module shutdown).  Safe when it never started. */
 void pmt_rsspoll_shutdown(void);
 
-/* The last RSS the poller (or a refresh) read, in bytes. */
-static inline uint64_t
-pmt_rsspoll_value(void)
-{
-    return atomic_load_explicit(&pmt_rsspoll_current, memory_order_relaxed);
-}
+/* The last RSS the poller (or a refresh) read, in bytes (one relaxed
+   atomic load). */
+uint64_t pmt_rsspoll_value(void);
 /* Number of reads so far (changes each time the value is refreshed). */
 uint64_t pmt_rsspoll_generation(void);
 /* Read RSS now on the calling thread and publish it; returns it (the last
    value if the read fails). */
 uint64_t pmt_rsspoll_refresh(void);
+
+/* The watch: a band of RSS the poller thread checks after each of its
+   reads.  When a read is <= low or >= high, the poller disarms the watch
+   and calls the notify function once, on the poller thread (so it must be
+   callable from a thread that holds no lock and no GIL); a nonzero return
+   means "not delivered" and re-arms the watch for the next read.  One
+   watch per process; watch() replaces the band and arms it. */
+typedef int (*pmt_rsspoll_notify_fn)(void);
+void pmt_rsspoll_set_notify(pmt_rsspoll_notify_fn fn);
+void pmt_rsspoll_watch(uint64_t low, uint64_t high);
+void pmt_rsspoll_unwatch(void);
+/* 1 while a watch is armed. */
+int pmt_rsspoll_watching(void);
 
 #endif /* PMT_CORE_RSSPOLL_H */
