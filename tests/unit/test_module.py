@@ -69,6 +69,26 @@ def test_each_import_keeps_working_after_the_other_is_gone():
     assert native.rss() > 0
 
 
+def test_dropping_another_instance_leaves_the_background_work_running(tmp_path):
+    # GIVEN a sampler thread and a Profile started through the main import
+    sampler = native.Sampler(0.01)
+    sampler.start()
+    profile = native.Profile(filepath=str(tmp_path / "p.log"))
+    profile.__enter__()
+    try:
+        # WHEN a second instance of the module is made and collected
+        other = fresh_module()
+        del other
+        gc.collect()
+        # THEN the process-wide machinery was not shut down with it
+        assert sampler.running
+        assert native._active_tracers(0) == [profile]
+    finally:
+        profile.__exit__(None, None, None)
+        sampler.stop()
+    assert "EOF" in (tmp_path / "p.log").read_text()
+
+
 def test_the_gc_sees_the_module_state():
     # GIVEN a fresh import  WHEN the gc asks the module for its referents
     module = fresh_module()

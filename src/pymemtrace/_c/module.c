@@ -9,10 +9,39 @@
  */
 #include "native.h"
 
+#include <stdatomic.h>
+
 #define STATE_SLOTS (sizeof(pmt_state) / sizeof(PyObject *))
+
+/* What PyModule_GetState() points to: the PyObject slots first (so
+   pmt_get_state() may cast), then what m_clear must not touch. */
+typedef struct {
+    pmt_state objects;
+    int counted;        /* this instance is in module_runtime.instances */
+} module_memory;
+
+/* The background machinery (samplers, hooks, tracers, allocator hooks) is
+   process-wide, shared by every instance of the module (importlib can make
+   several); only the last instance to go may shut it down. */
+static struct module_runtime {
+    atomic_int instances; /* executed, not yet freed instances */
+} module_runtime;
+
+static int module_exec_concerns(PyObject *module);
 
 static int
 module_exec(PyObject *module)
+{
+    if (module_exec_concerns(module) < 0) {
+        return -1;
+    }
+    ((module_memory *)PyModule_GetState(module))->counted = 1;
+    atomic_fetch_add(&module_runtime.instances, 1);
+    return 0;
+}
+
+static int
+module_exec_concerns(PyObject *module)
 {
     if (pmt_rss_exec(module) < 0) {
         return -1;
@@ -65,10 +94,17 @@ module_clear(PyObject *module)
 static void
 module_free(void *module)
 {
-    pmt_sampler_shutdown();
-    pmt_hooks_shutdown();
-    pmt_reftrace_shutdown();
-    pmt_alloc_shutdown();
+    module_memory *memory = PyModule_GetState((PyObject *)module);
+
+    if (memory != NULL && memory->counted) {
+        memory->counted = 0;
+        if (atomic_fetch_sub(&module_runtime.instances, 1) == 1) {
+            pmt_sampler_shutdown();
+            pmt_hooks_shutdown();
+            pmt_reftrace_shutdown();
+            pmt_alloc_shutdown();
+        }
+    }
     (void)module_clear((PyObject *)module);
 }
 
@@ -130,7 +166,7 @@ struct PyModuleDef pmt_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pymemtrace._native",
     .m_doc = module_doc,
-    .m_size = sizeof(pmt_state),
+    .m_size = sizeof(module_memory),
     .m_methods = NULL,
     .m_slots = module_slots,
     .m_traverse = module_traverse,
