@@ -142,7 +142,12 @@ def strip_source(text: str) -> str:
                 i += 1
         else:
             i += 1
-    return "".join(out)
+    # GCC attributes carry parentheses that would read as a function.
+    stripped = "".join(out)
+    return ATTRIBUTE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), stripped)
+
+
+ATTRIBUTE = re.compile(r"__attribute__\s*\(\((?:[^()]|\([^()]*\))*\)\)")
 
 
 def line_of(text: str, offset: int) -> int:
@@ -679,3 +684,13 @@ if __name__ == "__main__":
         print(problem)
     print(f"{len(found)} problem(s) in {len(list(c_sources()))} C files")
     sys.exit(1 if found else 0)
+
+
+def test_attributes_do_not_read_as_functions():
+    # GIVEN a packed struct type  WHEN linted  THEN it is a type, not a function
+    text = (
+        "typedef struct __attribute__((packed, aligned(4))) {\n"
+        "    int x;\n"
+        "} pmt_slot;\n"
+    )
+    assert check_file("x.h", text) == []
