@@ -26,6 +26,8 @@ EPILOG = """\
 examples:
   pymemtrace process --interval 0.5 -- python my_service.py
   pymemtrace tree --pid 1234 --interval 2
+  pymemtrace run --allocations -o sites.json my_script.py
+  pymemtrace report 20261125_101500_1_4242_P_0_PY3.11.7.log
 """
 
 
