@@ -52,7 +52,7 @@ def _psutil_thread(interval=0.01):
         thread.join()
 
 
-SCALE = 20
+SCALE = None  # the harness-wide rule: each bare run >= 0.1 s (10 sampling periods)
 
 TOOLS = [
     # A/A: the same harness with a tool that does nothing shows the noise
@@ -83,9 +83,10 @@ def detailed_ratios(rounds=15, scale=SCALE, workloads=None):
     import statistics
     import time
 
+    from benchmarks.harness import scale_for
     from benchmarks.workloads import WORKLOADS
 
-    def one(tool, run, wrapped):
+    def one(tool, run, wrapped, scale):
         gc.collect()
         wall, main, proc = time.perf_counter(), time.thread_time(), time.process_time()
         if wrapped:
@@ -102,15 +103,16 @@ def detailed_ratios(rounds=15, scale=SCALE, workloads=None):
             if workloads and name not in workloads:
                 continue
             bare, tooled = [], []
-            one(tool, run, False)
-            one(tool, run, True)
+            n = scale if scale is not None else scale_for(name)
+            one(tool, run, False, n)
+            one(tool, run, True, n)
             for i in range(rounds):
                 if i % 2 == 0:
-                    bare.append(one(tool, run, False))
-                    tooled.append(one(tool, run, True))
+                    bare.append(one(tool, run, False, n))
+                    tooled.append(one(tool, run, True, n))
                 else:
-                    tooled.append(one(tool, run, True))
-                    bare.append(one(tool, run, False))
+                    tooled.append(one(tool, run, True, n))
+                    bare.append(one(tool, run, False, n))
 
             def ratio(pick, k):
                 return pick(t[k] for t in tooled) / pick(b[k] for b in bare)
