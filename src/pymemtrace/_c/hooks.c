@@ -48,6 +48,7 @@
 
 #include "frameobject.h"
 
+#include "core/clocks.h"
 #include "core/logwriter.h"
 #include "core/rsspoll.h"
 
@@ -105,6 +106,15 @@ typedef struct tracer_object {
        stays the same, emptied (lasti -1) when it changes.  GIL. */
     int line_lasti[LINE_CACHE_SIZE];
     int line_value[LINE_CACHE_SIZE];
+    /* The RSS column of the last record, formatted: memory moves far less
+       often than records are written.  rss_text_len 0 = empty.  GIL. */
+    int64_t rss_text_value;
+    char rss_text[24];
+    size_t rss_text_len;
+    /* The Clock column's clock (CLOCK_MONOTONIC, TSC-extrapolated where
+       that is safe: core/clocks.h).  All zero until the first read.  GIL
+       (or the log mutex with all_threads). */
+    pmt_fastclock clock;
     /* Resources held while active. */
     pmt_logwriter log;
     int log_open;
@@ -139,9 +149,10 @@ static struct {
 };
 
 
-static const char *const what_names[] = {
-    "CALL", "EXCEPT", "LINE", "RETURN", "C_CALL", "C_EXCEPT", "C_RETURN",
-    "OPCODE",
+/* Padded to 8 bytes: a record copies 8 and advances by the length. */
+static const char what_names[8][8] = {
+    "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0",
+    "C_CALL\0\0", "C_EXCEPT", "C_RETURN", "OPCODE\0\0",
 };
 static const size_t what_lens[] = {4, 6, 4, 6, 6, 8, 8, 6};
 
@@ -151,6 +162,14 @@ now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The Clock of a record of self (never before self->t0_ns, which was read
+   with clock_gettime before the first record). */
+static inline uint64_t
+tracer_now(TracerObject *self)
+{
+    return pmt_fastclock_now(&self->clock);
 }
 
 static inline int64_t
@@ -365,38 +384,65 @@ write_event(TracerObject *self, const char *tag, const pmt_event *ev,
 {
     pmt_logwriter *log = &self->log;
     PyCodeObject *code = (PyCodeObject *)ev->code;
-    int what = ev->what;
+    unsigned what = (unsigned)ev->what;
+    int line;
+    char *p;
 
     record_lock(self);
     if (!force && !log_room(self)) {
         goto out_unlock;
     }
-    (void)pmt_log_reserve(log, MAX_RECORD);
-    pmt_log_bytes(log, tag, 5); /* "NEXT:" and the others: 5 bytes */
-    pmt_log_char(log, '\t');
-    pmt_log_u64(log, ev->event);
-    pmt_log_cstr(log, "\t+");
-    pmt_log_u64(log, ev->event - self->ref_event);
-    pmt_log_char(log, '\t');
-    pmt_log_seconds(log, clock_ns - self->t0_ns);
-    pmt_log_char(log, '\t');
-    if (what >= 0 && what <= 7) {
-        pmt_log_bytes(log, what_names[what], what_lens[what]);
+    line = event_line(self, ev);
+    /* Room for the whole record: fields are formatted at p with no
+       bounds check of their own, and the length is committed once. */
+    p = pmt_log_reserve(log, MAX_RECORD);
+    memcpy(p, tag, 5); /* "NEXT:" and the others: 5 bytes */
+    p[5] = '\t';
+    p = pmt_put_u64(p + 6, ev->event);
+    p[0] = '\t';
+    p[1] = '+';
+    p = pmt_put_u64(p + 2, ev->event - self->ref_event);
+    *p++ = '\t';
+    p = pmt_put_seconds(p, clock_ns - self->t0_ns);
+    *p++ = '\t';
+    if (what <= 7) {
+        memcpy(p, what_names[what], 8);
+        p += what_lens[what];
     }
     else {
-        pmt_log_char(log, '?');
+        *p++ = '?';
     }
-    pmt_log_char(log, '\t');
-    log_code_names(self, code, event_line(self, ev));
-    pmt_log_char(log, '\t');
-    pmt_log_i64(log, ev->mem, 0);
-    pmt_log_char(log, '\t');
-    pmt_log_i64(log, self->have_first ? ev->mem - self->ref_mem : 0, 1);
+    *p++ = '\t';
+    if ((PyObject *)code == self->name_code && code != NULL) {
+        /* The common case: the names of the last code object written. */
+        p = pmt_put_bytes(p, self->name_buf, self->name_file_len);
+        *p++ = '\t';
+        p = pmt_put_i64(p, line, 0);
+        *p++ = '\t';
+        p = pmt_put_bytes(p, self->name_buf + self->name_file_len,
+                          self->name_func_len);
+    }
+    else {
+        pmt_log_commit(log, p);
+        log_code_names(self, code, line);
+        p = log->buf + log->len;
+    }
+    *p++ = '\t';
+    if (self->rss_text_len == 0 || self->rss_text_value != ev->mem) {
+        char *q = pmt_put_i64(self->rss_text, ev->mem, 0);
+        self->rss_text_len = (size_t)(q - self->rss_text);
+        self->rss_text_value = ev->mem;
+    }
+    memcpy(p, self->rss_text, sizeof(self->rss_text));
+    p += self->rss_text_len;
+    *p++ = '\t';
+    p = pmt_put_i64(p, self->have_first ? ev->mem - self->ref_mem : 0, 1);
     if (self->all_threads) {
-        pmt_log_char(log, '\t');
-        pmt_log_u64(log, ev->thread);
+        *p++ = '\t';
+        p = pmt_put_u64(p, ev->thread);
     }
-    pmt_log_char(log, '\n');
+    *p++ = '\n';
+    pmt_log_commit(log, p);
 out_unlock:
     record_unlock(self);
 }
@@ -475,7 +521,7 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
     }
     /* This event is written. */
     {
-        uint64_t clock = now_ns();
+        uint64_t clock = tracer_now(self);
         int had_first = self->have_first;
         if (had_first && self->prev_valid && !self->prev_written) {
             write_event(self, "PREV:", &self->prev, clock, 0);
@@ -1301,7 +1347,7 @@ write_message_record(TracerObject *self, PyObject *text)
         pmt_log_cstr(log, "MSG:\t");
         pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
         pmt_log_char(log, '\t');
-        pmt_log_seconds(log, now_ns() - self->t0_ns);
+        pmt_log_seconds(log, tracer_now(self) - self->t0_ns);
         pmt_log_char(log, '\t');
         log_str(log, text);
         pmt_log_char(log, '\n');
@@ -1601,7 +1647,7 @@ tracer_finish(TracerObject *self, int restore_hooks)
     if (self->prev_valid) {
         last = self->prev;
         last.mem = read_mem_now(self);
-        write_event(self, "LAST:", &last, now_ns(), 1);
+        write_event(self, "LAST:", &last, tracer_now(self), 1);
     }
     record_lock(self);
     pmt_log_cstr(&self->log, "EOF\n");

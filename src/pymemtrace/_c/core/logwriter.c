@@ -349,21 +349,8 @@ pmt_log_reserve_slow(pmt_logwriter *w, size_t n)
 void
 pmt_log_seconds(pmt_logwriter *w, uint64_t ns)
 {
-    char tmp[32];
-    /* Round to the microsecond as printf("%.6f") would. */
-    uint64_t us = (ns + 500) / 1000;
-    uint64_t frac = us % 1000000;
-    char *end = tmp + sizeof(tmp);
-    char *p = end;
-    int i;
-
-    for (i = 0; i < 6; i++) {
-        *--p = (char)('0' + frac % 10);
-        frac /= 10;
-    }
-    *--p = '.';
-    p = pmt_format_u64(p, us / 1000000);
-    pmt_log_bytes(w, p, (size_t)(end - p));
+    char *p = pmt_log_reserve(w, 32);
+    pmt_log_commit(w, pmt_put_seconds(p, ns));
 }
 
 void

@@ -194,6 +194,96 @@ pmt_log_i64(pmt_logwriter *w, int64_t v, int plus)
     pmt_log_bytes(w, start, (size_t)(tmp + sizeof(tmp) - start));
 }
 
+/* ---- formatting at a pointer ---------------------------------------------
+ * The record writers reserve room for a whole record once
+ * (pmt_log_reserve), format every field at a local pointer with the
+ * helpers below and commit the length once (pmt_log_commit): the length
+ * is not reloaded and stored around every field, and no field does its
+ * own bounds check.  Each returns the pointer past what it wrote. */
+
+/* Decimal digits of v (1..20). */
+static inline int
+pmt_u64_digits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10000) {
+        v /= 10000;
+        n += 4;
+    }
+    if (v >= 10) {
+        n++;
+        if (v >= 100) {
+            n++;
+            if (v >= 1000) {
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static inline char *
+pmt_put_u64(char *p, uint64_t v)
+{
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    p += pmt_u64_digits(v);
+    (void)pmt_format_u64(p, v);
+    return p;
+}
+
+/* Signed decimal; with plus, a leading '+' for values >= 0. */
+static inline char *
+pmt_put_i64(char *p, int64_t v, int plus)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return pmt_put_u64(p, (uint64_t)0 - (uint64_t)v);
+    }
+    if (plus) {
+        *p++ = '+';
+    }
+    return pmt_put_u64(p, (uint64_t)v);
+}
+
+static inline char *
+pmt_put_bytes(char *p, const char *s, size_t n)
+{
+    if (n <= 256) {
+        pmt_copy_short(p, s, n);
+    }
+    else {
+        __builtin_memcpy(p, s, n);
+    }
+    return p + n;
+}
+
+/* Seconds with six decimals (%.6f, rounded to the microsecond) from
+   nanoseconds: integer seconds, '.', three digit pairs. */
+static inline char *
+pmt_put_seconds(char *p, uint64_t ns)
+{
+    uint64_t us = (ns + 500) / 1000;
+    uint32_t frac = (uint32_t)(us % 1000000);
+    uint32_t hi = frac / 10000, lo = frac % 10000;
+
+    p = pmt_put_u64(p, us / 1000000);
+    *p++ = '.';
+    __builtin_memcpy(p, pmt_digit_pairs + 2 * hi, 2);
+    __builtin_memcpy(p + 2, pmt_digit_pairs + 2 * (lo / 100), 2);
+    __builtin_memcpy(p + 4, pmt_digit_pairs + 2 * (lo % 100), 2);
+    return p + 6;
+}
+
+/* The record formatted at p (from pmt_log_reserve) ends at end. */
+static inline void
+pmt_log_commit(pmt_logwriter *w, const char *end)
+{
+    w->len = (size_t)(end - w->buf);
+}
+
 /* Seconds with six decimals (%.6f) from nanoseconds. */
 void pmt_log_seconds(pmt_logwriter *w, uint64_t ns);
 /* A string escaped per docs/log_format.md: \\ \t \n \r. */
