@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PMT_LOG_BUFSIZE (128 * 1024)
+#define PMT_LOG_BUFSIZE (512 * 1024)
 /* Buffers per log: one being filled, the others queued for the writer
    thread.  Memory per open log is bounded by PMT_LOG_NBUF buffers. */
 #define PMT_LOG_NBUF 4
