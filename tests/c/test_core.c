@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/clocks.h"
+#include "core/logwriter.h"
 #include "core/ringbuf.h"
 #include "core/ptrtable.h"
 #include "core/rss.h"
@@ -185,6 +186,86 @@ test_ringbuf_rejects_zero_capacity(void)
 
     CHECK(pmt_ringbuf_init(&ring, 0) != 0);
     CHECK(ring.items == NULL);
+}
+
+/* The records' clock: never backwards, and within a microsecond of
+   clock_gettime(CLOCK_MONOTONIC) once extrapolating (TSC), over ~60 ms of
+   reads (past the 20 ms calibration and many 1 ms anchors). */
+static void
+test_fastclock_is_monotonic_and_close(void)
+{
+    pmt_fastclock c;
+    uint64_t start = pmt_clock_monotonic_ns(), prev = 0, worst = 0;
+    long reads = 0, backwards = 0;
+
+    memset(&c, 0, sizeof(c));
+    for (;;) {
+        uint64_t before = pmt_clock_monotonic_ns();
+        uint64_t t = pmt_fastclock_now(&c);
+        uint64_t after = pmt_clock_monotonic_ns();
+        reads++;
+        if (t < prev) {
+            backwards++;
+        }
+        prev = t;
+        /* The read happened between before and after (give or take the
+           extrapolation error). */
+        if (t + 1000 < before && before - t > worst) {
+            worst = before - t;
+        }
+        if (t > after + 1000 && t - after > worst) {
+            worst = t - after;
+        }
+        if (after - start > 60000000u) {
+            break;
+        }
+    }
+    CHECK(reads > 1000);
+#if PMT_FASTCLOCK_TSC
+    /* Where the kernel's clock source is the TSC, it is extrapolating. */
+    CHECK(c.mode == 2 || c.span > 0);
+#endif
+    CHECK(backwards == 0);
+    CHECK(worst == 0);
+}
+
+/* Record fields formatted at a pointer match printf. */
+static void
+test_put_numbers_match_printf(void)
+{
+    static const uint64_t values[] = {
+        0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 12345, 99999, 100000,
+        1234567, 10000000, 123456789012ull, 18446744073709551615ull};
+    static const uint64_t ns[] = {0, 499, 500, 999999499, 999999500,
+                                  1234567890123ull, 59999999999ull};
+    char got[64], want[64];
+    size_t i;
+
+    for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char *end = pmt_put_u64(got, values[i]);
+        *end = '\0';
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)values[i]);
+        CHECK(strcmp(got, want) == 0);
+        if (values[i] <= (uint64_t)INT64_MAX) {
+            end = pmt_put_i64(got, -(int64_t)values[i], 0);
+            *end = '\0';
+            snprintf(want, sizeof(want), "%lld", -(long long)values[i]);
+            CHECK(strcmp(got, want) == 0);
+            end = pmt_put_i64(got, (int64_t)values[i], 1);
+            *end = '\0';
+            snprintf(want, sizeof(want), "%+lld", (long long)values[i]);
+            CHECK(strcmp(got, want) == 0);
+        }
+    }
+    for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+        char *end = pmt_put_seconds(got, ns[i]);
+        uint64_t us = (ns[i] + 500) / 1000;
+        *end = '\0';
+        snprintf(want, sizeof(want), "%llu.%06llu",
+                 (unsigned long long)(us / 1000000),
+                 (unsigned long long)(us % 1000000));
+        CHECK(strcmp(got, want) == 0);
+    }
 }
 
 static void
@@ -461,6 +542,8 @@ main(void)
     test_ringbuf_full_drops_the_oldest();
     test_ringbuf_rejects_zero_capacity();
     test_clocks_and_cpu_times();
+    test_fastclock_is_monotonic_and_close();
+    test_put_numbers_match_printf();
     test_ptrtable_matches_model();
     test_ptrtable_cap_counts_drops();
     test_ptrtable_tags_huge_sizes_and_bad_addresses();

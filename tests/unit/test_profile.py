@@ -173,6 +173,38 @@ def test_d_rss_trigger_0_writes_every_event(cls, tmp_path):
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
+def test_clock_agrees_with_time_monotonic_past_calibration(cls, tmp_path):
+    # GIVEN a tracer writing every event for longer than the 20 ms the
+    # records' clock takes to calibrate its TSC scale (core/clocks.h)
+    path = tmp_path / "t.log"
+    marks = []
+    before_enter = time.monotonic()
+    with cls(d_rss_trigger=0, filepath=str(path)) as tracer:
+        after_enter = time.monotonic()
+        for _ in range(3):
+            # (a record after the sleep takes an anchor; the next ones,
+            # the message included, are extrapolated from it)
+            time.sleep(0.03)
+            for _ in range(20):
+                _tick()
+            # WHEN a message is written between two reads of time.monotonic
+            low = time.monotonic()
+            tracer.write_message_to_log("mark")
+            high = time.monotonic()
+            marks.append((low, high))
+    log = parse(path)
+    # THEN each MSG's Clock lies between them (give or take the 1 us the
+    # column shows and the enter's own duration)
+    clocks = [clock for _, clock, text in log.messages if text == "mark"]
+    assert len(clocks) == 3
+    for clock, (low, high) in zip(clocks, marks):
+        assert low - after_enter - 2e-6 <= clock <= high - before_enter + 2e-6
+    # AND the Clock column never goes backwards
+    written = [r.clock for r in log.records]
+    assert written == sorted(written)
+
+
+@pytest.mark.parametrize("cls", TRACERS, ids=IDS)
 def test_prev_is_the_event_just_before_the_jump(cls, tmp_path):
     # GIVEN growth after many events that were not written
     path = tmp_path / "t.log"

@@ -68,9 +68,10 @@ pmt_fastclock_sync(pmt_fastclock *c)
         ns = pmt_clock_monotonic_ns();
         t2 = __rdtsc();
         tsc = t1 + (t2 - t1) / 2;
-        /* A sample taken across a preemption (or a CPU switch) is used
-           as a clock reading only. */
-        if (t2 >= t1 && t2 - t1 < 20000) {
+        /* The anchor's error is half the gap (clock_gettime takes ~150
+           ticks): a sample taken across an interrupt, a preemption or a
+           CPU switch is used as a clock reading only. */
+        if (t2 >= t1 && t2 - t1 < 3000) {
             if (c->mult == 0 && c->ns0 == 0) {
                 c->tsc0 = tsc;
                 c->ns0 = ns;
