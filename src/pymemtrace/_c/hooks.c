@@ -356,8 +356,23 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
                   self->name_func_len);
 }
 
-/* Cap check before a record: 1 if the record may be written. */
+/* The cap reached: say so in the log.  Returns 0. */
 static int
+log_capped(TracerObject *self)
+{
+    pmt_logwriter *log = &self->log;
+
+    self->capped = 1;
+    pmt_log_cstr(log, "# max_log_bytes reached (");
+    pmt_log_u64(log, self->max_log_bytes);
+    pmt_log_cstr(log, "): records after event ");
+    pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
+    pmt_log_cstr(log, " are not written\n");
+    return 0;
+}
+
+/* Cap check before a record: 1 if the record may be written. */
+static inline int
 log_room(TracerObject *self)
 {
     pmt_logwriter *log = &self->log;
@@ -367,13 +382,7 @@ log_room(TracerObject *self)
     }
     if (self->max_log_bytes &&
         log->written + log->len >= self->max_log_bytes) {
-        self->capped = 1;
-        pmt_log_cstr(log, "# max_log_bytes reached (");
-        pmt_log_u64(log, self->max_log_bytes);
-        pmt_log_cstr(log, "): records after event ");
-        pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
-        pmt_log_cstr(log, " are not written\n");
-        return 0;
+        return log_capped(self);
     }
     return 1;
 }
