@@ -188,9 +188,11 @@ test_ringbuf_rejects_zero_capacity(void)
     CHECK(ring.items == NULL);
 }
 
-/* The records' clock: never backwards, and within a microsecond of
+/* The records' clock: never backwards, and within two microseconds of
    clock_gettime(CLOCK_MONOTONIC) once extrapolating (TSC), over ~60 ms of
-   reads (past the 20 ms calibration and many 1 ms anchors). */
+   reads (past the 20 ms calibration and many 1 ms anchors).  Sources of
+   error: half an anchor's read window, the scale's error over 1 ms, and
+   NTP slewing CLOCK_MONOTONIC (up to 0.5 us per ms). */
 static void
 test_fastclock_is_monotonic_and_close(void)
 {
@@ -210,10 +212,10 @@ test_fastclock_is_monotonic_and_close(void)
         prev = t;
         /* The read happened between before and after (give or take the
            extrapolation error). */
-        if (t + 1000 < before && before - t > worst) {
+        if (t + 2000 < before && before - t > worst) {
             worst = before - t;
         }
-        if (t > after + 1000 && t - after > worst) {
+        if (t > after + 2000 && t - after > worst) {
             worst = t - after;
         }
         if (after - start > 60000000u) {

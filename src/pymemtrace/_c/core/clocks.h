@@ -39,7 +39,8 @@ uint64_t pmt_clock_monotonic_ns(void);
  * PMT_FASTCLOCK_SPAN_NS, and the ticks-to-ns scale is refined at each
  * renewal from the whole time since the clock was started.  Until that
  * span is long enough (PMT_FASTCLOCK_CALIB_NS) every read is a
- * clock_gettime.  Error: scale error x span, well under a microsecond.
+ * clock_gettime.  Error: half an anchor's read window + scale error x
+ * span + NTP slew over the span: typically well under a microsecond.
  * Values never go backwards (each read is at least the previous one).
  * Elsewhere every read is a clock_gettime.
  *

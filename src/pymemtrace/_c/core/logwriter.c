@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define REGISTRY_SLOTS 64
@@ -53,6 +54,25 @@ static struct {
     .signals_mutex = PTHREAD_MUTEX_INITIALIZER,
     .atfork_once = PTHREAD_ONCE_INIT,
 };
+
+/* Buffers come straight from mmap and go back with munmap: a closed log
+   returns its 2 MiB to the system at once, whatever malloc's thresholds
+   (or a sanitizer's quarantine) would do with blocks this size. */
+static char *
+buffer_new(void)
+{
+    void *p = mmap(NULL, PMT_LOG_BUFSIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+buffer_free(char *p)
+{
+    if (p != NULL) {
+        (void)munmap(p, PMT_LOG_BUFSIZE);
+    }
+}
 
 static int
 write_all(int fd, const char *p, size_t n)
@@ -141,7 +161,7 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
     w->fd = -1;
     w->registry_slot = -1;
     /* Only the first buffer now: the others when the writer starts. */
-    w->bufs[0] = malloc(PMT_LOG_BUFSIZE);
+    w->bufs[0] = buffer_new();
     if (w->bufs[0] == NULL) {
         return ENOMEM;
     }
@@ -150,7 +170,7 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         int err = errno;
-        free(w->bufs[0]);
+        buffer_free(w->bufs[0]);
         w->bufs[0] = NULL;
         return err;
     }
@@ -209,7 +229,7 @@ start_writer(pmt_logwriter *w)
     int i;
 
     for (i = 1; i < PMT_LOG_NBUF; i++) {
-        w->bufs[i] = malloc(PMT_LOG_BUFSIZE);
+        w->bufs[i] = buffer_new();
         if (w->bufs[i] == NULL) {
             goto out_free;
         }
@@ -221,7 +241,7 @@ start_writer(pmt_logwriter *w)
     return 0;
 out_free:
     for (i = 1; i < PMT_LOG_NBUF; i++) {
-        free(w->bufs[i]);
+        buffer_free(w->bufs[i]);
         w->bufs[i] = NULL;
     }
     return -1;
@@ -329,7 +349,7 @@ pmt_log_close(pmt_logwriter *w)
     }
     w->fd = -1;
     for (i = 0; i < PMT_LOG_NBUF; i++) {
-        free(w->bufs[i]);
+        buffer_free(w->bufs[i]);
         w->bufs[i] = NULL;
     }
     w->buf = NULL;
