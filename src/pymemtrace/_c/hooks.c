@@ -169,6 +169,12 @@ now_ns(void)
 static inline uint64_t
 tracer_now(TracerObject *self)
 {
+#ifdef Py_GIL_DISABLED
+    /* Hooks of several threads at once: the clock's state is not shared. */
+    if (self->all_threads) {
+        return pmt_clock_monotonic_ns();
+    }
+#endif
     return pmt_fastclock_now(&self->clock);
 }
 
