@@ -193,12 +193,13 @@ def test_clock_agrees_with_time_monotonic_past_calibration(cls, tmp_path):
             high = time.monotonic()
             marks.append((low, high))
     log = parse(path)
-    # THEN each MSG's Clock lies between them (give or take the 1 us the
-    # column shows and the enter's own duration)
+    # THEN each MSG's Clock lies between them (give or take 100 us: the
+    # column shows 1 us, and a preempted anchor read pairs the clocks a few
+    # us apart on a busy machine; a wrong scale errs by milliseconds)
     clocks = [clock for _, clock, text in log.messages if text == "mark"]
     assert len(clocks) == 3
     for clock, (low, high) in zip(clocks, marks):
-        assert low - after_enter - 2e-6 <= clock <= high - before_enter + 2e-6
+        assert low - after_enter - 1e-4 <= clock <= high - before_enter + 1e-4
     # AND the Clock column never goes backwards
     written = [r.clock for r in log.records]
     assert written == sorted(written)
