@@ -42,6 +42,7 @@
 #include "native.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,9 @@
 
 #include "core/logwriter.h"
 #include "core/rsspoll.h"
+
+/* Quiet legacy hooks (see "quiet legacy hooks" below): 3.9-3.11. */
+#define PMT_LEGACY_QUIET (!PMT_PY312_PLUS)
 
 enum { KIND_PROFILE = 0, KIND_TRACE = 1 };
 enum { MEASURE_RSS = 0, MEASURE_HEAP = 1 };
@@ -137,7 +141,15 @@ static struct {
     /* 1 when the band the poller watches (quiet tracers' ref_mem +/-
        trigger) must be recomputed before the next DISABLE. */
     int band_dirty;
+    /* The waker of quiet legacy tracers (3.9-3.11, see waker_run). */
+    pthread_mutex_t waker_mutex;
+    pthread_cond_t waker_cond; /* the poller wakes it.  waker_mutex */
+    int waker_wake;            /* a wake-up is due.  waker_mutex */
+    uint64_t waker_generation; /* the run that goes on.  waker_mutex */
+    int waker_users;           /* quiet legacy tracers active.  GIL */
 } hooks_runtime = {
+    .waker_mutex = PTHREAD_MUTEX_INITIALIZER,
+    .waker_cond = PTHREAD_COND_INITIALIZER,
     .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
     .mon_tool = -1,
 };
@@ -610,7 +622,6 @@ done:
  * re-instruments every code object: there the monitoring backend is the
  * quiet one and legacy tracers are never quiet.
  */
-#define PMT_LEGACY_QUIET (!PMT_PY312_PLUS)
 
 /* Put the hook of a quiet tracer that took it off back on this thread
    (GIL held, the owner's thread).  Only when the slot is still empty:
@@ -1205,11 +1216,129 @@ quiet_pending(void *Py_UNUSED(arg))
     return 0;
 }
 
+#if PMT_LEGACY_QUIET
+/* The waker (3.9-3.11).  There, Py_AddPendingCall called by a thread that
+   is not the main one queues the call but does not set the main thread's
+   eval breaker (COMPUTE_EVAL_BREAKER asks whether the *calling* thread can
+   run pending calls); the main thread recomputes it only when it takes
+   the GIL again, so a CPU-bound loop that never releases the GIL would
+   never run the call and a quiet tracer would miss the growth.  A thread
+   that asks for the GIL makes the holder drop it at the next switch
+   interval (sys.getswitchinterval(), 5 ms), and the main thread runs the
+   pending calls on that break (before dropping the GIL).  So a Python
+   thread (started with _thread, daemon, no threading.Thread object)
+   sleeps in waker_run on a condition variable without the GIL; the poller
+   wakes it after queueing the call; it takes the GIL once and sleeps
+   again.  It runs while quiet legacy tracers are active; the poller never
+   touches the GIL itself. */
+
+static PyObject *
+waker_run(PyObject *module, PyObject *arg)
+{
+    uint64_t mine = PyLong_AsUnsignedLongLong(arg);
+    int go_on = 1;
+
+    if (mine == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    while (go_on) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&hooks_runtime.waker_mutex);
+        while (!hooks_runtime.waker_wake && hooks_runtime.waker_generation == mine) {
+            pthread_cond_wait(&hooks_runtime.waker_cond, &hooks_runtime.waker_mutex);
+        }
+        hooks_runtime.waker_wake = 0;
+        go_on = hooks_runtime.waker_generation == mine;
+        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+        /* Taking the GIL back is the wake-up. */
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef waker_def = {"_quiet_waker", waker_run, METH_O, NULL};
+
+/* A quiet legacy tracer enters: start a waker if none runs (GIL). */
+static void
+waker_acquire(PyObject *module)
+{
+    PyObject *thread = NULL, *func = NULL, *args = NULL, *res = NULL;
+    uint64_t gen;
+
+    if (hooks_runtime.waker_users++ > 0) {
+        return;
+    }
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    gen = ++hooks_runtime.waker_generation;
+    hooks_runtime.waker_wake = 0;
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+    thread = PyImport_ImportModule("_thread");
+    if (thread == NULL) {
+        goto done;
+    }
+    func = PyCFunction_NewEx(&waker_def, module, NULL);
+    if (func == NULL) {
+        goto done;
+    }
+    args = Py_BuildValue("(K)", (unsigned long long)gen);
+    if (args == NULL) {
+        goto done;
+    }
+    res = PyObject_CallMethod(thread, "start_new_thread", "OO", func, args);
+done:
+    if (res == NULL) {
+        /* Without it the pending call runs at the next GIL switch. */
+        PyErr_WriteUnraisable(NULL);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(args);
+    Py_XDECREF(func);
+    Py_XDECREF(thread);
+}
+
+/* The last quiet legacy tracer exits: the waker ends (GIL). */
+static void
+waker_release(void)
+{
+    if (hooks_runtime.waker_users <= 0 || --hooks_runtime.waker_users > 0) {
+        return;
+    }
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_generation++;
+    pthread_cond_signal(&hooks_runtime.waker_cond);
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+static void
+waker_forget_in_child(void)
+{
+    pthread_mutex_init(&hooks_runtime.waker_mutex, NULL);
+    pthread_cond_init(&hooks_runtime.waker_cond, NULL);
+    hooks_runtime.waker_wake = 0;
+    hooks_runtime.waker_users = 0;
+}
+
+static void
+waker_at_fork(void)
+{
+    (void)pthread_atfork(NULL, NULL, waker_forget_in_child);
+}
+#endif /* PMT_LEGACY_QUIET */
+
 /* Poller thread, no GIL: Py_AddPendingCall needs no thread state (3.9+). */
 static int
 quiet_notify(void)
 {
-    return Py_AddPendingCall(quiet_pending, NULL) < 0 ? -1 : 0;
+    if (Py_AddPendingCall(quiet_pending, NULL) < 0) {
+        return -1;
+    }
+#if PMT_LEGACY_QUIET
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_wake = 1;
+    pthread_cond_signal(&hooks_runtime.waker_cond);
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+#endif
+    return 0;
 }
 
 /* ---- the type ---------------------------------------------------------- */
@@ -1631,6 +1760,15 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         self->quiet = PMT_LEGACY_QUIET && quiet_eligible(self, main_thread);
         self->hook_off = 0;
         hooks_runtime.band_dirty = 1;
+#if PMT_LEGACY_QUIET
+        if (self->quiet) {
+            pmt_state *st = pmt_state_from_type(Py_TYPE(op));
+            PyObject *module = st != NULL ? PyType_GetModule(Py_TYPE(op))
+                                          : NULL;
+            PyErr_Clear();
+            waker_acquire(module);
+        }
+#endif
     }
     pmt_log_signals_install();
     if (self->backend == BACKEND_LEGACY) {
@@ -1736,6 +1874,9 @@ tracer_finish(TracerObject *self, int restore_hooks)
     if (self->backend == BACKEND_LEGACY && self->quiet) {
         /* The band is that of the quiet tracers still active. */
         quiet_arm();
+#if PMT_LEGACY_QUIET
+        waker_release();
+#endif
     }
     Py_CLEAR(self->saved_obj);
     /* LAST: the last event seen, with the memory read now. */
@@ -2170,6 +2311,12 @@ pmt_hooks_exec(PyObject *module)
     }
 #endif
     pmt_rsspoll_set_notify(quiet_notify);
+#if PMT_LEGACY_QUIET
+    {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        (void)pthread_once(&once, waker_at_fork);
+    }
+#endif
     return PyModule_AddFunctions(module, hooks_functions);
 }
 
