@@ -652,6 +652,7 @@ legacy_rearm(TracerObject *self)
     }
 }
 
+#if PMT_LEGACY_QUIET
 /* Re-arm the innermost tracer of each kind of this thread. */
 static void
 legacy_rearm_all(void)
@@ -671,6 +672,7 @@ legacy_rearm_all(void)
         }
     }
 }
+#endif
 
 /* The Py_tracefunc of the legacy backend.  Never raises. */
 static int
