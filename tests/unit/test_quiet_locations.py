@@ -323,3 +323,26 @@ def test_legacy_hook_comes_off_when_quiet_and_back_after_a_nested_exit(cls, get_
     assert off is None
     assert during is inner
     assert seen_after > seen_before
+
+
+@pytest.mark.parametrize("cls", TRACERS, ids=IDS)
+def test_growth_in_a_loop_that_never_releases_the_gil_is_seen(cls, tmp_path):
+    # GIVEN a quiet tracer that stopped listening
+    path = tmp_path / "cpu.log"
+    keep = []
+    with cls(filepath=str(path)) as tracer:
+        call_in_a_loop(keep, n=GROW_AT)
+        # WHEN memory grows by 10 MB and the code then spins without ever
+        # releasing the GIL (on 3.9-3.11 the pending call needs the waker
+        # thread to be run there); the deadline only bounds a failure
+        seen = tracer.events
+        data = mmap.mmap(-1, 10 * MB)
+        data.write(ZEROS)
+        keep.append(data)
+        # (the growth may be written at once, at keep.append)
+        deadline = time.monotonic() + 30
+        while tracer.events == seen and time.monotonic() < deadline:
+            pass
+    # THEN the tracer listened again and wrote the growth
+    log = parse(path)
+    assert [r for r in log.tagged("NEXT:") if r.d_mem >= 9 * MB], [(r.tag, r.what, r.function, r.d_mem) for r in log.records]
