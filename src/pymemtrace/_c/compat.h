@@ -84,7 +84,7 @@ typedef struct {
 /* 1 while the interpreter is finalizing (public from 3.13). */
 #if PMT_PY313_PLUS
 #define pmt_is_finalizing() Py_IsFinalizing()
-#elif PMT_PY312_PLUS
+#else
 #define pmt_is_finalizing() _Py_IsFinalizing()
 #endif
 

@@ -42,6 +42,7 @@
 #include "native.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,9 @@
 #include "core/clocks.h"
 #include "core/logwriter.h"
 #include "core/rsspoll.h"
+
+/* Quiet legacy hooks (see "quiet legacy hooks" below): 3.9-3.11. */
+#define PMT_LEGACY_QUIET (!PMT_PY312_PLUS)
 
 enum { KIND_PROFILE = 0, KIND_TRACE = 1 };
 enum { MEASURE_RSS = 0, MEASURE_HEAP = 1 };
@@ -129,6 +133,10 @@ typedef struct tracer_object {
        this tracer: monitoring backend, trigger > 0, measure="rss", one
        thread, the main thread.  Fixed at enter.  GIL. */
     int quiet;
+    /* Legacy backend, quiet: 1 while this tracer took its own hook off
+       (memory had not moved); the poller's pending call, entering a
+       nested tracer or exit put it back.  GIL. */
+    int hook_off;
 } TracerObject;
 
 /* Process-wide: the stacks of active tracers, innermost first.  Each
@@ -143,10 +151,22 @@ static struct {
     /* 1 when the band the poller watches (quiet tracers' ref_mem +/-
        trigger) must be recomputed before the next DISABLE. */
     int band_dirty;
+    /* The waker of quiet legacy tracers (3.9-3.11, see waker_run). */
+    pthread_mutex_t waker_mutex;
+    pthread_cond_t waker_cond; /* the poller wakes it.  waker_mutex */
+    int waker_wake;            /* a wake-up is due.  waker_mutex */
+    uint64_t waker_generation; /* the run that goes on.  waker_mutex */
+    int waker_users;           /* quiet legacy tracers active.  GIL */
 } hooks_runtime = {
+    .waker_mutex = PTHREAD_MUTEX_INITIALIZER,
+    .waker_cond = PTHREAD_COND_INITIALIZER,
     .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
     .mon_tool = -1,
 };
+
+static void set_hook_current(int kind, Py_tracefunc func, PyObject *obj);
+static int tracer_hook(PyObject *obj, PyFrameObject *frame, int what,
+                       PyObject *arg);
 
 
 /* Padded to 8 bytes: a record copies 8 and advances by the length. */
@@ -562,6 +582,159 @@ not_written:
     return 0;
 }
 
+/* The rule for a quiet tracer, on both backends: a trigger > 0 (not every
+   event), measure="rss" (the poller watches RSS), one thread, and that
+   thread the main one (pending calls run there only). */
+static int
+quiet_eligible(const TracerObject *self, int main_thread)
+{
+    return self->trigger > 0 && self->measure == MEASURE_RSS &&
+           !self->all_threads && main_thread;
+}
+
+/* The band of the quiet active tracers to the poller (GIL held). */
+static void
+quiet_arm(void)
+{
+    int64_t low = INT64_MIN, high = INT64_MAX;
+    int kind, any = 0;
+    TracerObject *t;
+
+    for (kind = 0; kind < 2; kind++) {
+        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+            if (!t->quiet || t->state != ST_ACTIVE) {
+                continue;
+            }
+            any = 1;
+            /* ref_mem >= 0 and trigger > 0: saturate instead of overflow. */
+            if (t->ref_mem - t->trigger > low) {
+                low = t->ref_mem - t->trigger;
+            }
+            if (t->trigger <= INT64_MAX - t->ref_mem &&
+                t->ref_mem + t->trigger < high) {
+                high = t->ref_mem + t->trigger;
+            }
+        }
+    }
+    hooks_runtime.band_dirty = 0;
+    if (!any) {
+        pmt_rsspoll_unwatch();
+        return;
+    }
+    pmt_rsspoll_watch(low < 0 ? 0 : (uint64_t)low,
+                      high < 0 ? 0 : (uint64_t)high);
+}
+
+/* 1 when the calling thread is threading.main_thread().  Never raises. */
+static int
+on_main_thread(void)
+{
+    PyObject *threading = NULL, *main = NULL, *ident = NULL;
+    int rc = 0;
+
+    threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        goto done;
+    }
+    main = PyObject_CallMethod(threading, "main_thread", NULL);
+    if (main == NULL) {
+        goto done;
+    }
+    ident = PyObject_GetAttrString(main, "ident");
+    if (ident == NULL || !PyLong_Check(ident)) {
+        goto done;
+    }
+    rc = PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident();
+done:
+    PyErr_Clear();
+    Py_XDECREF(ident);
+    Py_XDECREF(main);
+    Py_XDECREF(threading);
+    return rc;
+}
+
+/* ---- quiet legacy hooks (3.9-3.11) -----------------------------------------
+ *
+ * The legacy hooks cannot be switched off per location, and a C hook that
+ * does nothing already costs 3-4x on a call-only workload.  A quiet tracer
+ * (the rule of the monitoring backend: trigger > 0, measure="rss", entered
+ * on the main thread for that thread alone) therefore takes its whole hook
+ * off the thread when an event finds that memory has not moved by the
+ * trigger: PyEval_SetProfile(NULL, NULL) / PyEval_SetTrace(NULL, NULL)
+ * from inside the hook, as sys.setprofile(None) in a profile function
+ * does.  That is safe on 3.9-3.11: the interpreter calls the hook with
+ * tracing paused (tstate->tracing++, use_tracing 0) and, when it returns,
+ * recomputes use_tracing (tstate->use_tracing on 3.9, cframe->use_tracing
+ * on 3.10/3.11) from c_profilefunc/c_tracefunc, which are NULL now, so the
+ * code runs at full speed (3.11 specialises again).  The old object
+ * (the tracer) loses one reference; the stack of active tracers holds
+ * another.  The poller watches the band (quiet_arm) and, when RSS leaves
+ * it, a pending call (main thread, GIL) puts the hook back with
+ * PyEval_SetProfile/SetTrace: the next event writes NEXT.
+ *
+ * Trace: a C trace function gets LINE events of the running frame as soon
+ * as c_tracefunc is set again; frame->f_trace is only read by the
+ * trampoline of Python-level sys.settrace functions, and f_trace_lines is
+ * 1 for every frame unless someone cleared it, so nothing has to be set on
+ * the current frame.  The first LINE is at the next line boundary (3.9/
+ * 3.10: start of a line or a backward jump; 3.11: a change of line).
+ *
+ * On 3.12+ the legacy hooks are built on sys.monitoring and setting them
+ * re-instruments every code object: there the monitoring backend is the
+ * quiet one and legacy tracers are never quiet.
+ */
+
+/* Put the hook of a quiet tracer that took it off back on this thread
+   (GIL held, the owner's thread).  Only when the slot is still empty:
+   a hook someone set meanwhile (sys.setprofile in the block) is left, as
+   it would be without quiet mode. */
+static void
+legacy_rearm(TracerObject *self)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    Py_tracefunc cur;
+
+    if (!self->hook_off) {
+        return;
+    }
+    self->hook_off = 0;
+    if (self->state != ST_ACTIVE ||
+        self->owner != PyThread_get_thread_ident()) {
+        return;
+    }
+    cur = self->kind == KIND_PROFILE ? tstate->c_profilefunc
+                                     : tstate->c_tracefunc;
+    if (cur == NULL) {
+        set_hook_current(self->kind, tracer_hook, (PyObject *)self);
+        if (PyErr_Occurred()) {
+            /* An audit hook refused: stay off, never raise. */
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+}
+
+#if PMT_LEGACY_QUIET
+/* Re-arm the innermost tracer of each kind of this thread. */
+static void
+legacy_rearm_all(void)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    int kind;
+    TracerObject *t;
+
+    for (kind = 0; kind < 2; kind++) {
+        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+            if (t->owner == me) {
+                if (t->backend == BACKEND_LEGACY) {
+                    legacy_rearm(t);
+                }
+                break;
+            }
+        }
+    }
+}
+#endif
+
 /* The Py_tracefunc of the legacy backend.  Never raises. */
 static int
 tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
@@ -571,8 +744,24 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     if (self->state != ST_ACTIVE) {
         return 0;
     }
-    (void)tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
-                       frame_lasti(frame), -1, frame);
+    if (!tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
+                      frame_lasti(frame), -1, frame) &&
+        self->quiet) {
+        /* Memory did not move: the poller watches, the hook goes. */
+        pmt_exc_t saved;
+        if (hooks_runtime.band_dirty || !pmt_rsspoll_watching()) {
+            quiet_arm();
+        }
+        PMT_EXC_SAVE(saved);
+        self->hook_off = 1;
+        set_hook_current(self->kind, NULL, NULL);
+        if (PyErr_Occurred()) {
+            /* An audit hook refused sys.setprofile: keep listening. */
+            PyErr_Clear();
+            self->hook_off = 0;
+        }
+        PMT_EXC_RESTORE(saved);
+    }
     return 0;
 }
 
@@ -753,7 +942,7 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
  * without a tracer.  Before it does, the poller thread is given the band
  * [max(ref_mem - trigger), min(ref_mem + trigger)] of the quiet tracers;
  * when a read of RSS leaves it, the poller (no GIL) schedules
- * mon_restart_pending with Py_AddPendingCall, and that calls
+ * quiet_pending with Py_AddPendingCall, and that calls
  * sys.monitoring.restart_events() under the GIL: every location calls us
  * again, and the next event writes NEXT.  Entering a tracer and leaving a
  * nested one restart too.  restart_events() re-enables the locations every
@@ -762,39 +951,6 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
  * Py_AddPendingCall runs its function on the main thread (3.12, 3.13), so
  * only a tracer of the main thread that traces that thread alone is quiet.
  */
-
-/* The band of the quiet active tracers to the poller (GIL held). */
-static void
-mon_arm(void)
-{
-    int64_t low = INT64_MIN, high = INT64_MAX;
-    int kind, any = 0;
-    TracerObject *t;
-
-    for (kind = 0; kind < 2; kind++) {
-        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
-            if (!t->quiet || t->state != ST_ACTIVE) {
-                continue;
-            }
-            any = 1;
-            /* ref_mem >= 0 and trigger > 0: saturate instead of overflow. */
-            if (t->ref_mem - t->trigger > low) {
-                low = t->ref_mem - t->trigger;
-            }
-            if (t->trigger <= INT64_MAX - t->ref_mem &&
-                t->ref_mem + t->trigger < high) {
-                high = t->ref_mem + t->trigger;
-            }
-        }
-    }
-    hooks_runtime.band_dirty = 0;
-    if (!any) {
-        pmt_rsspoll_unwatch();
-        return;
-    }
-    pmt_rsspoll_watch(low < 0 ? 0 : (uint64_t)low,
-                      high < 0 ? 0 : (uint64_t)high);
-}
 
 /* sys.monitoring.restart_events().  GIL held; never raises. */
 static void
@@ -823,55 +979,6 @@ done:
     PMT_EXC_RESTORE(saved);
 }
 
-/* Pending call (main thread, GIL held): memory moved, listen again.  Does
-   nothing once the interpreter finalizes or no tracer uses our events
-   (the tracer exited between the poller's read and now). */
-static int
-mon_restart_pending(void *Py_UNUSED(arg))
-{
-    if (pmt_is_finalizing() || hooks_runtime.mon_tool < 0) {
-        return 0;
-    }
-    hooks_runtime.band_dirty = 1;
-    mon_restart();
-    return 0;
-}
-
-/* Poller thread, no GIL: Py_AddPendingCall needs no thread state. */
-static int
-mon_notify(void)
-{
-    return Py_AddPendingCall(mon_restart_pending, NULL) < 0 ? -1 : 0;
-}
-
-/* 1 when the calling thread is threading.main_thread().  Never raises. */
-static int
-on_main_thread(void)
-{
-    PyObject *threading = NULL, *main = NULL, *ident = NULL;
-    int rc = 0;
-
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        goto done;
-    }
-    main = PyObject_CallMethod(threading, "main_thread", NULL);
-    if (main == NULL) {
-        goto done;
-    }
-    ident = PyObject_GetAttrString(main, "ident");
-    if (ident == NULL || !PyLong_Check(ident)) {
-        goto done;
-    }
-    rc = PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident();
-done:
-    PyErr_Clear();
-    Py_XDECREF(ident);
-    Py_XDECREF(main);
-    Py_XDECREF(threading);
-    return rc;
-}
-
 /* What a callback returns: DISABLE when every kind agreed. */
 static inline PyObject *
 mon_result(PyObject *module, int may_disable)
@@ -880,7 +987,7 @@ mon_result(PyObject *module, int may_disable)
         pmt_state *state = pmt_get_state(module);
         if (state->mon_disable != NULL) {
             if (hooks_runtime.band_dirty || !pmt_rsspoll_watching()) {
-                mon_arm();
+                quiet_arm();
             }
             return Py_NewRef(state->mon_disable);
         }
@@ -1148,6 +1255,154 @@ mon_uninstall(TracerObject *self, pmt_state *state)
 }
 
 #endif /* PMT_PY312_PLUS */
+
+/* Pending call (main thread, GIL held): memory moved, listen again: on
+   3.12+ restart every location of sys.monitoring, on 3.9-3.11 put the
+   hooks of the quiet tracers of this thread back.  It holds no pointer to
+   a tracer: it looks at the stack of active ones, so a tracer that exited
+   between the poller's read and now is not touched.  Nothing once the
+   interpreter finalizes. */
+static int
+quiet_pending(void *Py_UNUSED(arg))
+{
+    if (pmt_is_finalizing()) {
+        return 0;
+    }
+    hooks_runtime.band_dirty = 1;
+#if PMT_PY312_PLUS
+    if (hooks_runtime.mon_tool >= 0) {
+        mon_restart();
+    }
+#else
+    legacy_rearm_all();
+#endif
+    return 0;
+}
+
+#if PMT_LEGACY_QUIET
+/* The waker (3.9-3.11).  There, Py_AddPendingCall called by a thread that
+   is not the main one queues the call but does not set the main thread's
+   eval breaker (COMPUTE_EVAL_BREAKER asks whether the *calling* thread can
+   run pending calls); the main thread recomputes it only when it takes
+   the GIL again, so a CPU-bound loop that never releases the GIL would
+   never run the call and a quiet tracer would miss the growth.  A thread
+   that asks for the GIL makes the holder drop it at the next switch
+   interval (sys.getswitchinterval(), 5 ms), and the main thread runs the
+   pending calls on that break (before dropping the GIL).  So a Python
+   thread (started with _thread, daemon, no threading.Thread object)
+   sleeps in waker_run on a condition variable without the GIL; the poller
+   wakes it after queueing the call; it takes the GIL once and sleeps
+   again.  It runs while quiet legacy tracers are active; the poller never
+   touches the GIL itself. */
+
+static PyObject *
+waker_run(PyObject *module, PyObject *arg)
+{
+    uint64_t mine = PyLong_AsUnsignedLongLong(arg);
+    int go_on = 1;
+
+    if (mine == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    while (go_on) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&hooks_runtime.waker_mutex);
+        while (!hooks_runtime.waker_wake && hooks_runtime.waker_generation == mine) {
+            pthread_cond_wait(&hooks_runtime.waker_cond, &hooks_runtime.waker_mutex);
+        }
+        hooks_runtime.waker_wake = 0;
+        go_on = hooks_runtime.waker_generation == mine;
+        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+        /* Taking the GIL back is the wake-up. */
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef waker_def = {"_quiet_waker", waker_run, METH_O, NULL};
+
+/* A quiet legacy tracer enters: start a waker if none runs (GIL). */
+static void
+waker_acquire(PyObject *module)
+{
+    PyObject *thread = NULL, *func = NULL, *args = NULL, *res = NULL;
+    uint64_t gen;
+
+    if (hooks_runtime.waker_users++ > 0) {
+        return;
+    }
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    gen = ++hooks_runtime.waker_generation;
+    hooks_runtime.waker_wake = 0;
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+    thread = PyImport_ImportModule("_thread");
+    if (thread == NULL) {
+        goto done;
+    }
+    func = PyCFunction_NewEx(&waker_def, module, NULL);
+    if (func == NULL) {
+        goto done;
+    }
+    args = Py_BuildValue("(K)", (unsigned long long)gen);
+    if (args == NULL) {
+        goto done;
+    }
+    res = PyObject_CallMethod(thread, "start_new_thread", "OO", func, args);
+done:
+    if (res == NULL) {
+        /* Without it the pending call runs at the next GIL switch. */
+        PyErr_WriteUnraisable(NULL);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(args);
+    Py_XDECREF(func);
+    Py_XDECREF(thread);
+}
+
+/* The last quiet legacy tracer exits: the waker ends (GIL). */
+static void
+waker_release(void)
+{
+    if (hooks_runtime.waker_users <= 0 || --hooks_runtime.waker_users > 0) {
+        return;
+    }
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_generation++;
+    pthread_cond_signal(&hooks_runtime.waker_cond);
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+static void
+waker_forget_in_child(void)
+{
+    pthread_mutex_init(&hooks_runtime.waker_mutex, NULL);
+    pthread_cond_init(&hooks_runtime.waker_cond, NULL);
+    hooks_runtime.waker_wake = 0;
+    hooks_runtime.waker_users = 0;
+}
+
+static void
+waker_at_fork(void)
+{
+    (void)pthread_atfork(NULL, NULL, waker_forget_in_child);
+}
+#endif /* PMT_LEGACY_QUIET */
+
+/* Poller thread, no GIL: Py_AddPendingCall needs no thread state (3.9+). */
+static int
+quiet_notify(void)
+{
+    if (Py_AddPendingCall(quiet_pending, NULL) < 0) {
+        return -1;
+    }
+#if PMT_LEGACY_QUIET
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_wake = 1;
+    pthread_cond_signal(&hooks_runtime.waker_cond);
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+#endif
+    return 0;
+}
 
 /* ---- the type ---------------------------------------------------------- */
 
@@ -1460,14 +1715,11 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     self->depth = hooks_runtime.depth[self->kind];
-#if PMT_PY312_PLUS
-    /* Before our events are on: this runs Python code. */
-    if (self->backend == BACKEND_MONITORING) {
+    /* Before our hooks are on: this runs Python code. */
+    if (quiet_eligible(self, 1) &&
+        (self->backend == BACKEND_MONITORING || PMT_LEGACY_QUIET)) {
         main_thread = on_main_thread();
     }
-#else
-    (void)main_thread;
-#endif
     if (self->filepath == NULL) {
         self->filepath = default_path(self);
         if (self->filepath == NULL) {
@@ -1534,6 +1786,11 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         PyErr_Clear();
     }
     if (self->backend == BACKEND_LEGACY) {
+        /* An outer quiet tracer that took its hook off puts it back
+           first: that is the hook this one replaces and restores. */
+        if (outer != NULL && outer->backend == BACKEND_LEGACY) {
+            legacy_rearm(outer);
+        }
         /* This thread's current hook, to be restored at exit. */
         if (self->kind == KIND_PROFILE) {
             self->saved_func = tstate->c_profilefunc;
@@ -1557,12 +1814,25 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (self->backend == BACKEND_MONITORING) {
         /* Locations an outer tracer switched off must call this one's
            first event (FRST). */
-        self->quiet = self->trigger > 0 && self->measure == MEASURE_RSS &&
-                      !self->all_threads && main_thread;
+        self->quiet = quiet_eligible(self, main_thread);
         hooks_runtime.band_dirty = 1;
         mon_restart();
     }
 #endif
+    if (self->backend == BACKEND_LEGACY) {
+        self->quiet = PMT_LEGACY_QUIET && quiet_eligible(self, main_thread);
+        self->hook_off = 0;
+        hooks_runtime.band_dirty = 1;
+#if PMT_LEGACY_QUIET
+        if (self->quiet) {
+            pmt_state *st = pmt_state_from_type(Py_TYPE(op));
+            PyObject *module = st != NULL ? PyType_GetModule(Py_TYPE(op))
+                                          : NULL;
+            PyErr_Clear();
+            waker_acquire(module);
+        }
+#endif
+    }
     pmt_log_signals_install();
     if (self->backend == BACKEND_LEGACY) {
         if (self->all_threads) {
@@ -1624,7 +1894,7 @@ tracer_finish(TracerObject *self, int restore_hooks)
         /* The tracers still active listen everywhere again (a location
            this one switched off may matter to them), and the poller's
            band is theirs alone. */
-        mon_arm();
+        quiet_arm();
         if (restore_hooks && hooks_runtime.mon_tool >= 0) {
             mon_restart();
         }
@@ -1635,6 +1905,13 @@ tracer_finish(TracerObject *self, int restore_hooks)
         /* Before the other threads are cleared: on 3.12+ that clears this
            one too. */
         int mine_here = tstate_hook_is(tstate, self->kind, (PyObject *)self);
+        /* A quiet tracer whose hook is off still owns the empty slot. */
+        if (self->hook_off) {
+            mine_here |= (self->kind == KIND_PROFILE ? tstate->c_profilefunc
+                                                     : tstate->c_tracefunc) ==
+                         NULL;
+            self->hook_off = 0;
+        }
         if (self->all_threads) {
             set_hook_other_threads(self, 0);
             if (set_threading_hook(self, self->saved_threading_hook
@@ -1656,6 +1933,13 @@ tracer_finish(TracerObject *self, int restore_hooks)
                 Py_XSETREF(t->saved_obj, Py_XNewRef(self->saved_obj));
             }
         }
+    }
+    if (self->backend == BACKEND_LEGACY && self->quiet) {
+        /* The band is that of the quiet tracers still active. */
+        quiet_arm();
+#if PMT_LEGACY_QUIET
+        waker_release();
+#endif
     }
     Py_CLEAR(self->saved_obj);
     /* LAST: the last event seen, with the memory read now. */
@@ -2089,8 +2373,12 @@ pmt_hooks_exec(PyObject *module)
         }
     }
 #endif
-#if PMT_PY312_PLUS
-    pmt_rsspoll_set_notify(mon_notify);
+    pmt_rsspoll_set_notify(quiet_notify);
+#if PMT_LEGACY_QUIET
+    {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        (void)pthread_once(&once, waker_at_fork);
+    }
 #endif
     return PyModule_AddFunctions(module, hooks_functions);
 }

@@ -70,16 +70,22 @@ init_once(void)
     (void)pthread_atfork(NULL, NULL, forget_thread_in_child);
 }
 
+static void
+publish(uint64_t value)
+{
+    atomic_store_explicit(&rsspoll_runtime.current, value,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&rsspoll_runtime.generation, 1,
+                              memory_order_release);
+}
+
 uint64_t
 pmt_rsspoll_refresh(void)
 {
     uint64_t value = 0;
 
     if (pmt_rss_current(&value) == 0) {
-        atomic_store_explicit(&rsspoll_runtime.current, value,
-                              memory_order_relaxed);
-        atomic_fetch_add_explicit(&rsspoll_runtime.generation, 1,
-                                  memory_order_release);
+        publish(value);
         return value;
     }
     return atomic_load_explicit(&rsspoll_runtime.current,
@@ -175,7 +181,16 @@ poller_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&rsspoll_runtime.mutex);
-        check_watch(pmt_rsspoll_refresh());
+        /* The watch first: a thread that sees the new value finds the
+           notification already made (a quiet tracer's pending call is
+           queued before the traced code can see the jump and return). */
+        {
+            uint64_t value;
+            if (pmt_rss_current(&value) == 0) {
+                check_watch(value);
+                publish(value);
+            }
+        }
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_nsec += PMT_RSSPOLL_INTERVAL_NS;
         if (deadline.tv_nsec >= 1000000000L) {
