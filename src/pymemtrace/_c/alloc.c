@@ -903,19 +903,24 @@ uninstall_hooks(void)
    keeps for a few thousand allocations, such as a batch being built, then
    mostly die there instead of in the main table: replaying a recorded
    trace of the alloc_heavy benchmark, 2.2 ns per event against 4.2 with
-   16 KiB), 16 KiB for RAW ones (fewer, larger, taken under a lock). */
+   16 KiB), 16 KiB for RAW ones (fewer, larger, taken under a lock) and
+   for tables made for sampled mode alone (few blocks, and its free hook
+   probes the young generation on every free: a small one stays in L1). */
 #define GIL_YOUNG_BITS 14
 #define RAW_YOUNG_BITS 10
+#define SAMPLED_YOUNG_BITS 10
 
+/* Tables for MEM/OBJ blocks with a young generation of 2^young_bits
+   entries, unless they exist already. */
 static int
-tables_init(void)
+tables_init(unsigned young_bits)
 {
     int d;
 
     if (rt.tables_ready) {
         return 0;
     }
-    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, GIL_YOUNG_BITS,
+    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, young_bits,
                           rt.max_traces) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -1060,7 +1065,7 @@ pmt_alloc_counting_acquire(void)
     if (atomic_load(&rt.mode) == MODE_OFF) {
         rt.max_traces = 0;
     }
-    if (tables_init() < 0) {
+    if (tables_init(GIL_YOUNG_BITS) < 0) {
         return -1;
     }
     if (install_hooks() < 0) {
@@ -1269,7 +1274,8 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     id = pmt_stacktable_intern(&rt.stacks, pmt_stack_hash(none, 0), none, 0,
                                &added);
     rt.nogil_sid = id + 1;
-    if (tables_init() < 0) {
+    if (tables_init(mode == MODE_SAMPLED ? SAMPLED_YOUNG_BITS
+                                         : GIL_YOUNG_BITS) < 0) {
         goto error;
     }
     if (install_hooks() < 0) {
