@@ -400,12 +400,22 @@ gil_remove(int domain, void *ptr, uint64_t *out)
     return 1;
 }
 
-static inline void
-gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
+/* Counters and stack totals of a block added to gil_table. */
+static inline __attribute__((always_inline)) void
+gil_remember(int domain, uint64_t value)
+{
+    COUNTER_ADD(rt.live_bytes[domain], (int64_t)VALUE_SIZE(value));
+    COUNTER_ADD(rt.live_blocks[domain], 1);
+    if (VALUE_SID(value) != 0) {
+        account_unlocked(VALUE_SID(value), VALUE_SIZE(value), +1);
+    }
+}
+
+/* gil_insert's general case: through the table's own put. */
+static __attribute__((noinline)) void
+gil_insert_slow(int domain, void *ptr, uint64_t value)
 {
     uint64_t old = 0;
-    uint64_t value = ((uint64_t)sid << SIZE_BITS)
-                     | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
     int rc = pmt_ptrtable_put(&rt.gil_table, (uintptr_t)ptr, value, &old);
 
     if (rc < 0) {
@@ -414,32 +424,61 @@ gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
     if (rc == 1) {
         /* A stale entry: its free went past us (another tool removed our
            hooks for a while).  Forget it. */
-        COUNTER_ADD(rt.live_bytes[domain], -(int64_t)VALUE_SIZE(old));
-        COUNTER_ADD(rt.live_blocks[domain], -1);
-        if (VALUE_SID(old) != 0) {
-            account_unlocked(VALUE_SID(old), VALUE_SIZE(old), -1);
-        }
+        gil_forget(domain, old);
     }
-    COUNTER_ADD(rt.live_bytes[domain], (int64_t)VALUE_SIZE(value));
-    COUNTER_ADD(rt.live_blocks[domain], 1);
-    if (sid != 0) {
-        account_unlocked(sid, VALUE_SIZE(value), +1);
+    gil_remember(domain, value);
+}
+
+static inline uint64_t
+make_value(size_t size, uint32_t sid)
+{
+    return ((uint64_t)sid << SIZE_BITS)
+           | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
+}
+
+/* Into young entry y (ptr's), when free, else the general way. */
+static inline __attribute__((always_inline)) void
+gil_insert_at(pmt_ptr_young *y, int domain, void *ptr, uint64_t value)
+{
+    /* The common case inline: a free young entry (blocks die young, and
+       an allocator hands an address back to the entry it left). */
+    if (LIKELY(y->addr == 0
+               && pmt_ptrtable_young_ok(&rt.gil_table, (uintptr_t)ptr))) {
+        y->addr = (uintptr_t)ptr;
+        y->value = value;
+        rt.gil_table.count++;
+        gil_remember(domain, value);
+        return;
     }
+    gil_insert_slow(domain, ptr, value);
 }
 
 static inline void
+gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
+{
+    pmt_ptr_young *y = &rt.gil_table.young[pmt_ptrtable_young_index(
+        &rt.gil_table, (uintptr_t)ptr)];
+
+    gil_insert_at(y, domain, ptr, make_value(size, sid));
+}
+
+static inline __attribute__((always_inline)) void
 gil_track(int st, int domain, void *ptr, size_t size)
 {
+    pmt_ptr_young *y = &rt.gil_table.young[pmt_ptrtable_young_index(
+        &rt.gil_table, (uintptr_t)ptr)];
     uint32_t sid;
 
-    /* Fetch the table's cache line while the stack is read. */
-    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 1);
+    /* An entry in ptr's young slot will move to the main table: fetch
+       its line there while the stack is read. */
+    if (y->addr != 0) {
+        pmt_ptrtable_prefetch_home(&rt.gil_table, y->addr);
+    }
     sid = choose_sid(st, size);
-
     if (sid == 0 && !(st & ST_COUNTING)) {
         return;
     }
-    gil_insert(domain, ptr, size, sid);
+    gil_insert_at(y, domain, ptr, make_value(size, sid));
 }
 
 /* ---------------------------------------------------------------- */

@@ -145,15 +145,29 @@ pmt_stack_hash_walk(uint32_t max, const void *base, uint32_t *nframes)
     if (tstate != NULL) {
 #if PMT_PY311_PLUS
         struct _PyInterpreterFrame *f = first_frame(tstate, base);
-        for (; f != NULL && n < max && (const void *)f != base;
-             f = f->previous) {
+        if (base == NULL) {
+            /* The common case, one test less per frame. */
+            for (; f != NULL && n < max; f = f->previous) {
 #  if PMT_PY312_PLUS
-            if (frame_is_shim(f)) {
-                continue;
-            }
+                if (frame_is_shim(f)) {
+                    continue;
+                }
 #  endif
-            h = hash_step(h, FRAME_IDENT(f));
-            n++;
+                h = hash_step(h, FRAME_IDENT(f));
+                n++;
+            }
+        }
+        else {
+            for (; f != NULL && n < max && (const void *)f != base;
+                 f = f->previous) {
+#  if PMT_PY312_PLUS
+                if (frame_is_shim(f)) {
+                    continue;
+                }
+#  endif
+                h = hash_step(h, FRAME_IDENT(f));
+                n++;
+            }
         }
 #else
         PyFrameObject *f = tstate->frame;

@@ -256,6 +256,15 @@ pmt_ptrtable_young_index(const pmt_ptrtable *t, uintptr_t addr)
                     >> t->young_shift);
 }
 
+/* 1 when addr may take a free young entry now: a valid address (16-byte
+   aligned, nonzero, below 2^47) and the cap not reached. */
+static inline __attribute__((always_inline)) int
+pmt_ptrtable_young_ok(const pmt_ptrtable *t, uintptr_t addr)
+{
+    return addr != 0 && (((uint64_t)addr & 15) | ((uint64_t)addr >> 47)) == 0
+           && (t->max_count == 0 || t->count < t->max_count);
+}
+
 /* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
    when an entry was replaced (addr's own, or a stale one of the block the
    young generation displaced; its value goes to *old), -1 when refused
@@ -342,6 +351,17 @@ pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
         return 1;
     }
     return pmt_ptrtable_main_get(t, addr, value);
+}
+
+/* Start fetching the main-table line where addr's probe starts.  Always
+   inlined (see below). */
+static inline __attribute__((always_inline)) void
+pmt_ptrtable_prefetch_home(const pmt_ptrtable *t, uintptr_t addr)
+{
+    if (t->slots != NULL) {
+        __builtin_prefetch(
+            &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(addr))], 0);
+    }
 }
 
 /* Start fetching the main-table line that the next operation on addr

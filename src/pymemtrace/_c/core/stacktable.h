@@ -41,6 +41,8 @@ typedef struct {
                             table epoch, else bytes is the peak value */
     int64_t peak_blocks; /* likewise for blocks */
     uint64_t saved_epoch; /* epoch of peak_bytes/peak_blocks */
+    uint64_t unused;     /* to 64 bytes: one cache line per stack, and an
+                            index that is a shift */
 } pmt_stack;
 
 typedef struct {
