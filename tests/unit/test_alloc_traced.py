@@ -355,3 +355,22 @@ def test_read_only_and_no_plt_builds_are_patched(flags, suffix):
     # THEN its calls were seen, and reach tracemalloc again after stop
     assert first == "10 0"
     assert second == "True"
+
+
+def test_numpy_data_buffers_are_attributed_to_their_line():
+    # Optional: numpy is not a dependency; run when it is installed.
+    np = pytest.importorskip("numpy")
+    # GIVEN the tracker running
+    allocations.start(mode="exact")
+    # WHEN numpy allocates a 16 MB data buffer (its own malloc, reported
+    # with PyTraceMalloc_Track)
+    kept = np.ones(2_000_000)  # NUMPY_LINE
+    line = _line_of(test_numpy_data_buffers_are_attributed_to_their_line, "NUMPY_LINE")
+    snap = allocations.snapshot()
+    # THEN the buffer is on a stack through that line (np.ones is Python)
+    through = sum(s.bytes for s in snap.sites if any(f.file == __file__ and f.line == line for f in s.stack))
+    assert abs(through - kept.nbytes) <= 0.05 * kept.nbytes, (through, kept.nbytes)
+    assert allocations.counters()["traced_bytes"] >= kept.nbytes
+    # AND it leaves when the array goes
+    del kept
+    assert allocations.counters()["traced_bytes"] < 2_000_000
