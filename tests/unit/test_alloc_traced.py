@@ -374,3 +374,37 @@ def test_numpy_data_buffers_are_attributed_to_their_line():
     # AND it leaves when the array goes
     del kept
     assert allocations.counters()["traced_bytes"] < 2_000_000
+
+
+def test_hooks_removed_by_another_tool_are_reported_once():
+    # GIVEN tracemalloc started before the tracker (so its stop puts back
+    # the allocators it found, removing ours), and the twin order
+    tracemalloc.start()
+    allocations.start(mode="exact")
+    allocations.snapshot()
+    assert allocations.stats()["hooks_removed"] == 0
+    # WHEN tracemalloc stops
+    tracemalloc.stop()
+    # THEN the next snapshot warns, once, and stats record it
+    with pytest.warns(RuntimeWarning, match="allocation hooks were removed by another tool"):
+        allocations.snapshot()
+    allocations.snapshot()  # no second warning (warnings are errors here)
+    assert allocations.stats()["hooks_removed"] == 1
+    allocations.stop()
+    # AND the twin: tracemalloc started after us and stopped first puts our
+    # hooks back on top: nothing to report, at snapshot or at stop
+    allocations.start(mode="exact")
+    tracemalloc.start()
+    tracemalloc.stop()
+    allocations.snapshot()
+    assert allocations.stats()["hooks_removed"] == 0
+    allocations.stop()
+
+
+def test_hooks_removed_is_reported_at_stop():
+    tracemalloc.start()
+    allocations.start(mode="exact")
+    tracemalloc.stop()
+    with pytest.warns(RuntimeWarning, match="removed by another tool"):
+        allocations.stop()
+    assert not allocations.is_tracking()

@@ -1342,7 +1342,15 @@ PyDoc_STRVAR(alloc_stop_doc,
 static PyObject *
 alloc_stop(PyObject *module, PyObject *unused)
 {
+    int rc = 0;
+
+    if (atomic_load(&rt.mode) != MODE_OFF) {
+        rc = pmt_traced_check_hooks();
+    }
     tracker_stop();
+    if (rc < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1536,6 +1544,9 @@ alloc_snapshot(PyObject *module, PyObject *unused)
     if (mode_value == MODE_OFF) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the allocation tracker is not running");
+        return NULL;
+    }
+    if (pmt_traced_check_hooks() < 0) {
         return NULL;
     }
     /* Our own objects are not tracked, and the stack table stays still. */

@@ -29,6 +29,7 @@
  */
 #include "native.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +52,7 @@ static struct traced_runtime {
     /* Written with the GIL held. */
     int patch_errno;        /* errno of the last install, 0: it worked */
     int patched_at_start;   /* slots patched by the last start */
+    int hooks_removed;      /* a check found our allocator hooks gone */
 } trt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -178,6 +180,7 @@ pmt_traced_start(void)
     pthread_mutex_unlock(&trt.lock);
     atomic_store(&trt.tracks, 0);
     atomic_store(&trt.untracks, 0);
+    trt.hooks_removed = 0;
     if (!trt.table_ready) {
         trt.patch_errno = ENOMEM;
         trt.patched_at_start = 0;
@@ -205,6 +208,83 @@ pmt_traced_stop(void)
     atomic_store(&trt.live_bytes, 0);
     atomic_store(&trt.live_blocks, 0);
     pthread_mutex_unlock(&trt.lock);
+}
+
+/* ---------------------------------------------------------------- */
+/* Are our PEP 445 hooks still in the allocator chains? */
+
+/* Load base of the object holding addr, or NULL. */
+static const void *
+object_of(const void *addr)
+{
+    Dl_info info;
+
+    if (addr == NULL || dladdr(addr, &info) == 0) {
+        return NULL;
+    }
+    return info.dli_fbase;
+}
+
+/* 1 when the chain from alloc down reaches a hook of this extension's, or
+   passes a hook we cannot see through (another tool's: it may well call
+   ours); 0 when it ends without ours.  The interpreter's own hooks above
+   ours (tracemalloc's) keep the allocator they call in a PyMemAllocatorEx
+   that their ctx points to, inside the interpreter: those are followed. */
+static int
+chain_reaches_us(PyMemAllocatorEx alloc, const void *ours,
+                 const void *interpreter)
+{
+    int step;
+
+    for (step = 0; step < 8; step++) {
+        const void *owner;
+        if (alloc.malloc == NULL) {
+            /* Not an allocator: the ctx followed was not a
+               PyMemAllocatorEx (the debug hooks' is not), so the chain
+               seen from here is the interpreter's own. */
+            return 0;
+        }
+        owner = object_of((const void *)alloc.malloc);
+        if (owner == ours) {
+            return 1;
+        }
+        if (owner != interpreter) {
+            return 1; /* another tool's hook: assume it chains */
+        }
+        if (alloc.ctx == NULL || object_of(alloc.ctx) != interpreter) {
+            return 0; /* an allocator of the interpreter's own */
+        }
+        alloc = *(const PyMemAllocatorEx *)alloc.ctx;
+    }
+    return 1;
+}
+
+int
+pmt_traced_check_hooks(void)
+{
+    static const PyMemAllocatorDomain domains[3] = {
+        PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+    const void *ours = object_of((const void *)pmt_traced_check_hooks);
+    const void *interpreter = object_of((const void *)PyMem_Malloc);
+    PyMemAllocatorEx alloc;
+    int d;
+
+    if (trt.hooks_removed || ours == NULL || interpreter == NULL
+        || ours == interpreter) {
+        return 0;
+    }
+    for (d = 0; d < 3; d++) {
+        PyMem_GetAllocator(domains[d], &alloc);
+        if (!chain_reaches_us(alloc, ours, interpreter)) {
+            trt.hooks_removed = 1;
+            return PyErr_WarnEx(PyExc_RuntimeWarning,
+                                "allocation hooks were removed by another "
+                                "tool; blocks allocated since are not "
+                                "tracked",
+                                1);
+        }
+    }
+    return 0;
 }
 
 void
@@ -274,7 +354,8 @@ pmt_traced_add_stats(PyObject *dict)
         || put_int(dict, "traced_bytes",
                    (long long)atomic_load(&trt.live_bytes))
                < 0
-        || put_int(dict, "dropped_traced", (long long)drops) < 0) {
+        || put_int(dict, "dropped_traced", (long long)drops) < 0
+        || put_int(dict, "hooks_removed", trt.hooks_removed) < 0) {
         return -1;
     }
     return 0;

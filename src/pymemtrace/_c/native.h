@@ -118,6 +118,11 @@ void pmt_alloc_foreign_account(uint32_t sid, size_t size, int sign,
 void pmt_traced_start(void);
 void pmt_traced_stop(void);
 void pmt_traced_counters(int64_t *bytes, int64_t *blocks);
+/* Warn (RuntimeWarning, once per tracker run) when another tool removed
+   our allocator hooks from a chain (tracemalloc.stop() while tracemalloc
+   was started before us).  GIL held, tracker running; -1 with an exception
+   set when the warning is an error. */
+int pmt_traced_check_hooks(void);
 int pmt_traced_add_stats(PyObject *dict);
 
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
