@@ -77,7 +77,10 @@ def free_all(ext, handles):
 def run_python(code, *paths):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(list(paths) + [env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env)
+    # timeout: a guard against a hang (a lock inherited held), not a speed bound
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -408,3 +411,37 @@ def test_hooks_removed_is_reported_at_stop():
     with pytest.warns(RuntimeWarning, match="removed by another tool"):
         allocations.stop()
     assert not allocations.is_tracking()
+
+
+def test_fork_while_another_thread_tracks_without_the_gil(fixture_dir):
+    # GIVEN a thread tracking and untracking buffers with the GIL released
+    # (it holds the tracker's lock now and then) while the main thread forks
+    out = run_python(
+        """
+        import os, threading, leaky_ext
+        from pymemtrace import allocations
+        allocations.start(mode="exact")
+        stop = False
+        def churn():
+            while not stop:
+                leaky_ext.traced_free(leaky_ext.traced_alloc_nogil(4096))
+        t = threading.Thread(target=churn)
+        t.start()
+        statuses = []
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:
+                # the child tracks too: a lock inherited held would hang it
+                leaky_ext.traced_free(leaky_ext.traced_alloc(4096))
+                allocations.snapshot()
+                os._exit(0)
+            statuses.append(os.waitpid(pid, 0)[1])
+        stop = True
+        t.join()
+        allocations.stop()
+        print(statuses == [0] * 20)
+        """,
+        fixture_dir,
+    )
+    # THEN every child could track and exit
+    assert out.split()[-1] == "True"

@@ -53,6 +53,7 @@ static struct traced_runtime {
     int patch_errno;        /* errno of the last install, 0: it worked */
     int patched_at_start;   /* slots patched by the last start */
     int hooks_removed;      /* a check found our allocator hooks gone */
+    int atfork_done;        /* the fork handlers are registered */
 } trt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -160,6 +161,21 @@ traced_untrack(unsigned int domain, uintptr_t ptr)
     return rc;
 }
 
+/* fork(): the child must not inherit the lock held by a thread that does
+   not exist there.  Registered after alloc.c's, so prepare takes this lock
+   before raw_lock (the lock order). */
+static void
+atfork_prepare(void)
+{
+    pthread_mutex_lock(&trt.lock);
+}
+
+static void
+atfork_release(void)
+{
+    pthread_mutex_unlock(&trt.lock);
+}
+
 void
 pmt_traced_start(void)
 {
@@ -171,6 +187,11 @@ pmt_traced_start(void)
     const void *hosts[1] = {(const void *)&PyTraceMalloc_Track};
     int n;
 
+    if (!trt.atfork_done) {
+        trt.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
+                                         atfork_release)
+                          == 0;
+    }
     pthread_mutex_lock(&trt.lock);
     if (!trt.table_ready) {
         trt.table_ready = pmt_ptrtable_init(&trt.table, 256, 0) == 0;

@@ -83,6 +83,9 @@ static struct gotpatch_runtime {
     unsigned long long seen_adds; /* dlpi_adds at the last scan */
     unsigned long long seen_subs; /* dlpi_subs at the last scan */
     size_t seen_objects;    /* objects listed at the last scan */
+    int atfork_done;        /* the fork handlers are registered;
+                               written by install only (serialised by
+                               its caller) */
 } gp = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -456,6 +459,20 @@ dlopen_wrapper(const char *file, int flags)
     return handle;
 }
 
+/* fork(): the child must not inherit the lock held by a thread that does
+   not exist there (a dlopen wrapper rescanning). */
+static void
+atfork_prepare(void)
+{
+    pthread_mutex_lock(&gp.lock);
+}
+
+static void
+atfork_release(void)
+{
+    pthread_mutex_unlock(&gp.lock);
+}
+
 int
 pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
@@ -468,6 +485,14 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
         || nhosts > PMT_GOTPATCH_MAX_OBJECTS) {
         errno = EINVAL;
         return -1;
+    }
+    /* Registered before the lock is taken: a fork running the handlers
+       meanwhile must not wait for it.  (Install calls are serialised by
+       the caller: atfork_done needs no lock.) */
+    if (!gp.atfork_done) {
+        gp.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
+                                        atfork_release)
+                         == 0;
     }
     pthread_mutex_lock(&gp.lock);
     if (!gp.installed) {
