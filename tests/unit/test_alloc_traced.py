@@ -79,7 +79,7 @@ def run_python(code, *paths):
     env["PYTHONPATH"] = os.pathsep.join(list(paths) + [env.get("PYTHONPATH", "")])
     # timeout: a guard against a hang (a lock inherited held), not a speed bound
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
