@@ -526,6 +526,7 @@ restore_object(struct dl_phdr_info *info, size_t size, void *data)
     unsigned char *done = (unsigned char *)data;
     size_t i;
 
+    (void)size;
     for (i = 0; i < gp.nslots; i++) {
         patched_slot *rec = &gp.slots[i];
         if (done[i] || !object_writable(info, (uintptr_t)rec->slot)) {
@@ -573,6 +574,13 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
                      const void *const *hosts, size_t nhosts)
 {
+    (void)names;
+    (void)replacements;
+    (void)n;
+    (void)exclude;
+    (void)nexclude;
+    (void)hosts;
+    (void)nhosts;
     errno = ENOSYS;
     return -1;
 }
