@@ -42,18 +42,18 @@
 static struct traced_runtime {
     /* Protects table and table_ready; counters are written under it. */
     pthread_mutex_t lock;
-    pmt_ptrtable table;     /* address -> size | stack id + 1 << 40 */
+    pmt_ptrtable table; /* address -> size | stack id + 1 << 40 */
     int table_ready;
-    _Atomic int on;         /* wrappers record; written with the GIL */
-    _Atomic int64_t live_bytes;  /* blocks in the table */
+    _Atomic int on;             /* wrappers record; written with the GIL */
+    _Atomic int64_t live_bytes; /* blocks in the table */
     _Atomic int64_t live_blocks;
-    _Atomic uint64_t tracks;     /* calls seen since start */
+    _Atomic uint64_t tracks; /* calls seen since start */
     _Atomic uint64_t untracks;
     /* Written with the GIL held. */
-    int patch_errno;        /* errno of the last install, 0: it worked */
-    int patched_at_start;   /* slots patched by the last start */
-    int hooks_removed;      /* a check found our allocator hooks gone */
-    int atfork_done;        /* the fork handlers are registered */
+    int patch_errno;      /* errno of the last install, 0: it worked */
+    int patched_at_start; /* slots patched by the last start */
+    int hooks_removed;    /* a check found our allocator hooks gone */
+    int atfork_done;      /* the fork handlers are registered */
 } trt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -71,8 +71,8 @@ drop_value_unlocked(uint64_t value, int with_gil)
     atomic_fetch_sub_explicit(&trt.live_bytes, (int64_t)size,
                               memory_order_relaxed);
     atomic_fetch_sub_explicit(&trt.live_blocks, 1, memory_order_relaxed);
-    pmt_alloc_foreign_account((uint32_t)(value >> PMT_PTR_SIZE_BITS), size,
-                              -1, with_gil);
+    pmt_alloc_foreign_account((uint32_t)(value >> PMT_PTR_SIZE_BITS), size, -1,
+                              with_gil);
 }
 
 static void
@@ -153,8 +153,7 @@ traced_untrack(unsigned int domain, uintptr_t ptr)
 
     if (atomic_load_explicit(&trt.on, memory_order_relaxed) && ptr != 0) {
         atomic_fetch_add_explicit(&trt.untracks, 1, memory_order_relaxed);
-        if (atomic_load_explicit(&trt.live_blocks, memory_order_relaxed)
-            > 0) {
+        if (atomic_load_explicit(&trt.live_blocks, memory_order_relaxed) > 0) {
             forget_block(ptr);
         }
     }
@@ -189,8 +188,7 @@ pmt_traced_start(void)
 
     if (!trt.atfork_done) {
         trt.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
-                                         atfork_release)
-                          == 0;
+                                         atfork_release) == 0;
     }
     pthread_mutex_lock(&trt.lock);
     if (!trt.table_ready) {
@@ -208,8 +206,7 @@ pmt_traced_start(void)
         return;
     }
     atomic_store(&trt.on, 1);
-    n = pmt_gotpatch_install(traced_names, replacements, 2, NULL, 0, hosts,
-                             1);
+    n = pmt_gotpatch_install(traced_names, replacements, 2, NULL, 0, hosts, 1);
     trt.patch_errno = n < 0 ? errno : 0;
     trt.patched_at_start = n < 0 ? 0 : n;
 }
@@ -290,8 +287,8 @@ pmt_traced_check_hooks(void)
     PyMemAllocatorEx alloc;
     int d;
 
-    if (trt.hooks_removed || ours == NULL || interpreter == NULL
-        || ours == interpreter) {
+    if (trt.hooks_removed || ours == NULL || interpreter == NULL ||
+        ours == interpreter) {
         return 0;
     }
     for (d = 0; d < 3; d++) {
@@ -357,26 +354,21 @@ pmt_traced_add_stats(PyObject *dict)
         }
     }
     if (put_int(dict, "got_patching",
-                pmt_gotpatch_supported() && trt.patch_errno == 0)
-            < 0
-        || put_int(dict, "got_slots", (long long)gs.slots) < 0
-        || put_int(dict, "got_dlopen_slots", (long long)gs.dlopen_slots) < 0
-        || put_int(dict, "got_failures", (long long)gs.failures) < 0
-        || put_int(dict, "got_rescans", (long long)gs.rescans) < 0
-        || put_int(dict, "traced_calls",
-                   (long long)atomic_load(&trt.tracks))
-               < 0
-        || put_int(dict, "untraced_calls",
-                   (long long)atomic_load(&trt.untracks))
-               < 0
-        || put_int(dict, "traced_blocks",
-                   (long long)atomic_load(&trt.live_blocks))
-               < 0
-        || put_int(dict, "traced_bytes",
-                   (long long)atomic_load(&trt.live_bytes))
-               < 0
-        || put_int(dict, "dropped_traced", (long long)drops) < 0
-        || put_int(dict, "hooks_removed", trt.hooks_removed) < 0) {
+                pmt_gotpatch_supported() && trt.patch_errno == 0) < 0 ||
+        put_int(dict, "got_slots", (long long)gs.slots) < 0 ||
+        put_int(dict, "got_dlopen_slots", (long long)gs.dlopen_slots) < 0 ||
+        put_int(dict, "got_failures", (long long)gs.failures) < 0 ||
+        put_int(dict, "got_rescans", (long long)gs.rescans) < 0 ||
+        put_int(dict, "traced_calls", (long long)atomic_load(&trt.tracks)) <
+            0 ||
+        put_int(dict, "untraced_calls",
+                (long long)atomic_load(&trt.untracks)) < 0 ||
+        put_int(dict, "traced_blocks",
+                (long long)atomic_load(&trt.live_blocks)) < 0 ||
+        put_int(dict, "traced_bytes",
+                (long long)atomic_load(&trt.live_bytes)) < 0 ||
+        put_int(dict, "dropped_traced", (long long)drops) < 0 ||
+        put_int(dict, "hooks_removed", trt.hooks_removed) < 0) {
         return -1;
     }
     return 0;

@@ -62,9 +62,8 @@ int pmt_gotpatch_supported(void);
  * (ENOSYS: not supported here; EINVAL: bad arguments).  A slot whose page
  * cannot be made writable is skipped and counted as a failure.
  */
-int pmt_gotpatch_install(const char *const *names,
-                         void *const *replacements, size_t n,
-                         const void *const *exclude, size_t nexclude,
+int pmt_gotpatch_install(const char *const *names, void *const *replacements,
+                         size_t n, const void *const *exclude, size_t nexclude,
                          const void *const *hosts, size_t nhosts);
 
 /*
@@ -76,11 +75,11 @@ int pmt_gotpatch_install(const char *const *names,
 int pmt_gotpatch_restore(void);
 
 typedef struct {
-    size_t slots;         /* slots patched now */
-    size_t dlopen_slots;  /* of which dlopen slots of the hosts */
-    size_t failures;      /* slots we could not patch (mprotect, full) */
-    size_t rescans;       /* scans after a host dlopen loaded something */
-    int installed;        /* 1 between install and restore */
+    size_t slots;        /* slots patched now */
+    size_t dlopen_slots; /* of which dlopen slots of the hosts */
+    size_t failures;     /* slots we could not patch (mprotect, full) */
+    size_t rescans;      /* scans after a host dlopen loaded something */
+    int installed;       /* 1 between install and restore */
 } pmt_gotpatch_stats_t;
 
 /* Figures of the current (or last) installation. */

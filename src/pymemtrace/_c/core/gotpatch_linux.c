@@ -55,9 +55,9 @@
 
 /* One patched slot. */
 typedef struct {
-    void **slot;       /* the GOT slot */
-    void *saved;       /* what it held before us */
-    void *replacement; /* what we stored */
+    void **slot;             /* the GOT slot */
+    void *saved;             /* what it held before us */
+    void *replacement;       /* what we stored */
     unsigned char readonly;  /* its page is under RELRO (read-only) */
     unsigned char is_dlopen; /* a host's dlopen slot */
 } patched_slot;
@@ -65,11 +65,11 @@ typedef struct {
 static struct gotpatch_runtime {
     /* Protects every field below but `armed`. */
     pthread_mutex_t lock;
-    _Atomic int armed;      /* 1 while the dlopen wrapper must rescan;
+    _Atomic int armed; /* 1 while the dlopen wrapper must rescan;
                                read without the lock */
-    int installed;          /* between install and restore */
+    int installed;     /* between install and restore */
     size_t nnames;
-    const char *names[PMT_GOTPATCH_MAX_NAMES];  /* the caller's strings */
+    const char *names[PMT_GOTPATCH_MAX_NAMES]; /* the caller's strings */
     void *replacements[PMT_GOTPATCH_MAX_NAMES];
     uintptr_t exclude[PMT_GOTPATCH_MAX_OBJECTS + 1]; /* +1: this object */
     size_t nexclude;
@@ -77,13 +77,13 @@ static struct gotpatch_runtime {
     size_t nhosts;
     patched_slot slots[PMT_GOTPATCH_MAX_SLOTS];
     size_t nslots;
-    size_t dlopen_slots;    /* slots[] entries with is_dlopen */
+    size_t dlopen_slots; /* slots[] entries with is_dlopen */
     size_t failures;
     size_t rescans;
     unsigned long long seen_adds; /* dlpi_adds at the last scan */
     unsigned long long seen_subs; /* dlpi_subs at the last scan */
-    size_t seen_objects;    /* objects listed at the last scan */
-    int atfork_done;        /* the fork handlers are registered;
+    size_t seen_objects;          /* objects listed at the last scan */
+    int atfork_done;              /* the fork handlers are registered;
                                written by install only (serialised by
                                its caller) */
 } gp = {
@@ -92,9 +92,9 @@ static struct gotpatch_runtime {
 
 /* What a dl_iterate_phdr walk does. */
 typedef struct {
-    size_t first;       /* objects before this index are skipped */
-    size_t index;       /* index of the object being visited */
-    size_t patched;     /* slots patched by this walk */
+    size_t first;   /* objects before this index are skipped */
+    size_t index;   /* index of the object being visited */
+    size_t patched; /* slots patched by this walk */
     unsigned long long adds, subs;
 } scan_ctx;
 
@@ -135,8 +135,8 @@ object_contains(const struct dl_phdr_info *info, uintptr_t addr)
     for (i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && addr >= start
-            && addr < start + ph->p_memsz) {
+        if (ph->p_type == PT_LOAD && addr >= start &&
+            addr < start + ph->p_memsz) {
             return 1;
         }
     }
@@ -152,8 +152,8 @@ object_writable(const struct dl_phdr_info *info, uintptr_t addr)
     for (i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && addr >= start
-            && addr + sizeof(void *) <= start + ph->p_memsz) {
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && addr >= start &&
+            addr + sizeof(void *) <= start + ph->p_memsz) {
             return 1;
         }
     }
@@ -161,8 +161,7 @@ object_writable(const struct dl_phdr_info *info, uintptr_t addr)
 }
 
 static int
-contains_any(const struct dl_phdr_info *info, const uintptr_t *addrs,
-             size_t n)
+contains_any(const struct dl_phdr_info *info, const uintptr_t *addrs, size_t n)
 {
     size_t i;
 
@@ -177,8 +176,7 @@ contains_any(const struct dl_phdr_info *info, const uintptr_t *addrs,
 /* The read-only range glibc made of the object's PT_GNU_RELRO, or an empty
    one. */
 static void
-relro_range(const struct dl_phdr_info *info, uintptr_t *start,
-            uintptr_t *end)
+relro_range(const struct dl_phdr_info *info, uintptr_t *start, uintptr_t *end)
 {
     size_t page = page_size();
     ElfW(Half) i;
@@ -227,9 +225,8 @@ find_slot_unlocked(void **slot)
 
 /* Patch one slot of info's object with repl; 1 when patched now. */
 static int
-patch_slot_unlocked(const struct dl_phdr_info *info, void **slot,
-                    void *repl, int is_dlopen, uintptr_t relro_start,
-                    uintptr_t relro_end)
+patch_slot_unlocked(const struct dl_phdr_info *info, void **slot, void *repl,
+                    int is_dlopen, uintptr_t relro_start, uintptr_t relro_end)
 {
     void *cur = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     uintptr_t addr = (uintptr_t)slot;
@@ -240,8 +237,8 @@ patch_slot_unlocked(const struct dl_phdr_info *info, void **slot,
         /* Ours already, or rewritten by another tool after us. */
         return 0;
     }
-    if (gp.nslots == PMT_GOTPATCH_MAX_SLOTS || !object_writable(info, addr)
-        || store_slot(slot, repl, readonly) < 0) {
+    if (gp.nslots == PMT_GOTPATCH_MAX_SLOTS || !object_writable(info, addr) ||
+        store_slot(slot, repl, readonly) < 0) {
         gp.failures++;
         return 0;
     }
@@ -259,11 +256,10 @@ patch_slot_unlocked(const struct dl_phdr_info *info, void **slot,
 
 /* Patch the relocations of one RELA table bound to one of names. */
 static size_t
-patch_relas_unlocked(const struct dl_phdr_info *info, const ElfW(Rela) *rel,
-                     size_t nrel, const ElfW(Sym) *symtab,
-                     const char *strtab, size_t strsz,
-                     const char *const *names, void *const *repls,
-                     size_t nnames, int is_dlopen)
+patch_relas_unlocked(const struct dl_phdr_info *info, const ElfW(Rela) * rel,
+                     size_t nrel, const ElfW(Sym) * symtab, const char *strtab,
+                     size_t strsz, const char *const *names,
+                     void *const *repls, size_t nnames, int is_dlopen)
 {
     uintptr_t relro_start, relro_end;
     size_t i, j, patched = 0;
@@ -369,8 +365,8 @@ scan_object(struct dl_phdr_info *info, size_t size, void *data)
     scan_ctx *ctx = (scan_ctx *)data;
     size_t index = ctx->index++;
 
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs)
-                    + sizeof(info->dlpi_subs)) {
+    if (size >=
+        offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
         ctx->adds = info->dlpi_adds;
         ctx->subs = info->dlpi_subs;
     }
@@ -378,12 +374,12 @@ scan_object(struct dl_phdr_info *info, size_t size, void *data)
         return 0;
     }
     if (contains_any(info, gp.hosts, gp.nhosts)) {
-        ctx->patched += patch_object_unlocked(info, dlopen_name, dlopen_repl,
-                                              1, 1);
+        ctx->patched +=
+            patch_object_unlocked(info, dlopen_name, dlopen_repl, 1, 1);
     }
     else if (!contains_any(info, gp.exclude, gp.nexclude)) {
-        ctx->patched += patch_object_unlocked(info, gp.names,
-                                              gp.replacements, gp.nnames, 0);
+        ctx->patched += patch_object_unlocked(info, gp.names, gp.replacements,
+                                              gp.nnames, 0);
     }
     return 0;
 }
@@ -407,8 +403,8 @@ read_counters(struct dl_phdr_info *info, size_t size, void *data)
 {
     scan_ctx *ctx = (scan_ctx *)data;
 
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs)
-                    + sizeof(info->dlpi_subs)) {
+    if (size >=
+        offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
         ctx->adds = info->dlpi_adds;
         ctx->subs = info->dlpi_subs;
         ctx->index = 1;
@@ -428,16 +424,15 @@ rescan(void)
     if (!gp.installed) {
         goto out_unlock;
     }
-    if (ctx.index == 1 && ctx.adds == gp.seen_adds
-        && ctx.subs == gp.seen_subs) {
+    if (ctx.index == 1 && ctx.adds == gp.seen_adds &&
+        ctx.subs == gp.seen_subs) {
         goto out_unlock; /* nothing was loaded */
     }
     gp.rescans++;
     /* Objects are listed in load order: with nothing unloaded since, the
        new ones follow the ones already seen. */
-    (void)scan_unlocked(ctx.index == 1 && ctx.subs == gp.seen_subs
-                            ? gp.seen_objects
-                            : 0);
+    (void)scan_unlocked(
+        ctx.index == 1 && ctx.subs == gp.seen_subs ? gp.seen_objects : 0);
 out_unlock:
     pthread_mutex_unlock(&gp.lock);
     errno = saved_errno;
@@ -452,8 +447,8 @@ dlopen_wrapper(const char *file, int flags)
 {
     void *handle = dlopen(file, flags);
 
-    if (handle != NULL && atomic_load_explicit(&gp.armed,
-                                               memory_order_acquire)) {
+    if (handle != NULL &&
+        atomic_load_explicit(&gp.armed, memory_order_acquire)) {
         rescan();
     }
     return handle;
@@ -480,9 +475,9 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
 {
     size_t i, patched;
 
-    if (n == 0 || n > PMT_GOTPATCH_MAX_NAMES
-        || nexclude > PMT_GOTPATCH_MAX_OBJECTS
-        || nhosts > PMT_GOTPATCH_MAX_OBJECTS) {
+    if (n == 0 || n > PMT_GOTPATCH_MAX_NAMES ||
+        nexclude > PMT_GOTPATCH_MAX_OBJECTS ||
+        nhosts > PMT_GOTPATCH_MAX_OBJECTS) {
         errno = EINVAL;
         return -1;
     }
@@ -491,8 +486,7 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
        the caller: atfork_done needs no lock.) */
     if (!gp.atfork_done) {
         gp.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
-                                        atfork_release)
-                         == 0;
+                                        atfork_release) == 0;
     }
     pthread_mutex_lock(&gp.lock);
     if (!gp.installed) {
@@ -533,8 +527,7 @@ restore_object(struct dl_phdr_info *info, size_t size, void *data)
             continue;
         }
         done[i] = 1;
-        if (__atomic_load_n(rec->slot, __ATOMIC_ACQUIRE)
-            == rec->replacement) {
+        if (__atomic_load_n(rec->slot, __ATOMIC_ACQUIRE) == rec->replacement) {
             (void)store_slot(rec->slot, rec->saved, rec->readonly);
             done[i] = 2;
         }
