@@ -315,7 +315,7 @@ test_ptrtable_matches_model(void)
     int bad = 0;
 
     memset(model, 0, sizeof(model));
-    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    CHECK(pmt_ptrtable_init(&t, 16, 10, 0) == 0);
     for (i = 0; i < OPS; i++) {
         size_t k = (size_t)(lcg(&rng) % KEYS);
         /* 16-byte aligned addresses, like an allocator's */
@@ -351,7 +351,7 @@ test_ptrtable_matches_model(void)
     }
     CHECK(bad == 0);
     CHECK(t.main_count <= t.capacity * 4 / 5 + 1);
-    CHECK(t.count <= t.main_count + PMT_YOUNG_SIZE);
+    CHECK(t.count <= t.main_count + t.young_size);
     pmt_ptrtable_fini(&t);
 }
 
@@ -362,7 +362,7 @@ test_ptrtable_cap_counts_drops(void)
     uint64_t old = 0, value = 0;
     uintptr_t k;
 
-    CHECK(pmt_ptrtable_init(&t, 16, 10) == 0);
+    CHECK(pmt_ptrtable_init(&t, 16, 10, 10) == 0);
     for (k = 1; k <= 12; k++) {
         int rc = pmt_ptrtable_put(&t, k * 16, k, &old);
         CHECK(rc == (k <= 10 ? 0 : -1));
@@ -380,12 +380,12 @@ test_ptrtable_cap_counts_drops(void)
 
     /* A stale entry (its pop was missed) pushed back to the main table by
        the young generation is reported, so the caller can forget it. */
-    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    CHECK(pmt_ptrtable_init(&t, 16, 10, 0) == 0);
     {
         uintptr_t a = 0x10000, b = 0, c = 0, k2;
-        size_t ia = pmt_ptrtable_young_index(a);
+        size_t ia = pmt_ptrtable_young_index(&t, a);
         for (k2 = a + 16; c == 0; k2 += 16) {
-            if (pmt_ptrtable_young_index(k2) == ia) {
+            if (pmt_ptrtable_young_index(&t, k2) == ia) {
                 if (b == 0) {
                     b = k2;
                 }
@@ -419,7 +419,7 @@ test_ptrtable_tags_huge_sizes_and_bad_addresses(void)
     const uint64_t huge = (UINT64_C(5) << 32) + 7; /* 20 GiB + 7 */
     const uint64_t tag = (uint64_t)PMT_PTR_TAG_MAX << PMT_PTR_SIZE_BITS;
 
-    CHECK(pmt_ptrtable_init(&t, 16, 0) == 0);
+    CHECK(pmt_ptrtable_init(&t, 16, 10, 0) == 0);
     CHECK(sizeof(pmt_ptr_slot) == 12);
     CHECK(pmt_ptrtable_put(&t, 0x1000, 100 | tag, &old) == 0);
     CHECK(pmt_ptrtable_put(&t, 0x2000, huge | (UINT64_C(3) << PMT_PTR_SIZE_BITS),

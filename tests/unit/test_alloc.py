@@ -172,6 +172,43 @@ def test_stacks_go_through_coroutines():
     del kept
 
 
+def _helper_keeps(n):
+    return keep_blocks(n)
+
+
+def _two_callers(n):
+    # The same frames at the same addresses below a caller that differs
+    # only by the line it calls from: the stacks must still be told apart.
+    first = _helper_keeps(n)  # FIRST_CALL
+    second = _helper_keeps(2 * n)  # SECOND_CALL
+    return first, second
+
+
+FIRST_CALL = _line_of(_two_callers, "FIRST_CALL")
+SECOND_CALL = _line_of(_two_callers, "SECOND_CALL")
+
+
+def test_same_frames_called_from_two_lines_are_two_stacks():
+    # GIVEN the tracker in exact mode
+    allocations.start(mode="exact", depth=16)
+    # WHEN one helper is called from two lines of one caller, keeping
+    # 300 and then 600 blocks
+    kept = _two_callers(300)
+    snap = allocations.snapshot()
+    # THEN the allocating line has two stacks, each with its own count,
+    # told apart by the caller's line
+    by_caller = {}
+    for site in snap.group_by("stack"):
+        if site.file == __file__ and site.line == KEEP_LINE:
+            callers = [f.line for f in site.stack if f.function == "_two_callers"]
+            assert len(callers) == 1, site.stack
+            by_caller[callers[0]] = by_caller.get(callers[0], 0) + site.blocks
+    assert set(by_caller) == {FIRST_CALL, SECOND_CALL}
+    assert abs(by_caller[FIRST_CALL] - 300) <= 3
+    assert abs(by_caller[SECOND_CALL] - 600) <= 3
+    del kept
+
+
 def test_depth_limits_the_stack():
     allocations.start(mode="exact", depth=1)
     kept = keep_blocks(100)

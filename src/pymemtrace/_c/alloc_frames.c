@@ -89,68 +89,123 @@ pmt_current_frame(void)
 #endif
 }
 
+/* What identifies a frame's position in the hash.  On 3.11+ the address
+   of the frame's current instruction: it lies inside the code object, so
+   it stands for the code and the offset at once (one load instead of
+   two).  Two live code objects never share those bytes, and every code
+   object an interned stack refers to is kept alive by it, so equal
+   identities mean equal frames among the stacks the table holds. */
+#if PMT_PY313_PLUS
+#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->instr_ptr)
+#elif PMT_PY311_PLUS
+#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->prev_instr)
+#else
+#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->f_code \
+                          ^ ((uint64_t)(uint32_t)(f)->f_lasti << 40))
+#endif
+
+static inline uint64_t
+hash_step(uint64_t h, uint64_t ident)
+{
+    return ((h << 7 | h >> 57) ^ ident) * 0x9E3779B97F4A7C15ull;
+}
+
+static inline PyThreadState *
+current_tstate(void)
+{
+#if PMT_PY313_PLUS
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
+#if PMT_PY311_PLUS
+/* The innermost frame the walk reports (skipping frames that have not
+   started and shims), or base/NULL. */
+static inline struct _PyInterpreterFrame *
+first_frame(PyThreadState *tstate, const void *base)
+{
+    struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
+
+    while (f != NULL && (const void *)f != base && frame_is_skipped_top(f)) {
+        f = f->previous;
+    }
+    return f;
+}
+#endif
+
+uint64_t
+pmt_stack_hash_walk(uint32_t max, const void *base, uint32_t *nframes)
+{
+    uint64_t h = PMT_STACK_HASH_SEED;
+    uint32_t n = 0;
+    PyThreadState *tstate = current_tstate();
+
+    if (tstate != NULL) {
+#if PMT_PY311_PLUS
+        struct _PyInterpreterFrame *f = first_frame(tstate, base);
+        for (; f != NULL && n < max && (const void *)f != base;
+             f = f->previous) {
+#  if PMT_PY312_PLUS
+            if (frame_is_shim(f)) {
+                continue;
+            }
+#  endif
+            h = hash_step(h, FRAME_IDENT(f));
+            n++;
+        }
+#else
+        PyFrameObject *f = tstate->frame;
+        for (; f != NULL && n < max && (const void *)f != base;
+             f = f->f_back) {
+            h = hash_step(h, FRAME_IDENT(f));
+            n++;
+        }
+#endif
+    }
+    *nframes = n;
+    return pmt_stack_hash_final(h, n);
+}
+
 uint32_t
 pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
                    const void *base)
 {
     uint64_t h = PMT_STACK_HASH_SEED;
     uint32_t n = 0;
-#if PMT_PY313_PLUS
-    PyThreadState *tstate = PyThreadState_GetUnchecked();
-#else
-    PyThreadState *tstate = _PyThreadState_UncheckedGet();
-#endif
+    PyThreadState *tstate = current_tstate();
 
-    if (tstate == NULL) {
-        *hash = pmt_stack_hash_final(h, 0);
-        return 0;
-    }
+    if (tstate != NULL) {
 #if PMT_PY311_PLUS
-    {
-        struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
-        while (f != NULL && (const void *)f != base
-               && frame_is_skipped_top(f)) {
-            f = f->previous;
-        }
+        struct _PyInterpreterFrame *f = first_frame(tstate, base);
         for (; f != NULL && n < max && (const void *)f != base;
              f = f->previous) {
             if (frame_is_shim(f)) {
                 continue;
             }
-            {
-                const void *code = FRAME_CODE(f);
-                int32_t addr = FRAME_ADDR(f);
-                if (frames != NULL) {
-                    frames[n].code = code;
-                    frames[n].addr = addr;
-                    frames[n].unused = 0;
-                }
-                h = pmt_stack_hash_step(h, code, addr);
-            }
+            frames[n].code = FRAME_CODE(f);
+            frames[n].addr = FRAME_ADDR(f);
+            frames[n].unused = 0;
+            h = hash_step(h, FRAME_IDENT(f));
             n++;
         }
-    }
 #else
-    {
         PyFrameObject *f = tstate->frame;
         for (; f != NULL && n < max && (const void *)f != base;
              f = f->f_back) {
-            int32_t addr;
-#if PMT_PY310_PLUS
-            addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
-#else
-            addr = f->f_lasti;
-#endif
-            if (frames != NULL) {
-                frames[n].code = f->f_code;
-                frames[n].addr = addr;
-                frames[n].unused = 0;
-            }
-            h = pmt_stack_hash_step(h, f->f_code, addr);
+#  if PMT_PY310_PLUS
+            frames[n].addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
+#  else
+            frames[n].addr = f->f_lasti;
+#  endif
+            frames[n].code = f->f_code;
+            frames[n].unused = 0;
+            h = hash_step(h, FRAME_IDENT(f));
             n++;
         }
-    }
 #endif
+    }
     *hash = pmt_stack_hash_final(h, n);
     return n;
 }

@@ -21,20 +21,33 @@ alloc_slots(pmt_ptrtable *t, size_t capacity)
     }
     t->slots = slots;
     t->capacity = capacity;
+    t->shift = 64 - (unsigned)__builtin_ctzll(capacity);
     t->grow_at = capacity / LOAD_DEN * LOAD_NUM
                  + capacity % LOAD_DEN * LOAD_NUM / LOAD_DEN;
     return 0;
 }
 
 int
-pmt_ptrtable_init(pmt_ptrtable *t, size_t capacity, size_t max_count)
+pmt_ptrtable_init(pmt_ptrtable *t, size_t capacity, unsigned young_bits,
+                  size_t max_count)
 {
     memset(t, 0, sizeof(*t));
     t->max_count = max_count;
     if (capacity < MIN_CAPACITY) {
         capacity = MIN_CAPACITY;
     }
-    t->young = calloc(PMT_YOUNG_SIZE, sizeof(pmt_ptr_young));
+    while (capacity & (capacity - 1)) {
+        capacity += capacity & -capacity;
+    }
+    if (young_bits < PMT_YOUNG_BITS_MIN) {
+        young_bits = PMT_YOUNG_BITS_MIN;
+    }
+    if (young_bits > PMT_YOUNG_BITS_MAX) {
+        young_bits = PMT_YOUNG_BITS_MAX;
+    }
+    t->young_size = (size_t)1 << young_bits;
+    t->young_shift = 64 - young_bits;
+    t->young = calloc(t->young_size, sizeof(pmt_ptr_young));
     if (t->young == NULL) {
         return -1;
     }
@@ -62,7 +75,7 @@ pmt_ptrtable_clear(pmt_ptrtable *t)
         memset(t->slots, 0, t->capacity * sizeof(pmt_ptr_slot));
     }
     if (t->young != NULL) {
-        memset(t->young, 0, PMT_YOUNG_SIZE * sizeof(pmt_ptr_young));
+        memset(t->young, 0, t->young_size * sizeof(pmt_ptr_young));
     }
     t->count = 0;
     t->main_count = 0;
@@ -77,7 +90,7 @@ pmt_ptrtable_clear_tags(pmt_ptrtable *t)
     for (i = 0; t->slots != NULL && i < t->capacity; i++) {
         t->slots[i].keytag &= PMT_PTR_KEY_MASK;
     }
-    for (i = 0; t->young != NULL && i < PMT_YOUNG_SIZE; i++) {
+    for (i = 0; t->young != NULL && i < t->young_size; i++) {
         t->young[i].value &= PMT_PTR_SIZE_MASK;
     }
 }
@@ -87,7 +100,7 @@ pmt_ptrtable_memory(const pmt_ptrtable *t)
 {
     return t->capacity * sizeof(pmt_ptr_slot)
            + t->huge_cap * sizeof(pmt_ptr_huge)
-           + (t->young != NULL ? PMT_YOUNG_SIZE * sizeof(pmt_ptr_young) : 0);
+           + (t->young != NULL ? t->young_size * sizeof(pmt_ptr_young) : 0);
 }
 
 static inline int
@@ -103,9 +116,7 @@ place(pmt_ptrtable *t, const pmt_ptr_slot *src)
     size_t i = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(src));
 
     while (!slot_empty(&t->slots[i])) {
-        if (++i == t->capacity) {
-            i = 0;
-        }
+        i = (i + 1) & (t->capacity - 1);
     }
     t->slots[i] = *src;
 }
@@ -116,7 +127,7 @@ grow(pmt_ptrtable *t)
     pmt_ptr_slot *old = t->slots;
     size_t old_capacity = t->capacity, i;
 
-    if (alloc_slots(t, old_capacity + old_capacity / 2) < 0) {
+    if (alloc_slots(t, old_capacity * 2) < 0) {
         return -1;
     }
     for (i = 0; i < old_capacity; i++) {
@@ -210,9 +221,7 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     }
     i = pmt_ptrtable_home(t, key);
     while (!slot_empty(&t->slots[i])) {
-        if (++i == t->capacity) {
-            i = 0;
-        }
+        i = (i + 1) & (t->capacity - 1);
     }
     if (fill(t, &t->slots[i], addr, value) < 0) {
         t->drops++;

@@ -68,8 +68,7 @@ void pmt_stacktable_fini(pmt_stacktable *t);
    they go; pmt_stack_hash does it for an array.) */
 #define PMT_STACK_HASH_SEED 0x84222325cbf29ce4ull
 
-/* One multiply per frame (the walk is on the allocation hot path); the
-   final step mixes all bits. */
+/* One multiply per frame (the walk is on the allocation hot path). */
 static inline uint64_t
 pmt_stack_hash_step(uint64_t h, const void *code, int32_t addr)
 {
@@ -79,15 +78,13 @@ pmt_stack_hash_step(uint64_t h, const void *code, int32_t addr)
     return ((h << 7 | h >> 57) ^ v) * 0x9E3779B97F4A7C15ull;
 }
 
+/* The steps leave the high bits well mixed; one more multiply spreads
+   them to the low bits (the index uses those) and folds in the length. */
 static inline uint64_t
 pmt_stack_hash_final(uint64_t h, uint32_t n)
 {
-    h ^= (uint64_t)n << 56;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 33);
+    h = (h ^ (h >> 29) ^ n) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
 }
 
 uint64_t pmt_stack_hash(const pmt_frame *frames, uint32_t n);
