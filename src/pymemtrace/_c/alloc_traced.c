@@ -38,6 +38,9 @@
 #include "core/ptrtable.h"
 
 #define TRACED_SIZE_MASK PMT_PTR_SIZE_MASK
+/* Foreign blocks are few and large (data buffers): a small young
+   generation (64 entries, 1 KiB). */
+#define TRACED_YOUNG_BITS 6
 
 static struct traced_runtime {
     /* Protects table and table_ready; counters are written under it. */
@@ -192,7 +195,8 @@ pmt_traced_start(void)
     }
     pthread_mutex_lock(&trt.lock);
     if (!trt.table_ready) {
-        trt.table_ready = pmt_ptrtable_init(&trt.table, 256, 0) == 0;
+        trt.table_ready =
+            pmt_ptrtable_init(&trt.table, 256, TRACED_YOUNG_BITS, 0) == 0;
     }
     atomic_store(&trt.live_bytes, 0);
     atomic_store(&trt.live_blocks, 0);
