@@ -7,7 +7,7 @@ it prints microseconds per start+stop cycle and nanoseconds per
 ``traced_alloc(64)`` + ``traced_free`` of the test fixture (malloc, Track,
 Untrack, free: what numpy does per data buffer) with the tracker off, exact
 and sampled.  Compare a build without this feature for the baseline of the
-cycle (about 2 us here).  No harness TOOLS: the numbers are absolute.
+cycle (about 7 us here).  No harness TOOLS: the numbers are absolute.
 """
 import os
 import statistics
