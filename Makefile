@@ -15,7 +15,7 @@ endif
 VENV_ROOT := .venv
 CC ?= gcc
 CFLAGS_C := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -Isrc/pymemtrace/_c
-CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c
+CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c src/pymemtrace/_c/core/gotpatch_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c src/pymemtrace/_c/core/gotpatch_linux.c
 PYTEST_ARGS ?=
 
 .PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps bench lint lint-c fmt clean

@@ -20,19 +20,21 @@ def flag(name):
 
 
 def platform_sources():
+    core = os.path.join(C_DIR, "core")
     if sys.platform.startswith("linux"):
-        return [os.path.join(C_DIR, "core", "rss_linux.c")]
+        return [os.path.join(core, "rss_linux.c"), os.path.join(core, "gotpatch_linux.c")]
     if sys.platform == "darwin":
-        return [os.path.join(C_DIR, "core", "rss_darwin.c")]
-    return [os.path.join(C_DIR, "core", "rss_other.c")]
+        return [os.path.join(core, "rss_darwin.c"), os.path.join(core, "gotpatch_other.c")]
+    return [os.path.join(core, "rss_other.c"), os.path.join(core, "gotpatch_other.c")]
 
 
 def core_sources():
-    """Platform-neutral pure C files of core/ (rss_*.c are chosen above)."""
+    """Platform-neutral pure C files of core/ (rss_*.c and gotpatch_*.c are
+    chosen above)."""
     return sorted(
         path
         for path in glob.glob(os.path.join(C_DIR, "core", "*.c"))
-        if not os.path.basename(path).startswith("rss_")
+        if not os.path.basename(path).startswith(("rss_", "gotpatch_"))
     )
 
 

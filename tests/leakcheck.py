@@ -116,6 +116,38 @@ def _alloc_round(mode):
     return run
 
 
+def _alloc_traced_round():
+    """A tracker round in which an extension tracks and untracks buffers with
+    PyTraceMalloc_Track/Untrack (the GOT-patched path of alloc_traced.c),
+    including odd addresses."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        from fixtures.build import build_fixture
+
+        path = str(build_fixture("leaky_ext"))
+    finally:
+        sys.path.pop(0)
+    if path not in sys.path:
+        sys.path.append(path)
+    import leaky_ext
+
+    n = _native()
+    n.alloc_start(mode="exact", depth=8)
+    try:
+        handles = [leaky_ext.traced_alloc(4096) for _ in range(10)]
+        leaky_ext.untrack(0xDEADBEE0)
+        leaky_ext.track(0, 1)
+        n.alloc_counters()
+        n.alloc_stats()
+        n.alloc_snapshot()
+        for h in handles:
+            leaky_ext.traced_free(h)
+    finally:
+        n.alloc_stop()
+
+
 def _tracer_round(kind: str, **kwargs):
     """A case entering and leaving a Profile or Trace that writes to a temp file."""
     import os
@@ -212,6 +244,7 @@ CASES: Dict[str, Callable[[], object]] = {
     "process_sample": lambda: _native().process_sample(),
     "alloc_start": _alloc_round("exact"),
     "<alloc sampled round>": _alloc_round("sampled"),
+    "<alloc round with PyTraceMalloc_Track>": _alloc_traced_round,
     "alloc_counting_start": _alloc_counting_round,
     "alloc_set_stack_base": lambda: (_native().alloc_set_stack_base(True), _native().alloc_set_stack_base(False)),
     "Sampler": lambda: (lambda s: (s.__enter__(), s.__exit__(None, None, None), s.drain()))(

@@ -318,14 +318,19 @@ def tracker_memory() -> int:
 
 
 def stats() -> dict[str, int]:
-    """The tracker's own figures: memory, traces, stacks, drops."""
+    """The tracker's own figures: memory, traces, stacks, drops; and how it
+    sees PyTraceMalloc_Track/Untrack: got_patching (1: available), got_slots
+    (GOT slots patched now), traced_blocks/traced_bytes, hooks_removed (1:
+    another tool removed our allocator hooks; see docs/allocations.md)."""
     from pymemtrace import _native
 
     return _native.alloc_stats()
 
 
 def counters() -> dict[str, int]:
-    """Live bytes and blocks per allocator domain (see counting())."""
+    """Live bytes and blocks per allocator domain (see counting()), and
+    traced_bytes/traced_blocks: blocks reported with PyTraceMalloc_Track
+    while the tracker runs (not part of bytes/blocks)."""
     from pymemtrace import _native
 
     return _native.alloc_counters()

@@ -1137,7 +1137,65 @@ pmt_alloc_counting_release(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* Foreign blocks (PyTraceMalloc_Track, see alloc_traced.c) */
+
+int
+pmt_alloc_foreign_enter(int *with_gil)
+{
+    if (tls_guard || !(STATE() & (ST_EXACT | ST_SAMPLED))) {
+        return 0;
+    }
+    tls_guard = 1;
+    *with_gil = gil_held();
+    return 1;
+}
+
+void
+pmt_alloc_foreign_exit(void)
+{
+    tls_guard = 0;
+}
+
+/* Like raw_track's choice: without the GIL, the empty stack. */
+uint32_t
+pmt_alloc_foreign_sid(size_t size, int with_gil, int *keep)
+{
+    int st = STATE();
+    uint32_t sid = 0;
+
+    if (with_gil) {
+        sid = choose_sid(st, size);
+    }
+    else if ((st & ST_EXACT) || ((st & ST_SAMPLED) && sample_hit(size))) {
+        sid = rt.nogil_sid;
+    }
+    *keep = sid != 0 || (st & ST_COUNTING) != 0;
+    return sid;
+}
+
+void
+pmt_alloc_foreign_account(uint32_t sid, size_t size, int sign, int with_gil)
+{
+    if (sid == 0) {
+        return;
+    }
+    if (with_gil) {
+        if (sid - 1 < rt.stacks.count) {
+            account_unlocked(sid, size, sign);
+        }
+        return;
+    }
+    pthread_mutex_lock(&rt.raw_lock);
+    if (STATE()) {
+        queue_pending_unlocked(sid, size, sign);
+    }
+    pthread_mutex_unlock(&rt.raw_lock);
+}
+
+/* ---------------------------------------------------------------- */
 /* Python functions */
+
+static int set_int(PyObject *dict, const char *key, long long value);
 
 PyDoc_STRVAR(alloc_counters_doc,
 "alloc_counters() -> dict\n\n"
@@ -1173,6 +1231,16 @@ alloc_counters(PyObject *module, PyObject *unused)
             goto error;
         }
         Py_CLEAR(value);
+    }
+    /* Foreign blocks (PyTraceMalloc_Track): their own group, not in the
+       totals of the three domains. */
+    {
+        int64_t b, n;
+        pmt_traced_counters(&b, &n);
+        if (set_int(dict, "traced_bytes", b) < 0
+            || set_int(dict, "traced_blocks", n) < 0) {
+            goto error;
+        }
     }
     value = PyLong_FromLongLong(bytes);
     if (value == NULL || PyDict_SetItemString(dict, "bytes", value) < 0) {
@@ -1328,6 +1396,7 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     atomic_store(&rt.mode, mode);
     atomic_store(&rt.active, 1);
     publish_state();
+    pmt_traced_start();
     Py_RETURN_NONE;
 error:
     tracker_clear();
@@ -1348,6 +1417,7 @@ tracker_stop(void)
         atomic_store(&rt.active, 0);
     }
     publish_state();
+    pmt_traced_stop();
     tracker_clear();
     settle();
 }
@@ -1359,7 +1429,15 @@ PyDoc_STRVAR(alloc_stop_doc,
 static PyObject *
 alloc_stop(PyObject *module, PyObject *unused)
 {
+    int rc = 0;
+
+    if (atomic_load(&rt.mode) != MODE_OFF) {
+        rc = pmt_traced_check_hooks();
+    }
     tracker_stop();
+    if (rc < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1467,7 +1545,8 @@ alloc_stats(PyObject *module, PyObject *unused)
         || set_int(dict, "dropped_traces",
                    (long long)(rt.gil_table.drops + raw_drops)) < 0
         || set_int(dict, "dropped_stacks", (long long)rt.stacks.drops) < 0
-        || set_int(dict, "dropped_pending", (long long)pending_drops) < 0) {
+        || set_int(dict, "dropped_pending", (long long)pending_drops) < 0
+        || pmt_traced_add_stats(dict) < 0) {
         Py_DECREF(dict);
         return NULL;
     }
@@ -1552,6 +1631,9 @@ alloc_snapshot(PyObject *module, PyObject *unused)
     if (mode_value == MODE_OFF) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the allocation tracker is not running");
+        return NULL;
+    }
+    if (pmt_traced_check_hooks() < 0) {
         return NULL;
     }
     /* Our own objects are not tracked, and the stack table stays still. */

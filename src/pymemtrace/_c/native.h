@@ -8,6 +8,7 @@
  *   hooks.c     Profile and Trace (cPyMemTrace)
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
  *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
+ *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
@@ -93,6 +94,36 @@ int64_t pmt_alloc_live_bytes(void);
    user.  Both need the GIL. */
 int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
+
+/* alloc.c, for alloc_traced.c: foreign blocks (PyTraceMalloc_Track).
+   enter: 0 when nothing is to be recorded (tracker off, or this thread is
+   inside the tracker already); else 1 with the tracker's re-entrancy guard
+   set and *with_gil telling whether the caller holds the GIL; every 1 is
+   followed by one exit.  sid: the stack (id + 1) to attribute a new block
+   of size bytes to, 0 for none; *keep is 0 when the block is not to be
+   kept at all (sampled out and not counting).  account: add (sign +1) or
+   remove (-1) a block of the stack's live totals (queued when the GIL is
+   not held). */
+int pmt_alloc_foreign_enter(int *with_gil);
+void pmt_alloc_foreign_exit(void);
+uint32_t pmt_alloc_foreign_sid(size_t size, int with_gil, int *keep);
+void pmt_alloc_foreign_account(uint32_t sid, size_t size, int sign,
+                               int with_gil);
+
+/* alloc_traced.c: PyTraceMalloc_Track/Untrack seen through GOT patching
+   while the tracker runs.  start/stop: GIL held, called by alloc_start and
+   the tracker's stop (after the mode is off).  counters: live foreign
+   blocks.  add_stats: adds its figures to an alloc_stats() dict (-1 with
+   an exception set on failure). */
+void pmt_traced_start(void);
+void pmt_traced_stop(void);
+void pmt_traced_counters(int64_t *bytes, int64_t *blocks);
+/* Warn (RuntimeWarning, once per tracker run) when another tool removed
+   our allocator hooks from a chain (tracemalloc.stop() while tracemalloc
+   was started before us).  GIL held, tracker running; -1 with an exception
+   set when the warning is an error. */
+int pmt_traced_check_hooks(void);
+int pmt_traced_add_stats(PyObject *dict);
 
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
    innermost first, without creating frame objects, and their hash.  The

@@ -1,0 +1,42 @@
+/*
+ * core/gotpatch_other.c - platforms without GOT patching (not ELF): every
+ * install answers ENOSYS, which the tracker reports as "not available".
+ */
+#include "gotpatch.h"
+
+#include <errno.h>
+#include <string.h>
+
+int
+pmt_gotpatch_supported(void)
+{
+    return 0;
+}
+
+int
+pmt_gotpatch_install(const char *const *names, void *const *replacements,
+                     size_t n, const void *const *exclude, size_t nexclude,
+                     const void *const *hosts, size_t nhosts)
+{
+    (void)names;
+    (void)replacements;
+    (void)n;
+    (void)exclude;
+    (void)nexclude;
+    (void)hosts;
+    (void)nhosts;
+    errno = ENOSYS;
+    return -1;
+}
+
+int
+pmt_gotpatch_restore(void)
+{
+    return 0;
+}
+
+void
+pmt_gotpatch_stats(pmt_gotpatch_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+}
