@@ -668,10 +668,10 @@ track(int st, int domain, void *ptr, size_t size)
 DEFINE_ALLOC_HOOKS(gil_slow, h->domain)
 DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
 
-/* The MEM/OBJ malloc hook: sampled mode's fast path is one subtract and
-   compare, then a tail call to the allocator (no nested call to guard
-   against below pymalloc's threshold); the rest goes to the general hook,
-   kept out of line so this one needs no stack frame. */
+/* The MEM/OBJ malloc and calloc hooks: sampled mode's fast path is one
+   subtract and compare, then a tail call to the allocator (no nested call
+   to guard against below pymalloc's threshold); the rest goes to the
+   general hook, kept out of line so this one needs no stack frame. */
 static void *
 hook_malloc_gil(void *ctx, size_t size)
 {
@@ -690,6 +690,17 @@ hook_malloc_gil(void *ctx, size_t size)
 static void *
 hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
 {
+    size_t size;
+
+    if (STATE() == ST_SAMPLED_ONLY
+        && !__builtin_mul_overflow(nelem, elsize, &size)
+        && size <= PYMALLOC_THRESHOLD && !tls_guard) {
+        hook_ctx *h = (hook_ctx *)ctx;
+        if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {
+            return h->orig.calloc(h->orig.ctx, nelem, elsize);
+        }
+        tls_countdown += (int64_t)size;
+    }
     return hook_calloc_gil_slow(ctx, nelem, elsize);
 }
 
@@ -740,11 +751,13 @@ hook_free_gil(void *ctx, void *ptr)
         return;
     }
     /* Sampled mode: the few sampled blocks sit in the young generation;
-       a block not there (and an empty main table) was not sampled. */
-    if (st == ST_SAMPLED_ONLY && rt.gil_table.main_count == 0
+       a block not there, and not in the main table's filter, was not
+       sampled. */
+    if (st == ST_SAMPLED_ONLY
         && rt.gil_table.young[pmt_ptrtable_young_index(&rt.gil_table,
                                                     (uintptr_t)ptr)].addr
-               != (uintptr_t)ptr) {
+               != (uintptr_t)ptr
+        && !pmt_ptrtable_maybe_main(&rt.gil_table, (uintptr_t)ptr)) {
         h->orig.free(h->orig.ctx, ptr);
         return;
     }

@@ -77,6 +77,7 @@ pmt_ptrtable_clear(pmt_ptrtable *t)
     if (t->young != NULL) {
         memset(t->young, 0, t->young_size * sizeof(pmt_ptr_young));
     }
+    memset(t->filter, 0, sizeof(t->filter));
     t->count = 0;
     t->main_count = 0;
     t->nhuge = 0;
@@ -98,7 +99,7 @@ pmt_ptrtable_clear_tags(pmt_ptrtable *t)
 size_t
 pmt_ptrtable_memory(const pmt_ptrtable *t)
 {
-    return t->capacity * sizeof(pmt_ptr_slot)
+    return sizeof(t->filter) + t->capacity * sizeof(pmt_ptr_slot)
            + t->huge_cap * sizeof(pmt_ptr_huge)
            + (t->young != NULL ? t->young_size * sizeof(pmt_ptr_young) : 0);
 }
@@ -227,6 +228,7 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
         t->drops++;
         return -1;
     }
+    pmt_ptrtable_filter_add(t, key);
     t->count++;
     t->main_count++;
     return 0;

@@ -65,6 +65,12 @@ typedef struct {
     uint64_t value; /* size | tag << 40 */
 } pmt_ptr_young;
 
+/* A counting filter of the main table's keys: a free of an address whose
+   counter is 0 needs no probe (sampled mode, where the main table is tiny
+   but not empty, probes it on no free). */
+#define PMT_FILTER_BITS 12
+#define PMT_FILTER_SIZE (1u << PMT_FILTER_BITS)
+
 typedef struct {
     pmt_ptr_young *young; /* young_size entries, or NULL */
     size_t young_size;    /* 2^young_bits */
@@ -80,6 +86,8 @@ typedef struct {
     pmt_ptr_huge *huge;   /* sizes of blocks >= 4 GiB */
     size_t nhuge;
     size_t huge_cap;
+    uint8_t filter[PMT_FILTER_SIZE]; /* main-table keys per filter slot,
+                                        saturating at 255 (then kept) */
 } pmt_ptrtable;
 
 /* Empty table with room for at least capacity slots (>= 16) and a young
@@ -120,6 +128,41 @@ static inline uint64_t
 pmt_ptrtable_slot_key(const pmt_ptr_slot *s)
 {
     return s->keytag & PMT_PTR_KEY_MASK;
+}
+
+static inline size_t
+pmt_ptrtable_filter_index(uint64_t key)
+{
+    return (size_t)((key * 0xD6E8FEB86659FD93ull) >> (64 - PMT_FILTER_BITS));
+}
+
+static inline void
+pmt_ptrtable_filter_add(pmt_ptrtable *t, uint64_t key)
+{
+    uint8_t *c = &t->filter[pmt_ptrtable_filter_index(key)];
+
+    if (*c != 255) {
+        (*c)++;
+    }
+}
+
+static inline void
+pmt_ptrtable_filter_remove(pmt_ptrtable *t, uint64_t key)
+{
+    uint8_t *c = &t->filter[pmt_ptrtable_filter_index(key)];
+
+    if (*c != 255) {
+        (*c)--;
+    }
+}
+
+/* 0 when addr is surely not in the main table. */
+static inline int
+pmt_ptrtable_maybe_main(const pmt_ptrtable *t, uintptr_t addr)
+{
+    return t->main_count != 0
+           && t->filter[pmt_ptrtable_filter_index(pmt_ptrtable_key(addr))]
+                  != 0;
 }
 
 /* Index of addr's slot, or (size_t)-1 when absent. */
@@ -165,6 +208,7 @@ pmt_ptrtable_remove_at(pmt_ptrtable *t, size_t i)
 {
     size_t j = i, cap = t->capacity;
 
+    pmt_ptrtable_filter_remove(t, pmt_ptrtable_slot_key(&t->slots[i]));
     t->count--;
     t->main_count--;
     for (;;) {
@@ -244,6 +288,7 @@ pmt_ptrtable_main_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     }
     s->keytag = key | ((value >> PMT_PTR_SIZE_BITS) << PMT_PTR_KEY_BITS);
     s->size = (uint32_t)size;
+    pmt_ptrtable_filter_add(t, key);
     t->count++;
     t->main_count++;
     return 0;
