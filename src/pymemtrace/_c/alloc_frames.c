@@ -104,10 +104,17 @@ pmt_current_frame(void)
                           ^ ((uint64_t)(uint32_t)(f)->f_lasti << 40))
 #endif
 
+/* The multiply is off the loop-carried chain: the running hash only
+   rotates and adds (2 cycles a frame, under the pointer chase to the next
+   frame), where multiplying the running hash cost 5 and made the walk
+   the slowest part of exact mode (measured: 2.0 -> 1.8 on slow_leak with
+   16 frames).  Adding (not xoring) keeps a frame repeated 64 frames
+   apart, where the rotations meet again, from cancelling out; the final
+   mix spreads the result. */
 static inline uint64_t
 hash_step(uint64_t h, uint64_t ident)
 {
-    return ((h << 7 | h >> 57) ^ ident) * 0x9E3779B97F4A7C15ull;
+    return (h << 7 | h >> 57) + ident * 0x9E3779B97F4A7C15ull;
 }
 
 static inline PyThreadState *
