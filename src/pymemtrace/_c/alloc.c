@@ -162,10 +162,14 @@ static struct alloc_runtime {
 };
 
 /* Per thread: re-entrancy guard and the sampler's countdown. */
-static PMT_TLS int tls_guard;
-static PMT_TLS int64_t tls_countdown;
-static PMT_TLS uint64_t tls_rng;
-static PMT_TLS uint32_t tls_gen;
+/* One thread-local block: the hooks reach it through a single GOT entry
+   (a separate variable each costs a load of its own). */
+static PMT_TLS struct {
+    int guard;         /* re-entrancy guard */
+    uint32_t gen;      /* sample_gen the countdown belongs to */
+    int64_t countdown; /* bytes to the next sample */
+    uint64_t rng;      /* the sampler's RNG state */
+} tls;
 
 /* Error raised on the next Python call when a hook had to give up. */
 static const char *const domain_names[NDOMAINS] = {"raw", "mem", "obj"};
@@ -177,11 +181,11 @@ static uint64_t
 rng_next(void)
 {
     /* xorshift64* */
-    uint64_t x = tls_rng;
+    uint64_t x = tls.rng;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    tls_rng = x;
+    tls.rng = x;
     return x * 0x2545F4914F6CDD1Dull;
 }
 
@@ -209,15 +213,15 @@ reseed_thread(uint32_t gen)
     uint64_t seed = rt.seed;
 
     if (seed == 0) {
-        seed = (uint64_t)(uintptr_t)&tls_rng ^ (uint64_t)time(NULL);
+        seed = (uint64_t)(uintptr_t)&tls.rng ^ (uint64_t)time(NULL);
     }
-    tls_rng = (seed + n * 0x9E3779B97F4A7C15ull) | 1;
+    tls.rng = (seed + n * 0x9E3779B97F4A7C15ull) | 1;
     if (rt.seed != 0) {
         /* Deterministic per thread order, for tests. */
-        tls_rng = (seed * 0x9E3779B97F4A7C15ull + (n - 1)) | 1;
+        tls.rng = (seed * 0x9E3779B97F4A7C15ull + (n - 1)) | 1;
     }
-    tls_gen = gen;
-    tls_countdown = next_gap();
+    tls.gen = gen;
+    tls.countdown = next_gap();
 }
 
 /* 1 when the allocation of size bytes is sampled.  The countdown of a
@@ -229,16 +233,16 @@ sample_hit(size_t size)
 {
     uint32_t gen;
 
-    tls_countdown -= (int64_t)size;
-    if (LIKELY(tls_countdown > 0)) {
+    tls.countdown -= (int64_t)size;
+    if (LIKELY(tls.countdown > 0)) {
         return 0;
     }
     gen = atomic_load_explicit(&rt.sample_gen, memory_order_relaxed);
-    if (UNLIKELY(tls_gen != gen)) {
+    if (UNLIKELY(tls.gen != gen)) {
         reseed_thread(gen);
         return 0;
     }
-    tls_countdown = next_gap();
+    tls.countdown = next_gap();
     return 1;
 }
 
@@ -632,16 +636,16 @@ track(int st, int domain, void *ptr, size_t size)
         hook_ctx *h = (hook_ctx *)ctx;                                     \
         void *ptr;                                                         \
         int st;                                                            \
-        if (tls_guard) {                                                   \
+        if (tls.guard) {                                                   \
             return h->orig.malloc(h->orig.ctx, size);                      \
         }                                                                  \
-        tls_guard = 1;                                                     \
+        tls.guard = 1;                                                     \
         ptr = h->orig.malloc(h->orig.ctx, size);                           \
         st = STATE();                                                      \
         if (ptr != NULL && st) {                                           \
             track(st, DOMAIN_EXPR, ptr, size);                             \
         }                                                                  \
-        tls_guard = 0;                                                     \
+        tls.guard = 0;                                                     \
         return ptr;                                                        \
     }                                                                      \
                                                                            \
@@ -651,17 +655,17 @@ track(int st, int domain, void *ptr, size_t size)
         hook_ctx *h = (hook_ctx *)ctx;                                     \
         void *ptr;                                                         \
         int st;                                                            \
-        if (tls_guard) {                                                   \
+        if (tls.guard) {                                                   \
             return h->orig.calloc(h->orig.ctx, nelem, elsize);             \
         }                                                                  \
-        tls_guard = 1;                                                     \
+        tls.guard = 1;                                                     \
         ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);                  \
         st = STATE();                                                      \
         /* calloc succeeded, so the product did not overflow */           \
         if (ptr != NULL && st) {                                           \
             track(st, DOMAIN_EXPR, ptr, nelem * elsize);                   \
         }                                                                  \
-        tls_guard = 0;                                                     \
+        tls.guard = 0;                                                     \
         return ptr;                                                        \
     }
 
@@ -676,13 +680,13 @@ static void *
 hook_malloc_gil(void *ctx, size_t size)
 {
     if (STATE() == ST_SAMPLED_ONLY && size <= PYMALLOC_THRESHOLD
-        && !tls_guard) {
+        && !tls.guard) {
         hook_ctx *h = (hook_ctx *)ctx;
-        if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {
+        if (LIKELY((tls.countdown -= (int64_t)size) > 0)) {
             return h->orig.malloc(h->orig.ctx, size);
         }
         /* Sampled: the general hook counts the size down again. */
-        tls_countdown += (int64_t)size;
+        tls.countdown += (int64_t)size;
     }
     return hook_malloc_gil_slow(ctx, size);
 }
@@ -694,12 +698,12 @@ hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
 
     if (STATE() == ST_SAMPLED_ONLY
         && !__builtin_mul_overflow(nelem, elsize, &size)
-        && size <= PYMALLOC_THRESHOLD && !tls_guard) {
+        && size <= PYMALLOC_THRESHOLD && !tls.guard) {
         hook_ctx *h = (hook_ctx *)ctx;
-        if (LIKELY((tls_countdown -= (int64_t)size) > 0)) {
+        if (LIKELY((tls.countdown -= (int64_t)size) > 0)) {
             return h->orig.calloc(h->orig.ctx, nelem, elsize);
         }
-        tls_countdown += (int64_t)size;
+        tls.countdown += (int64_t)size;
     }
     return hook_calloc_gil_slow(ctx, nelem, elsize);
 }
@@ -725,19 +729,19 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
                                                      (uintptr_t)ptr)];
     if (y->addr == (uintptr_t)ptr) {
         value = pmt_ptrtable_young_take(&rt.gil_table, y);
-        tls_guard = 1;
+        tls.guard = 1;
         h->orig.free(h->orig.ctx, ptr);
-        tls_guard = 0;
+        tls.guard = 0;
         gil_forget(h->domain, value);
         return;
     }
     pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 0);
-    tls_guard = 1;
+    tls.guard = 1;
     h->orig.free(h->orig.ctx, ptr);
     if (pmt_ptrtable_main_pop(&rt.gil_table, (uintptr_t)ptr, &value)) {
         gil_forget(h->domain, value);
     }
-    tls_guard = 0;
+    tls.guard = 0;
 }
 
 static void
@@ -746,7 +750,7 @@ hook_free_gil(void *ctx, void *ptr)
     hook_ctx *h = (hook_ctx *)ctx;
     int st = STATE();
 
-    if (!st || tls_guard || ptr == NULL || rt.gil_table.count == 0) {
+    if (!st || tls.guard || ptr == NULL || rt.gil_table.count == 0) {
         h->orig.free(h->orig.ctx, ptr);
         return;
     }
@@ -769,16 +773,16 @@ hook_free_raw(void *ctx, void *ptr)
 {
     hook_ctx *h = (hook_ctx *)ctx;
 
-    if (tls_guard || ptr == NULL || !STATE()) {
+    if (tls.guard || ptr == NULL || !STATE()) {
         h->orig.free(h->orig.ctx, ptr);
         return;
     }
     /* Forgotten before the free: once freed, another thread may get the
        same address from malloc and record it. */
-    tls_guard = 1;
+    tls.guard = 1;
     raw_remove(ptr);
     h->orig.free(h->orig.ctx, ptr);
-    tls_guard = 0;
+    tls.guard = 0;
 }
 
 /* The old block is forgotten before the call (another thread may get its
@@ -792,10 +796,10 @@ hook_realloc(void *ctx, void *ptr, size_t size)
     uint64_t old = 0;
     int had = 0, st;
 
-    if (tls_guard) {
+    if (tls.guard) {
         return h->orig.realloc(h->orig.ctx, ptr, size);
     }
-    tls_guard = 1;
+    tls.guard = 1;
     if (!STATE()) {
         ptr2 = h->orig.realloc(h->orig.ctx, ptr, size);
         goto done;
@@ -832,7 +836,7 @@ hook_realloc(void *ctx, void *ptr, size_t size)
         }
     }
 done:
-    tls_guard = 0;
+    tls.guard = 0;
     return ptr2;
 }
 
@@ -1155,10 +1159,10 @@ pmt_alloc_counting_release(void)
 int
 pmt_alloc_foreign_enter(int *with_gil)
 {
-    if (tls_guard || !(STATE() & (ST_EXACT | ST_SAMPLED))) {
+    if (tls.guard || !(STATE() & (ST_EXACT | ST_SAMPLED))) {
         return 0;
     }
-    tls_guard = 1;
+    tls.guard = 1;
     *with_gil = gil_held();
     return 1;
 }
@@ -1166,7 +1170,7 @@ pmt_alloc_foreign_enter(int *with_gil)
 void
 pmt_alloc_foreign_exit(void)
 {
-    tls_guard = 0;
+    tls.guard = 0;
 }
 
 /* Like raw_track's choice: without the GIL, the empty stack. */
@@ -1639,7 +1643,7 @@ alloc_snapshot(PyObject *module, PyObject *unused)
 {
     PyObject *dict = NULL, *stacks = NULL, *stats = NULL, *mode = NULL;
     int mode_value = atomic_load(&rt.mode);
-    int saved_guard = tls_guard;
+    int saved_guard = tls.guard;
 
     if (mode_value == MODE_OFF) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -1650,7 +1654,7 @@ alloc_snapshot(PyObject *module, PyObject *unused)
         return NULL;
     }
     /* Our own objects are not tracked, and the stack table stays still. */
-    tls_guard = 1;
+    tls.guard = 1;
     pthread_mutex_lock(&rt.raw_lock);
     apply_pending_unlocked();
     pthread_mutex_unlock(&rt.raw_lock);
@@ -1680,14 +1684,14 @@ alloc_snapshot(PyObject *module, PyObject *unused)
     Py_DECREF(mode);
     Py_DECREF(stacks);
     Py_DECREF(stats);
-    tls_guard = saved_guard;
+    tls.guard = saved_guard;
     return dict;
 error:
     Py_XDECREF(mode);
     Py_XDECREF(stacks);
     Py_XDECREF(stats);
     Py_XDECREF(dict);
-    tls_guard = saved_guard;
+    tls.guard = saved_guard;
     return NULL;
 }
 
