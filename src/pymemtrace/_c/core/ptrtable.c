@@ -21,7 +21,6 @@ alloc_slots(pmt_ptrtable *t, size_t capacity)
     }
     t->slots = slots;
     t->capacity = capacity;
-    t->shift = 64 - (unsigned)__builtin_ctzll(capacity);
     t->grow_at = capacity / LOAD_DEN * LOAD_NUM
                  + capacity % LOAD_DEN * LOAD_NUM / LOAD_DEN;
     return 0;
@@ -35,9 +34,6 @@ pmt_ptrtable_init(pmt_ptrtable *t, size_t capacity, unsigned young_bits,
     t->max_count = max_count;
     if (capacity < MIN_CAPACITY) {
         capacity = MIN_CAPACITY;
-    }
-    while (capacity & (capacity - 1)) {
-        capacity += capacity & -capacity;
     }
     if (young_bits < PMT_YOUNG_BITS_MIN) {
         young_bits = PMT_YOUNG_BITS_MIN;
@@ -117,7 +113,9 @@ place(pmt_ptrtable *t, const pmt_ptr_slot *src)
     size_t i = pmt_ptrtable_home(t, pmt_ptrtable_slot_key(src));
 
     while (!slot_empty(&t->slots[i])) {
-        i = (i + 1) & (t->capacity - 1);
+        if (++i == t->capacity) {
+            i = 0;
+        }
     }
     t->slots[i] = *src;
 }
@@ -128,7 +126,7 @@ grow(pmt_ptrtable *t)
     pmt_ptr_slot *old = t->slots;
     size_t old_capacity = t->capacity, i;
 
-    if (alloc_slots(t, old_capacity * 2) < 0) {
+    if (alloc_slots(t, old_capacity + old_capacity / 2) < 0) {
         return -1;
     }
     for (i = 0; i < old_capacity; i++) {
@@ -222,7 +220,9 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     }
     i = pmt_ptrtable_home(t, key);
     while (!slot_empty(&t->slots[i])) {
-        i = (i + 1) & (t->capacity - 1);
+        if (++i == t->capacity) {
+            i = 0;
+        }
     }
     if (fill(t, &t->slots[i], addr, value) < 0) {
         t->drops++;
