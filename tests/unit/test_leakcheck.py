@@ -9,6 +9,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,17 +136,44 @@ under_asan = pytest.mark.skipif(
 )
 
 
+LSAN_SUPP = Path(__file__).resolve().parents[1] / "lsan.supp"
+
+
+def _interpreter_suppressions(tmp_path):
+    """tests/lsan.supp without the entry that hides leaky_ext's planted leaks:
+    what remains is for the interpreter's own leaks (3.12+ interned strings)."""
+    kept = [line for line in LSAN_SUPP.read_text().splitlines() if "leaky_ext" not in line]
+    path = tmp_path / "interpreter.supp"
+    path.write_text("\n".join(kept) + "\n")
+    return path
+
+
+def test_lsan_suppressions_name_no_code_of_ours():
+    # GIVEN tests/lsan.supp  WHEN its patterns are read  THEN none can match
+    # a frame of pymemtrace's own C (a suppression must not hide our leaks)
+    patterns = [line.split(":", 1)[1].strip() for line in LSAN_SUPP.read_text().splitlines()
+                if line.startswith("leak:")]
+    assert patterns
+    for pattern in patterns:
+        assert not any(ours in pattern for ours in ("pmt", "_native", "pymemtrace", "*")), pattern
+
+
 @under_asan
-@pytest.mark.parametrize("func, leaks", [("leak_malloc", True), ("malloc_ok", False)])
-def test_leak_sanitizer_catches_the_planted_malloc_leak(leaky, func, leaks):
-    # GIVEN a child process under ASan with LeakSanitizer on and no
-    # suppressions  WHEN it calls the planted leak (or its twin) and exits
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", PYTHONPATH=os.pathsep.join(sys.path))
-    env.pop("LSAN_OPTIONS", None)
+@pytest.mark.parametrize(
+    "func, leaks",
+    [("leak_malloc", True), ("malloc_ok", False), ("leak_pymem", True), ("pymem_ok", False)],
+)
+def test_leak_sanitizer_catches_the_planted_malloc_leak(leaky, func, leaks, tmp_path):
+    # GIVEN a child process under ASan with LeakSanitizer on, whole stacks
+    # and only the interpreter's suppressions (as in make test-asan, minus
+    # leaky_ext)  WHEN it calls the planted leak (or its twin) and exits
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0",
+               LSAN_OPTIONS=f"suppressions={_interpreter_suppressions(tmp_path)}",
+               PYTHONPATH=os.pathsep.join(sys.path))
     code = f"import leaky_ext; leaky_ext.{func}(4096)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     # THEN LeakSanitizer fails the leaking one, naming it, and passes the twin
     if leaks:
-        assert done.returncode != 0 and "leak_malloc" in done.stderr, done.stderr
+        assert done.returncode != 0 and func in done.stderr, done.stderr
     else:
         assert done.returncode == 0, done.stderr
