@@ -126,6 +126,7 @@ test-asan-%: $(VENV_ROOT)/asan-%/.stamp
 
 test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython, tests/unit on 3.12/3.13)
 	@echo "== test-asan passed on: $(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS)"
+	$(if $(strip $(ASAN_EXTRA_VERSIONS)),,@echo "== note: pyenv has no CPython 3.12 or 3.13: test-asan ran on $(ASAN_VERSION) only")
 
 # ------------------------------------------------------ debug CPython (refs)
 # Debian's debug interpreter counts every reference (sys.gettotalrefcount):
