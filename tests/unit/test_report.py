@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pymemtrace.reporters import log_report
-from pymemtrace.reporters.timeline_svg import timeline_svg
+from pymemtrace.reporters.svg_chart import timeline_svg
 from pymemtrace.util.cpymemtrace_log import LogFormatError, parse_lines, read_log
 from pymemtrace.util.profile_analyse import analyse
 from pymemtrace.util.ref_trace_analyse import analyse_file, analyse_lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import List, Sequence
 
-from pymemtrace.reporters.timeline_svg import human_bytes
+from pymemtrace.reporters.svg_chart import human_bytes
 from pymemtrace.util.profile_analyse import ProfileAnalysis
 from pymemtrace.util.ref_trace_analyse import RefTraceAnalysis
 
@@ -158,7 +158,7 @@ def profile_json(analysis: ProfileAnalysis, top: int = 10) -> str:
 
 
 def profile_svg(analysis: ProfileAnalysis) -> str:
-    from pymemtrace.reporters.timeline_svg import timeline_svg
+    from pymemtrace.reporters.svg_chart import timeline_svg
 
     measure = analysis.log.measure
     return timeline_svg(
@@ -248,7 +248,7 @@ def ref_trace_json(analysis: RefTraceAnalysis, top: int = 10) -> str:
 
 
 def ref_trace_svg(analysis: RefTraceAnalysis) -> str:
-    from pymemtrace.reporters.timeline_svg import timeline_svg
+    from pymemtrace.reporters.svg_chart import timeline_svg
 
     return timeline_svg(
         [(e, v) for e, _, v in analysis.timeline],
