@@ -150,12 +150,17 @@ def _interpreter_suppressions(tmp_path):
 
 def test_lsan_suppressions_name_no_code_of_ours():
     # GIVEN tests/lsan.supp  WHEN its patterns are read  THEN none can match
-    # a frame of pymemtrace's own C (a suppression must not hide our leaks)
+    # a frame of pymemtrace's own C (a suppression must not hide our leaks):
+    # no name of ours, no wildcard, each CPython function anchored
     patterns = [line.split(":", 1)[1].strip() for line in LSAN_SUPP.read_text().splitlines()
                 if line.startswith("leak:")]
     assert patterns
     for pattern in patterns:
         assert not any(ours in pattern for ours in ("pmt", "_native", "pymemtrace", "*")), pattern
+        # a bare pattern matches as a substring of any name: the interpreter's
+        # entries name one whole function each
+        if pattern != "leaky_ext":
+            assert pattern.startswith("^") and pattern.endswith("$"), pattern
 
 
 @under_asan
