@@ -72,7 +72,6 @@ class ReferenceTracing:
 def _reftrace_slot() -> tuple[int, bool] | None: ...
 
 # sampler.c
-from typing import List, Optional, Tuple
 
 _Sample = Tuple[float, float, int, float, float]
 

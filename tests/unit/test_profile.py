@@ -164,7 +164,7 @@ def test_default_file_name(cls, letter, tmp_path, monkeypatch):
 def test_d_rss_trigger_0_writes_every_event(cls, tmp_path):
     path = tmp_path / "t.log"
     with cls(d_rss_trigger=0, filepath=str(path)) as tracer:
-        for i in range(200):
+        for _ in range(200):
             _tick()
         events = tracer.events
     rss_now = cPyMemTrace.rss()
@@ -221,7 +221,7 @@ def test_prev_is_the_event_just_before_the_jump(cls, tmp_path):
     path = tmp_path / "t.log"
     keep = []
     with cls(filepath=str(path)):
-        for i in range(50):
+        for _ in range(50):
             _tick()
         grow_and_wait(keep, 8)
     recs = parse(path).records
@@ -280,7 +280,7 @@ def test_raising_body_closes_log_and_restores(cls, tmp_path):
     path = tmp_path / "t.log"
     with pytest.raises(ZeroDivisionError):
         with cls(filepath=str(path)):
-            1 / 0
+            raise ZeroDivisionError("planted")
     assert _hook_of(cls) is None
     assert parse(path).complete
 
@@ -432,7 +432,7 @@ def test_two_threads_enter_at_once(cls, tmp_path):
         try:
             barrier.wait()
             with cls(0, filepath=str(tmp_path / f"{i}.log")) as tracer:
-                for j in range(200):
+                for _ in range(200):
                     _tick()
                 assert tracer.log_file_path().endswith(f"{i}.log")
         except Exception as exc:  # pragma: no cover - reported below
@@ -453,7 +453,7 @@ def test_two_threads_enter_at_once(cls, tmp_path):
 def test_max_log_bytes_caps_the_file(cls, tmp_path):
     path = tmp_path / "t.log"
     with cls(0, filepath=str(path), max_log_bytes=20_000):
-        for i in range(5000):
+        for _ in range(5000):
             _tick()
     size = path.stat().st_size
     log = parse(path)
@@ -567,7 +567,7 @@ def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
     # GIVEN a tracer whose buffer has filled at least once (writer thread on)
     path = tmp_path / "t.log"
     with cPyMemTrace.Profile(0, filepath=str(path)) as tracer:
-        for i in range(3000):
+        for _ in range(3000):
             _tick()
         with warnings.catch_warnings():
             # 3.12+ warns about fork() with threads running (ours are pure
@@ -575,7 +575,7 @@ def test_forked_child_does_not_write_into_the_parents_log(tmp_path):
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # the child: plenty of events, then leave at once
-            for i in range(3000):
+            for _ in range(3000):
                 _tick()
             os._exit(0)
         _, status = os.waitpid(pid, 0)
