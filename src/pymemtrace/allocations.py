@@ -228,6 +228,14 @@ class AllocationSnapshot:
 
         return collapsed.render(self.peak_sites if peak else self.sites)
 
+    def to_flamegraph(self, peak: bool = False, title: str | None = None) -> str:
+        """A flame graph of the live memory (or the peak's) as standalone SVG."""
+        from pymemtrace.reporters import flamegraph_svg
+
+        if title is None:
+            title = "Memory live at the peak" if peak else "Memory live"
+        return flamegraph_svg.render(self.peak_sites if peak else self.sites, title=title)
+
     def to_pprof(self, peak: bool = False) -> bytes:
         from pymemtrace.reporters import pprof
 

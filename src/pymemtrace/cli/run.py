@@ -1,7 +1,8 @@
 """`pymemtrace run`: run a Python script under a probe and report.
 
     pymemtrace run --allocations [--sample-bytes N] [--depth D] [-o OUT.json]
-                   [--collapsed OUT.txt] [--pprof OUT.pb.gz] (script.py | -m module) [args...]
+                   [--collapsed OUT.txt] [--pprof OUT.pb.gz] [--flamegraph OUT.svg]
+                   (script.py | -m module) [args...]
 
 The script runs as ``python script.py`` would run it: as ``__main__``, with
 ``sys.argv`` set and its directory first on ``sys.path``.  Its exceptions
@@ -23,7 +24,8 @@ from pymemtrace.errors import PymemtraceError, UsageError
 
 USAGE = (
     "pymemtrace run --allocations [--sample-bytes <n>] [--depth <d>] [-o <out.json>]\n"
-    "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>] [--top <n>]\n"
+    "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>]\n"
+    "                      [--flamegraph <out.svg>] [--top <n>]\n"
     "                      (<script.py> | -m <module>) [<args>...]"
 )
 
@@ -106,6 +108,11 @@ class Command:
             help="write a gzip pprof profile of memory live at exit",
         )
         parser.add_argument(
+            "--flamegraph",
+            metavar="OUT.svg",
+            help="draw a flame graph (SVG) of memory live at exit",
+        )
+        parser.add_argument(
             "--top",
             type=_positive,
             default=10,
@@ -186,6 +193,7 @@ def _open_outputs(args):
         ("json", args.output, "w"),
         ("collapsed", args.collapsed, "w"),
         ("pprof", args.pprof, "wb"),
+        ("flamegraph", args.flamegraph, "w"),
     ):
         if not path:
             continue
@@ -212,6 +220,8 @@ def _write_outputs(snap, outputs) -> None:
             outputs["collapsed"].write(snap.to_collapsed())
         if "pprof" in outputs:
             outputs["pprof"].write(snap.to_pprof())
+        if "flamegraph" in outputs:
+            outputs["flamegraph"].write(snap.to_flamegraph())
     except OSError as exc:
         raise PymemtraceError(f"cannot write report: {exc.strerror or exc}") from None
 
