@@ -4,10 +4,11 @@ The tracker hooks Python's three allocator domains (PEP 445) and records
 live blocks with the Python stack that allocated them, in one of two modes:
 
 - ``"exact"``: every block (the cost of a hash-table entry per block);
-- ``"sampled"``: Poisson sampling by bytes, one sample per ``sample_bytes``
-  allocated on average; each sampled block of size s stands for s/p bytes
-  and 1/p blocks, where p = 1 - exp(-s / sample_bytes) was its chance of
-  being sampled, so totals are unbiased estimates.
+- ``"sampled"``: sampling by bytes, one sample per ``sample_bytes`` (I)
+  allocated on average, the gaps between samples uniform in [I/2, 3I/2]; a
+  sampled block of size s < I/2 stands for I bytes and I/s blocks (its
+  chance of being sampled was s/I), blocks of I/2 or more are all recorded
+  at their size, so totals are unbiased estimates (docs/allocations.md).
 
 Example::
 
