@@ -182,7 +182,9 @@ static struct {
     pthread_cond_t waker_cond; /* the poller wakes it.  waker_mutex */
     int waker_wake;            /* a wake-up is due.  waker_mutex */
     uint64_t waker_generation; /* the run that goes on.  waker_mutex */
-    int waker_users;           /* quiet tracers active.  GIL */
+    int waker_users;           /* quiet tracers active.  waker_mutex */
+    int waker_running;         /* a waker of this generation runs or
+                                  lingers.  waker_mutex */
 } hooks_runtime = {
     .waker_mutex = PTHREAD_MUTEX_INITIALIZER,
     .waker_cond = PTHREAD_COND_INITIALIZER,
@@ -1331,37 +1333,91 @@ quiet_pending(void *Py_UNUSED(arg))
    next switch interval (sys.getswitchinterval(), 5 ms), and the main
    thread runs the pending calls on that break (before dropping the GIL).
    So a Python thread (started with _thread, daemon, no threading.Thread
-   object) sleeps in waker_run on a condition variable without the GIL;
-   the poller wakes it after queueing the call; it takes the GIL once
-   (Py_END_ALLOW_THREADS, the documented way) and sleeps again.  It runs
-   while quiet tracers are active and ends when the last one exits (also
-   at interpreter exit, where the atexit handler completes them; a daemon
-   thread that asks for the GIL during finalization is stopped by
-   CPython).  3.13 has per-thread eval breakers and Py_AddPendingCall sets
-   the main thread's: no waker there.  The poller never touches the GIL
-   itself. */
+   object, holding no reference to the module) sleeps in waker_run on a
+   condition variable without the GIL; the poller wakes it after queueing
+   the call; it takes the GIL once (Py_END_ALLOW_THREADS, the documented
+   way) and sleeps again.  It is started by the first quiet tracer and,
+   when the last one exits, lingers WAKER_LINGER_NS for the next one
+   (a loop of short tracers would otherwise start a thread each, faster
+   than they can end) before it ends.  It ends at once on module shutdown
+   (a new generation); at interpreter exit a daemon thread that asks for
+   the GIL is stopped by CPython.  After fork() the child has none (the
+   next quiet tracer starts one).  3.13 has per-thread eval breakers and
+   Py_AddPendingCall sets the main thread's: no waker there.  The poller
+   never touches the GIL itself. */
+
+#define WAKER_LINGER_NS 500000000L
+
+/* What the waker does next (waker_mutex held, no GIL). */
+enum {
+    WAKER_SLEEP,
+    WAKER_WAKE,
+    WAKER_END
+};
+
+static int
+waker_next(uint64_t mine, struct timespec *linger_until)
+{
+    if (hooks_runtime.waker_generation != mine) {
+        return WAKER_END;
+    }
+    if (hooks_runtime.waker_wake) {
+        hooks_runtime.waker_wake = 0;
+        return WAKER_WAKE;
+    }
+    if (hooks_runtime.waker_users > 0) {
+        linger_until->tv_sec = 0;
+        return WAKER_SLEEP;
+    }
+    /* No quiet tracer: linger, then end. */
+    if (linger_until->tv_sec == 0) {
+        clock_gettime(CLOCK_MONOTONIC, linger_until);
+        linger_until->tv_nsec += WAKER_LINGER_NS;
+        if (linger_until->tv_nsec >= 1000000000L) {
+            linger_until->tv_sec += 1;
+            linger_until->tv_nsec -= 1000000000L;
+        }
+        return WAKER_SLEEP;
+    }
+    {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > linger_until->tv_sec ||
+            (now.tv_sec == linger_until->tv_sec &&
+             now.tv_nsec >= linger_until->tv_nsec)) {
+            hooks_runtime.waker_running = 0;
+            return WAKER_END;
+        }
+    }
+    return WAKER_SLEEP;
+}
 
 static PyObject *
-waker_run(PyObject *module, PyObject *arg)
+waker_run(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     uint64_t mine = PyLong_AsUnsignedLongLong(arg);
-    int go_on = 1;
+    struct timespec linger_until = {0, 0};
+    int next = WAKER_WAKE;
 
     if (mine == (uint64_t)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    while (go_on) {
+    while (next != WAKER_END) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&hooks_runtime.waker_mutex);
-        while (!hooks_runtime.waker_wake &&
-               hooks_runtime.waker_generation == mine) {
-            pthread_cond_wait(&hooks_runtime.waker_cond,
-                              &hooks_runtime.waker_mutex);
+        while ((next = waker_next(mine, &linger_until)) == WAKER_SLEEP) {
+            if (linger_until.tv_sec == 0) {
+                pthread_cond_wait(&hooks_runtime.waker_cond,
+                                  &hooks_runtime.waker_mutex);
+            }
+            else {
+                (void)pthread_cond_timedwait(&hooks_runtime.waker_cond,
+                                             &hooks_runtime.waker_mutex,
+                                             &linger_until);
+            }
         }
-        hooks_runtime.waker_wake = 0;
-        go_on = hooks_runtime.waker_generation == mine;
         pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-        /* Taking the GIL back is the wake-up. */
+        /* Taking the GIL back is the wake-up (or the way out). */
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
@@ -1369,25 +1425,35 @@ waker_run(PyObject *module, PyObject *arg)
 
 static PyMethodDef waker_def = {"_quiet_waker", waker_run, METH_O, NULL};
 
-/* A quiet tracer enters: start a waker if none runs (GIL). */
+/* A quiet tracer enters: start a waker if none runs or lingers (GIL). */
 static void
-waker_acquire(PyObject *module)
+waker_acquire(void)
 {
     PyObject *thread = NULL, *func = NULL, *args = NULL, *res = NULL;
-    uint64_t gen;
+    uint64_t gen = 0;
+    int start;
 
-    if (hooks_runtime.waker_users++ > 0) {
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_users++;
+    start = !hooks_runtime.waker_running;
+    if (start) {
+        gen = ++hooks_runtime.waker_generation;
+        hooks_runtime.waker_running = 1;
+        hooks_runtime.waker_wake = 0;
+    }
+    else {
+        /* A lingering waker serves again. */
+        pthread_cond_signal(&hooks_runtime.waker_cond);
+    }
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+    if (!start) {
         return;
     }
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    gen = ++hooks_runtime.waker_generation;
-    hooks_runtime.waker_wake = 0;
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
     thread = PyImport_ImportModule("_thread");
     if (thread == NULL) {
         goto done;
     }
-    func = PyCFunction_NewEx(&waker_def, module, NULL);
+    func = PyCFunction_NewEx(&waker_def, NULL, NULL);
     if (func == NULL) {
         goto done;
     }
@@ -1398,8 +1464,14 @@ waker_acquire(PyObject *module)
     res = PyObject_CallMethod(thread, "start_new_thread", "OO", func, args);
 done:
     if (res == NULL) {
-        /* Without it the pending call runs at the next GIL switch. */
+        /* Without it the pending call runs at the next GIL switch; the
+           next quiet tracer tries again. */
         PyErr_WriteUnraisable(NULL);
+        pthread_mutex_lock(&hooks_runtime.waker_mutex);
+        if (hooks_runtime.waker_generation == gen) {
+            hooks_runtime.waker_running = 0;
+        }
+        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
     }
     Py_XDECREF(res);
     Py_XDECREF(args);
@@ -1407,31 +1479,56 @@ done:
     Py_XDECREF(thread);
 }
 
-/* The last quiet tracer exits: the waker ends (GIL). */
+/* A quiet tracer exits: after the last one the waker lingers (GIL). */
 static void
 waker_release(void)
 {
-    if (hooks_runtime.waker_users <= 0 || --hooks_runtime.waker_users > 0) {
-        return;
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    if (hooks_runtime.waker_users > 0 && --hooks_runtime.waker_users == 0) {
+        pthread_cond_signal(&hooks_runtime.waker_cond);
     }
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+/* Module shutdown: the waker ends now (it never runs Python code). */
+static void
+waker_shutdown(void)
+{
     pthread_mutex_lock(&hooks_runtime.waker_mutex);
     hooks_runtime.waker_generation++;
-    pthread_cond_signal(&hooks_runtime.waker_cond);
+    hooks_runtime.waker_running = 0;
+    pthread_cond_broadcast(&hooks_runtime.waker_cond);
     pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+static void
+waker_init_cond(void)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hooks_runtime.waker_cond, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 static void
 waker_forget_in_child(void)
 {
+    /* Only the forking thread exists in the child. */
     pthread_mutex_init(&hooks_runtime.waker_mutex, NULL);
-    pthread_cond_init(&hooks_runtime.waker_cond, NULL);
+    waker_init_cond();
     hooks_runtime.waker_wake = 0;
     hooks_runtime.waker_users = 0;
+    hooks_runtime.waker_running = 0;
 }
 
 static void
 waker_at_fork(void)
 {
+    /* Once per process, before any waker: the linger needs a monotonic
+       clock. */
+    waker_init_cond();
     (void)pthread_atfork(NULL, NULL, waker_forget_in_child);
 }
 #endif /* PMT_QUIET_WAKER */
@@ -1875,9 +1972,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
 #if PMT_QUIET_WAKER
     if (self->quiet) {
         /* One waker serves every quiet tracer (counted). */
-        PyObject *module = PyType_GetModule(Py_TYPE(op));
-        PyErr_Clear();
-        waker_acquire(module);
+        waker_acquire();
         self->waker_held = 1;
     }
 #endif
@@ -2438,5 +2533,8 @@ pmt_hooks_shutdown(void)
 {
     /* The interpreter is going away: complete the logs, leave hooks. */
     finish_all(0);
+#if PMT_QUIET_WAKER
+    waker_shutdown();
+#endif
     pmt_rsspoll_shutdown();
 }
