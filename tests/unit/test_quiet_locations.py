@@ -12,6 +12,7 @@ The same tests run on both.  GIVEN/WHEN/THEN; waits for the poller are
 bounded loops, never timing assertions.
 """
 import mmap
+import os
 import sys
 import time
 
@@ -421,3 +422,24 @@ def test_growth_in_a_loop_that_never_releases_the_gil_is_seen(cls, measure, tmp_
     # THEN the tracer listened again and wrote the growth
     log = parse(path)
     assert [r for r in log.tagged("NEXT:") if r.d_mem >= 9 * MB], [(r.tag, r.what, r.function, r.d_mem) for r in log.records]
+
+
+def _threads_of_this_process():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+def test_a_loop_of_short_quiet_tracers_does_not_pile_up_threads(tmp_path):
+    # GIVEN the threads of this process with one quiet tracer active (the
+    # poller and, on 3.9-3.12, the waker thread)
+    with cPyMemTrace.Profile(filepath=os.devnull):
+        quiet_function(-1, [])
+        with_one = _threads_of_this_process()
+    # WHEN many short quiet tracers are entered and exit in a row
+    for _ in range(100):
+        with cPyMemTrace.Profile(filepath=os.devnull):
+            quiet_function(-1, [])
+    # THEN no more threads are alive than with one (the waker is reused,
+    # not started again for each tracer; a thread per tracer outlives it
+    # until it gets the GIL)
+    assert _threads_of_this_process() <= with_one
