@@ -1,6 +1,7 @@
 """Allocation snapshot -> one self-contained HTML report (works offline).
 
-One file, no network: the CSS and the script are inline, the two flame
+One file, no network: the CSS and the script are inline (a
+Content-Security-Policy forbids the page any fetch), the two flame
 graphs (memory live now and at the peak) are the SVG of ``flamegraph_svg``
 inlined, and the table data is embedded once as JSON in a
 ``<script type="application/json">`` element, from which the script builds
@@ -369,6 +370,7 @@ _PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>{title}</title>
 <style>{css}</style>
 </head>
