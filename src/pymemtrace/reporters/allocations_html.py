@@ -352,12 +352,17 @@ _JS = r"""
     });
   }
   function fromHash() {
-    state.view = location.hash === "#peak" ? "peak" : "live";
-    drawTable();
+    var v = location.hash === "#peak" ? "peak" : "live";
+    if (v !== state.view || !document.querySelector("#sites tbody tr")) {
+      state.view = v;
+      drawTable();
+    }
   }
   ["live", "peak"].forEach(function (v) {
     document.getElementById("show-" + v).addEventListener("click", function () {
-      if (location.hash !== "#" + v) location.hash = v; else fromHash();
+      state.view = v;
+      drawTable();
+      if (location.hash !== "#" + v) location.hash = v;  // back/forward, bookmarks
     });
   });
   window.addEventListener("hashchange", fromHash);
