@@ -237,6 +237,15 @@ class AllocationSnapshot:
             title = "Memory live at the peak" if peak else "Memory live"
         return flamegraph_svg.render(self.peak_sites if peak else self.sites, title=title)
 
+    def to_html(
+        self, title: str | None = None, top: int = 50, live_label: str = "live now"
+    ) -> str:
+        """One self-contained HTML report (offline): both flame graphs,
+        zoomable and searchable, and a sortable table of the top lines."""
+        from pymemtrace.reporters import allocations_html
+
+        return allocations_html.render(self, title, top=top, live_label=live_label)
+
     def to_pprof(self, peak: bool = False) -> bytes:
         from pymemtrace.reporters import pprof
 

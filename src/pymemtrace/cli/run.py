@@ -2,13 +2,14 @@
 
     pymemtrace run --allocations [--sample-bytes N] [--depth D] [-o OUT.json]
                    [--collapsed OUT.txt] [--pprof OUT.pb.gz] [--flamegraph OUT.svg]
-                   (script.py | -m module) [args...]
+                   [--html OUT.html] (script.py | -m module) [args...]
 
 The script runs as ``python script.py`` would run it: as ``__main__``, with
 ``sys.argv`` set and its directory first on ``sys.path``.  Its exceptions
 print as its own traceback and exit 1; ``SystemExit`` keeps its code.  The
 report (memory live at exit and at the peak, by site) goes to stdout, the
-JSON document to ``-o``.
+JSON document to ``-o``; ``--html`` writes one self-contained HTML page
+(zoomable flame graphs and a sortable table, works offline).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pymemtrace.errors import PymemtraceError, UsageError
 USAGE = (
     "pymemtrace run --allocations [--sample-bytes <n>] [--depth <d>] [-o <out.json>]\n"
     "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>]\n"
-    "                      [--flamegraph <out.svg>] [--top <n>]\n"
+    "                      [--flamegraph <out.svg>] [--html <out.html>] [--top <n>]\n"
     "                      (<script.py> | -m <module>) [<args>...]"
 )
 
@@ -113,6 +114,11 @@ class Command:
             help="draw a flame graph (SVG) of memory live at exit",
         )
         parser.add_argument(
+            "--html",
+            metavar="OUT.html",
+            help="write one self-contained HTML report (flame graphs, sortable table)",
+        )
+        parser.add_argument(
             "--top",
             type=_positive,
             default=10,
@@ -194,6 +200,7 @@ def _open_outputs(args):
         ("collapsed", args.collapsed, "w"),
         ("pprof", args.pprof, "wb"),
         ("flamegraph", args.flamegraph, "w"),
+        ("html", args.html, "w"),
     ):
         if not path:
             continue
@@ -222,6 +229,8 @@ def _write_outputs(snap, outputs) -> None:
             outputs["pprof"].write(snap.to_pprof())
         if "flamegraph" in outputs:
             outputs["flamegraph"].write(snap.to_flamegraph())
+        if "html" in outputs:
+            outputs["html"].write(snap.to_html(live_label="live at exit"))
     except OSError as exc:
         raise PymemtraceError(f"cannot write report: {exc.strerror or exc}") from None
 

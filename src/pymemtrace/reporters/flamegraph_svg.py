@@ -72,7 +72,19 @@ def _fit(text: str, width: float) -> str:
     return text if len(text) <= room else text[: room - 2] + ".."
 
 
-def render(sites, title: str = "Live memory by stack", width: int = 1200) -> str:
+def render(
+    sites,
+    title: str = "Live memory by stack",
+    width: int = 1200,
+    *,
+    data_attrs: bool = False,
+) -> str:
+    """The flame graph of ``sites`` as SVG text.
+
+    ``data_attrs``: give each box's ``<g>`` its full label and file as
+    ``data-name`` / ``data-file`` (the HTML report zooms and searches on
+    them; the plain SVG leaves them out to stay small).
+    """
     root = _tree(sites)
     levels = _depth(root) if root.bytes else 1
     height = HEADER + levels * FRAME_HEIGHT + 2 * MARGIN
@@ -115,14 +127,20 @@ def render(sites, title: str = "Live memory by stack", width: int = 1200) -> str
                 f"{human_size(node.bytes)}, {share:.1f}%"
             )
             fill = _colour(node.file, node.label)
+        name = f"{node.label}:{node.line}" if node.file else node.label
+        attrs = (
+            f" data-name={quoteattr(name)} data-file={quoteattr(node.file)}"
+            if data_attrs
+            else ""
+        )
         out.append(
-            f'<g><title>{escape(tip)}</title><rect x="{x:.2f}" y="{y}" '
+            f'<g{attrs}><title>{escape(tip)}</title><rect x="{x:.2f}" y="{y}" '
             f'width="{w:.2f}" height="{FRAME_HEIGHT - 1}" fill={quoteattr(fill)} '
             'rx="2"/>'
         )
         # The line tells apart the boxes of one function called from
         # several lines of its caller.
-        text = _fit(f"{node.label}:{node.line}" if node.file else node.label, w)
+        text = _fit(name, w)
         if text:
             out.append(
                 f'<text x="{x + 3:.2f}" y="{y + FRAME_HEIGHT - 5}">{escape(text)}</text>'
