@@ -16,24 +16,24 @@
 #include "native.h"
 
 #if PMT_PY311_PLUS
-#  ifndef Py_BUILD_CORE
-#    define Py_BUILD_CORE 1
-#  endif
-#  include "internal/pycore_frame.h"
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
 #else
-#  include <frameobject.h>
+#include <frameobject.h>
 #endif
 
 #if PMT_PY313_PLUS
-#  define THREAD_FRAME(ts) ((ts)->current_frame)
-#  define FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
-#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
-                                    * (int)sizeof(_Py_CODEUNIT)))
+#define THREAD_FRAME(ts) ((ts)->current_frame)
+#define FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
+#define FRAME_ADDR(f)                                                         \
+    ((int32_t)(_PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT)))
 #elif PMT_PY311_PLUS
-#  define THREAD_FRAME(ts) ((ts)->cframe->current_frame)
-#  define FRAME_CODE(f) ((f)->f_code)
-#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
-                                    * (int)sizeof(_Py_CODEUNIT)))
+#define THREAD_FRAME(ts) ((ts)->cframe->current_frame)
+#define FRAME_CODE(f) ((f)->f_code)
+#define FRAME_ADDR(f)                                                         \
+    ((int32_t)(_PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT)))
 #endif
 
 #if PMT_PY311_PLUS
@@ -96,12 +96,13 @@ pmt_current_frame(void)
    object an interned stack refers to is kept alive by it, so equal
    identities mean equal frames among the stacks the table holds. */
 #if PMT_PY313_PLUS
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->instr_ptr)
+#define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->instr_ptr)
 #elif PMT_PY311_PLUS
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->prev_instr)
+#define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->prev_instr)
 #else
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->f_code \
-                          ^ ((uint64_t)(uint32_t)(f)->f_lasti << 40))
+#define FRAME_IDENT(f)                                                        \
+    ((uint64_t)(uintptr_t)(f)->f_code ^                                       \
+     ((uint64_t)(uint32_t)(f)->f_lasti << 40))
 #endif
 
 /* The multiply is off the loop-carried chain: the running hash only
@@ -129,15 +130,15 @@ current_tstate(void)
 
 #if PMT_PY311_PLUS
 typedef struct _PyInterpreterFrame pmt_iframe;
-#  define FRAME_FIRST(tstate) THREAD_FRAME(tstate)
-#  define FRAME_NEXT(f) ((f)->previous)
+#define FRAME_FIRST(tstate) THREAD_FRAME(tstate)
+#define FRAME_NEXT(f) ((f)->previous)
 #else
 typedef PyFrameObject pmt_iframe;
-#  define FRAME_CODE(f) ((f)->f_code)
-#  define FRAME_FIRST(tstate) ((tstate)->frame)
-#  define FRAME_NEXT(f) ((f)->f_back)
-#  define frame_is_shim(f) 0
-#  define frame_is_skipped_top(f) 0
+#define FRAME_CODE(f) ((f)->f_code)
+#define FRAME_FIRST(tstate) ((tstate)->frame)
+#define FRAME_NEXT(f) ((f)->f_back)
+#define frame_is_shim(f) 0
+#define frame_is_skipped_top(f) 0
 #endif
 
 /* Instruction offset in bytes, -1 when the frame has not started. */
@@ -159,8 +160,8 @@ frame_addr(pmt_iframe *f)
    Always inlined, so that the callers' constant arguments (no frames, no
    base) take their tests out of the loop. */
 static inline __attribute__((always_inline)) uint64_t
-walk(PyThreadState *tstate, uint32_t max, const void *base,
-     pmt_frame *frames, uint32_t *nframes)
+walk(PyThreadState *tstate, uint32_t max, const void *base, pmt_frame *frames,
+     uint32_t *nframes)
 {
     uint64_t h = PMT_STACK_HASH_SEED;
     uint32_t n = 0;
