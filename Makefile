@@ -18,7 +18,7 @@ CFLAGS_C := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -Isrc/pymemtrace/_c
 CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c src/pymemtrace/_c/core/gotpatch_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c src/pymemtrace/_c/core/gotpatch_linux.c
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps bench lint lint-c fmt clean
+.PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps chromium-deps bench lint lint-c fmt clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -45,7 +45,7 @@ $(VENV_ROOT)/%/.stamp: pyproject.toml setup.py
 build-%: $(VENV_ROOT)/%/.stamp
 	@out=$$(PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python setup.py build_ext --inplace 2>&1) || { echo "$$out"; exit 1; }
 
-test-py-%: build-%
+test-py-%: build-% chromium-deps
 	@echo "== pytest on CPython $*"
 	$(VENV_ROOT)/$*/bin/python -m pytest -p no:cacheprovider -q $(PYTEST_ARGS) tests
 
@@ -70,6 +70,16 @@ bench: build-$(DEFAULT_VERSION)  ## overhead of each tool as a ratio to the bare
 LEAK_LOOPS ?= 20
 test-leaks: build-$(DEFAULT_VERSION)  ## tests marked 'leaks', rerun LEAK_LOOPS=20 times under tracemalloc
 	$(VENV_ROOT)/$(DEFAULT_VERSION)/bin/python -m pytest -p no:cacheprovider -q -m leaks --leak-loops $(LEAK_LOOPS) $(PYTEST_ARGS) tests
+
+# --------------------------------------------------- headless browser (HTML)
+# tests/integration/test_html_report.py loads the HTML reports in Debian's
+# chromium (--headless=new --dump-dom).  Installed when missing (as root);
+# apt-get update only when the install fails.
+chromium-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { echo "== installing chromium"; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; }; } || \
+		echo "chromium missing (the browser tests will be skipped): apt-get install chromium"
 
 # ---------------------------------------------------------------- sanitizers
 # The extension is built with ASan + UBSan into build/asan/ (a copy of the

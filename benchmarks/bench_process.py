@@ -114,7 +114,7 @@ def detailed_ratios(rounds=15, scale=SCALE, workloads=None):
                     tooled.append(one(tool, run, True, n))
                     bare.append(one(tool, run, False, n))
 
-            def ratio(pick, k):
+            def ratio(pick, k, tooled=tooled, bare=bare):
                 return pick(t[k] for t in tooled) / pick(b[k] for b in bare)
 
             rows.append((tool.name, name, ratio(statistics.median, 0), ratio(min, 0),

@@ -43,7 +43,7 @@ def main(rounds=7):
     print("|---|---|---|---|---|---|")
     for setting, kwargs in (("default", {}), ("include_builtins=True", {"include_builtins": True})):
         for name, run in WORKLOADS.items():
-            def tooled():
+            def tooled(run=run, kwargs=kwargs):
                 with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=NO_GC, **kwargs):
                     run(1)
 
@@ -51,7 +51,10 @@ def main(rounds=7):
             tooled()
             bare, tool = [], []
             for i in range(rounds):
-                order = (tooled, lambda: run(1)) if i % 2 else (lambda: run(1), tooled)
+                def bare_run(run=run):
+                    run(1)
+
+                order = (tooled, bare_run) if i % 2 else (bare_run, tooled)
                 for func in order:
                     (tool if func is tooled else bare).append(timed(func))
             size = os.path.getsize(path) / 1e6

@@ -3,7 +3,9 @@
 Runs examples/leaky_service.py under ``log_process`` (the C sampler, every
 50 ms), labels its phases, prints RSS as it goes, then the per-process
 summary table, and writes a JSON Lines log, gnuplot files and an SVG
-chart of RSS over time to build/demo/ (paths printed at the end).
+chart of RSS over time to build/demo/ (paths printed at the end).  Then one
+more second of service under the allocation tracker names the line that
+holds the memory and draws a flame graph of it.
 """
 import os
 import sys
@@ -58,7 +60,28 @@ def main():
           "  pymemtrace process -i 0.05 -o run.jsonl --svg run.svg -- "
           "python examples/leaky_service.py\n"
           "  pymemtrace process --summary run.jsonl plots/")
+    where_it_stays()
     return status
+
+
+def where_it_stays():
+    """The next step: which lines hold the memory (the allocation tracker)."""
+    from pymemtrace import allocations
+
+    print("\nwhich lines hold it: one more second of service under the "
+          "allocation tracker")
+    with allocations.tracking(mode="exact", depth=16) as tracked:
+        leaky_service.serve(seconds=1.0, warmup=0.2)
+    snap = tracked.snapshot
+    for site in [s for s in snap.top(3) if s.bytes >= 1024]:
+        print(f"  {process.format_bytes(site.bytes):>9}  "
+              f"{os.path.relpath(site.file)}:{site.line} ({site.function})")
+    flame = os.path.join(OUTDIR, "leaky_service_flame.svg")
+    with open(flame, "w", encoding="utf-8") as stream:
+        stream.write(snap.to_flamegraph(title="leaky_service: memory live after 1 s"))
+    print(f"flame graph of the live memory: {flame}")
+    print("the same from the command line:\n"
+          "  pymemtrace run --allocations --flamegraph flame.svg examples/leaky_service.py")
 
 
 if __name__ == "__main__":

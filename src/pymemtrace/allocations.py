@@ -4,10 +4,11 @@ The tracker hooks Python's three allocator domains (PEP 445) and records
 live blocks with the Python stack that allocated them, in one of two modes:
 
 - ``"exact"``: every block (the cost of a hash-table entry per block);
-- ``"sampled"``: Poisson sampling by bytes, one sample per ``sample_bytes``
-  allocated on average; each sampled block of size s stands for s/p bytes
-  and 1/p blocks, where p = 1 - exp(-s / sample_bytes) was its chance of
-  being sampled, so totals are unbiased estimates.
+- ``"sampled"``: sampling by bytes, one sample per ``sample_bytes`` (I)
+  allocated on average, the gaps between samples uniform in [I/2, 3I/2]; a
+  sampled block of size s < I/2 stands for I bytes and I/s blocks (its
+  chance of being sampled was s/I), blocks of I/2 or more are all recorded
+  at their size, so totals are unbiased estimates (docs/allocations.md).
 
 Example::
 
@@ -227,6 +228,23 @@ class AllocationSnapshot:
         from pymemtrace.reporters import collapsed
 
         return collapsed.render(self.peak_sites if peak else self.sites)
+
+    def to_flamegraph(self, peak: bool = False, title: str | None = None) -> str:
+        """A flame graph of the live memory (or the peak's) as standalone SVG."""
+        from pymemtrace.reporters import flamegraph_svg
+
+        if title is None:
+            title = "Memory live at the peak" if peak else "Memory live"
+        return flamegraph_svg.render(self.peak_sites if peak else self.sites, title=title)
+
+    def to_html(
+        self, title: str | None = None, top: int = 50, live_label: str = "live now"
+    ) -> str:
+        """One self-contained HTML report (offline): both flame graphs,
+        zoomable and searchable, and a sortable table of the top lines."""
+        from pymemtrace.reporters import allocations_html
+
+        return allocations_html.render(self, title, top=top, live_label=live_label)
 
     def to_pprof(self, peak: bool = False) -> bytes:
         from pymemtrace.reporters import pprof

@@ -117,7 +117,6 @@ test_page_size_is_a_power_of_two(void)
     CHECK((size & (size - 1)) == 0);
 }
 
-
 static pmt_sample
 make_sample(double t)
 {
@@ -240,11 +239,25 @@ test_fastclock_is_monotonic_and_close(void)
 static void
 test_put_numbers_match_printf(void)
 {
-    static const uint64_t values[] = {
-        0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 12345, 99999, 100000,
-        1234567, 10000000, 123456789012ull, 18446744073709551615ull};
-    static const uint64_t ns[] = {0, 499, 500, 999999499, 999999500,
-                                  1234567890123ull, 59999999999ull};
+    static const uint64_t values[] = {0,
+                                      1,
+                                      9,
+                                      10,
+                                      99,
+                                      100,
+                                      999,
+                                      1000,
+                                      9999,
+                                      10000,
+                                      12345,
+                                      99999,
+                                      100000,
+                                      1234567,
+                                      10000000,
+                                      123456789012ull,
+                                      18446744073709551615ull};
+    static const uint64_t ns[] = {
+        0, 499, 500, 999999499, 999999500, 1234567890123ull, 59999999999ull};
     char got[64], want[64];
     size_t i;
 
@@ -307,7 +320,10 @@ lcg(uint64_t *state)
 static void
 test_ptrtable_matches_model(void)
 {
-    enum { KEYS = 5000, OPS = 200000 };
+    enum {
+        KEYS = 5000,
+        OPS = 200000
+    };
     static uint64_t model[KEYS]; /* 0: absent, else value */
     pmt_ptrtable t;
     uint64_t rng = 42, value = 0, old = 0;
@@ -431,12 +447,13 @@ test_ptrtable_tags_huge_sizes_and_bad_addresses(void)
     CHECK(pmt_ptrtable_init(&t, 16, 10, 0) == 0);
     CHECK(sizeof(pmt_ptr_slot) == 12);
     CHECK(pmt_ptrtable_put(&t, 0x1000, 100 | tag, &old) == 0);
-    CHECK(pmt_ptrtable_put(&t, 0x2000, huge | (UINT64_C(3) << PMT_PTR_SIZE_BITS),
+    CHECK(pmt_ptrtable_put(&t, 0x2000,
+                           huge | (UINT64_C(3) << PMT_PTR_SIZE_BITS),
                            &old) == 0);
     CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == (100 | tag));
-    CHECK(pmt_ptrtable_get(&t, 0x2000, &value) == 1
-          && (value & PMT_PTR_SIZE_MASK) == huge
-          && (value >> PMT_PTR_SIZE_BITS) == 3);
+    CHECK(pmt_ptrtable_get(&t, 0x2000, &value) == 1 &&
+          (value & PMT_PTR_SIZE_MASK) == huge &&
+          (value >> PMT_PTR_SIZE_BITS) == 3);
     pmt_ptrtable_clear_tags(&t);
     CHECK(pmt_ptrtable_get(&t, 0x1000, &value) == 1 && value == 100);
     CHECK(pmt_ptrtable_pop(&t, 0x2000, &value) == 1 && value == huge);
@@ -455,9 +472,11 @@ static void
 test_stacktable_interns_equal_stacks(void)
 {
     pmt_stacktable t;
-    pmt_frame a[3] = {{(void *)0x1000, 10, 0}, {(void *)0x2000, 20, 0},
+    pmt_frame a[3] = {{(void *)0x1000, 10, 0},
+                      {(void *)0x2000, 20, 0},
                       {(void *)0x3000, 30, 0}};
-    pmt_frame b[3] = {{(void *)0x1000, 12, 0}, {(void *)0x2000, 20, 0},
+    pmt_frame b[3] = {{(void *)0x1000, 12, 0},
+                      {(void *)0x2000, 20, 0},
                       {(void *)0x3000, 30, 0}};
     int added = 0;
     uint32_t ia, ib, ia2, ishort, i;
@@ -475,9 +494,10 @@ test_stacktable_interns_equal_stacks(void)
     CHECK(t.stacks[ishort].nframes == 2);
     /* many stacks: the index and pools grow, ids stay stable */
     for (i = 0; i < 5000; i++) {
-        pmt_frame f[1] = {{(void *)(uintptr_t)(0x10000 + i * 16), (int32_t)i, 0}};
-        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
-                                            &added);
+        pmt_frame f[1] = {
+            {(void *)(uintptr_t)(0x10000 + i * 16), (int32_t)i, 0}};
+        uint32_t id =
+            pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1, &added);
         CHECK(id != PMT_STACK_NONE);
         if (id == PMT_STACK_NONE) {
             break;
@@ -499,8 +519,8 @@ test_stacktable_cap(void)
     CHECK(pmt_stacktable_init(&t, 3) == 0);
     for (i = 0; i < 5; i++) {
         pmt_frame f[1] = {{(void *)(uintptr_t)(0x100 + i), 0, 0}};
-        uint32_t id = pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1,
-                                            &added);
+        uint32_t id =
+            pmt_stacktable_intern(&t, pmt_stack_hash(f, 1), f, 1, &added);
         CHECK((i < 3) == (id != PMT_STACK_NONE));
     }
     CHECK(t.drops == 2);

@@ -10,16 +10,16 @@
 
 static int passed, failed;
 
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        }                                                                   \
-        else {                                                              \
-            failed++;                                                       \
-            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__,      \
-                    #cond);                                                 \
-        }                                                                   \
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (cond) {                                                           \
+            passed++;                                                         \
+        }                                                                     \
+        else {                                                                \
+            failed++;                                                         \
+            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__,        \
+                    #cond);                                                   \
+        }                                                                     \
     } while (0)
 
 #define N_KEYS 20000
@@ -55,8 +55,8 @@ main(void)
     CHECK(pmt_ptrmap_init(&map, 0, 0) == 0);
     /* Object-like addresses: 16-byte aligned, clustered. */
     for (i = 0; i < N_KEYS; i++) {
-        keys[i] = (uintptr_t)0x7f0000000000ULL + (uintptr_t)i * 16
-                  + (uintptr_t)((next_random() % 4) << 20);
+        keys[i] = (uintptr_t)0x7f0000000000ULL + (uintptr_t)i * 16 +
+                  (uintptr_t)((next_random() % 4) << 20);
     }
     for (i = 0; i < N_KEYS; i++) {
         /* Keys may repeat (same address twice): the model follows. */

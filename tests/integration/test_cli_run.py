@@ -158,3 +158,22 @@ def test_unwritable_output_is_a_one_line_error(cli, script, tmp_path):
     assert result.stderr.count("\n") == 1
     assert "cannot write" in result.stderr
     assert "argv:" not in result.stdout  # failed before running the script
+
+
+def test_flamegraph_output(cli, script, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    svg = tmp_path / "flame.svg"
+    result = cli("run", "--allocations", "--flamegraph", svg, script)
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring(svg.read_text(encoding="utf-8"))
+    tips = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    # the planted site is a box of its own, named by its line
+    assert any(f"{script}:{KEEP_LINE}" in tip for tip in tips), tips[:5]
+
+
+def test_flamegraph_to_an_unwritable_path_is_one_line(cli, script, tmp_path):
+    result = cli("run", "--allocations", "--flamegraph", tmp_path / "no" / "f.svg", script)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr

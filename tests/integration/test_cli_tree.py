@@ -231,7 +231,7 @@ def test_count_stops_and_stops_the_command(cli, tmp_path):
             return True
 
     for pid in pids:
-        wait_until(lambda: ended(pid), f"pid {pid} to end")
+        wait_until(lambda pid=pid: ended(pid), f"pid {pid} to end")
 
 
 def test_omit_first_gives_changes_on_every_row(cli, family):

@@ -57,7 +57,7 @@ def test_exact_mode_reports_the_line_within_5_percent():
 
 def test_sampled_mode_reports_the_line_within_20_percent():
     # GIVEN the tracker sampling one block per 32 KiB on average (about
-    # 330 samples for 10 MB: the standard error is about 6%)
+    # 330 samples for 10 MB: the error is about 2%)
     allocations.start(mode="sampled", sample_bytes=32 * KIB, seed=12345)
     # WHEN one line keeps 10 MB alive
     kept = keep_blocks()
@@ -68,6 +68,47 @@ def test_sampled_mode_reports_the_line_within_20_percent():
     assert abs(got - expected) <= 0.20 * expected, (got, expected)
     assert snap.stats["traces"] < N_BLOCKS / 10  # it did sample
     del kept
+
+
+def _sampled_estimate(seed, interval=512 * KIB):
+    allocations.start(mode="sampled", sample_bytes=interval, seed=seed)
+    kept = keep_blocks()
+    snap = allocations.snapshot()
+    allocations.stop()
+    del kept
+    return bytes_at(snap.group_by("line"), KEEP_LINE)
+
+
+def test_sampled_mode_at_the_default_interval_is_unbiased_and_tight():
+    # GIVEN the default interval (512 KiB: about 20 samples for 10 MB)
+    expected = N_BLOCKS * BLOCK
+    # WHEN 30 runs with different seeds estimate the line
+    errors = [(_sampled_estimate(seed) - expected) / expected for seed in range(1, 31)]
+    # THEN the estimates average to the truth and spread far less than
+    # Poisson sampling's 23% (the gaps are uniform in [I/2, 3I/2])
+    mean = sum(errors) / len(errors)
+    rms = (sum(e * e for e in errors) / len(errors)) ** 0.5
+    assert abs(mean) < 0.06, errors
+    assert rms < 0.15, errors
+
+
+def test_sampled_mode_records_big_blocks_exactly():
+    # GIVEN the sampled tracker at 64 KiB
+    allocations.start(mode="sampled", sample_bytes=64 * KIB, seed=3)
+    # WHEN 50 blocks of 40 KiB (over half the interval) are kept, and a
+    # twin line keeps 50 blocks of 1 KiB
+    big = [bytearray(40 * KIB) for _ in range(50)]  # BIG_LINE
+    small = keep_blocks(50)
+    snap = allocations.snapshot()
+    # THEN every big block is there, at its true size; the small ones are
+    # sampled (at most a few, each standing for 64 KiB)
+    lines = {s.line: s for s in snap.group_by("line") if s.file == __file__}
+    big_site = lines[_line_of(test_sampled_mode_records_big_blocks_exactly, "BIG_LINE")]
+    assert big_site.blocks == 50
+    assert 50 * 40 * KIB <= big_site.bytes < 50 * 41 * KIB
+    small_site = lines.get(KEEP_LINE)
+    assert small_site is None or small_site.bytes % (64 * KIB) == 0
+    del big, small
 
 
 def temporary_blocks():

@@ -137,14 +137,15 @@ def test_freed_traced_buffers_are_at_the_peak_not_at_exit(ext):
 
 
 def test_sampled_mode_scales_traced_buffers():
-    # GIVEN the sampled tracker (one sample per 64 KiB on average, fixed
-    # seed); about 126 of the 200 buffers are sampled, standard error ~5%
-    # (a subprocess: the sampler's countdown is per thread and process)
+    # GIVEN the sampled tracker (one sample per 256 KiB on average, fixed
+    # seed); about 50 of the 200 buffers of 64 KiB are sampled, each
+    # standing for 256 KiB (a subprocess: the sampler's countdown is per
+    # thread and process)
     out = run_python(
         f"""
         import leaky_ext
         from pymemtrace import allocations
-        allocations.start(mode="sampled", sample_bytes=64 * 1024, seed=7)
+        allocations.start(mode="sampled", sample_bytes=256 * 1024, seed=7)
         handles = [leaky_ext.traced_alloc({BUFFER}) for _ in range({N_BUFFERS})]  # LINE
         snap = allocations.snapshot()
         print(sum(s.bytes for s in snap.group_by("line") if s.line == 5 and s.file == "<string>"))

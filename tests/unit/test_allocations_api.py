@@ -204,3 +204,64 @@ def test_pprof_decodes_to_the_sites():
             [300, 3],
         ),
     ]
+
+
+def _boxes(svg_text):
+    """(tooltip, x, width) of every box of a flame graph."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    root = ET.fromstring(svg_text)
+    boxes = []
+    for g in root.findall("s:g", ns):
+        rect = g.find("s:rect", ns)
+        boxes.append((g.find("s:title", ns).text, float(rect.get("x")), float(rect.get("width"))))
+    return boxes
+
+
+def test_flamegraph_widths_follow_bytes_and_callers_carry_callees():
+    # GIVEN sites: build() under main() holds 1000 + 200 bytes (two lines),
+    # helper() under build() under main() 300 bytes
+    svg_text = make_snapshot().to_flamegraph()
+    boxes = _boxes(svg_text)
+    width_of = {}
+    for tip, x, w in boxes:
+        width_of.setdefault(tip.split(" ")[0].rstrip(":"), []).append((x, w))
+    # THEN the root spans everything, main() is as wide as the root (all
+    # stacks go through it), and helper() is 300/1500 of it
+    (root_x, root_w), = width_of["all"]
+    (main_x, main_w), = width_of["main"]
+    assert abs(main_w - root_w) < 0.01 and abs(main_x - root_x) < 0.01
+    helper = [w for _, w in width_of["helper"]]
+    assert len(helper) == 1 and abs(helper[0] / root_w - 300 / 1500) < 0.001
+    # build() at lines 10 and 11 are two boxes whose widths add to 1500 bytes'
+    builds = sorted(w for _, w in width_of["build"])
+    assert abs(sum(builds) / root_w - 1.0) < 0.001
+    # the heaviest child is drawn first (leftmost)
+    (b_big_x, b_big_w), = [(x, w) for x, w in width_of["build"] if w == max(builds)]
+    assert abs(b_big_x - main_x) < 0.01
+    # tooltips name the site and its share
+    assert any("helper (lib.py:5)" in tip and "20.0%" in tip for tip, _, _ in boxes)
+
+
+def test_flamegraph_of_the_peak_and_of_nothing():
+    # GIVEN a snapshot whose peak had 5000 more bytes in helper() called
+    # straight from main()
+    snap = make_snapshot()
+    boxes = _boxes(snap.to_flamegraph(peak=True))
+    # THEN the peak's graph has two helper() boxes, the big one 5000/6500
+    # of the root
+    (root_w,) = [w for tip, _, w in boxes if tip.startswith("all")]
+    helpers = sorted(w for tip, _, w in boxes if tip.startswith("helper"))
+    assert len(helpers) == 2
+    assert abs(helpers[1] / root_w - 5000 / 6500) < 0.001
+    # AND a snapshot with nothing live gives a valid, box-less SVG that says so
+    empty = make_snapshot(live=[], peak=[]).to_flamegraph()
+    assert "no memory live" in empty and _boxes(empty) == []
+
+
+def test_flamegraph_escapes_names():
+    odd = Frame('a<b>&"c".py', 1, "<lambda>")
+    text = make_snapshot(live=[Site((odd,), 10, 1)], peak=[]).to_flamegraph()
+    boxes = _boxes(text)  # parses: the names were escaped
+    assert any("<lambda>" in tip for tip, _, _ in boxes)

@@ -1,6 +1,5 @@
 """pymemtrace.process: log_process, ProcessLoggingThread, log reading, charts."""
 import gc
-import io
 import json
 import logging
 import mmap
@@ -156,7 +155,7 @@ def test_the_thread_stops_when_the_body_raises(tmp_path):
         with process.log_process(interval=10.0, path=path) as thread:
             assert wait_for(lambda: thread._sampler.tid is not None)
             sampler_tid = thread._sampler.tid
-            1 / 0
+            raise ZeroDivisionError("planted")
     assert not thread.is_alive()
     assert not os.path.exists(f"/proc/self/task/{sampler_tid}")
     assert threading.active_count() == threads_before

@@ -12,6 +12,7 @@ The same tests run on both.  GIVEN/WHEN/THEN; waits for the poller are
 bounded loops, never timing assertions.
 """
 import mmap
+import os
 import sys
 import time
 
@@ -284,19 +285,87 @@ def test_a_tracer_in_another_thread_switches_nothing_off(cls, tmp_path):
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_all_threads_and_heap_tracers_are_not_quiet(cls, tmp_path):
-    # GIVEN tracers that are not quiet: all_threads, measure="heap"
-    for kwargs in ({"all_threads": True}, {"measure": "heap"}):
-        path = tmp_path / "nq.log"
-        try:
-            with cls(filepath=str(path), **kwargs) as tracer:
-                # WHEN a quiet function is called CALLS times
-                for _ in range(CALLS):
-                    quiet_function(-1, [])
-        except NotImplementedError:
-            continue  # no allocation counters in this build
-        # THEN every call and return was seen
-        assert tracer.events >= 2 * CALLS, kwargs
+def test_all_threads_tracers_are_not_quiet(cls, tmp_path):
+    # GIVEN a tracer that is not quiet: all_threads
+    path = tmp_path / "nq.log"
+    with cls(filepath=str(path), all_threads=True) as tracer:
+        # WHEN a quiet function is called CALLS times
+        for _ in range(CALLS):
+            quiet_function(-1, [])
+    # THEN every call and return was seen
+    assert tracer.events >= 2 * CALLS
+
+
+# ---- measure="heap": the poller watches the heap counter -------------------
+
+# Steps smaller than the trigger (the page size): the twin's heap moves by
+# less than the trigger at every instant; the grower's by 2 MB in all.
+STEP = 1024
+STEPS = 2048
+
+
+def heap_grower(keep, tracer):
+    """2 MB of Python objects kept, allocated in STEPS steps in this frame,
+    then a wait in this frame (inline: a Python call would be the first
+    event after the jump) until the tracer saw an event (a Trace sees new
+    lines of this frame) or a band fired, and a few polls for the band's
+    pending call to run between bytecodes of the frame."""
+    seen = _native._poller_rss()[2]
+    for _ in range(STEPS):
+        keep.append(bytearray(STEP))
+    events = tracer.events
+    for _ in range(5000):
+        if _native._poller_rss()[2] != seen or tracer.events != events:
+            break
+        time.sleep(0.001)
+    for _ in range(3):
+        time.sleep(0.001)
+
+
+def heap_twin():
+    """The same allocations, each freed at once: the heap does not grow."""
+    for _ in range(STEPS):
+        block = bytearray(STEP)
+        del block
+    for _ in range(3):
+        time.sleep(0.001)
+
+
+def enter_heap(cls, path):
+    tracer = cls(filepath=str(path), measure="heap")
+    try:
+        tracer.__enter__()
+    except NotImplementedError:
+        pytest.skip("no allocation counters in this build")
+    return tracer
+
+
+@pytest.mark.parametrize("cls", TRACERS, ids=IDS)
+def test_a_quiet_heap_tracer_records_a_planted_growth_and_not_its_twin(cls, tmp_path):
+    # GIVEN a measure="heap" tracer that went quiet over CALLS quiet calls
+    path = tmp_path / "heap.log"
+    keep = []
+    tracer = enter_heap(cls, path)
+    try:
+        for _ in range(CALLS):
+            quiet_function(-1, keep)
+        # WHEN a function allocates and frees 2 MB in steps (the twin)
+        heap_twin()
+        seen = tracer.events
+        # AND another keeps 2 MB allocated in steps, inside one frame
+        heap_grower(keep, tracer)
+    finally:
+        tracer.__exit__(None, None, None)
+    log = parse(path)
+    records = [(r.tag, r.what, r.function, r.d_mem) for r in log.records]
+    # THEN the tracer was quiet: it saw fewer events than the calls made
+    # before the growth
+    assert seen < CALLS, records
+    # AND the growth is in NEXT records naming the grower
+    grown = sum(r.d_mem for r in log.tagged("NEXT:") if r.function.endswith("heap_grower"))
+    assert grown >= STEPS * STEP * 3 // 4, records
+    # AND the twin has no growth
+    assert not [r for r in log.tagged("NEXT:") if r.function.endswith("heap_twin") and abs(r.d_mem) >= STEPS * STEP // 2], records
 
 
 needs_legacy = pytest.mark.skipif(QUIET_BACKEND != "legacy", reason="the legacy backend is quiet on CPython 3.9-3.11 only")
@@ -325,25 +394,52 @@ def test_legacy_hook_comes_off_when_quiet_and_back_after_a_nested_exit(cls, get_
     assert seen_after > seen_before
 
 
-@pytest.mark.skipif(sys.version_info[:2] == (3, 12), reason="known gap on 3.12: the poller's pending call runs only when the main thread next takes the GIL (as on 3.9-3.11); the waker thread that covers it there is not used for the sys.monitoring backend yet")
+@pytest.mark.parametrize("measure", ["rss", "heap"])
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_growth_in_a_loop_that_never_releases_the_gil_is_seen(cls, tmp_path):
+def test_growth_in_a_loop_that_never_releases_the_gil_is_seen(cls, measure, tmp_path):
     # GIVEN a quiet tracer that stopped listening
     path = tmp_path / "cpu.log"
     keep = []
-    with cls(filepath=str(path)) as tracer:
+    tracer = enter_heap(cls, path) if measure == "heap" else cls(filepath=str(path)).__enter__()
+    try:
         call_in_a_loop(keep, n=GROW_AT)
         # WHEN memory grows by 10 MB and the code then spins without ever
-        # releasing the GIL (on 3.9-3.11 the pending call needs the waker
+        # releasing the GIL (on 3.9-3.12 the pending call needs the waker
         # thread to be run there); the deadline only bounds a failure
         seen = tracer.events
-        data = mmap.mmap(-1, 10 * MB)
-        data.write(ZEROS)
+        if measure == "rss":
+            data = mmap.mmap(-1, 10 * MB)
+            data.write(ZEROS)
+        else:
+            data = bytes(10 * MB)
         keep.append(data)
         # (the growth may be written at once, at keep.append)
         deadline = time.monotonic() + 30
         while tracer.events == seen and time.monotonic() < deadline:
             quiet_function(-1, keep)  # a Python call: an event on 3.12+ too
+    finally:
+        tracer.__exit__(None, None, None)
     # THEN the tracer listened again and wrote the growth
     log = parse(path)
     assert [r for r in log.tagged("NEXT:") if r.d_mem >= 9 * MB], [(r.tag, r.what, r.function, r.d_mem) for r in log.records]
+
+
+def _threads_of_this_process():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+def test_a_loop_of_short_quiet_tracers_does_not_pile_up_threads(tmp_path):
+    # GIVEN the threads of this process with one quiet tracer active (the
+    # poller and, on 3.9-3.12, the waker thread)
+    with cPyMemTrace.Profile(filepath=os.devnull):
+        quiet_function(-1, [])
+        with_one = _threads_of_this_process()
+    # WHEN many short quiet tracers are entered and exit in a row
+    for _ in range(100):
+        with cPyMemTrace.Profile(filepath=os.devnull):
+            quiet_function(-1, [])
+    # THEN no more threads are alive than with one (the waker is reused,
+    # not started again for each tracer; a thread per tracer outlives it
+    # until it gets the GIL)
+    assert _threads_of_this_process() <= with_one

@@ -137,7 +137,7 @@ def test_the_twin_leaks_and_the_fixed_one_does_not(logpath):
     site, tname, alive, created = analysis.survivor_sites()[0]
     assert (tname, alive, created) == (f"{MODULE}.Leaky", 20, 20)
     assert site.function.endswith("leaky")
-    del cache
+    cache.clear()
 
 
 @NEEDS_313
@@ -428,7 +428,7 @@ def test_threads_creating_objects_do_not_crash(logpath):
     assert leaky.created == 800
     assert rt.live_object_counts()[f"{MODULE}.Leaky"] == 80 == leaky.live
     assert any(site.function.endswith("work") for site, _, _, _ in analysis.survivor_sites())
-    del kept
+    kept.clear()
 
 
 def _run(code, cwd):

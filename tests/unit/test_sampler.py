@@ -102,7 +102,7 @@ def test_samples_are_ordered_and_timestamped():
     assert len(samples) >= 10
     monos = [s[0] for s in samples]
     assert monos == sorted(monos)
-    for mono, wall, rss, user, system in samples:
+    for _mono, wall, rss, user, system in samples:
         assert rss > 0 and user >= 0 and system >= 0
         assert math.isfinite(wall) and wall > 1.5e9
     # and drain() emptied the ring

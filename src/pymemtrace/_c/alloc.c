@@ -59,8 +59,17 @@
 
 #define PMT_TLS __thread __attribute__((tls_model("initial-exec")))
 
-enum { DOM_RAW = 0, DOM_MEM = 1, DOM_OBJ = 2, NDOMAINS = 3 };
-enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
+enum {
+    DOM_RAW = 0,
+    DOM_MEM = 1,
+    DOM_OBJ = 2,
+    NDOMAINS = 3
+};
+enum {
+    MODE_OFF = 0,
+    MODE_EXACT = 1,
+    MODE_SAMPLED = 2
+};
 
 /* Bits of rt.state. */
 #define ST_ACTIVE 1
@@ -75,7 +84,7 @@ enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
 #define SIZE_BITS 40
 #define SIZE_MASK ((UINT64_C(1) << SIZE_BITS) - 1)
 #define MAX_STACKS (PMT_PTR_TAG_MAX - 1)
-#define VALUE_SIZE(v) ((size_t)((v) & SIZE_MASK))
+#define VALUE_SIZE(v) ((size_t)((v)&SIZE_MASK))
 #define VALUE_SID(v) ((uint32_t)((v) >> SIZE_BITS))
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -83,9 +92,9 @@ enum { MODE_OFF = 0, MODE_EXACT = 1, MODE_SAMPLED = 2 };
 
 /* Relaxed read-modify-write by the single writer of a counter (the GIL or
    raw_lock serialises writers); readers may load at any time. */
-#define COUNTER_ADD(c, d)                                                  \
-    atomic_store_explicit(                                                 \
-        &(c), atomic_load_explicit(&(c), memory_order_relaxed) + (d),     \
+#define COUNTER_ADD(c, d)                                                     \
+    atomic_store_explicit(                                                    \
+        &(c), atomic_load_explicit(&(c), memory_order_relaxed) + (d),         \
         memory_order_relaxed)
 
 /* One installation of our hooks: what it calls through.  Never freed: a
@@ -98,9 +107,9 @@ typedef struct {
 
 /* A stack-total change queued by a RAW call made without the GIL. */
 typedef struct {
-    uint32_t sid;   /* stack id + 1 */
-    int32_t sign;   /* +1 alloc, -1 free */
-    uint64_t size;  /* block size */
+    uint32_t sid;  /* stack id + 1 */
+    int32_t sign;  /* +1 alloc, -1 free */
+    uint64_t size; /* block size */
 } pending_op;
 
 /* Hook contexts kept for reuse.  One would do but for another tool that
@@ -109,24 +118,29 @@ typedef struct {
 
 static struct alloc_runtime {
     /* Hooks: written with the GIL held, by start/stop/acquire/release. */
-    hook_ctx *ctx;          /* ctx[NDOMAINS] of the installation on top,
+    hook_ctx *ctx; /* ctx[NDOMAINS] of the installation on top,
                                NULL when ours are not installed by us */
     hook_ctx ctx_pool[CTX_POOL][NDOMAINS]; /* installations reuse these */
-    unsigned char pool_chained[CTX_POOL]; /* an uninstall found that entry
+    unsigned char pool_chained[CTX_POOL];  /* an uninstall found that entry
                                not on top: it may still be linked below
                                another tool, so it is not reused */
-    int counting_users;     /* pmt_alloc_counting_acquire() holders */
-    int python_users;       /* of which alloc_counting_start() callers */
-    int depth;              /* frames per stack (tracker) */
-    double sample_bytes;    /* mean sampling interval in bytes */
-    uint64_t seed;          /* seed of the sampling RNG, 0: from time */
+    int counting_users;       /* pmt_alloc_counting_acquire() holders */
+    int python_users;         /* of which alloc_counting_start() callers */
+    int depth;                /* frames per stack (tracker) */
+    double sample_bytes;      /* mean sampling interval in bytes (I) */
+    size_t sample_exact_from; /* blocks this big or more are all recorded
+                               (ceil(I/2), see next_gap) */
+    size_t sample_fast_max;   /* the sampled fast paths take sizes up to
+                               this: below sample_exact_from and served by
+                               pymalloc (no nested call to guard against) */
+    uint64_t seed;            /* seed of the sampling RNG, 0: from time */
 
     /* Read by every hook; written with the GIL held. */
-    _Atomic int active;     /* 1 while hooks must record anything */
-    _Atomic int counting;   /* 1 while every block goes to the tables */
-    _Atomic int mode;       /* MODE_* of the tracker */
+    _Atomic int active;          /* 1 while hooks must record anything */
+    _Atomic int counting;        /* 1 while every block goes to the tables */
+    _Atomic int mode;            /* MODE_* of the tracker */
     _Atomic uint32_t sample_gen; /* bumped at each start, resets TLS */
-    _Atomic int state;      /* ST_* bits derived from the three above by
+    _Atomic int state;           /* ST_* bits derived from the three above by
                                publish_state(): the one word hooks read */
 
     /* Protected by the GIL. */
@@ -189,13 +203,16 @@ rng_next(void)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* Exponential gap with mean sample_bytes, at least 1 byte. */
-static int64_t
-next_gap(void)
+/* A uniform double in [0, 1). */
+static inline double
+unit_random(void)
 {
-    /* u in (0, 1] */
-    double u = ((double)(rng_next() >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-    double gap = -log(u) * rt.sample_bytes;
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int64_t
+clamp_gap(double gap)
+{
     if (gap < 1.0) {
         return 1;
     }
@@ -203,6 +220,37 @@ next_gap(void)
         return INT64_MAX;
     }
     return (int64_t)gap;
+}
+
+/* Sampling is a renewal process over the bytes a thread allocates: the
+   gaps between samples are uniform in [I/2, 3I/2] (I = sample_bytes).
+   Every byte has the same chance 1/I of holding a sample, as with Poisson
+   (exponential) gaps, but the number of samples that fall in a site's
+   bytes varies far less: for 10 MB at I = 512 KiB its relative error is
+   about 6% where Poisson's is 23%.  A block smaller than the shortest gap
+   holds at most one sample, with probability exactly size/I: it stands for
+   I bytes and I/size blocks (weight_of).  Blocks of I/2 bytes or more are
+   all recorded, exactly, outside the countdown. */
+static int64_t
+next_gap(void)
+{
+    return clamp_gap(rt.sample_bytes * (0.5 + unit_random()));
+}
+
+/* A thread's first gap, from the gaps' equilibrium distribution (density
+   P(gap > x)/I: flat on [0, I/2), then falling to 0 at 3I/2, half the
+   mass each), so the bytes it allocates first are sampled like any
+   others. */
+static int64_t
+first_gap(void)
+{
+    double interval = rt.sample_bytes;
+    double u = unit_random(), v = unit_random();
+
+    if (u < 0.5) {
+        return clamp_gap(0.5 * interval * v);
+    }
+    return clamp_gap(1.5 * interval - interval * sqrt(v));
 }
 
 static void
@@ -221,7 +269,7 @@ reseed_thread(uint32_t gen)
         tls.rng = (seed * 0x9E3779B97F4A7C15ull + (n - 1)) | 1;
     }
     tls.gen = gen;
-    tls.countdown = next_gap();
+    tls.countdown = first_gap();
 }
 
 /* 1 when the allocation of size bytes is sampled.  The countdown of a
@@ -233,6 +281,9 @@ sample_hit(size_t size)
 {
     uint32_t gen;
 
+    if (UNLIKELY(size >= rt.sample_exact_from)) {
+        return 1;
+    }
     tls.countdown -= (int64_t)size;
     if (LIKELY(tls.countdown > 0)) {
         return 0;
@@ -240,28 +291,30 @@ sample_hit(size_t size)
     gen = atomic_load_explicit(&rt.sample_gen, memory_order_relaxed);
     if (UNLIKELY(tls.gen != gen)) {
         reseed_thread(gen);
-        return 0;
+        tls.countdown -= (int64_t)size;
+        if (tls.countdown > 0) {
+            return 0;
+        }
     }
-    tls.countdown = next_gap();
+    /* The sample fell inside this block; the next one is a gap further
+       on (the block is shorter than any gap: the countdown ends > 0). */
+    tls.countdown += next_gap();
     return 1;
 }
 
 /* What one recorded block of size bytes stands for in the totals: itself
-   in exact mode; s/p bytes and 1/p blocks in sampled mode, where
-   p = 1 - exp(-s/interval) is its chance of being sampled. */
+   in exact mode and for blocks of I/2 bytes or more; I bytes and I/size
+   blocks for a sampled smaller block (sampled with probability size/I). */
 static inline void
 weight_of(size_t size, int64_t *bytes, int64_t *blocks)
 {
-    double p;
-
-    if (!(STATE() & ST_SAMPLED) || size == 0) {
+    if (!(STATE() & ST_SAMPLED) || size == 0 || size >= rt.sample_exact_from) {
         *bytes = (int64_t)size;
         *blocks = 1;
         return;
     }
-    p = -expm1(-(double)size / rt.sample_bytes);
-    *bytes = (int64_t)llround((double)size / p);
-    *blocks = (int64_t)llround(1.0 / p);
+    *bytes = (int64_t)llround(rt.sample_bytes);
+    *blocks = (int64_t)llround(rt.sample_bytes / (double)size);
 }
 
 /* ---------------------------------------------------------------- */
@@ -302,8 +355,7 @@ static inline __attribute__((always_inline)) uint32_t
 current_sid(void)
 {
     uint32_t n;
-    uint64_t hash = pmt_stack_hash_walk((uint32_t)rt.depth, rt.base_frame,
-                                        &n);
+    uint64_t hash = pmt_stack_hash_walk((uint32_t)rt.depth, rt.base_frame, &n);
     unsigned slot = (unsigned)(hash >> 56);
 
     if (LIKELY(rt.sid_cache[slot].hash == hash)) {
@@ -331,8 +383,7 @@ account_unlocked(uint32_t sid, size_t size, int sign)
     int64_t bytes, blocks;
 
     weight_of(size, &bytes, &blocks);
-    pmt_stacktable_account(&rt.stacks, sid - 1, sign * bytes,
-                           sign * blocks);
+    pmt_stacktable_account(&rt.stacks, sid - 1, sign * bytes, sign * blocks);
 }
 
 /* GIL and raw_lock held. */
@@ -436,8 +487,8 @@ gil_insert_slow(int domain, void *ptr, uint64_t value)
 static inline uint64_t
 make_value(size_t size, uint32_t sid)
 {
-    return ((uint64_t)sid << SIZE_BITS)
-           | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
+    return ((uint64_t)sid << SIZE_BITS) |
+           (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
 }
 
 /* Into young entry y (ptr's), when free, else the general way. */
@@ -446,8 +497,8 @@ gil_insert_at(pmt_ptr_young *y, int domain, void *ptr, uint64_t value)
 {
     /* The common case inline: a free young entry (blocks die young, and
        an allocator hands an address back to the entry it left). */
-    if (LIKELY(y->addr == 0
-               && pmt_ptrtable_young_ok(&rt.gil_table, (uintptr_t)ptr))) {
+    if (LIKELY(y->addr == 0 &&
+               pmt_ptrtable_young_ok(&rt.gil_table, (uintptr_t)ptr))) {
         y->addr = (uintptr_t)ptr;
         y->value = value;
         rt.gil_table.count++;
@@ -460,8 +511,9 @@ gil_insert_at(pmt_ptr_young *y, int domain, void *ptr, uint64_t value)
 static inline void
 gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
 {
-    pmt_ptr_young *y = &rt.gil_table.young[pmt_ptrtable_young_index(
-        &rt.gil_table, (uintptr_t)ptr)];
+    pmt_ptr_young *y =
+        &rt.gil_table
+             .young[pmt_ptrtable_young_index(&rt.gil_table, (uintptr_t)ptr)];
 
     gil_insert_at(y, domain, ptr, make_value(size, sid));
 }
@@ -469,8 +521,9 @@ gil_insert(int domain, void *ptr, size_t size, uint32_t sid)
 static inline __attribute__((always_inline)) void
 gil_track(int st, int domain, void *ptr, size_t size)
 {
-    pmt_ptr_young *y = &rt.gil_table.young[pmt_ptrtable_young_index(
-        &rt.gil_table, (uintptr_t)ptr)];
+    pmt_ptr_young *y =
+        &rt.gil_table
+             .young[pmt_ptrtable_young_index(&rt.gil_table, (uintptr_t)ptr)];
     uint32_t sid;
 
     /* An entry in ptr's young slot will move to the main table: fetch
@@ -547,8 +600,8 @@ static void
 raw_insert(void *ptr, size_t size, uint32_t sid, int with_gil)
 {
     uint64_t old = 0;
-    uint64_t value = ((uint64_t)sid << SIZE_BITS)
-                     | (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
+    uint64_t value = ((uint64_t)sid << SIZE_BITS) |
+                     (size > SIZE_MASK ? SIZE_MASK : (uint64_t)size);
     int rc;
 
     pthread_mutex_lock(&rt.raw_lock);
@@ -629,44 +682,43 @@ track(int st, int domain, void *ptr, size_t size)
 #define ST_SAMPLED_ONLY (ST_ACTIVE | ST_SAMPLED)
 
 /* The general malloc/calloc hooks. */
-#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR)                            \
-    static __attribute__((noinline)) void *hook_malloc_##SUFFIX(          \
-        void *ctx, size_t size)                                            \
-    {                                                                      \
-        hook_ctx *h = (hook_ctx *)ctx;                                     \
-        void *ptr;                                                         \
-        int st;                                                            \
-        if (tls.guard) {                                                   \
-            return h->orig.malloc(h->orig.ctx, size);                      \
-        }                                                                  \
-        tls.guard = 1;                                                     \
-        ptr = h->orig.malloc(h->orig.ctx, size);                           \
-        st = STATE();                                                      \
-        if (ptr != NULL && st) {                                           \
-            track(st, DOMAIN_EXPR, ptr, size);                             \
-        }                                                                  \
-        tls.guard = 0;                                                     \
-        return ptr;                                                        \
-    }                                                                      \
-                                                                           \
-    static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem,             \
-                                      size_t elsize)                       \
-    {                                                                      \
-        hook_ctx *h = (hook_ctx *)ctx;                                     \
-        void *ptr;                                                         \
-        int st;                                                            \
-        if (tls.guard) {                                                   \
-            return h->orig.calloc(h->orig.ctx, nelem, elsize);             \
-        }                                                                  \
-        tls.guard = 1;                                                     \
-        ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);                  \
-        st = STATE();                                                      \
-        /* calloc succeeded, so the product did not overflow */           \
-        if (ptr != NULL && st) {                                           \
-            track(st, DOMAIN_EXPR, ptr, nelem * elsize);                   \
-        }                                                                  \
-        tls.guard = 0;                                                     \
-        return ptr;                                                        \
+#define DEFINE_ALLOC_HOOKS(SUFFIX, DOMAIN_EXPR)                               \
+    static __attribute__((noinline)) void *hook_malloc_##SUFFIX(void *ctx,    \
+                                                                size_t size)  \
+    {                                                                         \
+        hook_ctx *h = (hook_ctx *)ctx;                                        \
+        void *ptr;                                                            \
+        int st;                                                               \
+        if (tls.guard) {                                                      \
+            return h->orig.malloc(h->orig.ctx, size);                         \
+        }                                                                     \
+        tls.guard = 1;                                                        \
+        ptr = h->orig.malloc(h->orig.ctx, size);                              \
+        st = STATE();                                                         \
+        if (ptr != NULL && st) {                                              \
+            track(st, DOMAIN_EXPR, ptr, size);                                \
+        }                                                                     \
+        tls.guard = 0;                                                        \
+        return ptr;                                                           \
+    }                                                                         \
+                                                                              \
+    static void *hook_calloc_##SUFFIX(void *ctx, size_t nelem, size_t elsize) \
+    {                                                                         \
+        hook_ctx *h = (hook_ctx *)ctx;                                        \
+        void *ptr;                                                            \
+        int st;                                                               \
+        if (tls.guard) {                                                      \
+            return h->orig.calloc(h->orig.ctx, nelem, elsize);                \
+        }                                                                     \
+        tls.guard = 1;                                                        \
+        ptr = h->orig.calloc(h->orig.ctx, nelem, elsize);                     \
+        st = STATE();                                                         \
+        /* calloc succeeded, so the product did not overflow */               \
+        if (ptr != NULL && st) {                                              \
+            track(st, DOMAIN_EXPR, ptr, nelem *elsize);                       \
+        }                                                                     \
+        tls.guard = 0;                                                        \
+        return ptr;                                                           \
     }
 
 DEFINE_ALLOC_HOOKS(gil_slow, h->domain)
@@ -679,8 +731,8 @@ DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
 static void *
 hook_malloc_gil(void *ctx, size_t size)
 {
-    if (STATE() == ST_SAMPLED_ONLY && size <= PYMALLOC_THRESHOLD
-        && !tls.guard) {
+    if (STATE() == ST_SAMPLED_ONLY && size <= rt.sample_fast_max &&
+        !tls.guard) {
         hook_ctx *h = (hook_ctx *)ctx;
         if (LIKELY((tls.countdown -= (int64_t)size) > 0)) {
             return h->orig.malloc(h->orig.ctx, size);
@@ -696,9 +748,9 @@ hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
 {
     size_t size;
 
-    if (STATE() == ST_SAMPLED_ONLY
-        && !__builtin_mul_overflow(nelem, elsize, &size)
-        && size <= PYMALLOC_THRESHOLD && !tls.guard) {
+    if (STATE() == ST_SAMPLED_ONLY &&
+        !__builtin_mul_overflow(nelem, elsize, &size) &&
+        size <= rt.sample_fast_max && !tls.guard) {
         hook_ctx *h = (hook_ctx *)ctx;
         if (LIKELY((tls.countdown -= (int64_t)size) > 0)) {
             return h->orig.calloc(h->orig.ctx, nelem, elsize);
@@ -707,7 +759,6 @@ hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
     }
     return hook_calloc_gil_slow(ctx, nelem, elsize);
 }
-
 
 static __attribute__((noinline)) void
 hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
@@ -725,8 +776,8 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
        forget it.  A young block (most) is taken from the young generation
        found here; otherwise the main table's lines are fetched while the
        allocator works and the entry is removed after the free. */
-    y = &rt.gil_table.young[pmt_ptrtable_young_index(&rt.gil_table,
-                                                     (uintptr_t)ptr)];
+    y = &rt.gil_table
+             .young[pmt_ptrtable_young_index(&rt.gil_table, (uintptr_t)ptr)];
     if (y->addr == (uintptr_t)ptr) {
         value = pmt_ptrtable_young_take(&rt.gil_table, y);
         tls.guard = 1;
@@ -757,11 +808,11 @@ hook_free_gil(void *ctx, void *ptr)
     /* Sampled mode: the few sampled blocks sit in the young generation;
        a block not there, and not in the main table's filter, was not
        sampled. */
-    if (st == ST_SAMPLED_ONLY
-        && rt.gil_table.young[pmt_ptrtable_young_index(&rt.gil_table,
-                                                    (uintptr_t)ptr)].addr
-               != (uintptr_t)ptr
-        && !pmt_ptrtable_maybe_main(&rt.gil_table, (uintptr_t)ptr)) {
+    if (st == ST_SAMPLED_ONLY &&
+        rt.gil_table
+                .young[pmt_ptrtable_young_index(&rt.gil_table, (uintptr_t)ptr)]
+                .addr != (uintptr_t)ptr &&
+        !pmt_ptrtable_maybe_main(&rt.gil_table, (uintptr_t)ptr)) {
         h->orig.free(h->orig.ctx, ptr);
         return;
     }
@@ -976,8 +1027,8 @@ tables_init(unsigned young_bits)
     if (rt.tables_ready) {
         return 0;
     }
-    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, young_bits,
-                          rt.max_traces) < 0) {
+    if (pmt_ptrtable_init(&rt.gil_table, 1 << 10, young_bits, rt.max_traces) <
+        0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1067,8 +1118,7 @@ publish_state(void)
 static int
 hooks_needed(void)
 {
-    return rt.counting_users > 0
-           || atomic_load(&rt.mode) != MODE_OFF;
+    return rt.counting_users > 0 || atomic_load(&rt.mode) != MODE_OFF;
 }
 
 /* After a user went away: switch off and remove what nobody needs. */
@@ -1100,8 +1150,7 @@ pmt_alloc_live_bytes(void)
     int d;
 
     for (d = 0; d < NDOMAINS; d++) {
-        total += atomic_load_explicit(&rt.live_bytes[d],
-                                      memory_order_relaxed);
+        total += atomic_load_explicit(&rt.live_bytes[d], memory_order_relaxed);
     }
     return total;
 }
@@ -1214,10 +1263,11 @@ pmt_alloc_foreign_account(uint32_t sid, size_t size, int sign, int with_gil)
 
 static int set_int(PyObject *dict, const char *key, long long value);
 
-PyDoc_STRVAR(alloc_counters_doc,
-"alloc_counters() -> dict\n\n"
-"Live bytes and blocks per allocator domain, counted since counting\n"
-"began ('counting' says whether they are being kept).");
+PyDoc_STRVAR(
+    alloc_counters_doc,
+    "alloc_counters() -> dict\n\n"
+    "Live bytes and blocks per allocator domain, counted since counting\n"
+    "began ('counting' says whether they are being kept).");
 
 static PyObject *
 alloc_counters(PyObject *module, PyObject *unused)
@@ -1254,8 +1304,8 @@ alloc_counters(PyObject *module, PyObject *unused)
     {
         int64_t b, n;
         pmt_traced_counters(&b, &n);
-        if (set_int(dict, "traced_bytes", b) < 0
-            || set_int(dict, "traced_blocks", n) < 0) {
+        if (set_int(dict, "traced_bytes", b) < 0 ||
+            set_int(dict, "traced_blocks", n) < 0) {
             goto error;
         }
     }
@@ -1270,8 +1320,7 @@ alloc_counters(PyObject *module, PyObject *unused)
     }
     Py_CLEAR(value);
     if (PyDict_SetItemString(dict, "counting",
-                             pmt_alloc_counting() ? Py_True : Py_False)
-        < 0) {
+                             pmt_alloc_counting() ? Py_True : Py_False) < 0) {
         goto error;
     }
     return dict;
@@ -1281,9 +1330,10 @@ error:
     return NULL;
 }
 
-PyDoc_STRVAR(alloc_live_bytes_doc,
-"alloc_live_bytes() -> int\n\n"
-"Live bytes of all domains (what pmt_alloc_live_bytes() returns).");
+PyDoc_STRVAR(
+    alloc_live_bytes_doc,
+    "alloc_live_bytes() -> int\n\n"
+    "Live bytes of all domains (what pmt_alloc_live_bytes() returns).");
 
 static PyObject *
 alloc_live_bytes(PyObject *module, PyObject *unused)
@@ -1292,8 +1342,8 @@ alloc_live_bytes(PyObject *module, PyObject *unused)
 }
 
 PyDoc_STRVAR(alloc_counting_start_doc,
-"alloc_counting_start() -> None\n\n"
-"Start keeping the live-byte counters (reference counted).");
+             "alloc_counting_start() -> None\n\n"
+             "Start keeping the live-byte counters (reference counted).");
 
 static PyObject *
 alloc_counting_start(PyObject *module, PyObject *unused)
@@ -1306,8 +1356,8 @@ alloc_counting_start(PyObject *module, PyObject *unused)
 }
 
 PyDoc_STRVAR(alloc_counting_stop_doc,
-"alloc_counting_stop() -> None\n\n"
-"Undo one alloc_counting_start().");
+             "alloc_counting_stop() -> None\n\n"
+             "Undo one alloc_counting_start().");
 
 static PyObject *
 alloc_counting_stop(PyObject *module, PyObject *unused)
@@ -1322,19 +1372,22 @@ alloc_counting_stop(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(alloc_start_doc,
-"alloc_start(mode='exact', depth=16, sample_bytes=524288, max_traces=0,\n"
-"            max_stacks=0, seed=0) -> None\n\n"
-"Start the allocation tracker.  mode is 'exact' (every block) or\n"
-"'sampled' (Poisson sampling, one sample per sample_bytes on average).\n"
-"max_traces/max_stacks cap the tables (0: no cap); seed fixes the\n"
-"sampling sequence (0: random).");
+PyDoc_STRVAR(
+    alloc_start_doc,
+    "alloc_start(mode='exact', depth=16, sample_bytes=524288, max_traces=0,\n"
+    "            max_stacks=0, seed=0) -> None\n\n"
+    "Start the allocation tracker.  mode is 'exact' (every block) or\n"
+    "'sampled' (one sample per sample_bytes allocated on average; blocks of\n"
+    "sample_bytes/2 or more are all recorded).\n"
+    "max_traces/max_stacks cap the tables (0: no cap); seed fixes the\n"
+    "sampling sequence (0: random).");
 
 static PyObject *
 alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"mode",       "depth", "sample_bytes",
-                             "max_traces", "max_stacks", "seed", NULL};
+    static char *kwlist[] = {"mode",       "depth",      "sample_bytes",
+                             "max_traces", "max_stacks", "seed",
+                             NULL};
     const char *mode_name = "exact";
     int depth = 16, mode;
     double sample_bytes = 512.0 * 1024.0;
@@ -1344,9 +1397,8 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     uint32_t id;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|sidKKK:alloc_start",
-                                     kwlist, &mode_name, &depth,
-                                     &sample_bytes, &max_traces, &max_stacks,
-                                     &seed)) {
+                                     kwlist, &mode_name, &depth, &sample_bytes,
+                                     &max_traces, &max_stacks, &seed)) {
         return NULL;
     }
 #ifdef Py_GIL_DISABLED
@@ -1362,18 +1414,15 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     else {
         PyErr_Format(PyExc_ValueError,
-                     "mode must be 'exact' or 'sampled', not '%s'",
-                     mode_name);
+                     "mode must be 'exact' or 'sampled', not '%s'", mode_name);
         return NULL;
     }
     if (depth < 1 || depth > MAX_DEPTH) {
-        PyErr_Format(PyExc_ValueError, "depth must be in 1..%d",
-                     MAX_DEPTH);
+        PyErr_Format(PyExc_ValueError, "depth must be in 1..%d", MAX_DEPTH);
         return NULL;
     }
     if (!(sample_bytes >= 1.0) || sample_bytes > 1e15) {
-        PyErr_SetString(PyExc_ValueError,
-                        "sample_bytes must be at least 1");
+        PyErr_SetString(PyExc_ValueError, "sample_bytes must be at least 1");
         return NULL;
     }
     if (atomic_load(&rt.mode) != MODE_OFF) {
@@ -1386,6 +1435,10 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     rt.depth = depth;
     rt.sample_bytes = sample_bytes;
+    rt.sample_exact_from = (size_t)ceil(sample_bytes / 2.0);
+    rt.sample_fast_max = rt.sample_exact_from - 1 < PYMALLOC_THRESHOLD
+                             ? rt.sample_exact_from - 1
+                             : PYMALLOC_THRESHOLD;
     rt.seed = seed;
     if (!rt.tables_ready) {
         rt.max_traces = (size_t)max_traces;
@@ -1440,8 +1493,8 @@ tracker_stop(void)
 }
 
 PyDoc_STRVAR(alloc_stop_doc,
-"alloc_stop() -> None\n\n"
-"Stop the allocation tracker and forget its data (idempotent).");
+             "alloc_stop() -> None\n\n"
+             "Stop the allocation tracker and forget its data (idempotent).");
 
 static PyObject *
 alloc_stop(PyObject *module, PyObject *unused)
@@ -1458,8 +1511,7 @@ alloc_stop(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(alloc_is_tracking_doc,
-"alloc_is_tracking() -> bool");
+PyDoc_STRVAR(alloc_is_tracking_doc, "alloc_is_tracking() -> bool");
 
 static PyObject *
 alloc_is_tracking(PyObject *module, PyObject *unused)
@@ -1467,11 +1519,12 @@ alloc_is_tracking(PyObject *module, PyObject *unused)
     return PyBool_FromLong(atomic_load(&rt.mode) != MODE_OFF);
 }
 
-PyDoc_STRVAR(alloc_set_stack_base_doc,
-"alloc_set_stack_base(on) -> None\n\n"
-"on=True: stacks recorded from now on stop below the caller's frame\n"
-"(it and its callers are left out); the caller must call it again with\n"
-"False before its frame returns.");
+PyDoc_STRVAR(
+    alloc_set_stack_base_doc,
+    "alloc_set_stack_base(on) -> None\n\n"
+    "on=True: stacks recorded from now on stop below the caller's frame\n"
+    "(it and its callers are left out); the caller must call it again with\n"
+    "False before its frame returns.");
 
 static PyObject *
 alloc_set_stack_base(PyObject *module, PyObject *on)
@@ -1486,8 +1539,8 @@ alloc_set_stack_base(PyObject *module, PyObject *on)
 }
 
 PyDoc_STRVAR(alloc_reset_peak_doc,
-"alloc_reset_peak() -> None\n\n"
-"Restart the peak from the memory live now.");
+             "alloc_reset_peak() -> None\n\n"
+             "Restart the peak from the memory live now.");
 
 static PyObject *
 alloc_reset_peak(PyObject *module, PyObject *unused)
@@ -1534,9 +1587,10 @@ set_int(PyObject *dict, const char *key, long long value)
     return rc;
 }
 
-PyDoc_STRVAR(alloc_stats_doc,
-"alloc_stats() -> dict\n\n"
-"The tracker's own figures: memory it holds, table sizes, drops.");
+PyDoc_STRVAR(
+    alloc_stats_doc,
+    "alloc_stats() -> dict\n\n"
+    "The tracker's own figures: memory it holds, table sizes, drops.");
 
 static PyObject *
 alloc_stats(PyObject *module, PyObject *unused)
@@ -1555,15 +1609,15 @@ alloc_stats(PyObject *module, PyObject *unused)
         pending_drops = rt.pending_drops;
         pthread_mutex_unlock(&rt.raw_lock);
     }
-    if (set_int(dict, "memory", (long long)tracker_memory()) < 0
-        || set_int(dict, "traces",
-                   (long long)(rt.gil_table.count + raw_traces)) < 0
-        || set_int(dict, "stacks", (long long)rt.stacks.count) < 0
-        || set_int(dict, "dropped_traces",
-                   (long long)(rt.gil_table.drops + raw_drops)) < 0
-        || set_int(dict, "dropped_stacks", (long long)rt.stacks.drops) < 0
-        || set_int(dict, "dropped_pending", (long long)pending_drops) < 0
-        || pmt_traced_add_stats(dict) < 0) {
+    if (set_int(dict, "memory", (long long)tracker_memory()) < 0 ||
+        set_int(dict, "traces", (long long)(rt.gil_table.count + raw_traces)) <
+            0 ||
+        set_int(dict, "stacks", (long long)rt.stacks.count) < 0 ||
+        set_int(dict, "dropped_traces",
+                (long long)(rt.gil_table.drops + raw_drops)) < 0 ||
+        set_int(dict, "dropped_stacks", (long long)rt.stacks.drops) < 0 ||
+        set_int(dict, "dropped_pending", (long long)pending_drops) < 0 ||
+        pmt_traced_add_stats(dict) < 0) {
         Py_DECREF(dict);
         return NULL;
     }
@@ -1599,8 +1653,8 @@ stacks_list(void)
         int64_t peak_bytes, peak_blocks;
 
         pmt_stacktable_peak_of(&rt.stacks, id, &peak_bytes, &peak_blocks);
-        if (s->bytes == 0 && s->blocks == 0 && peak_bytes == 0
-            && peak_blocks == 0) {
+        if (s->bytes == 0 && s->blocks == 0 && peak_bytes == 0 &&
+            peak_blocks == 0) {
             continue;
         }
         frames = PyTuple_New(s->nframes);
@@ -1631,12 +1685,13 @@ error:
     return NULL;
 }
 
-PyDoc_STRVAR(alloc_snapshot_doc,
-"alloc_snapshot() -> dict\n\n"
-"The tracker's live and peak totals by stack: keys mode, depth,\n"
-"sample_bytes, bytes, peak_bytes, stacks (list of (frames, bytes,\n"
-"blocks, peak_bytes, peak_blocks); frames innermost first as (file,\n"
-"function, line)), and the tracker's own stats.");
+PyDoc_STRVAR(
+    alloc_snapshot_doc,
+    "alloc_snapshot() -> dict\n\n"
+    "The tracker's live and peak totals by stack: keys mode, depth,\n"
+    "sample_bytes, bytes, peak_bytes, stacks (list of (frames, bytes,\n"
+    "blocks, peak_bytes, peak_blocks); frames innermost first as (file,\n"
+    "function, line)), and the tracker's own stats.");
 
 static PyObject *
 alloc_snapshot(PyObject *module, PyObject *unused)
@@ -1670,15 +1725,15 @@ alloc_snapshot(PyObject *module, PyObject *unused)
     if (dict == NULL) {
         goto error;
     }
-    mode = PyUnicode_FromString(mode_value == MODE_EXACT ? "exact"
-                                                          : "sampled");
-    if (mode == NULL || PyDict_SetItemString(dict, "mode", mode) < 0
-        || set_int(dict, "depth", rt.depth) < 0
-        || set_int(dict, "sample_bytes", (long long)rt.sample_bytes) < 0
-        || set_int(dict, "bytes", (long long)rt.stacks.total) < 0
-        || set_int(dict, "peak_bytes", (long long)rt.stacks.peak_total) < 0
-        || PyDict_SetItemString(dict, "stacks", stacks) < 0
-        || PyDict_SetItemString(dict, "stats", stats) < 0) {
+    mode =
+        PyUnicode_FromString(mode_value == MODE_EXACT ? "exact" : "sampled");
+    if (mode == NULL || PyDict_SetItemString(dict, "mode", mode) < 0 ||
+        set_int(dict, "depth", rt.depth) < 0 ||
+        set_int(dict, "sample_bytes", (long long)rt.sample_bytes) < 0 ||
+        set_int(dict, "bytes", (long long)rt.stacks.total) < 0 ||
+        set_int(dict, "peak_bytes", (long long)rt.stacks.peak_total) < 0 ||
+        PyDict_SetItemString(dict, "stacks", stacks) < 0 ||
+        PyDict_SetItemString(dict, "stats", stats) < 0) {
         goto error;
     }
     Py_DECREF(mode);
@@ -1707,8 +1762,7 @@ static PyMethodDef alloc_methods[] = {
     {"alloc_stop", alloc_stop, METH_NOARGS, alloc_stop_doc},
     {"alloc_is_tracking", alloc_is_tracking, METH_NOARGS,
      alloc_is_tracking_doc},
-    {"alloc_reset_peak", alloc_reset_peak, METH_NOARGS,
-     alloc_reset_peak_doc},
+    {"alloc_reset_peak", alloc_reset_peak, METH_NOARGS, alloc_reset_peak_doc},
     {"alloc_stats", alloc_stats, METH_NOARGS, alloc_stats_doc},
     {"alloc_set_stack_base", alloc_set_stack_base, METH_O,
      alloc_set_stack_base_doc},
@@ -1743,8 +1797,7 @@ pmt_alloc_exec(PyObject *module)
     static int atfork_done; /* written once, with the GIL held */
 
     if (!atfork_done) {
-        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child)
-            != 0) {
+        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0) {
             PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
             return -1;
         }

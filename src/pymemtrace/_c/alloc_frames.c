@@ -16,24 +16,24 @@
 #include "native.h"
 
 #if PMT_PY311_PLUS
-#  ifndef Py_BUILD_CORE
-#    define Py_BUILD_CORE 1
-#  endif
-#  include "internal/pycore_frame.h"
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
 #else
-#  include <frameobject.h>
+#include <frameobject.h>
 #endif
 
 #if PMT_PY313_PLUS
-#  define THREAD_FRAME(ts) ((ts)->current_frame)
-#  define FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
-#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
-                                    * (int)sizeof(_Py_CODEUNIT)))
+#define THREAD_FRAME(ts) ((ts)->current_frame)
+#define FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
+#define FRAME_ADDR(f)                                                         \
+    ((int32_t)(_PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT)))
 #elif PMT_PY311_PLUS
-#  define THREAD_FRAME(ts) ((ts)->cframe->current_frame)
-#  define FRAME_CODE(f) ((f)->f_code)
-#  define FRAME_ADDR(f) ((int32_t)(_PyInterpreterFrame_LASTI(f) \
-                                    * (int)sizeof(_Py_CODEUNIT)))
+#define THREAD_FRAME(ts) ((ts)->cframe->current_frame)
+#define FRAME_CODE(f) ((f)->f_code)
+#define FRAME_ADDR(f)                                                         \
+    ((int32_t)(_PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT)))
 #endif
 
 #if PMT_PY311_PLUS
@@ -96,12 +96,13 @@ pmt_current_frame(void)
    object an interned stack refers to is kept alive by it, so equal
    identities mean equal frames among the stacks the table holds. */
 #if PMT_PY313_PLUS
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->instr_ptr)
+#define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->instr_ptr)
 #elif PMT_PY311_PLUS
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->prev_instr)
+#define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->prev_instr)
 #else
-#  define FRAME_IDENT(f) ((uint64_t)(uintptr_t)(f)->f_code \
-                          ^ ((uint64_t)(uint32_t)(f)->f_lasti << 40))
+#define FRAME_IDENT(f)                                                        \
+    ((uint64_t)(uintptr_t)(f)->f_code ^                                       \
+     ((uint64_t)(uint32_t)(f)->f_lasti << 40))
 #endif
 
 /* The multiply is off the loop-carried chain: the running hash only
@@ -128,105 +129,82 @@ current_tstate(void)
 }
 
 #if PMT_PY311_PLUS
-/* The innermost frame the walk reports (skipping frames that have not
-   started and shims), or base/NULL. */
-static inline struct _PyInterpreterFrame *
-first_frame(PyThreadState *tstate, const void *base)
+typedef struct _PyInterpreterFrame pmt_iframe;
+#define FRAME_FIRST(tstate) THREAD_FRAME(tstate)
+#define FRAME_NEXT(f) ((f)->previous)
+#else
+typedef PyFrameObject pmt_iframe;
+#define FRAME_CODE(f) ((f)->f_code)
+#define FRAME_FIRST(tstate) ((tstate)->frame)
+#define FRAME_NEXT(f) ((f)->f_back)
+#define frame_is_shim(f) 0
+#define frame_is_skipped_top(f) 0
+#endif
+
+/* Instruction offset in bytes, -1 when the frame has not started. */
+static inline int32_t
+frame_addr(pmt_iframe *f)
 {
-    struct _PyInterpreterFrame *f = THREAD_FRAME(tstate);
+#if PMT_PY311_PLUS
+    return FRAME_ADDR(f);
+#elif PMT_PY310_PLUS
+    return f->f_lasti < 0 ? -1 : f->f_lasti * 2;
+#else
+    return f->f_lasti;
+#endif
+}
+
+/* The one walk: up to max frames from the innermost one the walk reports
+   (frames that have not started and shims skipped), stopping before base;
+   their hash, and their code and offset into frames unless it is NULL.
+   Always inlined, so that the callers' constant arguments (no frames, no
+   base) take their tests out of the loop. */
+static inline __attribute__((always_inline)) uint64_t
+walk(PyThreadState *tstate, uint32_t max, const void *base, pmt_frame *frames,
+     uint32_t *nframes)
+{
+    uint64_t h = PMT_STACK_HASH_SEED;
+    uint32_t n = 0;
+    pmt_iframe *f = tstate != NULL ? FRAME_FIRST(tstate) : NULL;
 
     while (f != NULL && (const void *)f != base && frame_is_skipped_top(f)) {
-        f = f->previous;
+        f = FRAME_NEXT(f);
     }
-    return f;
+    for (; f != NULL && n < max && (base == NULL || (const void *)f != base);
+         f = FRAME_NEXT(f)) {
+        if (frame_is_shim(f)) {
+            continue;
+        }
+        if (frames != NULL) {
+            frames[n].code = FRAME_CODE(f);
+            frames[n].addr = frame_addr(f);
+            frames[n].unused = 0;
+        }
+        h = hash_step(h, FRAME_IDENT(f));
+        n++;
+    }
+    *nframes = n;
+    return pmt_stack_hash_final(h, n);
 }
-#endif
 
 uint64_t
 pmt_stack_hash_walk(uint32_t max, const void *base, uint32_t *nframes)
 {
-    uint64_t h = PMT_STACK_HASH_SEED;
-    uint32_t n = 0;
     PyThreadState *tstate = current_tstate();
 
-    if (tstate != NULL) {
-#if PMT_PY311_PLUS
-        struct _PyInterpreterFrame *f = first_frame(tstate, base);
-        if (base == NULL) {
-            /* The common case, one test less per frame. */
-            for (; f != NULL && n < max; f = f->previous) {
-#  if PMT_PY312_PLUS
-                if (frame_is_shim(f)) {
-                    continue;
-                }
-#  endif
-                h = hash_step(h, FRAME_IDENT(f));
-                n++;
-            }
-        }
-        else {
-            for (; f != NULL && n < max && (const void *)f != base;
-                 f = f->previous) {
-#  if PMT_PY312_PLUS
-                if (frame_is_shim(f)) {
-                    continue;
-                }
-#  endif
-                h = hash_step(h, FRAME_IDENT(f));
-                n++;
-            }
-        }
-#else
-        PyFrameObject *f = tstate->frame;
-        for (; f != NULL && n < max && (const void *)f != base;
-             f = f->f_back) {
-            h = hash_step(h, FRAME_IDENT(f));
-            n++;
-        }
-#endif
+    if (base == NULL) {
+        /* The common case, one test less per frame. */
+        return walk(tstate, max, NULL, NULL, nframes);
     }
-    *nframes = n;
-    return pmt_stack_hash_final(h, n);
+    return walk(tstate, max, base, NULL, nframes);
 }
 
 uint32_t
 pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
                    const void *base)
 {
-    uint64_t h = PMT_STACK_HASH_SEED;
-    uint32_t n = 0;
-    PyThreadState *tstate = current_tstate();
+    uint32_t n;
 
-    if (tstate != NULL) {
-#if PMT_PY311_PLUS
-        struct _PyInterpreterFrame *f = first_frame(tstate, base);
-        for (; f != NULL && n < max && (const void *)f != base;
-             f = f->previous) {
-            if (frame_is_shim(f)) {
-                continue;
-            }
-            frames[n].code = FRAME_CODE(f);
-            frames[n].addr = FRAME_ADDR(f);
-            frames[n].unused = 0;
-            h = hash_step(h, FRAME_IDENT(f));
-            n++;
-        }
-#else
-        PyFrameObject *f = tstate->frame;
-        for (; f != NULL && n < max && (const void *)f != base;
-             f = f->f_back) {
-#  if PMT_PY310_PLUS
-            frames[n].addr = f->f_lasti < 0 ? -1 : f->f_lasti * 2;
-#  else
-            frames[n].addr = f->f_lasti;
-#  endif
-            frames[n].code = f->f_code;
-            frames[n].unused = 0;
-            h = hash_step(h, FRAME_IDENT(f));
-            n++;
-        }
-#endif
-    }
-    *hash = pmt_stack_hash_final(h, n);
+    *hash = walk(current_tstate(), max, base, frames, &n);
     return n;
 }

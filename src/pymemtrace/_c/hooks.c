@@ -16,11 +16,12 @@
  * when written, and the escaped names of the last code object written are
  * reused.
  *
- * On 3.12+ (sys.monitoring) a quiet tracer (trigger > 0, measure="rss", the
- * main thread only) switches off the locations where memory did not move
- * (the callback returns sys.monitoring.DISABLE); the poller thread watches
- * the band around the last written value and, when RSS leaves it, a
- * pending call restarts every location (see "quiet locations" below).
+ * On 3.12+ (sys.monitoring) a quiet tracer (trigger > 0, the main thread
+ * only, either measure) switches off the locations where memory did not
+ * move (the callback returns sys.monitoring.DISABLE); the poller thread
+ * watches the band around the last written value (RSS, or the heap
+ * counter for measure="heap") and, when the value leaves it, a pending
+ * call restarts every location (see "quiet locations" below).
  *
  * Threading.  Hooks run with the GIL held (they are called by the
  * interpreter on the thread that runs the code), so a tracer's event
@@ -55,20 +56,38 @@
 
 /* Quiet legacy hooks (see "quiet legacy hooks" below): 3.9-3.11. */
 #define PMT_LEGACY_QUIET (!PMT_PY312_PLUS)
+/* The waker thread of quiet tracers (see waker_run): 3.9-3.12, where a
+   pending call queued by the poller does not break the main thread's
+   eval loop by itself.  3.13 has per-thread eval breakers and
+   Py_AddPendingCall sets the main thread's own: no waker there. */
+#define PMT_QUIET_WAKER (!PMT_PY313_PLUS)
 
-enum { KIND_PROFILE = 0, KIND_TRACE = 1 };
-enum { MEASURE_RSS = 0, MEASURE_HEAP = 1 };
-enum { ST_NEW = 0, ST_ACTIVE = 1, ST_CLOSED = 2 };
-enum { BACKEND_LEGACY = 0, BACKEND_MONITORING = 1 };
+enum {
+    KIND_PROFILE = 0,
+    KIND_TRACE = 1
+};
+enum {
+    MEASURE_RSS = 0,
+    MEASURE_HEAP = 1
+};
+enum {
+    ST_NEW = 0,
+    ST_ACTIVE = 1,
+    ST_CLOSED = 2
+};
+enum {
+    BACKEND_LEGACY = 0,
+    BACKEND_MONITORING = 1
+};
 
 /* What the hook remembers of one event, enough to write it later. */
 typedef struct {
-    int what;           /* PyTrace_CALL ... PyTrace_C_RETURN */
-    int lasti;          /* byte offset of the instruction, -1 before start */
-    int line;           /* line number, or -1: work it out from lasti */
-    PyObject *code;     /* strong reference, or NULL */
-    uint64_t event;     /* event number */
-    int64_t mem;        /* memory seen at the event */
+    int what;             /* PyTrace_CALL ... PyTrace_C_RETURN */
+    int lasti;            /* byte offset of the instruction, -1 before start */
+    int line;             /* line number, or -1: work it out from lasti */
+    PyObject *code;       /* strong reference, or NULL */
+    uint64_t event;       /* event number */
+    int64_t mem;          /* memory seen at the event */
     unsigned long thread; /* thread identifier (all_threads only) */
 } pmt_event;
 
@@ -86,25 +105,25 @@ typedef struct tracer_object {
     PyObject *filepath;     /* str: the given path, or the one made at enter */
     /* Life cycle: ST_NEW -> ST_ACTIVE -> ST_CLOSED.  GIL. */
     int state;
-    int depth;              /* tracers of the same kind active at enter */
-    unsigned long owner;    /* thread that entered */
+    int depth;           /* tracers of the same kind active at enter */
+    unsigned long owner; /* thread that entered */
     /* Event state, GIL. */
-    uint64_t t0_ns;         /* CLOCK_MONOTONIC at enter */
-    uint64_t n_events;      /* events seen */
-    uint64_t ref_event;     /* event of the last FRST/NEXT */
-    int64_t ref_mem;        /* memory of the last FRST/NEXT */
-    int have_first;         /* FRST written */
-    int prev_valid;         /* prev holds an event */
-    int prev_written;       /* prev was written as FRST/NEXT */
-    pmt_event prev;         /* the last event seen */
-    int capped;             /* max_log_bytes reached */
+    uint64_t t0_ns;     /* CLOCK_MONOTONIC at enter */
+    uint64_t n_events;  /* events seen */
+    uint64_t ref_event; /* event of the last FRST/NEXT */
+    int64_t ref_mem;    /* memory of the last FRST/NEXT */
+    int have_first;     /* FRST written */
+    int prev_valid;     /* prev holds an event */
+    int prev_written;   /* prev was written as FRST/NEXT */
+    pmt_event prev;     /* the last event seen */
+    int capped;         /* max_log_bytes reached */
     /* The escaped "File\t#line-less" text of the last code object written:
        File and Function columns are copied, not re-encoded, while the
        code object stays the same (the common case: loops, recursion). */
-    PyObject *name_code;    /* strong reference, or NULL */
-    char *name_buf;         /* NAME_BUF_SIZE bytes while active */
-    size_t name_file_len;   /* escaped File bytes at name_buf */
-    size_t name_func_len;   /* escaped Function bytes after them */
+    PyObject *name_code;  /* strong reference, or NULL */
+    char *name_buf;       /* NAME_BUF_SIZE bytes while active */
+    size_t name_file_len; /* escaped File bytes at name_buf */
+    size_t name_func_len; /* escaped Function bytes after them */
     /* Lines of instruction offsets of name_code, direct-mapped by offset
        (PyCode_Addr2Line scans the line table): valid while name_code
        stays the same, emptied (lasti -1) when it changes.  GIL. */
@@ -124,39 +143,48 @@ typedef struct tracer_object {
     int log_open;
     int heap_acquired;
     int poll_started;
-    Py_tracefunc saved_func; /* this thread's hook before enter */
-    PyObject *saved_obj;     /* its object (strong) */
+    Py_tracefunc saved_func;        /* this thread's hook before enter */
+    PyObject *saved_obj;            /* its object (strong) */
     PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
-    struct tracer_object *outer; /* stack link (hooks_runtime) */
-    int backend;            /* BACKEND_LEGACY or BACKEND_MONITORING */
-    /* Quiet locations may be switched off (sys.monitoring.DISABLE) for
-       this tracer: monitoring backend, trigger > 0, measure="rss", one
-       thread, the main thread.  Fixed at enter.  GIL. */
+    struct tracer_object *outer;    /* stack link (hooks_runtime) */
+    int backend;                    /* BACKEND_LEGACY or BACKEND_MONITORING */
+    /* Quiet locations may be switched off (sys.monitoring.DISABLE) or
+       the hook taken off (legacy, 3.9-3.11) for this tracer: trigger > 0,
+       one thread, the main thread (quiet_eligible).  Fixed at enter.
+       GIL. */
     int quiet;
     /* Legacy backend, quiet: 1 while this tracer took its own hook off
        (memory had not moved); the poller's pending call, entering a
        nested tracer or exit put it back.  GIL. */
     int hook_off;
+    /* 1 while this tracer counts in hooks_runtime.waker_users.  GIL. */
+    int waker_held;
 } TracerObject;
 
 /* Process-wide: the stacks of active tracers, innermost first.  Each
    entry holds a strong reference.  Protected by the GIL. */
 static struct {
-    TracerObject *top[2];   /* per kind */
-    int depth[2];           /* per kind */
-    uint64_t file_counter;  /* <n> in generated file names */
-    int default_backend;    /* BACKEND_* for new tracers (3.12+) */
-    int mon_tool;           /* sys.monitoring tool id held, -1 = none */
-    int mon_users[2];       /* monitoring-backed tracers active, per kind */
-    /* 1 when the band the poller watches (quiet tracers' ref_mem +/-
-       trigger) must be recomputed before the next DISABLE. */
+    TracerObject *top[2];  /* per kind */
+    int depth[2];          /* per kind */
+    uint64_t file_counter; /* <n> in generated file names */
+    int default_backend;   /* BACKEND_* for new tracers (3.12+) */
+    int mon_tool;          /* sys.monitoring tool id held, -1 = none */
+    int mon_users[2];      /* monitoring-backed tracers active, per kind */
+    /* 1 when the bands the poller watches (quiet tracers' ref_mem +/-
+       trigger, one per measure) must be recomputed before the next
+       DISABLE. */
     int band_dirty;
-    /* The waker of quiet legacy tracers (3.9-3.11, see waker_run). */
+    /* The channels (1 << PMT_WATCH_*) quiet_arm asked the poller to
+       watch: when pmt_rsspoll_watching() differs, a band fired. */
+    int watch_mask;
+    /* The waker of quiet tracers (3.9-3.12, see waker_run). */
     pthread_mutex_t waker_mutex;
     pthread_cond_t waker_cond; /* the poller wakes it.  waker_mutex */
     int waker_wake;            /* a wake-up is due.  waker_mutex */
     uint64_t waker_generation; /* the run that goes on.  waker_mutex */
-    int waker_users;           /* quiet legacy tracers active.  GIL */
+    int waker_users;           /* quiet tracers active.  waker_mutex */
+    int waker_running;         /* a waker of this generation runs or
+                                  lingers.  waker_mutex */
 } hooks_runtime = {
     .waker_mutex = PTHREAD_MUTEX_INITIALIZER,
     .waker_cond = PTHREAD_COND_INITIALIZER,
@@ -168,11 +196,10 @@ static void set_hook_current(int kind, Py_tracefunc func, PyObject *obj);
 static int tracer_hook(PyObject *obj, PyFrameObject *frame, int what,
                        PyObject *arg);
 
-
 /* Padded to 8 bytes: a record copies 8 and advances by the length. */
 static const char what_names[8][8] = {
     "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0",
-    "C_CALL\0\0", "C_EXCEPT", "C_RETURN", "OPCODE\0\0",
+    "C_CALL\0\0",   "C_EXCEPT",   "C_RETURN",     "OPCODE\0\0",
 };
 static const size_t what_lens[] = {4, 6, 4, 6, 6, 8, 8, 6};
 
@@ -360,10 +387,9 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
             self->name_func_len = log->len - fstart;
             if (self->name_buf != NULL && code != NULL &&
                 self->name_file_len + self->name_func_len <= NAME_BUF_SIZE) {
-                memcpy(self->name_buf, log->buf + start,
-                       self->name_file_len);
-                memcpy(self->name_buf + self->name_file_len,
-                       log->buf + fstart, self->name_func_len);
+                memcpy(self->name_buf, log->buf + start, self->name_file_len);
+                memcpy(self->name_buf + self->name_file_len, log->buf + fstart,
+                       self->name_func_len);
                 Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
                 line_cache_clear(self);
             }
@@ -529,8 +555,8 @@ crossed(const TracerObject *self, int64_t moved)
    line is the line when the backend knows it for free, else -1; frame is
    the frame when there is one (legacy hooks), else NULL.  Never raises. */
 static inline int
-tracer_event(TracerObject *self, int what, PyObject *code, int lasti,
-             int line, PyFrameObject *frame)
+tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
+             PyFrameObject *frame)
 {
     uint64_t event;
     int64_t mem;
@@ -583,21 +609,24 @@ not_written:
 }
 
 /* The rule for a quiet tracer, on both backends: a trigger > 0 (not every
-   event), measure="rss" (the poller watches RSS), one thread, and that
-   thread the main one (pending calls run there only). */
+   event), one thread, and that thread the main one (pending calls run
+   there only).  Either measure: the poller watches RSS for rss tracers
+   and the heap counter (pmt_alloc_live_bytes, an atomic load) for heap
+   tracers. */
 static int
 quiet_eligible(const TracerObject *self, int main_thread)
 {
-    return self->trigger > 0 && self->measure == MEASURE_RSS &&
-           !self->all_threads && main_thread;
+    return self->trigger > 0 && !self->all_threads && main_thread;
 }
 
-/* The band of the quiet active tracers to the poller (GIL held). */
+/* The bands of the quiet active tracers to the poller, one per measure
+   (GIL held). */
 static void
 quiet_arm(void)
 {
-    int64_t low = INT64_MIN, high = INT64_MAX;
-    int kind, any = 0;
+    int64_t low[2] = {INT64_MIN, INT64_MIN}, high[2] = {INT64_MAX, INT64_MAX};
+    int64_t lo, hi;
+    int kind, m, mask = 0;
     TracerObject *t;
 
     for (kind = 0; kind < 2; kind++) {
@@ -605,24 +634,43 @@ quiet_arm(void)
             if (!t->quiet || t->state != ST_ACTIVE) {
                 continue;
             }
-            any = 1;
-            /* ref_mem >= 0 and trigger > 0: saturate instead of overflow. */
-            if (t->ref_mem - t->trigger > low) {
-                low = t->ref_mem - t->trigger;
+            m = t->measure;
+            mask |= 1 << (m == MEASURE_HEAP ? PMT_WATCH_HEAP : PMT_WATCH_RSS);
+            /* trigger > 0: saturate instead of overflow. */
+            lo = t->ref_mem < INT64_MIN + t->trigger ? INT64_MIN
+                                                     : t->ref_mem - t->trigger;
+            hi = t->ref_mem > INT64_MAX - t->trigger ? INT64_MAX
+                                                     : t->ref_mem + t->trigger;
+            if (lo > low[m]) {
+                low[m] = lo;
             }
-            if (t->trigger <= INT64_MAX - t->ref_mem &&
-                t->ref_mem + t->trigger < high) {
-                high = t->ref_mem + t->trigger;
+            if (hi < high[m]) {
+                high[m] = hi;
             }
         }
     }
     hooks_runtime.band_dirty = 0;
-    if (!any) {
-        pmt_rsspoll_unwatch();
-        return;
+    hooks_runtime.watch_mask = mask;
+    for (m = 0; m < 2; m++) {
+        int channel = m == MEASURE_HEAP ? PMT_WATCH_HEAP : PMT_WATCH_RSS;
+        if (mask & (1 << channel)) {
+            pmt_rsspoll_watch(channel, low[m], high[m]);
+        }
+        else {
+            pmt_rsspoll_unwatch(channel);
+        }
     }
-    pmt_rsspoll_watch(low < 0 ? 0 : (uint64_t)low,
-                      high < 0 ? 0 : (uint64_t)high);
+}
+
+/* Before a quiet tracer stops listening: the poller must watch the bands
+   of the current reference values (GIL held). */
+static inline void
+quiet_arm_if_needed(void)
+{
+    if (hooks_runtime.band_dirty ||
+        pmt_rsspoll_watching() != hooks_runtime.watch_mask) {
+        quiet_arm();
+    }
 }
 
 /* 1 when the calling thread is threading.main_thread().  Never raises. */
@@ -657,8 +705,8 @@ done:
  *
  * The legacy hooks cannot be switched off per location, and a C hook that
  * does nothing already costs 3-4x on a call-only workload.  A quiet tracer
- * (the rule of the monitoring backend: trigger > 0, measure="rss", entered
- * on the main thread for that thread alone) therefore takes its whole hook
+ * (the rule of the monitoring backend: trigger > 0, entered on the main
+ * thread for that thread alone) therefore takes its whole hook
  * off the thread when an event finds that memory has not moved by the
  * trigger: PyEval_SetProfile(NULL, NULL) / PyEval_SetTrace(NULL, NULL)
  * from inside the hook, as sys.setprofile(None) in a profile function
@@ -749,9 +797,7 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         self->quiet) {
         /* Memory did not move: the poller watches, the hook goes. */
         pmt_exc_t saved;
-        if (hooks_runtime.band_dirty || !pmt_rsspoll_watching()) {
-            quiet_arm();
-        }
+        quiet_arm_if_needed();
         PMT_EXC_SAVE(saved);
         self->hook_off = 1;
         set_hook_current(self->kind, NULL, NULL);
@@ -804,8 +850,8 @@ set_hook_other_threads(TracerObject *self, int install)
         }
     }
     else {
-        PyThreadState *t = PyInterpreterState_ThreadHead(
-            PyThreadState_GetInterpreter(me));
+        PyThreadState *t =
+            PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(me));
         int ours_elsewhere = 0;
         for (; t != NULL; t = PyThreadState_Next(t)) {
             if (t != me && tstate_hook_is(t, self->kind, (PyObject *)self)) {
@@ -823,8 +869,8 @@ set_hook_other_threads(TracerObject *self, int install)
     }
     (void)me;
 #else
-    PyThreadState *t = PyInterpreterState_ThreadHead(
-        PyThreadState_GetInterpreter(me));
+    PyThreadState *t =
+        PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(me));
     for (; t != NULL; t = PyThreadState_Next(t)) {
         if (t == me) {
             continue;
@@ -858,10 +904,10 @@ set_threading_hook(TracerObject *self, PyObject *hook, int save)
 {
     PyObject *threading = PyImport_ImportModule("threading");
     PyObject *res = NULL;
-    const char *attr = self->kind == KIND_PROFILE ? "_profile_hook"
-                                                  : "_trace_hook";
-    const char *setter = self->kind == KIND_PROFILE ? "setprofile"
-                                                    : "settrace";
+    const char *attr =
+        self->kind == KIND_PROFILE ? "_profile_hook" : "_trace_hook";
+    const char *setter =
+        self->kind == KIND_PROFILE ? "setprofile" : "settrace";
     int rc = -1;
 
     if (threading == NULL) {
@@ -986,9 +1032,7 @@ mon_result(PyObject *module, int may_disable)
     if (may_disable) {
         pmt_state *state = pmt_get_state(module);
         if (state->mon_disable != NULL) {
-            if (hooks_runtime.band_dirty || !pmt_rsspoll_watching()) {
-                quiet_arm();
-            }
+            quiet_arm_if_needed();
             return Py_NewRef(state->mon_disable);
         }
     }
@@ -1036,10 +1080,9 @@ mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int quiet = 0;
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        quiet = mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti,
-                             -1);
-        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti,
-                              -1);
+        quiet =
+            mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
+        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
     }
     return mon_result(module, quiet);
 }
@@ -1050,8 +1093,7 @@ mon_on_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti,
-                           -1);
+        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
         (void)mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
     }
     Py_RETURN_NONE;
@@ -1082,16 +1124,16 @@ mon_on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef mon_callback_defs[] = {
-    {"_mon_on_start", (PyCFunction)(void (*)(void))mon_on_start,
-     METH_FASTCALL, NULL},
+    {"_mon_on_start", (PyCFunction)(void (*)(void))mon_on_start, METH_FASTCALL,
+     NULL},
     {"_mon_on_return", (PyCFunction)(void (*)(void))mon_on_return,
      METH_FASTCALL, NULL},
     {"_mon_on_line", (PyCFunction)(void (*)(void))mon_on_line, METH_FASTCALL,
      NULL},
-    {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise,
-     METH_FASTCALL, NULL},
-    {"_mon_on_throw", (PyCFunction)(void (*)(void))mon_on_throw,
-     METH_FASTCALL, NULL},
+    {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise, METH_FASTCALL,
+     NULL},
+    {"_mon_on_throw", (PyCFunction)(void (*)(void))mon_on_throw, METH_FASTCALL,
+     NULL},
     {"_mon_on_unwind", (PyCFunction)(void (*)(void))mon_on_unwind,
      METH_FASTCALL, NULL},
 };
@@ -1160,8 +1202,8 @@ mon_update(pmt_state *state)
             }
         }
         for (i = 0; i < N_MON_BINDINGS; i++) {
-            PyObject *ev = PyObject_GetAttrString(events,
-                                                  mon_bindings[i].event);
+            PyObject *ev =
+                PyObject_GetAttrString(events, mon_bindings[i].event);
             PyObject *cb = PyTuple_GET_ITEM(state->mon_callbacks,
                                             mon_bindings[i].callback);
             if (ev == NULL) {
@@ -1197,16 +1239,16 @@ mon_update(pmt_state *state)
         }
         mask |= bit;
     }
-    res = PyObject_CallMethod(mon, "set_events", "il",
-                              hooks_runtime.mon_tool, mask);
+    res = PyObject_CallMethod(mon, "set_events", "il", hooks_runtime.mon_tool,
+                              mask);
     if (res == NULL) {
         goto done;
     }
     Py_CLEAR(res);
     if (mask == 0) {
         for (i = 0; i < N_MON_BINDINGS; i++) {
-            PyObject *ev = PyObject_GetAttrString(events,
-                                                  mon_bindings[i].event);
+            PyObject *ev =
+                PyObject_GetAttrString(events, mon_bindings[i].event);
             if (ev == NULL) {
                 goto done;
             }
@@ -1279,41 +1321,103 @@ quiet_pending(void *Py_UNUSED(arg))
     return 0;
 }
 
-#if PMT_LEGACY_QUIET
-/* The waker (3.9-3.11).  There, Py_AddPendingCall called by a thread that
-   is not the main one queues the call but does not set the main thread's
-   eval breaker (COMPUTE_EVAL_BREAKER asks whether the *calling* thread can
-   run pending calls); the main thread recomputes it only when it takes
-   the GIL again, so a CPU-bound loop that never releases the GIL would
-   never run the call and a quiet tracer would miss the growth.  A thread
-   that asks for the GIL makes the holder drop it at the next switch
-   interval (sys.getswitchinterval(), 5 ms), and the main thread runs the
-   pending calls on that break (before dropping the GIL).  So a Python
-   thread (started with _thread, daemon, no threading.Thread object)
-   sleeps in waker_run on a condition variable without the GIL; the poller
-   wakes it after queueing the call; it takes the GIL once and sleeps
-   again.  It runs while quiet legacy tracers are active; the poller never
-   touches the GIL itself. */
+#if PMT_QUIET_WAKER
+/* The waker (3.9-3.12, both backends).  There, Py_AddPendingCall called
+   by a thread that is not the main one queues the call but does not set
+   the main thread's eval breaker (COMPUTE_EVAL_BREAKER asks whether the
+   *calling* thread can run pending calls; 3.12 still has one eval breaker
+   per interpreter computed that way); the main thread recomputes it only
+   when it takes the GIL again, so a CPU-bound loop that never releases
+   the GIL would never run the call and a quiet tracer would miss the
+   growth.  A thread that asks for the GIL makes the holder drop it at the
+   next switch interval (sys.getswitchinterval(), 5 ms), and the main
+   thread runs the pending calls on that break (before dropping the GIL).
+   So a Python thread (started with _thread, daemon, no threading.Thread
+   object, holding no reference to the module) sleeps in waker_run on a
+   condition variable without the GIL; the poller wakes it after queueing
+   the call; it takes the GIL once (Py_END_ALLOW_THREADS, the documented
+   way) and sleeps again.  It is started by the first quiet tracer and,
+   when the last one exits, lingers WAKER_LINGER_NS for the next one
+   (a loop of short tracers would otherwise start a thread each, faster
+   than they can end) before it ends.  It ends at once on module shutdown
+   (a new generation); at interpreter exit a daemon thread that asks for
+   the GIL is stopped by CPython.  After fork() the child has none (the
+   next quiet tracer starts one).  3.13 has per-thread eval breakers and
+   Py_AddPendingCall sets the main thread's: no waker there.  The poller
+   never touches the GIL itself. */
+
+#define WAKER_LINGER_NS 500000000L
+
+/* What the waker does next (waker_mutex held, no GIL). */
+enum {
+    WAKER_SLEEP,
+    WAKER_WAKE,
+    WAKER_END
+};
+
+static int
+waker_next(uint64_t mine, struct timespec *linger_until)
+{
+    if (hooks_runtime.waker_generation != mine) {
+        return WAKER_END;
+    }
+    if (hooks_runtime.waker_wake) {
+        hooks_runtime.waker_wake = 0;
+        return WAKER_WAKE;
+    }
+    if (hooks_runtime.waker_users > 0) {
+        linger_until->tv_sec = 0;
+        return WAKER_SLEEP;
+    }
+    /* No quiet tracer: linger, then end. */
+    if (linger_until->tv_sec == 0) {
+        clock_gettime(CLOCK_MONOTONIC, linger_until);
+        linger_until->tv_nsec += WAKER_LINGER_NS;
+        if (linger_until->tv_nsec >= 1000000000L) {
+            linger_until->tv_sec += 1;
+            linger_until->tv_nsec -= 1000000000L;
+        }
+        return WAKER_SLEEP;
+    }
+    {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > linger_until->tv_sec ||
+            (now.tv_sec == linger_until->tv_sec &&
+             now.tv_nsec >= linger_until->tv_nsec)) {
+            hooks_runtime.waker_running = 0;
+            return WAKER_END;
+        }
+    }
+    return WAKER_SLEEP;
+}
 
 static PyObject *
-waker_run(PyObject *module, PyObject *arg)
+waker_run(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     uint64_t mine = PyLong_AsUnsignedLongLong(arg);
-    int go_on = 1;
+    struct timespec linger_until = {0, 0};
+    int next = WAKER_WAKE;
 
     if (mine == (uint64_t)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    while (go_on) {
+    while (next != WAKER_END) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&hooks_runtime.waker_mutex);
-        while (!hooks_runtime.waker_wake && hooks_runtime.waker_generation == mine) {
-            pthread_cond_wait(&hooks_runtime.waker_cond, &hooks_runtime.waker_mutex);
+        while ((next = waker_next(mine, &linger_until)) == WAKER_SLEEP) {
+            if (linger_until.tv_sec == 0) {
+                pthread_cond_wait(&hooks_runtime.waker_cond,
+                                  &hooks_runtime.waker_mutex);
+            }
+            else {
+                (void)pthread_cond_timedwait(&hooks_runtime.waker_cond,
+                                             &hooks_runtime.waker_mutex,
+                                             &linger_until);
+            }
         }
-        hooks_runtime.waker_wake = 0;
-        go_on = hooks_runtime.waker_generation == mine;
         pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-        /* Taking the GIL back is the wake-up. */
+        /* Taking the GIL back is the wake-up (or the way out). */
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
@@ -1321,25 +1425,35 @@ waker_run(PyObject *module, PyObject *arg)
 
 static PyMethodDef waker_def = {"_quiet_waker", waker_run, METH_O, NULL};
 
-/* A quiet legacy tracer enters: start a waker if none runs (GIL). */
+/* A quiet tracer enters: start a waker if none runs or lingers (GIL). */
 static void
-waker_acquire(PyObject *module)
+waker_acquire(void)
 {
     PyObject *thread = NULL, *func = NULL, *args = NULL, *res = NULL;
-    uint64_t gen;
+    uint64_t gen = 0;
+    int start;
 
-    if (hooks_runtime.waker_users++ > 0) {
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    hooks_runtime.waker_users++;
+    start = !hooks_runtime.waker_running;
+    if (start) {
+        gen = ++hooks_runtime.waker_generation;
+        hooks_runtime.waker_running = 1;
+        hooks_runtime.waker_wake = 0;
+    }
+    else {
+        /* A lingering waker serves again. */
+        pthread_cond_signal(&hooks_runtime.waker_cond);
+    }
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+    if (!start) {
         return;
     }
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    gen = ++hooks_runtime.waker_generation;
-    hooks_runtime.waker_wake = 0;
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
     thread = PyImport_ImportModule("_thread");
     if (thread == NULL) {
         goto done;
     }
-    func = PyCFunction_NewEx(&waker_def, module, NULL);
+    func = PyCFunction_NewEx(&waker_def, NULL, NULL);
     if (func == NULL) {
         goto done;
     }
@@ -1350,8 +1464,14 @@ waker_acquire(PyObject *module)
     res = PyObject_CallMethod(thread, "start_new_thread", "OO", func, args);
 done:
     if (res == NULL) {
-        /* Without it the pending call runs at the next GIL switch. */
+        /* Without it the pending call runs at the next GIL switch; the
+           next quiet tracer tries again. */
         PyErr_WriteUnraisable(NULL);
+        pthread_mutex_lock(&hooks_runtime.waker_mutex);
+        if (hooks_runtime.waker_generation == gen) {
+            hooks_runtime.waker_running = 0;
+        }
+        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
     }
     Py_XDECREF(res);
     Py_XDECREF(args);
@@ -1359,34 +1479,59 @@ done:
     Py_XDECREF(thread);
 }
 
-/* The last quiet legacy tracer exits: the waker ends (GIL). */
+/* A quiet tracer exits: after the last one the waker lingers (GIL). */
 static void
 waker_release(void)
 {
-    if (hooks_runtime.waker_users <= 0 || --hooks_runtime.waker_users > 0) {
-        return;
+    pthread_mutex_lock(&hooks_runtime.waker_mutex);
+    if (hooks_runtime.waker_users > 0 && --hooks_runtime.waker_users == 0) {
+        pthread_cond_signal(&hooks_runtime.waker_cond);
     }
+    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+/* Module shutdown: the waker ends now (it never runs Python code). */
+static void
+waker_shutdown(void)
+{
     pthread_mutex_lock(&hooks_runtime.waker_mutex);
     hooks_runtime.waker_generation++;
-    pthread_cond_signal(&hooks_runtime.waker_cond);
+    hooks_runtime.waker_running = 0;
+    pthread_cond_broadcast(&hooks_runtime.waker_cond);
     pthread_mutex_unlock(&hooks_runtime.waker_mutex);
+}
+
+static void
+waker_init_cond(void)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hooks_runtime.waker_cond, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 static void
 waker_forget_in_child(void)
 {
+    /* Only the forking thread exists in the child. */
     pthread_mutex_init(&hooks_runtime.waker_mutex, NULL);
-    pthread_cond_init(&hooks_runtime.waker_cond, NULL);
+    waker_init_cond();
     hooks_runtime.waker_wake = 0;
     hooks_runtime.waker_users = 0;
+    hooks_runtime.waker_running = 0;
 }
 
 static void
 waker_at_fork(void)
 {
+    /* Once per process, before any waker: the linger needs a monotonic
+       clock. */
+    waker_init_cond();
     (void)pthread_atfork(NULL, NULL, waker_forget_in_child);
 }
-#endif /* PMT_LEGACY_QUIET */
+#endif /* PMT_QUIET_WAKER */
 
 /* Poller thread, no GIL: Py_AddPendingCall needs no thread state (3.9+). */
 static int
@@ -1395,7 +1540,7 @@ quiet_notify(void)
     if (Py_AddPendingCall(quiet_pending, NULL) < 0) {
         return -1;
     }
-#if PMT_LEGACY_QUIET
+#if PMT_QUIET_WAKER
     pthread_mutex_lock(&hooks_runtime.waker_mutex);
     hooks_runtime.waker_wake = 1;
     pthread_cond_signal(&hooks_runtime.waker_cond);
@@ -1425,9 +1570,9 @@ tracer_release_resources(TracerObject *self)
 static int
 tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"d_rss_trigger", "message", "filepath",
-                             "measure", "all_threads", "max_log_bytes",
-                             NULL};
+    static char *kwlist[] = {
+        "d_rss_trigger", "message",       "filepath", "measure",
+        "all_threads",   "max_log_bytes", NULL};
     TracerObject *self = (TracerObject *)op;
     long long trigger = -1;
     PyObject *message = Py_None, *filepath = Py_None, *max_bytes = Py_None;
@@ -1439,8 +1584,8 @@ tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
                         "cannot re-initialise a tracer once entered");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LOO$spO", kwlist,
-                                     &trigger, &message, &filepath, &measure,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LOO$spO", kwlist, &trigger,
+                                     &message, &filepath, &measure,
                                      &all_threads, &max_bytes)) {
         return -1;
     }
@@ -1503,11 +1648,10 @@ tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
     else {
         Py_CLEAR(self->filepath);
     }
-    self->trigger = trigger == -1 ? (int64_t)pmt_rss_page_size()
-                                  : (int64_t)trigger;
+    self->trigger =
+        trigger == -1 ? (int64_t)pmt_rss_page_size() : (int64_t)trigger;
     self->all_threads = all_threads;
-    Py_XSETREF(self->message,
-               message == Py_None ? NULL : Py_NewRef(message));
+    Py_XSETREF(self->message, message == Py_None ? NULL : Py_NewRef(message));
     return 0;
 }
 
@@ -1600,11 +1744,10 @@ default_path(TracerObject *self)
 
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &tm);
-    return PyUnicode_FromFormat("%s_%llu_%ld_%c_%d_PY%s.log", stamp,
-                                (unsigned long long)hooks_runtime.file_counter++,
-                                (long)getpid(),
-                                self->kind == KIND_PROFILE ? 'P' : 'T',
-                                self->depth, PY_VERSION);
+    return PyUnicode_FromFormat(
+        "%s_%llu_%ld_%c_%d_PY%s.log", stamp,
+        (unsigned long long)hooks_runtime.file_counter++, (long)getpid(),
+        self->kind == KIND_PROFILE ? 'P' : 'T', self->depth, PY_VERSION);
 }
 
 static void
@@ -1649,8 +1792,9 @@ write_header(TracerObject *self)
     pmt_log_cstr(log, "\n# backend: ");
     pmt_log_cstr(log, self->backend == BACKEND_MONITORING ? "monitoring"
                                                           : "legacy");
-    pmt_log_cstr(log, "\nHDR:\tEvent\tdEvent\tClock\tWhat\tFile\t#line\t"
-                      "Function\t");
+    pmt_log_cstr(log,
+                 "\nHDR:\tEvent\tdEvent\tClock\tWhat\tFile\t#line\t"
+                 "Function\t");
     pmt_log_cstr(log, self->measure == MEASURE_RSS ? "RSS" : "HEAP");
     pmt_log_cstr(log, "\tdRSS");
     if (self->all_threads) {
@@ -1732,7 +1876,8 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         self->heap_acquired = 1;
     }
-    else {
+    /* A quiet heap tracer needs the poller to watch the heap counter. */
+    if (self->measure == MEASURE_RSS || quiet_eligible(self, main_thread)) {
         err = pmt_rsspoll_start();
         if (err) {
             pmt_raise_errno(err, "cannot start the rss poller thread");
@@ -1823,16 +1968,14 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         self->quiet = PMT_LEGACY_QUIET && quiet_eligible(self, main_thread);
         self->hook_off = 0;
         hooks_runtime.band_dirty = 1;
-#if PMT_LEGACY_QUIET
-        if (self->quiet) {
-            pmt_state *st = pmt_state_from_type(Py_TYPE(op));
-            PyObject *module = st != NULL ? PyType_GetModule(Py_TYPE(op))
-                                          : NULL;
-            PyErr_Clear();
-            waker_acquire(module);
-        }
-#endif
     }
+#if PMT_QUIET_WAKER
+    if (self->quiet) {
+        /* One waker serves every quiet tracer (counted). */
+        waker_acquire();
+        self->waker_held = 1;
+    }
+#endif
     pmt_log_signals_install();
     if (self->backend == BACKEND_LEGACY) {
         if (self->all_threads) {
@@ -1907,16 +2050,17 @@ tracer_finish(TracerObject *self, int restore_hooks)
         int mine_here = tstate_hook_is(tstate, self->kind, (PyObject *)self);
         /* A quiet tracer whose hook is off still owns the empty slot. */
         if (self->hook_off) {
-            mine_here |= (self->kind == KIND_PROFILE ? tstate->c_profilefunc
-                                                     : tstate->c_tracefunc) ==
-                         NULL;
+            mine_here |=
+                (self->kind == KIND_PROFILE ? tstate->c_profilefunc
+                                            : tstate->c_tracefunc) == NULL;
             self->hook_off = 0;
         }
         if (self->all_threads) {
             set_hook_other_threads(self, 0);
-            if (set_threading_hook(self, self->saved_threading_hook
-                                             ? self->saved_threading_hook
-                                             : Py_None,
+            if (set_threading_hook(self,
+                                   self->saved_threading_hook
+                                       ? self->saved_threading_hook
+                                       : Py_None,
                                    0) < 0) {
                 PyErr_WriteUnraisable((PyObject *)self);
             }
@@ -1937,10 +2081,13 @@ tracer_finish(TracerObject *self, int restore_hooks)
     if (self->backend == BACKEND_LEGACY && self->quiet) {
         /* The band is that of the quiet tracers still active. */
         quiet_arm();
-#if PMT_LEGACY_QUIET
-        waker_release();
-#endif
     }
+#if PMT_QUIET_WAKER
+    if (self->waker_held) {
+        self->waker_held = 0;
+        waker_release();
+    }
+#endif
     Py_CLEAR(self->saved_obj);
     /* LAST: the last event seen, with the memory read now. */
     if (self->prev_valid) {
@@ -2004,8 +2151,8 @@ check_active(TracerObject *self, const char *what)
     if (self->state == ST_ACTIVE) {
         return 0;
     }
-    PyErr_Format(PyExc_RuntimeError, "%s() needs an active %s: %s",
-                 what, kind_name(self->kind),
+    PyErr_Format(PyExc_RuntimeError, "%s() needs an active %s: %s", what,
+                 kind_name(self->kind),
                  self->state == ST_NEW ? "it was not entered yet"
                                        : "it has exited");
     return -1;
@@ -2090,10 +2237,9 @@ tracer_get_active(PyObject *op, void *closure)
 static PyObject *
 tracer_get_backend(PyObject *op, void *closure)
 {
-    return PyUnicode_FromString(((TracerObject *)op)->backend ==
-                                        BACKEND_MONITORING
-                                    ? "monitoring"
-                                    : "legacy");
+    return PyUnicode_FromString(
+        ((TracerObject *)op)->backend == BACKEND_MONITORING ? "monitoring"
+                                                            : "legacy");
 }
 
 static PyGetSetDef tracer_getset[] = {
@@ -2106,93 +2252,84 @@ static PyGetSetDef tracer_getset[] = {
      "the trigger in bytes (0: every event)", NULL},
     {"measure", tracer_get_measure, NULL, "\"rss\" or \"heap\"", NULL},
     {"depth", tracer_get_depth, NULL,
-     "tracers of this kind already active when this one was entered",
-     NULL},
+     "tracers of this kind already active when this one was entered", NULL},
     {"thread_id", tracer_get_thread, NULL,
      "identifier of the thread that entered it", NULL},
-    {"active", tracer_get_active, NULL, "True between enter and exit",
-     NULL},
+    {"active", tracer_get_active, NULL, "True between enter and exit", NULL},
     {NULL},
 };
 
-PyDoc_STRVAR(log_file_path_doc,
-"log_file_path() -> str\n\n"
-"Path of this tracer's log.  RuntimeError before enter or after exit.");
+PyDoc_STRVAR(
+    log_file_path_doc,
+    "log_file_path() -> str\n\n"
+    "Path of this tracer's log.  RuntimeError before enter or after exit.");
 PyDoc_STRVAR(write_message_doc,
-"write_message_to_log(message: str) -> None\n\n"
-"Write a MSG: record (one line, escaped) to this tracer's log.\n"
-"RuntimeError before enter or after exit.");
+             "write_message_to_log(message: str) -> None\n\n"
+             "Write a MSG: record (one line, escaped) to this tracer's log.\n"
+             "RuntimeError before enter or after exit.");
 
 static PyMethodDef tracer_methods[] = {
     {"__enter__", tracer_enter, METH_NOARGS, NULL},
     {"__exit__", tracer_exit, METH_VARARGS, NULL},
     {"log_file_path", tracer_log_file_path, METH_NOARGS, log_file_path_doc},
-    {"write_message_to_log", tracer_write_message, METH_O,
-     write_message_doc},
+    {"write_message_to_log", tracer_write_message, METH_O, write_message_doc},
     {NULL, NULL, 0, NULL},
 };
 
-PyDoc_STRVAR(profile_doc,
-"Profile(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
-"        all_threads=False, max_log_bytes=None)\n\n"
-"Context manager logging memory at Python/C calls and returns where it\n"
-"moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
-"event).  See docs/cpymemtrace.md.");
+PyDoc_STRVAR(
+    profile_doc,
+    "Profile(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
+    "        all_threads=False, max_log_bytes=None)\n\n"
+    "Context manager logging memory at Python/C calls and returns where it\n"
+    "moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
+    "event).  See docs/cpymemtrace.md.");
 
-PyDoc_STRVAR(trace_doc,
-"Trace(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
-"      all_threads=False, max_log_bytes=None)\n\n"
-"Context manager logging memory at every line, call and return where it\n"
-"moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
-"event).  See docs/cpymemtrace.md.");
+PyDoc_STRVAR(
+    trace_doc,
+    "Trace(d_rss_trigger=-1, message=None, filepath=None, *, measure='rss',\n"
+    "      all_threads=False, max_log_bytes=None)\n\n"
+    "Context manager logging memory at every line, call and return where it\n"
+    "moved by at least d_rss_trigger bytes (-1: the page size, 0: every\n"
+    "event).  See docs/cpymemtrace.md.");
 
 static PyType_Slot profile_slots[] = {
-    {Py_tp_doc, (void *)profile_doc},
-    {Py_tp_new, profile_new},
-    {Py_tp_init, tracer_init},
-    {Py_tp_call, tracer_call},
-    {Py_tp_dealloc, tracer_dealloc},
-    {Py_tp_traverse, tracer_traverse},
-    {Py_tp_clear, tracer_clear},
-    {Py_tp_methods, tracer_methods},
-    {Py_tp_getset, tracer_getset},
-    {0, NULL},
+    {Py_tp_doc, (void *)profile_doc}, {Py_tp_new, profile_new},
+    {Py_tp_init, tracer_init},        {Py_tp_call, tracer_call},
+    {Py_tp_dealloc, tracer_dealloc},  {Py_tp_traverse, tracer_traverse},
+    {Py_tp_clear, tracer_clear},      {Py_tp_methods, tracer_methods},
+    {Py_tp_getset, tracer_getset},    {0, NULL},
 };
 
 static PyType_Slot trace_slots[] = {
-    {Py_tp_doc, (void *)trace_doc},
-    {Py_tp_new, trace_new},
-    {Py_tp_init, tracer_init},
-    {Py_tp_call, tracer_call},
-    {Py_tp_dealloc, tracer_dealloc},
-    {Py_tp_traverse, tracer_traverse},
-    {Py_tp_clear, tracer_clear},
-    {Py_tp_methods, tracer_methods},
-    {Py_tp_getset, tracer_getset},
-    {0, NULL},
+    {Py_tp_doc, (void *)trace_doc},  {Py_tp_new, trace_new},
+    {Py_tp_init, tracer_init},       {Py_tp_call, tracer_call},
+    {Py_tp_dealloc, tracer_dealloc}, {Py_tp_traverse, tracer_traverse},
+    {Py_tp_clear, tracer_clear},     {Py_tp_methods, tracer_methods},
+    {Py_tp_getset, tracer_getset},   {0, NULL},
 };
 
 static PyType_Spec profile_spec = {
     .name = "pymemtrace.cPyMemTrace.Profile",
     .basicsize = sizeof(TracerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = profile_slots,
 };
 
 static PyType_Spec trace_spec = {
     .name = "pymemtrace.cPyMemTrace.Trace",
     .basicsize = sizeof(TracerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = trace_slots,
 };
 
 /* ---- module functions -------------------------------------------------- */
 
-PyDoc_STRVAR(active_tracers_doc,
-"_active_tracers(kind: int) -> list\n\n"
-"Active Profile (kind 0) or Trace (kind 1) objects, outermost first.");
+PyDoc_STRVAR(
+    active_tracers_doc,
+    "_active_tracers(kind: int) -> list\n\n"
+    "Active Profile (kind 0) or Trace (kind 1) objects, outermost first.");
 
 static PyObject *
 active_tracers(PyObject *module, PyObject *arg)
@@ -2233,10 +2370,11 @@ finish_all(int restore_hooks)
     }
 }
 
-PyDoc_STRVAR(close_all_doc,
-"_close_all_tracers() -> None\n\n"
-"Stop every active Profile/Trace and complete its log (LAST, EOF).\n"
-"Registered with atexit by pymemtrace.cPyMemTrace.");
+PyDoc_STRVAR(
+    close_all_doc,
+    "_close_all_tracers() -> None\n\n"
+    "Stop every active Profile/Trace and complete its log (LAST, EOF).\n"
+    "Registered with atexit by pymemtrace.cPyMemTrace.");
 
 static PyObject *
 close_all_tracers(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -2245,15 +2383,18 @@ close_all_tracers(PyObject *module, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(poller_rss_doc,
-"_poller_rss() -> (int, int)\n\n"
-"The RSS the poller thread last published and its generation (tests).");
+PyDoc_STRVAR(
+    poller_rss_doc,
+    "_poller_rss() -> (int, int, int)\n\n"
+    "The RSS the poller thread last published, its generation and the number\n"
+    "of times a quiet tracers' band (RSS or heap) fired (tests).");
 
 static PyObject *
 poller_rss(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("KK", (unsigned long long)pmt_rsspoll_value(),
-                         (unsigned long long)pmt_rsspoll_generation());
+    return Py_BuildValue("KKK", (unsigned long long)pmt_rsspoll_value(),
+                         (unsigned long long)pmt_rsspoll_generation(),
+                         (unsigned long long)pmt_rsspoll_notifications());
 }
 
 /* A hook that does nothing: the floor every C profile/trace hook pays,
@@ -2264,10 +2405,11 @@ noop_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     return 0;
 }
 
-PyDoc_STRVAR(set_noop_hook_doc,
-"_set_noop_hook(kind: int, on: bool) -> None\n\n"
-"Install (or remove) a C profile (kind 0) or trace (kind 1) hook that\n"
-"does nothing, on this thread.  For benchmarks only.");
+PyDoc_STRVAR(
+    set_noop_hook_doc,
+    "_set_noop_hook(kind: int, on: bool) -> None\n\n"
+    "Install (or remove) a C profile (kind 0) or trace (kind 1) hook that\n"
+    "does nothing, on this thread.  For benchmarks only.");
 
 static PyObject *
 set_noop_hook(PyObject *module, PyObject *args)
@@ -2282,10 +2424,11 @@ set_noop_hook(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(noop_doc,
-"_noop(*args) -> None\n\n"
-"Does nothing, as fast as a C function can: a sys.monitoring callback\n"
-"for benchmarks/ (the floor of a monitoring-based tracer on 3.12+).");
+PyDoc_STRVAR(
+    noop_doc,
+    "_noop(*args) -> None\n\n"
+    "Does nothing, as fast as a C function can: a sys.monitoring callback\n"
+    "for benchmarks/ (the floor of a monitoring-based tracer on 3.12+).");
 
 static PyObject *
 noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -2293,10 +2436,11 @@ noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(set_default_backend_doc,
-"_set_default_backend(name: str) -> str\n\n"
-"Backend of the tracers made from now on: \"monitoring\" (3.12+ only) or\n"
-"\"legacy\".  Returns the previous one.  For tests and benchmarks.");
+PyDoc_STRVAR(
+    set_default_backend_doc,
+    "_set_default_backend(name: str) -> str\n\n"
+    "Backend of the tracers made from now on: \"monitoring\" (3.12+ only) or\n"
+    "\"legacy\".  Returns the previous one.  For tests and benchmarks.");
 
 static PyObject *
 set_default_backend(PyObject *module, PyObject *arg)
@@ -2364,8 +2508,8 @@ pmt_hooks_exec(PyObject *module)
             return -1;
         }
         for (i = 0; i < n; i++) {
-            PyObject *f = PyCFunction_NewEx(&mon_callback_defs[i], module,
-                                            NULL);
+            PyObject *f =
+                PyCFunction_NewEx(&mon_callback_defs[i], module, NULL);
             if (f == NULL) {
                 return -1;
             }
@@ -2374,7 +2518,8 @@ pmt_hooks_exec(PyObject *module)
     }
 #endif
     pmt_rsspoll_set_notify(quiet_notify);
-#if PMT_LEGACY_QUIET
+    pmt_rsspoll_set_heap_reader(pmt_alloc_live_bytes);
+#if PMT_QUIET_WAKER
     {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         (void)pthread_once(&once, waker_at_fork);
@@ -2388,5 +2533,8 @@ pmt_hooks_shutdown(void)
 {
     /* The interpreter is going away: complete the logs, leave hooks. */
     finish_all(0);
+#if PMT_QUIET_WAKER
+    waker_shutdown();
+#endif
     pmt_rsspoll_shutdown();
 }

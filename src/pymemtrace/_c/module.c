@@ -17,7 +17,7 @@
    pmt_get_state() may cast), then what m_clear must not touch. */
 typedef struct {
     pmt_state objects;
-    int counted;        /* this instance is in module_runtime.instances */
+    int counted; /* this instance is in module_runtime.instances */
 } module_memory;
 
 /* The background machinery (samplers, hooks, tracers, allocator hooks) is

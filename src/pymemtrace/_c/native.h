@@ -131,8 +131,8 @@ int pmt_traced_add_stats(PyObject *dict);
    The hash is the one pmt_stack_hash_walk returns for the same stack (not
    pmt_stack_hash's: it is computed from what identifies a frame in the
    running interpreter, see alloc_frames.c).  Both need the GIL. */
-uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max,
-                            uint64_t *hash, const void *base);
+uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
+                            const void *base);
 /* The hot path's walk: the hash alone, the number of frames in *n. */
 uint64_t pmt_stack_hash_walk(uint32_t max, const void *base, uint32_t *n);
 /* The calling thread's innermost Python frame (opaque), NULL if none. */

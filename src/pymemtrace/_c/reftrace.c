@@ -71,34 +71,35 @@
 #include "core/ptrmap.h"
 #endif
 
-PyDoc_STRVAR(reftrace_doc,
-"ReferenceTracing(message=None, filepath=None, include_builtins=False,\n"
-"                 exclude_tp_names=None, include_tp_names=None,\n"
-"                 gc_collect_on_exit=2, *, max_objects=4000000,\n"
-"                 max_log_bytes=0)\n"
-"--\n"
-"\n"
-"Log every object created (NEW:) and destroyed (DEL:) inside a with\n"
-"block, with its type, the live count of that type and the Python\n"
-"file, line and function that ran.  CPython 3.13 or newer.\n"
-"\n"
-"message: a line written at the top of the log.\n"
-"filepath: the log file; default\n"
-"  YYYYMMDD_HHMMSS_<n>_<pid>_O_0_PY<version>.log in the current directory.\n"
-"include_builtins: also record objects of builtin types (int, str, dict,\n"
-"  list, function, frame, ...).  A user subclass of a builtin is the\n"
-"  user's type and is always recorded.\n"
-"exclude_tp_names, include_tp_names: iterables of type names, matched\n"
-"  exactly against type.__qualname__ or module.qualname; with\n"
-"  include_tp_names only those types are recorded (builtin or not).\n"
-"gc_collect_on_exit: gc.collect() runs this many times before tracing\n"
-"  stops, so garbage cycles show as DEL:.\n"
-"max_objects: most objects tracked at once (bounded memory); more are\n"
-"  counted as dropped.\n"
-"max_log_bytes: stop writing records when the log reaches this size\n"
-"  (0: no cap); counting continues.\n"
-"\n"
-"See docs/reference_tracing.md.");
+PyDoc_STRVAR(
+    reftrace_doc,
+    "ReferenceTracing(message=None, filepath=None, include_builtins=False,\n"
+    "                 exclude_tp_names=None, include_tp_names=None,\n"
+    "                 gc_collect_on_exit=2, *, max_objects=4000000,\n"
+    "                 max_log_bytes=0)\n"
+    "--\n"
+    "\n"
+    "Log every object created (NEW:) and destroyed (DEL:) inside a with\n"
+    "block, with its type, the live count of that type and the Python\n"
+    "file, line and function that ran.  CPython 3.13 or newer.\n"
+    "\n"
+    "message: a line written at the top of the log.\n"
+    "filepath: the log file; default\n"
+    "  YYYYMMDD_HHMMSS_<n>_<pid>_O_0_PY<version>.log in the current directory.\n"
+    "include_builtins: also record objects of builtin types (int, str, dict,\n"
+    "  list, function, frame, ...).  A user subclass of a builtin is the\n"
+    "  user's type and is always recorded.\n"
+    "exclude_tp_names, include_tp_names: iterables of type names, matched\n"
+    "  exactly against type.__qualname__ or module.qualname; with\n"
+    "  include_tp_names only those types are recorded (builtin or not).\n"
+    "gc_collect_on_exit: gc.collect() runs this many times before tracing\n"
+    "  stops, so garbage cycles show as DEL:.\n"
+    "max_objects: most objects tracked at once (bounded memory); more are\n"
+    "  counted as dropped.\n"
+    "max_log_bytes: stop writing records when the log reaches this size\n"
+    "  (0: no cap); counting continues.\n"
+    "\n"
+    "See docs/reference_tracing.md.");
 
 #define RT_NOT_SUPPORTED_FMT                                                  \
     "ReferenceTracing needs CPython 3.13 or newer (PyRefTracer); this is %s"
@@ -114,13 +115,13 @@ PyDoc_STRVAR(reftrace_doc,
 #define RT_BUF_SIZE (256 * 1024)
 
 typedef struct {
-    int fd;            /* the log, -1 when closed */
-    char *buf;         /* RT_BUF_SIZE bytes */
-    size_t len;        /* bytes in buf not yet written */
-    uint64_t written;  /* bytes written to fd so far */
-    uint64_t cap;      /* max_log_bytes; 0: none */
-    int capped;        /* the cap was reached: records are dropped */
-    int error;         /* errno of the first failed write, 0 if none */
+    int fd;           /* the log, -1 when closed */
+    char *buf;        /* RT_BUF_SIZE bytes */
+    size_t len;       /* bytes in buf not yet written */
+    uint64_t written; /* bytes written to fd so far */
+    uint64_t cap;     /* max_log_bytes; 0: none */
+    int capped;       /* the cap was reached: records are dropped */
+    int error;        /* errno of the first failed write, 0 if none */
 } rt_writer;
 
 static void
@@ -183,11 +184,20 @@ rt_put_escaped(rt_writer *w, const char *s, size_t n)
     for (i = 0; i < n; i++) {
         char esc;
         switch (s[i]) {
-        case '\\': esc = '\\'; break;
-        case '\t': esc = 't'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        default: continue;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        default:
+            continue;
         }
         rt_put(w, s + start, i - start);
         rt_putc(w, '\\');
@@ -351,16 +361,16 @@ rt_pystr_to_utf8(PyObject *s, char *out, size_t cap)
 
 /* One per type seen while tracing (recorded or not). */
 typedef struct {
-    char *name;       /* "module.qualname" (builtins: qualname), UTF-8,
+    char *name;         /* "module.qualname" (builtins: qualname), UTF-8,
                          malloc'd, not escaped */
-    size_t name_len;  /* strlen(name) */
-    char *esc_name;   /* name escaped for the log, malloc'd */
-    size_t esc_len;   /* strlen(esc_name) */
-    int recorded;     /* the filters let objects of this type through */
-    int reconcile;    /* a heap type with Py_TPFLAGS_HAVE_GC: its live
+    size_t name_len;    /* strlen(name) */
+    char *esc_name;     /* name escaped for the log, malloc'd */
+    size_t esc_len;     /* strlen(esc_name) */
+    int recorded;       /* the filters let objects of this type through */
+    int reconcile;      /* a heap type with Py_TPFLAGS_HAVE_GC: its live
                          instances are always known to the collector */
-    int64_t live;     /* recorded objects created and not yet destroyed */
-    uint64_t created; /* NEW records */
+    int64_t live;       /* recorded objects created and not yet destroyed */
+    uint64_t created;   /* NEW records */
     uint64_t destroyed; /* DEL records */
 } rt_type;
 
@@ -368,40 +378,44 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     /* Configuration, fixed by the constructor. */
-    PyObject *message;        /* str or NULL */
-    PyObject *filepath;       /* str: the log path */
-    int include_builtins;     /* record builtin static types too */
-    int gc_collect_on_exit;   /* gc.collect() calls at exit */
-    char **include_names;     /* UTF-8 names, malloc'd; NULL: no list */
+    PyObject *message;      /* str or NULL */
+    PyObject *filepath;     /* str: the log path */
+    int include_builtins;   /* record builtin static types too */
+    int gc_collect_on_exit; /* gc.collect() calls at exit */
+    char **include_names;   /* UTF-8 names, malloc'd; NULL: no list */
     size_t n_include;
-    char **exclude_names;     /* UTF-8 names, malloc'd */
+    char **exclude_names; /* UTF-8 names, malloc'd */
     size_t n_exclude;
-    size_t max_objects;       /* bound of the object table */
-    uint64_t max_log_bytes;   /* log size cap; 0: none */
+    size_t max_objects;     /* bound of the object table */
+    uint64_t max_log_bytes; /* log size cap; 0: none */
     /* Run state: all protected by the GIL. */
-    int phase;                /* RT_CREATED, RT_ACTIVE, RT_DONE */
-    PyObject *displaced;      /* str: how the slot was lost, or NULL */
-    rt_type *types;           /* malloc'd array */
+    int phase;           /* RT_CREATED, RT_ACTIVE, RT_DONE */
+    PyObject *displaced; /* str: how the slot was lost, or NULL */
+    rt_type *types;      /* malloc'd array */
     size_t n_types, cap_types;
-    pmt_ptrmap type_index;    /* PyTypeObject * -> index in types */
-    pmt_ptrmap objects;       /* live recorded object -> index in types */
-    rt_writer *writer;        /* malloc'd; NULL before enter/after close */
-    struct timespec t0;       /* CLOCK_MONOTONIC at enter */
-    uint64_t last_ns;         /* clock of the last record written */
-    uint64_t events;          /* every callback call (CREATE + DESTROY) */
-    uint64_t n_new;           /* NEW records */
-    uint64_t n_del;           /* DEL records */
-    uint64_t n_reused;        /* NEW at an address we still held: the old
+    pmt_ptrmap type_index;  /* PyTypeObject * -> index in types */
+    pmt_ptrmap objects;     /* live recorded object -> index in types */
+    rt_writer *writer;      /* malloc'd; NULL before enter/after close */
+    struct timespec t0;     /* CLOCK_MONOTONIC at enter */
+    uint64_t last_ns;       /* clock of the last record written */
+    uint64_t events;        /* every callback call (CREATE + DESTROY) */
+    uint64_t n_new;         /* NEW records */
+    uint64_t n_del;         /* DEL records */
+    uint64_t n_reused;      /* NEW at an address we still held: the old
                                  object went without DESTROY (realloc) */
-    uint64_t n_dropped;       /* objects not tracked: table full / no mem */
-    uint64_t n_inferred;      /* DEL records written for objects freed
+    uint64_t n_dropped;     /* objects not tracked: table full / no mem */
+    uint64_t n_inferred;    /* DEL records written for objects freed
                                  without a DESTROY event (see
                                  rt_reconcile) */
-    uint64_t n_unknown_loc;   /* records without a Python location */
-    uint64_t log_bytes;       /* size of the closed log */
+    uint64_t n_unknown_loc; /* records without a Python location */
+    uint64_t log_bytes;     /* size of the closed log */
 } rt_object;
 
-enum { RT_CREATED = 0, RT_ACTIVE = 1, RT_DONE = 2 };
+enum {
+    RT_CREATED = 0,
+    RT_ACTIVE = 1,
+    RT_DONE = 2
+};
 
 /* The process-wide runtime (documented exception to "no mutable
    globals"): one reference tracer slot per process, so at most one active
@@ -426,9 +440,11 @@ static struct {
 static const int rt_fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
                                        SIGILL};
 #define RT_N_SIGNALS (sizeof(rt_fatal_signals) / sizeof(rt_fatal_signals[0]))
-static struct sigaction rt_old_actions[RT_N_SIGNALS]; /* pmt-lint: allow-static read by the signal handler, which has no other way in */
+static struct sigaction rt_old_actions
+    [RT_N_SIGNALS]; /* pmt-lint: allow-static read by the signal handler, which has no other way in */
 /* The writer the signal handler flushes (async-signal-safe: write(2)). */
-static rt_writer *volatile rt_signal_writer; /* pmt-lint: allow-static read by the signal handler */
+static rt_writer
+    *volatile rt_signal_writer; /* pmt-lint: allow-static read by the signal handler */
 
 static void
 rt_signal_handler(int signum)
@@ -485,8 +501,8 @@ rt_signals_remove(void)
     for (i = 0; i < RT_N_SIGNALS; i++) {
         struct sigaction current;
         /* Leave alone a handler someone installed after ours. */
-        if (sigaction(rt_fatal_signals[i], NULL, &current) == 0
-            && current.sa_handler == rt_signal_handler) {
+        if (sigaction(rt_fatal_signals[i], NULL, &current) == 0 &&
+            current.sa_handler == rt_signal_handler) {
             sigaction(rt_fatal_signals[i], &rt_old_actions[i], NULL);
         }
     }
@@ -520,8 +536,8 @@ rt_clock_ns(rt_object *self)
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - self->t0.tv_sec) * UINT64_C(1000000000)
-           + (uint64_t)now.tv_nsec - (uint64_t)self->t0.tv_nsec;
+    return (uint64_t)(now.tv_sec - self->t0.tv_sec) * UINT64_C(1000000000) +
+           (uint64_t)now.tv_nsec - (uint64_t)self->t0.tv_nsec;
 }
 
 /* Nonzero when records may be written. */
@@ -535,8 +551,9 @@ rt_can_write(rt_object *self)
     }
     if (w->cap != 0 && w->written + w->len >= w->cap) {
         w->capped = 1;
-        rt_put_str(w, "# max_log_bytes reached: records stop here, "
-                      "counting goes on\n");
+        rt_put_str(w,
+                   "# max_log_bytes reached: records stop here, "
+                   "counting goes on\n");
         return 0;
     }
     return 1;
@@ -590,8 +607,8 @@ rt_type_names(PyTypeObject *tp, char *full, char *qual)
         if (tp->tp_dict != NULL && rt_runtime.str_module != NULL) {
             pmt_exc_t saved;
             PMT_EXC_SAVE(saved);
-            module = PyDict_GetItemWithError(tp->tp_dict,
-                                             rt_runtime.str_module);
+            module =
+                PyDict_GetItemWithError(tp->tp_dict, rt_runtime.str_module);
             if (module == NULL) {
                 PyErr_Clear();
             }
@@ -628,11 +645,25 @@ rt_escape_cstr(const char *s, size_t *len)
     }
     for (i = 0; i < n; i++) {
         switch (s[i]) {
-        case '\\': out[j++] = '\\'; out[j++] = '\\'; break;
-        case '\t': out[j++] = '\\'; out[j++] = 't'; break;
-        case '\n': out[j++] = '\\'; out[j++] = 'n'; break;
-        case '\r': out[j++] = '\\'; out[j++] = 'r'; break;
-        default: out[j++] = s[i]; break;
+        case '\\':
+            out[j++] = '\\';
+            out[j++] = '\\';
+            break;
+        case '\t':
+            out[j++] = '\\';
+            out[j++] = 't';
+            break;
+        case '\n':
+            out[j++] = '\\';
+            out[j++] = 'n';
+            break;
+        case '\r':
+            out[j++] = '\\';
+            out[j++] = 'r';
+            break;
+        default:
+            out[j++] = s[i];
+            break;
         }
     }
     out[j] = '\0';
@@ -650,12 +681,12 @@ rt_type_matches(char **names, size_t n, PyTypeObject *tp, const char *full,
 
     for (i = 0; i < n; i++) {
         const char *name = names[i];
-        if (strcmp(name, full) == 0 || strcmp(name, qual) == 0
-            || strcmp(name, tp->tp_name) == 0) {
+        if (strcmp(name, full) == 0 || strcmp(name, qual) == 0 ||
+            strcmp(name, tp->tp_name) == 0) {
             return 1;
         }
-        if (builtin && strncmp(name, "builtins.", 9) == 0
-            && strcmp(name + 9, tp->tp_name) == 0) {
+        if (builtin && strncmp(name, "builtins.", 9) == 0 &&
+            strcmp(name + 9, tp->tp_name) == 0) {
             return 1;
         }
     }
@@ -696,9 +727,8 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
     else {
         recorded = self->include_builtins || !builtin;
     }
-    if (recorded
-        && rt_type_matches(self->exclude_names, self->n_exclude, tp, full,
-                           qual, builtin)) {
+    if (recorded && rt_type_matches(self->exclude_names, self->n_exclude, tp,
+                                    full, qual, builtin)) {
         recorded = 0;
     }
     entry = &self->types[self->n_types];
@@ -715,8 +745,8 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
         return -1;
     }
     entry->recorded = recorded;
-    entry->reconcile = (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-                       && (tp->tp_flags & Py_TPFLAGS_HAVE_GC);
+    entry->reconcile = (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+                       (tp->tp_flags & Py_TPFLAGS_HAVE_GC);
     index = (uint32_t)self->n_types;
     if (pmt_ptrmap_put(&self->type_index, (uintptr_t)tp, index, NULL) < 0) {
         free(entry->esc_name);
@@ -740,22 +770,24 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
 #define RT_LINE_SLOTS 4096
 
 typedef struct {
-    PyObject *code;   /* not a reference: key only */
-    char *text;       /* malloc'd "file\t" ... escaped */
-    size_t file_len;  /* bytes of the escaped file name */
-    size_t func_off;  /* offset of the escaped function name in text */
+    PyObject *code;  /* not a reference: key only */
+    char *text;      /* malloc'd "file\t" ... escaped */
+    size_t file_len; /* bytes of the escaped file name */
+    size_t func_off; /* offset of the escaped function name in text */
     size_t func_len;
 } rt_code_slot;
 
 typedef struct {
-    PyObject *code;   /* key, with lasti */
+    PyObject *code; /* key, with lasti */
     int lasti;
     int line;
 } rt_line_slot;
 
 /* Process-wide like the runtime (one active tracer): GIL. */
-static rt_code_slot rt_code_cache[RT_CODE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
-static rt_line_slot rt_line_cache[RT_LINE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
+static rt_code_slot rt_code_cache
+    [RT_CODE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
+static rt_line_slot rt_line_cache
+    [RT_LINE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
 
 static void
 rt_cache_clear(void)
@@ -793,11 +825,20 @@ rt_append_escaped(char *buf, size_t *len, PyObject *s)
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
         char esc = 0;
         switch (ch) {
-        case '\\': esc = '\\'; break;
-        case '\t': esc = 't'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        default: break;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        default:
+            break;
         }
         if (esc) {
             out[(*len)++] = '\\';
@@ -846,8 +887,8 @@ static int
 rt_line_lookup(struct _PyInterpreterFrame *frame, PyObject *code)
 {
     int lasti = PyUnstable_InterpreterFrame_GetLasti(frame);
-    size_t h = (((uintptr_t)code >> 4) ^ ((size_t)lasti * 40503u))
-               * 2654435761u;
+    size_t h =
+        (((uintptr_t)code >> 4) ^ ((size_t)lasti * 40503u)) * 2654435761u;
     rt_line_slot *slot = &rt_line_cache[(h >> 8) % RT_LINE_SLOTS];
 
     if (slot->code != code || slot->lasti != lasti) {
@@ -1059,9 +1100,9 @@ rt_mark_visit(PyObject *op, void *arg)
 
 typedef struct {
     rt_object *self;
-    uintptr_t *dead;  /* malloc'd, n_dead entries */
+    uintptr_t *dead; /* malloc'd, n_dead entries */
     size_t n_dead, cap_dead;
-    int failed;       /* out of memory */
+    int failed; /* out of memory */
 } rt_sweep;
 
 static void
@@ -1149,8 +1190,8 @@ rt_note_displaced(rt_object *self)
     int saved_guard;
     char buf[256];
 
-    if (self->displaced != NULL || self->phase != RT_ACTIVE
-        || rt_slot_is_ours()) {
+    if (self->displaced != NULL || self->phase != RT_ACTIVE ||
+        rt_slot_is_ours()) {
         return 0;
     }
     func = PyRefTracer_GetTracer(&data);
@@ -1172,14 +1213,16 @@ rt_note_displaced(rt_object *self)
     Py_XDECREF(tracing);
     Py_XDECREF(tm);
     if (func == NULL) {
-        text = "the reference tracer was removed by another tool "
-               "(tracemalloc.stop() does this); events after this point "
-               "were not seen";
+        text =
+            "the reference tracer was removed by another tool "
+            "(tracemalloc.stop() does this); events after this point "
+            "were not seen";
     }
     else if (is_tracemalloc) {
-        text = "tracemalloc took the reference tracer slot "
-               "(tracemalloc.start() while tracing); events after this "
-               "point were not seen";
+        text =
+            "tracemalloc took the reference tracer slot "
+            "(tracemalloc.start() while tracing); events after this "
+            "point were not seen";
     }
     else {
         snprintf(buf, sizeof(buf),
@@ -1348,7 +1391,8 @@ rt_parse_names(PyObject *arg, const char *what, char ***out, size_t *n_out)
     if (PyUnicode_Check(arg) || PyBytes_Check(arg)) {
         PyErr_Format(PyExc_TypeError,
                      "%s must be an iterable of type names, not a single "
-                     "%s (write [%R])", what, Py_TYPE(arg)->tp_name, arg);
+                     "%s (write [%R])",
+                     what, Py_TYPE(arg)->tp_name, arg);
         goto error;
     }
     iter = PyObject_GetIter(arg);
@@ -1430,21 +1474,20 @@ rt_default_path(void)
 static PyObject *
 rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"message", "filepath", "include_builtins",
-                             "exclude_tp_names", "include_tp_names",
-                             "gc_collect_on_exit", "max_objects",
-                             "max_log_bytes", NULL};
+    static char *kwlist[] = {
+        "message",          "filepath",         "include_builtins",
+        "exclude_tp_names", "include_tp_names", "gc_collect_on_exit",
+        "max_objects",      "max_log_bytes",    NULL};
     PyObject *message = Py_None, *filepath = Py_None;
     PyObject *exclude = Py_None, *include = Py_None;
     int include_builtins = 0, gc_collect_on_exit = 2;
     Py_ssize_t max_objects = 4000000, max_log_bytes = 0;
     rt_object *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOpOOi$nn:ReferenceTracing",
-                                     kwlist, &message, &filepath,
-                                     &include_builtins, &exclude, &include,
-                                     &gc_collect_on_exit, &max_objects,
-                                     &max_log_bytes)) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "|OOpOOi$nn:ReferenceTracing", kwlist, &message,
+            &filepath, &include_builtins, &exclude, &include,
+            &gc_collect_on_exit, &max_objects, &max_log_bytes)) {
         return NULL;
     }
     if (message != Py_None && !PyUnicode_Check(message)) {
@@ -1474,9 +1517,9 @@ rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     else {
         PyObject *path = PyOS_FSPath(filepath);
         if (path != NULL && !PyUnicode_Check(path)) {
-            Py_SETREF(path, PyUnicode_DecodeFSDefaultAndSize(
-                                PyBytes_AS_STRING(path),
-                                PyBytes_GET_SIZE(path)));
+            Py_SETREF(path,
+                      PyUnicode_DecodeFSDefaultAndSize(
+                          PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path)));
         }
         self->filepath = path;
     }
@@ -1576,17 +1619,19 @@ rt_write_header(rt_object *self)
     }
     if (Py_Version < 0x030D03F0) {
         /* gh-130382, fixed in 3.13.3. */
-        rt_put_str(w, "\n# warning: this CPython does not report objects "
-                      "freed by the eval loop itself (gh-130382, fixed in "
-                      "3.13.3): their DEL: records are inferred (File "
-                      "<inferred>) at address reuse and, for instances of "
-                      "classes, at exit; builtin types may show as live "
-                      "after they are gone");
+        rt_put_str(w,
+                   "\n# warning: this CPython does not report objects "
+                   "freed by the eval loop itself (gh-130382, fixed in "
+                   "3.13.3): their DEL: records are inferred (File "
+                   "<inferred>) at address reuse and, for instances of "
+                   "classes, at exit; builtin types may show as live "
+                   "after they are gone");
     }
     rt_put_str(w, "\n# previous_tracer: ");
     rt_put_str(w, rt_runtime.prev_func != NULL ? "chained" : "none");
-    rt_put_str(w, "\nHDR:\tEvent\tClock\tAddress\tType\tLive\tFile\t#line"
-                  "\tFunction\n");
+    rt_put_str(w,
+               "\nHDR:\tEvent\tClock\tAddress\tType\tLive\tFile\t#line"
+               "\tFunction\n");
     return 0;
 }
 
@@ -1615,13 +1660,11 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     if (!rt_runtime.atexit_registered) {
-        if (PyUnstable_AtExit(PyInterpreterState_Get(), rt_atexit, NULL)
-            < 0) {
+        if (PyUnstable_AtExit(PyInterpreterState_Get(), rt_atexit, NULL) < 0) {
             return NULL;
         }
         if (pthread_atfork(NULL, NULL, rt_atfork_child) != 0) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "pthread_atfork() failed");
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork() failed");
             return NULL;
         }
         rt_runtime.atexit_registered = 1;
@@ -1644,9 +1687,9 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
     }
     w->fd = fd;
     w->cap = self->max_log_bytes;
-    if (pmt_ptrmap_init(&self->objects, 1024, self->max_objects) != 0
-        || (self->type_index.slots == NULL
-            && pmt_ptrmap_init(&self->type_index, 256, 0) != 0)) {
+    if (pmt_ptrmap_init(&self->objects, 1024, self->max_objects) != 0 ||
+        (self->type_index.slots == NULL &&
+         pmt_ptrmap_init(&self->type_index, 256, 0) != 0)) {
         pmt_ptrmap_fini(&self->objects);
         free(w->buf);
         free(w);
@@ -1717,11 +1760,12 @@ rt_exit(rt_object *self, PyObject *args)
     Py_RETURN_FALSE;
 }
 
-PyDoc_STRVAR(rt_live_doc,
-"live_object_counts() -> dict[str, int]\n"
-"\n"
-"{type name: count} of the recorded objects created while tracing and\n"
-"not destroyed yet (after exit: not destroyed before tracing stopped).");
+PyDoc_STRVAR(
+    rt_live_doc,
+    "live_object_counts() -> dict[str, int]\n"
+    "\n"
+    "{type name: count} of the recorded objects created while tracing and\n"
+    "not destroyed yet (after exit: not destroyed before tracing stopped).");
 
 static PyObject *
 rt_live_object_counts(rt_object *self, PyObject *Py_UNUSED(ignored))
@@ -1751,8 +1795,8 @@ rt_live_object_counts(rt_object *self, PyObject *Py_UNUSED(ignored))
         if (t->live <= 0) {
             continue;
         }
-        key = PyUnicode_DecodeUTF8(t->name, (Py_ssize_t)t->name_len,
-                                   "replace");
+        key =
+            PyUnicode_DecodeUTF8(t->name, (Py_ssize_t)t->name_len, "replace");
         if (key == NULL) {
             goto error;
         }
@@ -1783,9 +1827,9 @@ error:
 }
 
 PyDoc_STRVAR(rt_log_path_doc,
-"log_file_path() -> str\n"
-"\n"
-"The path of this tracer's log file.");
+             "log_file_path() -> str\n"
+             "\n"
+             "The path of this tracer's log file.");
 
 static PyObject *
 rt_log_file_path(rt_object *self, PyObject *Py_UNUSED(ignored))
@@ -1793,11 +1837,12 @@ rt_log_file_path(rt_object *self, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(self->filepath);
 }
 
-PyDoc_STRVAR(rt_write_msg_doc,
-"write_message_to_log(message: str) -> None\n"
-"\n"
-"Write a MSG: record (one line; newlines are escaped) to this tracer's\n"
-"log.  Only while tracing.");
+PyDoc_STRVAR(
+    rt_write_msg_doc,
+    "write_message_to_log(message: str) -> None\n"
+    "\n"
+    "Write a MSG: record (one line; newlines are escaped) to this tracer's\n"
+    "log.  Only while tracing.");
 
 static PyObject *
 rt_write_message_to_log(rt_object *self, PyObject *message)
@@ -1823,14 +1868,15 @@ rt_write_message_to_log(rt_object *self, PyObject *message)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(rt_stats_doc,
-"stats() -> dict[str, int]\n"
-"\n"
-"Counters: events (every create/destroy seen), new and del (records),\n"
-"reused (an address recorded twice without a destroy in between),\n"
-"dropped (objects not tracked: max_objects reached), unknown_location\n"
-"(records without a Python frame), inferred_del (DEL: records for objects\n"
-"freed without a DESTROY event), log_bytes.");
+PyDoc_STRVAR(
+    rt_stats_doc,
+    "stats() -> dict[str, int]\n"
+    "\n"
+    "Counters: events (every create/destroy seen), new and del (records),\n"
+    "reused (an address recorded twice without a destroy in between),\n"
+    "dropped (objects not tracked: max_objects reached), unknown_location\n"
+    "(records without a Python frame), inferred_del (DEL: records for objects\n"
+    "freed without a DESTROY event), log_bytes.");
 
 static PyObject *
 rt_stats(rt_object *self, PyObject *Py_UNUSED(ignored))
@@ -1930,16 +1976,17 @@ static PyType_Slot rt_slots[] = {
 static PyType_Spec rt_spec = {
     .name = "pymemtrace._native.ReferenceTracing",
     .basicsize = sizeof(rt_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-             | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = rt_slots,
 };
 
-PyDoc_STRVAR(rt_slot_doc,
-"_reftrace_slot() -> tuple[int, bool] | None\n"
-"\n"
-"For tests: (address of the installed reference tracer function, whether\n"
-"it is ReferenceTracing's), or None when the slot is empty.");
+PyDoc_STRVAR(
+    rt_slot_doc,
+    "_reftrace_slot() -> tuple[int, bool] | None\n"
+    "\n"
+    "For tests: (address of the installed reference tracer function, whether\n"
+    "it is ReferenceTracing's), or None when the slot is empty.");
 
 static PyObject *
 rt_reftrace_slot(PyObject *module, PyObject *Py_UNUSED(ignored))

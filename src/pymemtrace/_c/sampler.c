@@ -166,8 +166,8 @@ timespec_add(struct timespec *ts, double seconds)
 static int
 timespec_before(const struct timespec *a, const struct timespec *b)
 {
-    return a->tv_sec < b->tv_sec
-           || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+    return a->tv_sec < b->tv_sec ||
+           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Sleep until the deadline (SAMPLER_COND_CLOCK) or until stop() signals.
@@ -478,8 +478,8 @@ sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &fail_after)) {
         return NULL;
     }
-    if (!(isfinite(interval) && interval > 0.0
-          && interval <= SAMPLER_MAX_INTERVAL)) {
+    if (!(isfinite(interval) && interval > 0.0 &&
+          interval <= SAMPLER_MAX_INTERVAL)) {
         PyErr_Format(PyExc_ValueError,
                      "interval must be a number of seconds > 0 and <= %d, "
                      "got %R",
@@ -502,8 +502,8 @@ sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
-    self->core = core_new(interval, (size_t)capacity, with_cpu,
-                          (uint64_t)fail_after);
+    self->core =
+        core_new(interval, (size_t)capacity, with_cpu, (uint64_t)fail_after);
     if (self->core == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -533,13 +533,14 @@ sampler_dealloc(SamplerObject *self)
     Py_DECREF(tp);
 }
 
-PyDoc_STRVAR(sampler_start_doc,
-"start(immediate=True) -> None\n"
-"\n"
-"Start the sampler thread.  With immediate true the thread takes its\n"
-"first sample at once and start() waits for it (so tid and one sample are\n"
-"there on return); otherwise the first sample comes one interval later\n"
-"and start() does not wait.  RuntimeError when it is already running.");
+PyDoc_STRVAR(
+    sampler_start_doc,
+    "start(immediate=True) -> None\n"
+    "\n"
+    "Start the sampler thread.  With immediate true the thread takes its\n"
+    "first sample at once and start() waits for it (so tid and one sample are\n"
+    "there on return); otherwise the first sample comes one interval later\n"
+    "and start() does not wait.  RuntimeError when it is already running.");
 
 static PyObject *
 sampler_start(SamplerObject *self, PyObject *args, PyObject *kwargs)
@@ -595,12 +596,13 @@ sampler_start(SamplerObject *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(sampler_stop_doc,
-"stop() -> None\n"
-"\n"
-"Wake the sampler thread and join it (with the GIL released).  Returns at\n"
-"once whatever the interval.  Idempotent.  Samples taken stay in the ring\n"
-"until drained.");
+PyDoc_STRVAR(
+    sampler_stop_doc,
+    "stop() -> None\n"
+    "\n"
+    "Wake the sampler thread and join it (with the GIL released).  Returns at\n"
+    "once whatever the interval.  Idempotent.  Samples taken stay in the ring\n"
+    "until drained.");
 
 static PyObject *
 sampler_stop(SamplerObject *self, PyObject *Py_UNUSED(ignored))
@@ -609,22 +611,23 @@ sampler_stop(SamplerObject *self, PyObject *Py_UNUSED(ignored))
     pthread_t thread;
 
     if (claim_join(core, &thread)) {
-        Py_BEGIN_ALLOW_THREADS
-        (void)pthread_join(thread, NULL);
+        Py_BEGIN_ALLOW_THREADS(void)
+        pthread_join(thread, NULL);
         Py_END_ALLOW_THREADS
         finish_join(core);
     }
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(sampler_drain_doc,
-"drain(max=-1) -> list\n"
-"\n"
-"Remove and return the samples held, oldest first, at most max of them\n"
-"(all when max < 0).  Each sample is a tuple (monotonic, wall, rss,\n"
-"cpu_user, cpu_system): seconds of time.monotonic(), seconds of\n"
-"time.time(), bytes, CPU seconds.  When the thread stopped because a read\n"
-"failed, the call that finds the ring empty raises that OSError once.");
+PyDoc_STRVAR(
+    sampler_drain_doc,
+    "drain(max=-1) -> list\n"
+    "\n"
+    "Remove and return the samples held, oldest first, at most max of them\n"
+    "(all when max < 0).  Each sample is a tuple (monotonic, wall, rss,\n"
+    "cpu_user, cpu_system): seconds of time.monotonic(), seconds of\n"
+    "time.time(), bytes, CPU seconds.  When the thread stopped because a read\n"
+    "failed, the call that finds the ring empty raises that OSError once.");
 
 static PyObject *
 sampler_drain(SamplerObject *self, PyObject *args, PyObject *kwargs)
@@ -638,8 +641,7 @@ sampler_drain(SamplerObject *self, PyObject *args, PyObject *kwargs)
     const char *error_what = NULL;
     PyObject *result = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:drain", kwlist,
-                                     &max)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:drain", kwlist, &max)) {
         return NULL;
     }
     pthread_mutex_lock(&core->lock);
@@ -666,8 +668,8 @@ sampler_drain(SamplerObject *self, PyObject *args, PyObject *kwargs)
 
     if (error) {
         errno = error;
-        PyErr_Format(PyExc_OSError, "rss sampler stopped: %s: %s",
-                     error_what, strerror(error));
+        PyErr_Format(PyExc_OSError, "rss sampler stopped: %s: %s", error_what,
+                     strerror(error));
         goto out_free;
     }
     result = PyList_New((Py_ssize_t)n);
@@ -687,11 +689,12 @@ out_free:
     return result;
 }
 
-PyDoc_STRVAR(sampler_request_stop_doc,
-"request_stop() -> None\n"
-"\n"
-"Wake the sampler thread and tell it to end, without waiting; stop() then\n"
-"joins it.  Lets the caller do other work while the thread ends.");
+PyDoc_STRVAR(
+    sampler_request_stop_doc,
+    "request_stop() -> None\n"
+    "\n"
+    "Wake the sampler thread and tell it to end, without waiting; stop() then\n"
+    "joins it.  Lets the caller do other work while the thread ends.");
 
 static PyObject *
 sampler_request_stop(SamplerObject *self, PyObject *Py_UNUSED(ignored))
@@ -818,12 +821,11 @@ static PyGetSetDef sampler_getset[] = {
     {"pending", (getter)sampler_get_pending, NULL,
      "Samples in the ring, waiting for drain().", NULL},
     {"tid", (getter)sampler_get_tid, NULL,
-     "Kernel thread id of the last thread started (None before start).",
-     NULL},
+     "Kernel thread id of the last thread started (None before start).", NULL},
     {"interval", (getter)sampler_get_interval, NULL,
      "Seconds between samples.", NULL},
-    {"capacity", (getter)sampler_get_capacity, NULL,
-     "Samples the ring holds.", NULL},
+    {"capacity", (getter)sampler_get_capacity, NULL, "Samples the ring holds.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -840,13 +842,14 @@ static PyMethodDef sampler_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-PyDoc_STRVAR(sampler_doc,
-"Sampler(interval, capacity=4096, cpu=True)\n"
-"\n"
-"A C thread that samples this process every interval seconds (RSS, the\n"
-"clocks, and the CPU times when cpu is true) into a ring of capacity\n"
-"samples, without holding the GIL.  Use start()/stop() or a with block,\n"
-"and drain() from Python.");
+PyDoc_STRVAR(
+    sampler_doc,
+    "Sampler(interval, capacity=4096, cpu=True)\n"
+    "\n"
+    "A C thread that samples this process every interval seconds (RSS, the\n"
+    "clocks, and the CPU times when cpu is true) into a ring of capacity\n"
+    "samples, without holding the GIL.  Use start()/stop() or a with block,\n"
+    "and drain() from Python.");
 
 static PyType_Slot sampler_slots[] = {
     {Py_tp_new, sampler_new},
@@ -861,16 +864,17 @@ static PyType_Slot sampler_slots[] = {
 static PyType_Spec sampler_spec = {
     .name = "pymemtrace._native.Sampler",
     .basicsize = sizeof(SamplerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-             | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = sampler_slots,
 };
 
-PyDoc_STRVAR(process_sample_doc,
-"process_sample() -> tuple\n"
-"\n"
-"One sample taken now by the calling thread, in the shape drain() returns:\n"
-"(monotonic, wall, rss, cpu_user, cpu_system).");
+PyDoc_STRVAR(
+    process_sample_doc,
+    "process_sample() -> tuple\n"
+    "\n"
+    "One sample taken now by the calling thread, in the shape drain() returns:\n"
+    "(monotonic, wall, rss, cpu_user, cpu_system).");
 
 static PyObject *
 process_sample(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -898,8 +902,8 @@ pmt_sampler_exec(PyObject *module)
     if (PyModule_AddFunctions(module, sampler_functions) < 0) {
         return -1;
     }
-    state->sampler_type = PyType_FromModuleAndSpec(module, &sampler_spec,
-                                                   NULL);
+    state->sampler_type =
+        PyType_FromModuleAndSpec(module, &sampler_spec, NULL);
     if (state->sampler_type == NULL) {
         return -1;
     }

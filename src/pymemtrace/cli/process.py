@@ -266,6 +266,8 @@ class Command:
                 with open(args.svg, "w", encoding="utf-8") as stream:
                     stream.write(text)
             except OSError as exc:
-                raise PymemtraceError(f"cannot write chart {args.svg}: {exc.strerror or exc}")
+                raise PymemtraceError(
+                    f"cannot write chart {args.svg}: {exc.strerror or exc}"
+                ) from None
             print(f"chart: {args.svg}")
 

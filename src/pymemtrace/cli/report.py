@@ -3,7 +3,10 @@
 Profile/Trace logs: functions and lines ranked by memory growth, a
 timeline, the largest growth events.  ReferenceTracing logs: the types
 with net live growth and where their surviving objects were created.
-The kind of log is read from its HDR: line.
+The kind of log is read from its HDR: line.  A saved allocation snapshot
+(the JSON of ``pymemtrace run --allocations -o``, ``AllocationSnapshot.save``)
+is reported too: its top sites, ``--svg`` its flame graph, ``--html`` the
+one-file HTML report.
 """
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ class Command:
         parser.add_argument("log", help="a log written by cPyMemTrace.Profile, Trace or ReferenceTracing")
         parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
         parser.add_argument("--top", type=int, default=10, metavar="N", help="rows per ranking (default 10)")
-        parser.add_argument("--svg", metavar="OUT", help="also write the timeline as an SVG chart to OUT")
+        parser.add_argument("--svg", metavar="OUT", help="also write the timeline (a snapshot: its flame graph) as an SVG chart to OUT")
+        parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot only: also write its one-file HTML report to OUT.html")
 
     def run(self, args) -> int:
         from pymemtrace.reporters import log_report
@@ -57,6 +61,11 @@ class Command:
         if args.top < 1:
             raise UsageError("--top must be at least 1")
         path = os.fspath(args.log)
+        snapshot = _allocation_snapshot(path)
+        if snapshot is not None:
+            return _report_snapshot(snapshot, args)
+        if args.html:
+            raise UsageError("--html needs an allocation snapshot (the JSON of pymemtrace run --allocations -o), not a log")
         kind = detect_kind(path)
         try:
             if kind == PROFILE:
@@ -90,3 +99,53 @@ class Command:
             except OSError as exc:
                 raise PymemtraceError(f"cannot write {args.svg}: {(exc.strerror or str(exc)).lower()}") from None
         return 0
+
+
+def _allocation_snapshot(path: str):
+    """The AllocationSnapshot saved in path, or None when path is not JSON."""
+    try:
+        with io.open(path, "r", encoding="utf-8", errors="replace") as stream:
+            head = stream.read(4096).lstrip()
+    except OSError:
+        return None  # detect_kind says why
+    if not head.startswith("{"):
+        return None
+    from pymemtrace.allocations import AllocationSnapshot
+
+    try:
+        return AllocationSnapshot.load(path)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PymemtraceError(f"{path} is not an allocation snapshot: {reason}") from None
+    except OSError as exc:
+        raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise PymemtraceError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+def _report_snapshot(snapshot, args) -> int:
+    from pymemtrace.reporters import allocations_json
+
+    label = "live at the snapshot"
+    if args.format == "json":
+        text = allocations_json.render(snapshot, indent=1)
+    else:
+        text = snapshot.to_text(top=args.top, live_title=label).rstrip("\n")
+    # The files first: an unwritable path fails before anything is printed.
+    if args.svg:
+        _write(args.svg, snapshot.to_flamegraph())
+    if args.html:
+        _write(args.html, snapshot.to_html(title=f"pymemtrace: {os.path.basename(args.log)}", live_label=label))
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0

@@ -1,13 +1,15 @@
 """`pymemtrace run`: run a Python script under a probe and report.
 
     pymemtrace run --allocations [--sample-bytes N] [--depth D] [-o OUT.json]
-                   [--collapsed OUT.txt] [--pprof OUT.pb.gz] (script.py | -m module) [args...]
+                   [--collapsed OUT.txt] [--pprof OUT.pb.gz] [--flamegraph OUT.svg]
+                   [--html OUT.html] (script.py | -m module) [args...]
 
 The script runs as ``python script.py`` would run it: as ``__main__``, with
 ``sys.argv`` set and its directory first on ``sys.path``.  Its exceptions
 print as its own traceback and exit 1; ``SystemExit`` keeps its code.  The
 report (memory live at exit and at the peak, by site) goes to stdout, the
-JSON document to ``-o``.
+JSON document to ``-o``; ``--html`` writes one self-contained HTML page
+(zoomable flame graphs and a sortable table, works offline).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pymemtrace.errors import PymemtraceError, UsageError
 
 USAGE = (
     "pymemtrace run --allocations [--sample-bytes <n>] [--depth <d>] [-o <out.json>]\n"
-    "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>] [--top <n>]\n"
+    "                      [--collapsed <out.txt>] [--pprof <out.pb.gz>]\n"
+    "                      [--flamegraph <out.svg>] [--html <out.html>] [--top <n>]\n"
     "                      (<script.py> | -m <module>) [<args>...]"
 )
 
@@ -106,6 +109,16 @@ class Command:
             help="write a gzip pprof profile of memory live at exit",
         )
         parser.add_argument(
+            "--flamegraph",
+            metavar="OUT.svg",
+            help="draw a flame graph (SVG) of memory live at exit",
+        )
+        parser.add_argument(
+            "--html",
+            metavar="OUT.html",
+            help="write one self-contained HTML report (flame graphs, sortable table)",
+        )
+        parser.add_argument(
             "--top",
             type=_positive,
             default=10,
@@ -186,6 +199,8 @@ def _open_outputs(args):
         ("json", args.output, "w"),
         ("collapsed", args.collapsed, "w"),
         ("pprof", args.pprof, "wb"),
+        ("flamegraph", args.flamegraph, "w"),
+        ("html", args.html, "w"),
     ):
         if not path:
             continue
@@ -212,6 +227,10 @@ def _write_outputs(snap, outputs) -> None:
             outputs["collapsed"].write(snap.to_collapsed())
         if "pprof" in outputs:
             outputs["pprof"].write(snap.to_pprof())
+        if "flamegraph" in outputs:
+            outputs["flamegraph"].write(snap.to_flamegraph())
+        if "html" in outputs:
+            outputs["html"].write(snap.to_html(live_label="live at exit"))
     except OSError as exc:
         raise PymemtraceError(f"cannot write report: {exc.strerror or exc}") from None
 

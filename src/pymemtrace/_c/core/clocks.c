@@ -82,9 +82,8 @@ pmt_fastclock_sync(pmt_fastclock *c)
                 uint64_t mult = (uint64_t)(num / (tsc - c->tsc0));
                 /* The span in ticks: SPAN_NS at this scale, and small
                    enough that ticks * mult fits in 64 bits. */
-                uint64_t span = mult ? ((uint64_t)PMT_FASTCLOCK_SPAN_NS << 32)
-                                           / mult
-                                     : 0;
+                uint64_t span =
+                    mult ? ((uint64_t)PMT_FASTCLOCK_SPAN_NS << 32) / mult : 0;
                 if (mult > 0 && span > 0 && span < ((uint64_t)1 << 31)) {
                     c->mult = mult;
                     c->span = span;

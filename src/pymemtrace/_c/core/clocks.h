@@ -47,19 +47,19 @@ uint64_t pmt_clock_monotonic_ns(void);
  * Not thread-safe: one per tracer, read under that tracer's serialisation
  * (the GIL or its log mutex).  All zero is a valid, unstarted clock.
  */
-#define PMT_FASTCLOCK_SPAN_NS 1000000u    /* 1 ms between anchors */
-#define PMT_FASTCLOCK_CALIB_NS 20000000u  /* 20 ms before extrapolating */
+#define PMT_FASTCLOCK_SPAN_NS 1000000u   /* 1 ms between anchors */
+#define PMT_FASTCLOCK_CALIB_NS 20000000u /* 20 ms before extrapolating */
 
 typedef struct {
-    uint64_t tsc_a;     /* TSC at the anchor */
-    uint64_t ns_a;      /* CLOCK_MONOTONIC ns at the anchor */
-    uint64_t span;      /* ticks after tsc_a that may be extrapolated,
+    uint64_t tsc_a; /* TSC at the anchor */
+    uint64_t ns_a;  /* CLOCK_MONOTONIC ns at the anchor */
+    uint64_t span;  /* ticks after tsc_a that may be extrapolated,
                            0 = read the clock every time */
-    uint64_t mult;      /* ns per tick, 32.32 fixed point (0: unknown) */
-    uint64_t tsc0;      /* calibration base: TSC ... */
-    uint64_t ns0;       /* ... and ns of the first good sample */
-    uint64_t last;      /* last value returned */
-    int mode;           /* 0 unstarted, 1 TSC, 2 clock_gettime only */
+    uint64_t mult;  /* ns per tick, 32.32 fixed point (0: unknown) */
+    uint64_t tsc0;  /* calibration base: TSC ... */
+    uint64_t ns0;   /* ... and ns of the first good sample */
+    uint64_t last;  /* last value returned */
+    int mode;       /* 0 unstarted, 1 TSC, 2 clock_gettime only */
 } pmt_fastclock;
 
 /* Slow path: take an anchor (and start the clock on the first call). */

@@ -30,8 +30,8 @@ const char pmt_digit_pairs[201] =
     "80818283848586878889"
     "90919293949596979899";
 
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
-                                    SIGABRT, SIGTERM};
+static const int fatal_signals[] = {SIGSEGV, SIGBUS,  SIGFPE,
+                                    SIGILL,  SIGABRT, SIGTERM};
 #define N_FATAL (sizeof(fatal_signals) / sizeof(fatal_signals[0]))
 
 static struct {

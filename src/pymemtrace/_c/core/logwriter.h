@@ -33,26 +33,26 @@
 #define PMT_LOG_MAX_FIELD 4096
 
 typedef struct pmt_logwriter {
-    int fd;                 /* -1 when closed */
-    char *buf;              /* the buffer being filled (one of bufs) */
-    size_t len;             /* bytes in buf */
-    int cur;                /* index of buf in bufs */
+    int fd;     /* -1 when closed */
+    char *buf;  /* the buffer being filled (one of bufs) */
+    size_t len; /* bytes in buf */
+    int cur;    /* index of buf in bufs */
     char *bufs[PMT_LOG_NBUF];
-    uint64_t written;       /* bytes written or queued so far */
-    uint64_t max_bytes;     /* cap on the file size, 0 = none */
-    int error;              /* first errno of a failed write, 0 = none */
-    int registry_slot;      /* index in the registry, -1 if not listed */
-    int forked;             /* inherited by a fork()ed child: write nothing */
-    pthread_mutex_t mutex;  /* serialises records (the hooks' side) */
+    uint64_t written;      /* bytes written or queued so far */
+    uint64_t max_bytes;    /* cap on the file size, 0 = none */
+    int error;             /* first errno of a failed write, 0 = none */
+    int registry_slot;     /* index in the registry, -1 if not listed */
+    int forked;            /* inherited by a fork()ed child: write nothing */
+    pthread_mutex_t mutex; /* serialises records (the hooks' side) */
     /* The background writer, started when the first buffer fills: full
        buffers go to it, so the kernel's copy of the data runs off the
        traced thread.  Fields below protected by qmutex. */
     pthread_mutex_t qmutex;
-    pthread_cond_t qcond;   /* queue changed (either direction) */
-    int queue[PMT_LOG_NBUF];    /* buffer indices, in file order */
-    size_t qlen[PMT_LOG_NBUF];  /* their byte counts */
+    pthread_cond_t qcond;      /* queue changed (either direction) */
+    int queue[PMT_LOG_NBUF];   /* buffer indices, in file order */
+    size_t qlen[PMT_LOG_NBUF]; /* their byte counts */
     int qhead, qcount;
-    int busy;               /* the writer is writing a popped buffer */
+    int busy; /* the writer is writing a popped buffer */
     int thread_started, stop;
     pthread_t thread;
 } pmt_logwriter;

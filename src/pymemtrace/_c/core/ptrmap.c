@@ -176,8 +176,8 @@ pmt_ptrmap_pop(pmt_ptrmap *map, uintptr_t key, uint32_t *value)
        when their home slot is not cyclically inside (hole, current]. */
     for (j = (i + 1) & mask; map->slots[j].key != 0; j = (j + 1) & mask) {
         size_t home = ptrmap_index(map, map->slots[j].key);
-        int stays = (i <= j) ? (i < home && home <= j)
-                             : (i < home || home <= j);
+        int stays =
+            (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
             map->slots[i] = map->slots[j];
             i = j;

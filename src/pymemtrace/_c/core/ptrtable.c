@@ -21,8 +21,8 @@ alloc_slots(pmt_ptrtable *t, size_t capacity)
     }
     t->slots = slots;
     t->capacity = capacity;
-    t->grow_at = capacity / LOAD_DEN * LOAD_NUM
-                 + capacity % LOAD_DEN * LOAD_NUM / LOAD_DEN;
+    t->grow_at = capacity / LOAD_DEN * LOAD_NUM +
+                 capacity % LOAD_DEN * LOAD_NUM / LOAD_DEN;
     return 0;
 }
 
@@ -95,9 +95,9 @@ pmt_ptrtable_clear_tags(pmt_ptrtable *t)
 size_t
 pmt_ptrtable_memory(const pmt_ptrtable *t)
 {
-    return sizeof(t->filter) + t->capacity * sizeof(pmt_ptr_slot)
-           + t->huge_cap * sizeof(pmt_ptr_huge)
-           + (t->young != NULL ? t->young_size * sizeof(pmt_ptr_young) : 0);
+    return sizeof(t->filter) + t->capacity * sizeof(pmt_ptr_slot) +
+           t->huge_cap * sizeof(pmt_ptr_huge) +
+           (t->young != NULL ? t->young_size * sizeof(pmt_ptr_young) : 0);
 }
 
 static inline int
@@ -199,8 +199,8 @@ pmt_ptrtable_put_slow(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     uint64_t key = pmt_ptrtable_key(addr);
     size_t i;
 
-    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
-        || (addr & 15) != 0) {
+    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0 ||
+        (addr & 15) != 0) {
         t->drops++;
         return -1;
     }

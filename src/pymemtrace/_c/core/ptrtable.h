@@ -161,9 +161,8 @@ pmt_ptrtable_filter_remove(pmt_ptrtable *t, uint64_t key)
 static inline int
 pmt_ptrtable_maybe_main(const pmt_ptrtable *t, uintptr_t addr)
 {
-    return t->main_count != 0
-           && t->filter[pmt_ptrtable_filter_index(pmt_ptrtable_key(addr))]
-                  != 0;
+    return t->main_count != 0 &&
+           t->filter[pmt_ptrtable_filter_index(pmt_ptrtable_key(addr))] != 0;
 }
 
 /* Index of addr's slot, or (size_t)-1 when absent. */
@@ -266,16 +265,16 @@ pmt_ptrtable_main_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
    growth) is one probe loop, inline.  No cap check (the caller's). */
 static inline __attribute__((always_inline)) int
 pmt_ptrtable_main_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
-                 uint64_t *old)
+                      uint64_t *old)
 {
     uint64_t key = pmt_ptrtable_key(addr);
     uint64_t size = value & PMT_PTR_SIZE_MASK;
     pmt_ptr_slot *s;
     size_t i;
 
-    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
-        || (addr & 15) != 0 || size >= UINT32_MAX
-        || t->main_count + 1 > t->grow_at) {
+    if (t->slots == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0 ||
+        (addr & 15) != 0 || size >= UINT32_MAX ||
+        t->main_count + 1 > t->grow_at) {
         return pmt_ptrtable_put_slow(t, addr, value, old);
     }
     i = pmt_ptrtable_home(t, key);
@@ -304,8 +303,8 @@ pmt_ptrtable_main_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
 static inline size_t
 pmt_ptrtable_young_index(const pmt_ptrtable *t, uintptr_t addr)
 {
-    return (size_t)((((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull)
-                    >> t->young_shift);
+    return (size_t)((((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull) >>
+                    t->young_shift);
 }
 
 /* 1 when addr may take a free young entry now: a valid address (16-byte
@@ -313,8 +312,9 @@ pmt_ptrtable_young_index(const pmt_ptrtable *t, uintptr_t addr)
 static inline __attribute__((always_inline)) int
 pmt_ptrtable_young_ok(const pmt_ptrtable *t, uintptr_t addr)
 {
-    return addr != 0 && (((uint64_t)addr & 15) | ((uint64_t)addr >> 47)) == 0
-           && (t->max_count == 0 || t->count < t->max_count);
+    return addr != 0 &&
+           (((uint64_t)addr & 15) | ((uint64_t)addr >> 47)) == 0 &&
+           (t->max_count == 0 || t->count < t->max_count);
 }
 
 /* Insert addr -> value (size | tag << 40).  Returns 0 when inserted, 1
@@ -329,8 +329,8 @@ pmt_ptrtable_put(pmt_ptrtable *t, uintptr_t addr, uint64_t value,
     pmt_ptr_young *y;
     int rc = 0;
 
-    if (t->young == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0
-        || (addr & 15) != 0) {
+    if (t->young == NULL || key == 0 || (key >> PMT_PTR_KEY_BITS) != 0 ||
+        (addr & 15) != 0) {
         t->drops++;
         return -1;
     }

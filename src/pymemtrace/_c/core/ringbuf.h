@@ -18,19 +18,19 @@
 
 /* One reading of this process. */
 typedef struct {
-    double monotonic;   /* CLOCK_MONOTONIC, seconds */
-    double wall;        /* CLOCK_REALTIME, seconds since the epoch */
-    uint64_t rss;       /* resident set size, bytes */
-    double cpu_user;    /* user CPU time of the process, seconds */
-    double cpu_system;  /* system CPU time of the process, seconds */
+    double monotonic;  /* CLOCK_MONOTONIC, seconds */
+    double wall;       /* CLOCK_REALTIME, seconds since the epoch */
+    uint64_t rss;      /* resident set size, bytes */
+    double cpu_user;   /* user CPU time of the process, seconds */
+    double cpu_system; /* system CPU time of the process, seconds */
 } pmt_sample;
 
 typedef struct {
-    pmt_sample *items;  /* capacity slots, malloc'ed */
-    size_t capacity;    /* number of slots, >= 1 */
-    size_t head;        /* index of the oldest sample */
-    size_t count;       /* samples held, <= capacity */
-    uint64_t dropped;   /* samples overwritten before being popped */
+    pmt_sample *items; /* capacity slots, malloc'ed */
+    size_t capacity;   /* number of slots, >= 1 */
+    size_t head;       /* index of the oldest sample */
+    size_t count;      /* samples held, <= capacity */
+    uint64_t dropped;  /* samples overwritten before being popped */
 } pmt_ringbuf;
 
 /* Allocate capacity slots.  Returns 0, EINVAL (capacity 0) or ENOMEM. */

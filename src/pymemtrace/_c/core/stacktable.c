@@ -128,8 +128,8 @@ pmt_stacktable_intern(pmt_stacktable *t, uint64_t hash,
         }
         slot = (slot + 1) & t->index_mask;
     }
-    if ((t->max_stacks != 0 && t->count >= t->max_stacks)
-        || t->count >= PMT_STACK_NONE - 1 || reserve(t, n) < 0) {
+    if ((t->max_stacks != 0 && t->count >= t->max_stacks) ||
+        t->count >= PMT_STACK_NONE - 1 || reserve(t, n) < 0) {
         t->drops++;
         return PMT_STACK_NONE;
     }
@@ -161,7 +161,7 @@ pmt_stacktable_reset_peak(pmt_stacktable *t)
 size_t
 pmt_stacktable_memory(const pmt_stacktable *t)
 {
-    return (size_t)t->capacity * sizeof(pmt_stack)
-           + t->frames_cap * sizeof(pmt_frame)
-           + (t->index_mask + 1) * sizeof(uint32_t);
+    return (size_t)t->capacity * sizeof(pmt_stack) +
+           t->frames_cap * sizeof(pmt_frame) +
+           (t->index_mask + 1) * sizeof(uint32_t);
 }

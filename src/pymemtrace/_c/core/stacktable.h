@@ -32,16 +32,16 @@ typedef struct {
 } pmt_frame;
 
 typedef struct {
-    uint64_t hash;       /* hash of the frames */
-    uint32_t first;      /* index of the first frame in the frame pool */
-    uint32_t nframes;    /* number of frames (0: no Python frame) */
-    int64_t bytes;       /* live bytes now */
-    int64_t blocks;      /* live blocks now */
-    int64_t peak_bytes;  /* bytes at the peak, valid when saved_epoch ==
+    uint64_t hash;        /* hash of the frames */
+    uint32_t first;       /* index of the first frame in the frame pool */
+    uint32_t nframes;     /* number of frames (0: no Python frame) */
+    int64_t bytes;        /* live bytes now */
+    int64_t blocks;       /* live blocks now */
+    int64_t peak_bytes;   /* bytes at the peak, valid when saved_epoch ==
                             table epoch, else bytes is the peak value */
-    int64_t peak_blocks; /* likewise for blocks */
+    int64_t peak_blocks;  /* likewise for blocks */
     uint64_t saved_epoch; /* epoch of peak_bytes/peak_blocks */
-    uint64_t unused;     /* to 64 bytes: one cache line per stack, and an
+    uint64_t unused;      /* to 64 bytes: one cache line per stack, and an
                             index that is a shift */
 } pmt_stack;
 
@@ -74,9 +74,8 @@ void pmt_stacktable_fini(pmt_stacktable *t);
 static inline uint64_t
 pmt_stack_hash_step(uint64_t h, const void *code, int32_t addr)
 {
-    uint64_t v = (uint64_t)(uintptr_t)code
-                 ^ ((uint64_t)(uint32_t)addr << 40)
-                 ^ ((uint64_t)(uint32_t)addr >> 24);
+    uint64_t v = (uint64_t)(uintptr_t)code ^ ((uint64_t)(uint32_t)addr << 40) ^
+                 ((uint64_t)(uint32_t)addr >> 24);
     return ((h << 7 | h >> 57) ^ v) * 0x9E3779B97F4A7C15ull;
 }
 
@@ -146,8 +145,8 @@ pmt_stacktable_account(pmt_stacktable *t, uint32_t id, int64_t dbytes,
 
 /* Bytes and blocks of stack id at the peak. */
 static inline void
-pmt_stacktable_peak_of(const pmt_stacktable *t, uint32_t id,
-                       int64_t *bytes, int64_t *blocks)
+pmt_stacktable_peak_of(const pmt_stacktable *t, uint32_t id, int64_t *bytes,
+                       int64_t *blocks)
 {
     const pmt_stack *s = &t->stacks[id];
 
