@@ -9,6 +9,7 @@ import html.parser
 import json
 import re
 import shutil
+import os
 import subprocess
 import sys
 import textwrap
@@ -112,6 +113,10 @@ class _Dom(html.parser.HTMLParser):
 def dump_dom(page, tmp_path, fragment=""):
     """chromium's DOM of page after its scripts ran (no network: file URL)."""
     profile = tmp_path / "chromium-profile"
+    # The browser must not inherit the sanitizer preload meant for Python
+    # (under make test-asan it ran for minutes, then timed out).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")}
     result = subprocess.run(
         [
             CHROMIUM,
@@ -126,6 +131,7 @@ def dump_dom(page, tmp_path, fragment=""):
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "<tbody" in result.stdout, result.stderr[-2000:]
