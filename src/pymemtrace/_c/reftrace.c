@@ -440,11 +440,11 @@ static struct {
 static const int rt_fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
                                        SIGILL};
 #define RT_N_SIGNALS (sizeof(rt_fatal_signals) / sizeof(rt_fatal_signals[0]))
-static struct sigaction rt_old_actions
-    [RT_N_SIGNALS]; /* pmt-lint: allow-static read by the signal handler, which has no other way in */
-/* The writer the signal handler flushes (async-signal-safe: write(2)). */
-static rt_writer
-    *volatile rt_signal_writer; /* pmt-lint: allow-static read by the signal handler */
+/* pmt-lint: allow-static read by the signal handler (no other way in) */
+static struct sigaction rt_old_actions[RT_N_SIGNALS];
+/* The writer the signal handler flushes (async-signal-safe: write(2)).
+   pmt-lint: allow-static read by the signal handler */
+static rt_writer *volatile rt_signal_writer;
 
 static void
 rt_signal_handler(int signum)
@@ -784,10 +784,10 @@ typedef struct {
 } rt_line_slot;
 
 /* Process-wide like the runtime (one active tracer): GIL. */
-static rt_code_slot rt_code_cache
-    [RT_CODE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
-static rt_line_slot rt_line_cache
-    [RT_LINE_SLOTS]; /* pmt-lint: allow-static a cache of the one active tracer, GIL */
+/* pmt-lint: allow-static a cache of the one active tracer, GIL */
+static rt_code_slot rt_code_cache[RT_CODE_SLOTS];
+/* pmt-lint: allow-static a cache of the one active tracer, GIL */
+static rt_line_slot rt_line_cache[RT_LINE_SLOTS];
 
 static void
 rt_cache_clear(void)
