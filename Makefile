@@ -195,6 +195,7 @@ lint: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## ruff, clang-form
 	$(CLANG_FORMAT) --dry-run --Werror $(C_FILES)
 	@echo "== C source lint"
 	$(RUFF_VENV)/bin/python tests/unit/test_csource_lint.py
+	@echo "lint: 3 passed (ruff, clang-format, C source lint)"
 
 fmt: $(RUFF_VENV)/.stamp-$(RUFF_VERSION) clang-format-deps  ## rewrite C with clang-format and fix what ruff can
 	$(CLANG_FORMAT) -i $(C_FILES)
