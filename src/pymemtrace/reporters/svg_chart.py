@@ -198,8 +198,9 @@ def _draw(
     add(f'<text class="y-label" x="18" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
         f'transform="rotate(-90 18 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
 
-    # markers: a dashed vertical line and the label, rotated
-    # (labels of close markers are moved right so they do not overlap)
+    # markers: a dashed vertical line and the label, rotated (labels of
+    # close markers are moved right so they do not overlap; a halo keeps
+    # them legible where they cross the series)
     if markers:
         add('<g class="markers">')
         last_text_x = -math.inf
@@ -210,6 +211,7 @@ def _draw(
             add(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}" '
                 'stroke="#c0392b" stroke-width="1" stroke-dasharray="4 3"/>')
             add(f'<text x="{tx:.1f}" y="{top + 4}" fill="#c0392b" font-size="11" '
+                'stroke="#ffffff" stroke-width="3" paint-order="stroke" '
                 f'transform="rotate(90 {tx:.1f} {top + 4})" data-x={quoteattr(repr(x))}>'
                 f"{escape(text)}</text>")
         add("</g>")
