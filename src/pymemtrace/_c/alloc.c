@@ -786,7 +786,7 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
         gil_forget(h->domain, value);
         return;
     }
-    pmt_ptrtable_prefetch(&rt.gil_table, (uintptr_t)ptr, 0);
+    pmt_ptrtable_prefetch_home(&rt.gil_table, (uintptr_t)ptr);
     tls.guard = 1;
     h->orig.free(h->orig.ctx, ptr);
     if (pmt_ptrtable_main_pop(&rt.gil_table, (uintptr_t)ptr, &value)) {

@@ -405,33 +405,17 @@ pmt_ptrtable_get(pmt_ptrtable *t, uintptr_t addr, uint64_t *value)
     return pmt_ptrtable_main_get(t, addr, value);
 }
 
-/* Start fetching the main-table line where addr's probe starts.  Always
-   inlined (see below). */
+/* Start fetching the main-table line where addr's probe starts, so the
+   miss overlaps other work.  Always inlined: GCC finds a separate function
+   with nothing but a prefetch free of side effects and deletes the call.
+   A read prefetch: without PRFCHW (not in the x86-64 baseline) the
+   compiler drops a write prefetch altogether. */
 static inline __attribute__((always_inline)) void
 pmt_ptrtable_prefetch_home(const pmt_ptrtable *t, uintptr_t addr)
 {
-    if (t->slots != NULL) {
+    if (t->main_count != 0) {
         __builtin_prefetch(
             &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(addr))], 0);
-    }
-}
-
-/* Start fetching the main-table line that the next operation on addr
-   will touch (a pop of addr, or the move of the entry that a put of addr
-   displaces), so the miss overlaps other work.  Always inlined: GCC
-   finds a separate function with nothing but a prefetch free of side
-   effects and deletes the call. */
-static inline __attribute__((always_inline)) void
-pmt_ptrtable_prefetch(const pmt_ptrtable *t, uintptr_t addr, int for_put)
-{
-    const pmt_ptr_young *y = &t->young[pmt_ptrtable_young_index(t, addr)];
-    uintptr_t target = for_put ? y->addr : addr;
-
-    if (target != 0 && y->addr != (for_put ? 0 : addr) && t->slots != NULL) {
-        /* A read prefetch: without PRFCHW (not in the x86-64 baseline)
-           the compiler drops a write prefetch altogether. */
-        __builtin_prefetch(
-            &t->slots[pmt_ptrtable_home(t, pmt_ptrtable_key(target))], 0);
     }
 }
 
