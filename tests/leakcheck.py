@@ -216,6 +216,14 @@ def _with_tracer(func):
     return run
 
 
+def _set_rss_reads_round():
+    native = _native()
+    old = native._set_rss_reads("every-event")
+    native._set_rss_reads(old)
+    _bad_call(native._set_rss_reads, "sometimes")()
+    _bad_call(native._set_rss_reads, 1)()
+
+
 def _set_backend_round():
     native = _native()
     old = native._set_default_backend("legacy")
@@ -264,6 +272,7 @@ CASES: Dict[str, Callable[[], object]] = {
     "_noop": lambda: _native()._noop(1, 2, 3),
     "_poller_rss": lambda: _native()._poller_rss(),
     "_set_default_backend": _set_backend_round,
+    "_set_rss_reads": _set_rss_reads_round,
     "_set_noop_hook": _noop_hook_round,
 }
 

@@ -2,30 +2,34 @@
  * hooks.c - cPyMemTrace.Profile and cPyMemTrace.Trace: memory at every
  * call/return (Profile) or line (Trace) where it moved, logged to a file.
  *
- * Cost model.  The hook is a C Py_tracefunc installed with
- * PyEval_SetProfile / PyEval_SetTrace (the cheapest hook on 3.9-3.13).  Per
- * event it does no system call: with measure="rss" it loads the RSS that
- * the poller thread (core/rsspoll.c) refreshes every millisecond; with
- * measure="heap" it loads the allocation counters of alloc.c.  Only when
- * that value says memory moved by the trigger does it read RSS exactly
- * (once) and format a record (hand-rolled, into the buffers of
- * core/logwriter.c, whose writer thread does the write(2)).  To be able to
- * write the event just before a jump (PREV) it keeps that event's code
- * object (one strong reference, swapped only when the code changes), its
- * instruction offset and what; file, line and function are worked out only
- * when written, and the escaped names of the last code object written are
- * reused.
+ * Exactness.  A record is written at the event at which a read of memory
+ * at every event (the seed's method) would first see the move, and every
+ * record carries the memory at its event.  Reading /proc/self/statm
+ * costs ~325 ns, so the hook reads it only when it may have changed since
+ * the last read (memory_at_event): RSS grows only through page faults,
+ * counted per thread by core/faultcount.c (one load per watched thread),
+ * and shrinks only through calls that give memory back, counted by
+ * core/shrinkwatch.c (one load); the poller thread's value (core/rsspoll.c,
+ * every millisecond) is compared too, for what neither sees (a thread
+ * that is not watched, the kernel reclaiming pages).  While none of them
+ * moved, RSS is the value last read, exactly.  measure="heap" loads the
+ * allocation counter of alloc.c at every event (exact by construction).
+ * Only when memory moved by the trigger is a record formatted
+ * (hand-rolled, into the buffers of core/logwriter.c, whose writer thread
+ * does the write(2)).  To be able to write the event just before a jump
+ * (PREV) the hook keeps that event's code object (one strong reference,
+ * swapped only when the code changes), its instruction offset and what;
+ * file, line and function are worked out only when written, and the
+ * escaped names of the last code object written are reused.
  *
- * On 3.12+ (sys.monitoring) a quiet tracer (trigger > 0, the main thread
- * only, either measure) switches off the locations where memory did not
- * move (the callback returns sys.monitoring.DISABLE); the poller thread
- * watches the band around the last written value (RSS, or the heap
- * counter for measure="heap") and, when the value leaves it, a pending
- * call restarts every location (see "quiet locations" below).
+ * Backends: PyEval_SetProfile/SetTrace (3.9-3.11, and on request on
+ * 3.12+), sys.monitoring (3.12+): PY_START/RESUME/THROW, PY_RETURN/YIELD/
+ * UNWIND, CALL/C_RETURN/C_RAISE (Profile: C_CALL/C_RETURN/C_EXCEPT, as the
+ * legacy profile hook reports them), LINE and RAISE (Trace).
  *
  * Threading.  Hooks run with the GIL held (they are called by the
  * interpreter on the thread that runs the code), so a tracer's event
- * state is only touched under the GIL.  The log mutex is taken as well
+ * state and the memory cache are only touched under the GIL.  The log mutex is taken as well
  * where the GIL is not enough (all_threads, free-threaded builds).
  * hooks_runtime (below) is touched only with the GIL held.
  *
@@ -37,8 +41,9 @@
  * Errors.  A hook never raises: failures set log.error / a flag that
  * __exit__ turns into an exception.
  *
- * Lock order: the GIL, then a log mutex.  The poller and signal handlers
- * never take the GIL.
+ * Lock order: the GIL, then a log mutex (then the faultcount mutex, taken
+ * once per thread to watch it).  The poller and signal handlers never take
+ * the GIL.
  */
 #include "native.h"
 
@@ -51,16 +56,9 @@
 #include "frameobject.h"
 
 #include "core/clocks.h"
+#include "core/faultcount.h"
 #include "core/logwriter.h"
 #include "core/rsspoll.h"
-
-/* Quiet legacy hooks (see "quiet legacy hooks" below): 3.9-3.11. */
-#define PMT_LEGACY_QUIET (!PMT_PY312_PLUS)
-/* The waker thread of quiet tracers (see waker_run): 3.9-3.12, where a
-   pending call queued by the poller does not break the main thread's
-   eval loop by itself.  3.13 has per-thread eval breakers and
-   Py_AddPendingCall sets the main thread's own: no waker there. */
-#define PMT_QUIET_WAKER (!PMT_PY313_PLUS)
 
 enum {
     KIND_PROFILE = 0,
@@ -143,22 +141,13 @@ typedef struct tracer_object {
     int log_open;
     int heap_acquired;
     int poll_started;
+    int faults_acquired; /* holds core/faultcount (measure="rss") */
+    int fault_source;    /* PMT_FAULTS_* given by that acquisition */
     Py_tracefunc saved_func;        /* this thread's hook before enter */
     PyObject *saved_obj;            /* its object (strong) */
     PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
     struct tracer_object *outer;    /* stack link (hooks_runtime) */
     int backend;                    /* BACKEND_LEGACY or BACKEND_MONITORING */
-    /* Quiet locations may be switched off (sys.monitoring.DISABLE) or
-       the hook taken off (legacy, 3.9-3.11) for this tracer: trigger > 0,
-       one thread, the main thread (quiet_eligible).  Fixed at enter.
-       GIL. */
-    int quiet;
-    /* Legacy backend, quiet: 1 while this tracer took its own hook off
-       (memory had not moved); the poller's pending call, entering a
-       nested tracer or exit put it back.  GIL. */
-    int hook_off;
-    /* 1 while this tracer counts in hooks_runtime.waker_users.  GIL. */
-    int waker_held;
 } TracerObject;
 
 /* Process-wide: the stacks of active tracers, innermost first.  Each
@@ -170,27 +159,18 @@ static struct {
     int default_backend;   /* BACKEND_* for new tracers (3.12+) */
     int mon_tool;          /* sys.monitoring tool id held, -1 = none */
     int mon_users[2];      /* monitoring-backed tracers active, per kind */
-    /* 1 when the bands the poller watches (quiet tracers' ref_mem +/-
-       trigger, one per measure) must be recomputed before the next
-       DISABLE. */
-    int band_dirty;
-    /* The channels (1 << PMT_WATCH_*) quiet_arm asked the poller to
-       watch: when pmt_rsspoll_watching() differs, a band fired. */
-    int watch_mask;
-    /* The waker of quiet tracers (3.9-3.12, see waker_run). */
-    pthread_mutex_t waker_mutex;
-    pthread_cond_t waker_cond; /* the poller wakes it.  waker_mutex */
-    int waker_wake;            /* a wake-up is due.  waker_mutex */
-    uint64_t waker_generation; /* the run that goes on.  waker_mutex */
-    int waker_users;           /* quiet tracers active.  waker_mutex */
-    int waker_running;         /* a waker of this generation runs or
-                                  lingers.  waker_mutex */
-    int waker_threads;         /* waker threads started and not yet at
-                                  their end.  waker_mutex */
-    int waker_atexit;          /* waker_at_exit is registered.  GIL */
+    /* The memory cache of measure="rss" (memory_at_event): RSS read at
+       the stamp mem_stamp, when the poller had published mem_polled.
+       mem_valid 0 forces a read.  GIL. */
+    int mem_valid;
+    uint64_t mem_stamp;
+    uint64_t mem_polled;
+    int64_t mem_value;
+    uint64_t mem_reads; /* exact reads made (tests, stats).  GIL */
+    /* 1: read RSS at every event, as the seed does (_set_rss_reads):
+       the reference the fast path is compared with.  GIL. */
+    int read_every_event;
 } hooks_runtime = {
-    .waker_mutex = PTHREAD_MUTEX_INITIALIZER,
-    .waker_cond = PTHREAD_COND_INITIALIZER,
     .default_backend = PMT_PY312_PLUS ? BACKEND_MONITORING : BACKEND_LEGACY,
     .mon_tool = -1,
 };
@@ -199,12 +179,16 @@ static void set_hook_current(int kind, Py_tracefunc func, PyObject *obj);
 static int tracer_hook(PyObject *obj, PyFrameObject *frame, int what,
                        PyObject *arg);
 
+/* What a LAST: record of a block that saw no event says: the exit. */
+#define WHAT_EXIT 8
+#define N_WHATS 9
+
 /* Padded to 8 bytes: a record copies 8 and advances by the length. */
-static const char what_names[8][8] = {
-    "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0",
-    "C_CALL\0\0",   "C_EXCEPT",   "C_RETURN",     "OPCODE\0\0",
+static const char what_names[N_WHATS][8] = {
+    "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0", "C_CALL\0\0",
+    "C_EXCEPT",   "C_RETURN",   "OPCODE\0\0", "EXIT\0\0\0\0",
 };
-static const size_t what_lens[] = {4, 6, 4, 6, 6, 8, 8, 6};
+static const size_t what_lens[N_WHATS] = {4, 6, 4, 6, 6, 8, 8, 6, 4};
 
 static uint64_t
 now_ns(void)
@@ -228,22 +212,50 @@ tracer_now(TracerObject *self)
     return pmt_fastclock_now(&self->clock);
 }
 
-static inline int64_t
-read_mem(const TracerObject *self)
+/* RSS now, exactly: a read of /proc/self/statm, unless nothing that can
+   change it happened since the last read (see "Exactness" above).  The
+   stamp and the poller's value are taken before the read: a change that
+   lands between them and the read is seen by the read, and again (as no
+   change) by the next event.  GIL held. */
+static int64_t
+rss_at_event(void)
 {
-    if (self->measure == MEASURE_HEAP) {
-        return pmt_alloc_live_bytes();
+    uint64_t stamp = pmt_faultcount_stamp();
+    uint64_t polled = pmt_rsspoll_value();
+
+    if (hooks_runtime.mem_valid && stamp == hooks_runtime.mem_stamp &&
+        polled == hooks_runtime.mem_polled &&
+        !hooks_runtime.read_every_event) {
+        return hooks_runtime.mem_value;
     }
-    return (int64_t)pmt_rsspoll_value();
+    hooks_runtime.mem_value = (int64_t)pmt_rsspoll_refresh();
+    hooks_runtime.mem_stamp = stamp;
+    /* The refresh published the value read: what the poller shows now. */
+    hooks_runtime.mem_polled = pmt_rsspoll_value();
+    hooks_runtime.mem_valid = 1;
+    hooks_runtime.mem_reads++;
+    return hooks_runtime.mem_value;
 }
 
-static int64_t
-read_mem_now(const TracerObject *self)
+/* The memory of self's measure at this event, exactly.  GIL held. */
+static inline int64_t
+memory_at_event(const TracerObject *self)
 {
     if (self->measure == MEASURE_HEAP) {
         return pmt_alloc_live_bytes();
     }
-    return (int64_t)pmt_rsspoll_refresh();
+    return rss_at_event();
+}
+
+/* Memory read now, whatever the stamp says (enter, exit).  GIL held. */
+static int64_t
+memory_now(const TracerObject *self)
+{
+    if (self->measure == MEASURE_HEAP) {
+        return pmt_alloc_live_bytes();
+    }
+    hooks_runtime.mem_valid = 0;
+    return rss_at_event();
 }
 
 /* ---- writing records (GIL held) ---------------------------------------- */
@@ -469,7 +481,7 @@ write_event(TracerObject *self, const char *tag, const pmt_event *ev,
     *p++ = '\t';
     p = pmt_put_seconds(p, clock_ns - self->t0_ns);
     *p++ = '\t';
-    if (what <= 7) {
+    if (what < N_WHATS) {
         memcpy(p, what_names[what], 8);
         p += what_lens[what];
     }
@@ -566,22 +578,12 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
     unsigned long thread = 0;
 
     event = self->n_events++;
-    mem = read_mem(self);
+    mem = memory_at_event(self);
     if (self->all_threads) {
         thread = PyThread_get_thread_ident();
     }
-    if (self->have_first) {
-        if (!crossed(self, mem - self->ref_mem)) {
-            goto not_written;
-        }
-        /* The poller's value says memory moved: read it exactly now (at
-           most once per poller sample, since the refresh publishes it). */
-        if (self->measure == MEASURE_RSS && mem != self->ref_mem) {
-            mem = (int64_t)pmt_rsspoll_refresh();
-            if (!crossed(self, mem - self->ref_mem)) {
-                goto not_written;
-            }
-        }
+    if (self->have_first && !crossed(self, mem - self->ref_mem)) {
+        goto not_written;
     }
     /* This event is written. */
     {
@@ -600,9 +602,6 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
         self->ref_mem = mem;
         self->ref_event = event;
         self->prev_written = 1;
-        if (self->quiet) {
-            hooks_runtime.band_dirty = 1;
-        }
     }
     return 1;
 not_written:
@@ -611,205 +610,15 @@ not_written:
     return 0;
 }
 
-/* The rule for a quiet tracer, on both backends: a trigger > 0 (not every
-   event), one thread, and that thread the main one (pending calls run
-   there only).  Either measure: the poller watches RSS for rss tracers
-   and the heap counter (pmt_alloc_live_bytes, an atomic load) for heap
-   tracers. */
-static int
-quiet_eligible(const TracerObject *self, int main_thread)
-{
-    return self->trigger > 0 && !self->all_threads && main_thread;
-}
-
-/* The bands of the quiet active tracers to the poller, one per measure
-   (GIL held). */
-static void
-quiet_arm(void)
-{
-    int64_t low[2] = {INT64_MIN, INT64_MIN}, high[2] = {INT64_MAX, INT64_MAX};
-    int64_t lo, hi;
-    int kind, m, mask = 0;
-    TracerObject *t;
-
-    for (kind = 0; kind < 2; kind++) {
-        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
-            if (!t->quiet || t->state != ST_ACTIVE) {
-                continue;
-            }
-            m = t->measure;
-            mask |= 1 << (m == MEASURE_HEAP ? PMT_WATCH_HEAP : PMT_WATCH_RSS);
-            /* trigger > 0: saturate instead of overflow. */
-            lo = t->ref_mem < INT64_MIN + t->trigger ? INT64_MIN
-                                                     : t->ref_mem - t->trigger;
-            hi = t->ref_mem > INT64_MAX - t->trigger ? INT64_MAX
-                                                     : t->ref_mem + t->trigger;
-            if (lo > low[m]) {
-                low[m] = lo;
-            }
-            if (hi < high[m]) {
-                high[m] = hi;
-            }
-        }
-    }
-    hooks_runtime.band_dirty = 0;
-    hooks_runtime.watch_mask = mask;
-    for (m = 0; m < 2; m++) {
-        int channel = m == MEASURE_HEAP ? PMT_WATCH_HEAP : PMT_WATCH_RSS;
-        if (mask & (1 << channel)) {
-            pmt_rsspoll_watch(channel, low[m], high[m]);
-        }
-        else {
-            pmt_rsspoll_unwatch(channel);
-        }
-    }
-}
-
-/* Before a quiet tracer stops listening: the poller must watch the bands
-   of the current reference values (GIL held). */
-static inline void
-quiet_arm_if_needed(void)
-{
-    if (hooks_runtime.band_dirty ||
-        pmt_rsspoll_watching() != hooks_runtime.watch_mask) {
-        quiet_arm();
-    }
-}
-
-/* 1 when the calling thread is threading.main_thread().  Never raises. */
-static int
-on_main_thread(void)
-{
-    PyObject *threading = NULL, *main = NULL, *ident = NULL;
-    int rc = 0;
-
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        goto done;
-    }
-    main = PyObject_CallMethod(threading, "main_thread", NULL);
-    if (main == NULL) {
-        goto done;
-    }
-    ident = PyObject_GetAttrString(main, "ident");
-    if (ident == NULL || !PyLong_Check(ident)) {
-        goto done;
-    }
-    rc = PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident();
-done:
-    PyErr_Clear();
-    Py_XDECREF(ident);
-    Py_XDECREF(main);
-    Py_XDECREF(threading);
-    return rc;
-}
-
-/* ---- quiet legacy hooks (3.9-3.11) -----------------------------------------
- *
- * The legacy hooks cannot be switched off per location, and a C hook that
- * does nothing already costs 3-4x on a call-only workload.  A quiet tracer
- * (the rule of the monitoring backend: trigger > 0, entered on the main
- * thread for that thread alone) therefore takes its whole hook
- * off the thread when an event finds that memory has not moved by the
- * trigger: PyEval_SetProfile(NULL, NULL) / PyEval_SetTrace(NULL, NULL)
- * from inside the hook, as sys.setprofile(None) in a profile function
- * does.  That is safe on 3.9-3.11: the interpreter calls the hook with
- * tracing paused (tstate->tracing++, use_tracing 0) and, when it returns,
- * recomputes use_tracing (tstate->use_tracing on 3.9, cframe->use_tracing
- * on 3.10/3.11) from c_profilefunc/c_tracefunc, which are NULL now, so the
- * code runs at full speed (3.11 specialises again).  The old object
- * (the tracer) loses one reference; the stack of active tracers holds
- * another.  The poller watches the band (quiet_arm) and, when RSS leaves
- * it, a pending call (main thread, GIL) puts the hook back with
- * PyEval_SetProfile/SetTrace: the next event writes NEXT.
- *
- * Trace: a C trace function gets LINE events of the running frame as soon
- * as c_tracefunc is set again; frame->f_trace is only read by the
- * trampoline of Python-level sys.settrace functions, and f_trace_lines is
- * 1 for every frame unless someone cleared it, so nothing has to be set on
- * the current frame.  The first LINE is at the next line boundary (3.9/
- * 3.10: start of a line or a backward jump; 3.11: a change of line).
- *
- * On 3.12+ the legacy hooks are built on sys.monitoring and setting them
- * re-instruments every code object: there the monitoring backend is the
- * quiet one and legacy tracers are never quiet.
- */
-
-/* Put the hook of a quiet tracer that took it off back on this thread
-   (GIL held, the owner's thread).  Only when the slot is still empty:
-   a hook someone set meanwhile (sys.setprofile in the block) is left, as
-   it would be without quiet mode. */
-static void
-legacy_rearm(TracerObject *self)
-{
-    PyThreadState *tstate = PyThreadState_Get();
-    Py_tracefunc cur;
-
-    if (!self->hook_off) {
-        return;
-    }
-    self->hook_off = 0;
-    if (self->state != ST_ACTIVE ||
-        self->owner != PyThread_get_thread_ident()) {
-        return;
-    }
-    cur = self->kind == KIND_PROFILE ? tstate->c_profilefunc
-                                     : tstate->c_tracefunc;
-    if (cur == NULL) {
-        set_hook_current(self->kind, tracer_hook, (PyObject *)self);
-        if (PyErr_Occurred()) {
-            /* An audit hook refused: stay off, never raise. */
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-    }
-}
-
-#if PMT_LEGACY_QUIET
-/* Re-arm the innermost tracer of each kind of this thread. */
-static void
-legacy_rearm_all(void)
-{
-    unsigned long me = PyThread_get_thread_ident();
-    int kind;
-    TracerObject *t;
-
-    for (kind = 0; kind < 2; kind++) {
-        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
-            if (t->owner == me) {
-                if (t->backend == BACKEND_LEGACY) {
-                    legacy_rearm(t);
-                }
-                break;
-            }
-        }
-    }
-}
-#endif
-
 /* The Py_tracefunc of the legacy backend.  Never raises. */
 static int
 tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     TracerObject *self = (TracerObject *)obj;
 
-    if (self->state != ST_ACTIVE) {
-        return 0;
-    }
-    if (!tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
-                      frame_lasti(frame), -1, frame) &&
-        self->quiet) {
-        /* Memory did not move: the poller watches, the hook goes. */
-        pmt_exc_t saved;
-        quiet_arm_if_needed();
-        PMT_EXC_SAVE(saved);
-        self->hook_off = 1;
-        set_hook_current(self->kind, NULL, NULL);
-        if (PyErr_Occurred()) {
-            /* An audit hook refused sys.setprofile: keep listening. */
-            PyErr_Clear();
-            self->hook_off = 0;
-        }
-        PMT_EXC_RESTORE(saved);
+    if (self->state == ST_ACTIVE) {
+        (void)tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
+                           frame_lasti(frame), -1, frame);
     }
     return 0;
 }
@@ -940,13 +749,16 @@ done:
  *
  * sys.monitoring calls a C function with (code, offset, ...) at PY_START,
  * PY_RETURN etc.: no frame object is made and the events that are not
- * asked for cost nothing (the legacy hooks are themselves built on it and
- * ask for every call, C calls included).  Profile asks for the starts and
- * ends of Python functions (no C_CALL/C_RETURN: memory moved inside a C
- * call shows at the next Python event of the same function); Trace adds
- * LINE and RAISE (EXCEPT).  The events are process-wide, so a callback
- * looks for the innermost active tracer of the kind entered by its thread
- * (or with all_threads) on the stack of active tracers (GIL held).
+ * asked for cost nothing.  Profile asks for the starts and ends of Python
+ * functions and for CALL/C_RETURN/C_RAISE, of which it keeps the calls of
+ * C functions (builtin functions and method descriptors, as the legacy
+ * profile hook reports them on 3.12+) as C_CALL/C_RETURN/C_EXCEPT charged
+ * to the calling code; Trace asks for the starts and ends, LINE and RAISE
+ * (EXCEPT).  The events are process-wide, so a callback looks for the
+ * innermost active tracer of the kind entered by its thread (or with
+ * all_threads) on the stack of active tracers (GIL held).  Every location
+ * stays on while a tracer is active: a location switched off
+ * (sys.monitoring.DISABLE) would not see the next move of memory there.
  * Other tools' hooks (sys.setprofile, coverage, debuggers, cProfile) are
  * not touched at all.
  */
@@ -954,18 +766,15 @@ done:
 #define MON_WHAT_CALL PyTrace_CALL
 #define MON_WHAT_RETURN PyTrace_RETURN
 
-/* Dispatch one event to the tracer of kind that wants it.  Returns 1 when
-   the location may be switched off as far as this kind is concerned: no
-   tracer of the kind is active, or the event went to a quiet tracer that
-   did not write it.  0 otherwise. */
-static inline int
+/* Dispatch one event to the tracer of kind that wants it, if any. */
+static inline void
 mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
 {
     TracerObject *t = hooks_runtime.top[kind];
     unsigned long me;
 
     if (t == NULL) {
-        return 1;
+        return;
     }
     me = PyThread_get_thread_ident();
     for (; t != NULL; t = t->outer) {
@@ -975,71 +784,9 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
         }
     }
     if (t == NULL || t->state != ST_ACTIVE || !PyCode_Check(code)) {
-        return 0;
+        return;
     }
-    if (tracer_event(t, what, Py_NewRef(code), lasti, line, NULL)) {
-        return 0;
-    }
-    return t->quiet;
-}
-
-/* ---- quiet locations switched off -----------------------------------------
- *
- * A callback that sees memory has not moved past the trigger of a quiet
- * tracer returns sys.monitoring.DISABLE: that location (instruction, event)
- * no longer calls us, so a loop that allocates nothing costs what it costs
- * without a tracer.  Before it does, the poller thread is given the band
- * [max(ref_mem - trigger), min(ref_mem + trigger)] of the quiet tracers;
- * when a read of RSS leaves it, the poller (no GIL) schedules
- * quiet_pending with Py_AddPendingCall, and that calls
- * sys.monitoring.restart_events() under the GIL: every location calls us
- * again, and the next event writes NEXT.  Entering a tracer and leaving a
- * nested one restart too.  restart_events() re-enables the locations every
- * tool switched off (documented in docs/cpymemtrace.md).
- *
- * Py_AddPendingCall runs its function on the main thread (3.12, 3.13), so
- * only a tracer of the main thread that traces that thread alone is quiet.
- */
-
-/* sys.monitoring.restart_events().  GIL held; never raises. */
-static void
-mon_restart(void)
-{
-    pmt_exc_t saved;
-    PyObject *sys = NULL, *mon = NULL, *res = NULL;
-
-    PMT_EXC_SAVE(saved);
-    sys = PyImport_ImportModule("sys");
-    if (sys == NULL) {
-        goto done;
-    }
-    mon = PyObject_GetAttrString(sys, "monitoring");
-    if (mon == NULL) {
-        goto done;
-    }
-    res = PyObject_CallMethod(mon, "restart_events", NULL);
-done:
-    if (res == NULL) {
-        PyErr_WriteUnraisable(NULL);
-    }
-    Py_XDECREF(res);
-    Py_XDECREF(mon);
-    Py_XDECREF(sys);
-    PMT_EXC_RESTORE(saved);
-}
-
-/* What a callback returns: DISABLE when every kind agreed. */
-static inline PyObject *
-mon_result(PyObject *module, int may_disable)
-{
-    if (may_disable) {
-        pmt_state *state = pmt_get_state(module);
-        if (state->mon_disable != NULL) {
-            quiet_arm_if_needed();
-            return Py_NewRef(state->mon_disable);
-        }
-    }
-    Py_RETURN_NONE;
+    (void)tracer_event(t, what, Py_NewRef(code), lasti, line, NULL);
 }
 
 static inline int
@@ -1051,53 +798,26 @@ mon_offset(PyObject *const *args, Py_ssize_t nargs)
     return (int)PyLong_AsLong(args[1]);
 }
 
-/* PY_START, PY_RESUME: (code, offset) */
+/* PY_START, PY_RESUME, PY_THROW: (code, offset, ...) */
 static PyObject *
 mon_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int quiet = 0;
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        quiet = mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
-        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
-    }
-    return mon_result(module, quiet);
-}
-
-/* PY_THROW: (code, offset, exc); cannot be switched off. */
-static PyObject *
-mon_on_throw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs >= 2) {
-        int lasti = mon_offset(args, nargs);
-        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
-        (void)mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_CALL, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_CALL, args[0], lasti, -1);
     }
     Py_RETURN_NONE;
 }
 
-/* PY_RETURN, PY_YIELD: (code, offset, value) */
+/* PY_RETURN, PY_YIELD, PY_UNWIND: (code, offset, value or exc) */
 static PyObject *
 mon_on_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int quiet = 0;
     if (nargs >= 2) {
         int lasti = mon_offset(args, nargs);
-        quiet =
-            mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
-        quiet &= mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
-    }
-    return mon_result(module, quiet);
-}
-
-/* PY_UNWIND: (code, offset, exc); cannot be switched off. */
-static PyObject *
-mon_on_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs >= 2) {
-        int lasti = mon_offset(args, nargs);
-        (void)mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
-        (void)mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
+        mon_dispatch(KIND_PROFILE, MON_WHAT_RETURN, args[0], lasti, -1);
+        mon_dispatch(KIND_TRACE, MON_WHAT_RETURN, args[0], lasti, -1);
     }
     Py_RETURN_NONE;
 }
@@ -1106,23 +826,69 @@ mon_on_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 mon_on_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int quiet = 0;
     if (nargs >= 2 && PyLong_CheckExact(args[1])) {
-        /* Profile does not ask for LINE: only Trace decides. */
-        quiet = mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
-                             (int)PyLong_AsLong(args[1]));
+        mon_dispatch(KIND_TRACE, PyTrace_LINE, args[0], -1,
+                     (int)PyLong_AsLong(args[1]));
     }
-    return mon_result(module, quiet);
+    Py_RETURN_NONE;
 }
 
-/* RAISE: (code, offset, exc); cannot be switched off. */
+/* RAISE: (code, offset, exc) */
 static PyObject *
 mon_on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 2) {
-        (void)mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
-                           mon_offset(args, nargs), -1);
+        mon_dispatch(KIND_TRACE, PyTrace_EXCEPTION, args[0],
+                     mon_offset(args, nargs), -1);
     }
+    Py_RETURN_NONE;
+}
+
+/* CALL, C_RETURN, C_RAISE: (code, offset, callable, arg0).  Only calls of
+   C functions are Profile events, as the legacy profile hook reports them
+   on 3.12+: builtin functions and methods, and method descriptors called
+   with their self (arg0 is sys.monitoring.MISSING when there is none).
+   A Python function's own PY_START/PY_RETURN follow. */
+static inline void
+mon_c_event(PyObject *module, int what, PyObject *const *args,
+            Py_ssize_t nargs)
+{
+    PyObject *callable;
+
+    if (nargs < 4 || hooks_runtime.top[KIND_PROFILE] == NULL) {
+        return;
+    }
+    callable = args[2];
+    if (Py_IS_TYPE(callable, &PyFunction_Type)) {
+        return; /* the common case, first */
+    }
+    if (!PyCFunction_Check(callable)) {
+        if (!Py_IS_TYPE(callable, &PyMethodDescr_Type) ||
+            args[3] == pmt_get_state(module)->mon_missing) {
+            return;
+        }
+    }
+    mon_dispatch(KIND_PROFILE, what, args[0], mon_offset(args, nargs), -1);
+}
+
+static PyObject *
+mon_on_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    mon_c_event(module, PyTrace_C_CALL, args, nargs);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mon_on_c_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    mon_c_event(module, PyTrace_C_RETURN, args, nargs);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mon_on_c_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    mon_c_event(module, PyTrace_C_EXCEPTION, args, nargs);
     Py_RETURN_NONE;
 }
 
@@ -1135,23 +901,34 @@ static PyMethodDef mon_callback_defs[] = {
      NULL},
     {"_mon_on_raise", (PyCFunction)(void (*)(void))mon_on_raise, METH_FASTCALL,
      NULL},
-    {"_mon_on_throw", (PyCFunction)(void (*)(void))mon_on_throw, METH_FASTCALL,
+    {"_mon_on_call", (PyCFunction)(void (*)(void))mon_on_call, METH_FASTCALL,
      NULL},
-    {"_mon_on_unwind", (PyCFunction)(void (*)(void))mon_on_unwind,
+    {"_mon_on_c_return", (PyCFunction)(void (*)(void))mon_on_c_return,
      METH_FASTCALL, NULL},
+    {"_mon_on_c_raise", (PyCFunction)(void (*)(void))mon_on_c_raise,
+     METH_FASTCALL, NULL},
+};
+
+enum {
+    MON_FOR_BOTH = 0,
+    MON_FOR_TRACE = 1,
+    MON_FOR_PROFILE = 2
 };
 
 /* Event numbers and callback (index in mon_callback_defs) of each kind. */
 typedef struct {
     const char *event;
     int callback;
-    int trace_only;
+    int wanted_by; /* MON_FOR_* */
 } mon_binding;
 
 static const mon_binding mon_bindings[] = {
-    {"PY_START", 0, 0},  {"PY_RESUME", 0, 0}, {"PY_THROW", 4, 0},
-    {"PY_RETURN", 1, 0}, {"PY_YIELD", 1, 0},  {"PY_UNWIND", 5, 0},
-    {"LINE", 2, 1},      {"RAISE", 3, 1},
+    {"PY_START", 0, MON_FOR_BOTH},    {"PY_RESUME", 0, MON_FOR_BOTH},
+    {"PY_THROW", 0, MON_FOR_BOTH},    {"PY_RETURN", 1, MON_FOR_BOTH},
+    {"PY_YIELD", 1, MON_FOR_BOTH},    {"PY_UNWIND", 1, MON_FOR_BOTH},
+    {"LINE", 2, MON_FOR_TRACE},       {"RAISE", 3, MON_FOR_TRACE},
+    {"CALL", 4, MON_FOR_PROFILE},     {"C_RETURN", 5, MON_FOR_PROFILE},
+    {"C_RAISE", 6, MON_FOR_PROFILE},
 };
 #define N_MON_BINDINGS (sizeof(mon_bindings) / sizeof(mon_bindings[0]))
 
@@ -1198,9 +975,9 @@ mon_update(pmt_state *state)
             goto done;
         }
         Py_CLEAR(res);
-        if (state->mon_disable == NULL) {
-            state->mon_disable = PyObject_GetAttrString(mon, "DISABLE");
-            if (state->mon_disable == NULL) {
+        if (state->mon_missing == NULL) {
+            state->mon_missing = PyObject_GetAttrString(mon, "MISSING");
+            if (state->mon_missing == NULL) {
                 goto done;
             }
         }
@@ -1228,7 +1005,9 @@ mon_update(pmt_state *state)
     for (i = 0; i < N_MON_BINDINGS; i++) {
         PyObject *ev;
         long bit;
-        if (!(want_trace || (want_profile && !mon_bindings[i].trace_only))) {
+        int by = mon_bindings[i].wanted_by;
+        if (!((by != MON_FOR_PROFILE && want_trace) ||
+              (by != MON_FOR_TRACE && want_profile))) {
             continue;
         }
         ev = PyObject_GetAttrString(events, mon_bindings[i].event);
@@ -1301,337 +1080,6 @@ mon_uninstall(TracerObject *self, pmt_state *state)
 
 #endif /* PMT_PY312_PLUS */
 
-/* Pending call (main thread, GIL held): memory moved, listen again: on
-   3.12+ restart every location of sys.monitoring, on 3.9-3.11 put the
-   hooks of the quiet tracers of this thread back.  It holds no pointer to
-   a tracer: it looks at the stack of active ones, so a tracer that exited
-   between the poller's read and now is not touched.  Nothing once the
-   interpreter finalizes. */
-static int
-quiet_pending(void *Py_UNUSED(arg))
-{
-    if (pmt_is_finalizing()) {
-        return 0;
-    }
-    hooks_runtime.band_dirty = 1;
-#if PMT_PY312_PLUS
-    if (hooks_runtime.mon_tool >= 0) {
-        mon_restart();
-    }
-#else
-    legacy_rearm_all();
-#endif
-    return 0;
-}
-
-#if PMT_QUIET_WAKER
-/* The waker (3.9-3.12, both backends).  There, Py_AddPendingCall called
-   by a thread that is not the main one queues the call but does not set
-   the main thread's eval breaker (COMPUTE_EVAL_BREAKER asks whether the
-   *calling* thread can run pending calls; 3.12 still has one eval breaker
-   per interpreter computed that way); the main thread recomputes it only
-   when it takes the GIL again, so a CPU-bound loop that never releases
-   the GIL would never run the call and a quiet tracer would miss the
-   growth.  A thread that asks for the GIL makes the holder drop it at the
-   next switch interval (sys.getswitchinterval(), 5 ms), and the main
-   thread runs the pending calls on that break (before dropping the GIL).
-   So a Python thread (started with _thread, daemon, no threading.Thread
-   object, holding no reference to the module) sleeps in waker_run on a
-   condition variable without the GIL; the poller wakes it after queueing
-   the call; it takes the GIL once (Py_END_ALLOW_THREADS, the documented
-   way) and sleeps again.  It is started by the first quiet tracer and,
-   when the last one exits, lingers WAKER_LINGER_NS for the next one
-   (a loop of short tracers would otherwise start a thread each, faster
-   than they can end) before it ends.  It ends at once on module shutdown
-   (a new generation); at interpreter exit a daemon thread that asks for
-   the GIL is stopped by CPython.  After fork() the child has none (the
-   next quiet tracer starts one).  3.13 has per-thread eval breakers and
-   Py_AddPendingCall sets the main thread's: no waker there.  The poller
-   never touches the GIL itself. */
-
-#define WAKER_LINGER_NS 500000000L
-
-/* What the waker does next (waker_mutex held, no GIL). */
-enum {
-    WAKER_SLEEP,
-    WAKER_WAKE,
-    WAKER_END
-};
-
-static int
-waker_next(uint64_t mine, struct timespec *linger_until)
-{
-    if (hooks_runtime.waker_generation != mine) {
-        return WAKER_END;
-    }
-    if (hooks_runtime.waker_wake) {
-        hooks_runtime.waker_wake = 0;
-        return WAKER_WAKE;
-    }
-    if (hooks_runtime.waker_users > 0) {
-        linger_until->tv_sec = 0;
-        return WAKER_SLEEP;
-    }
-    /* No quiet tracer: linger, then end. */
-    if (linger_until->tv_sec == 0) {
-        clock_gettime(CLOCK_MONOTONIC, linger_until);
-        linger_until->tv_nsec += WAKER_LINGER_NS;
-        if (linger_until->tv_nsec >= 1000000000L) {
-            linger_until->tv_sec += 1;
-            linger_until->tv_nsec -= 1000000000L;
-        }
-        return WAKER_SLEEP;
-    }
-    {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > linger_until->tv_sec ||
-            (now.tv_sec == linger_until->tv_sec &&
-             now.tv_nsec >= linger_until->tv_nsec)) {
-            hooks_runtime.waker_running = 0;
-            return WAKER_END;
-        }
-    }
-    return WAKER_SLEEP;
-}
-
-static PyObject *
-waker_run(PyObject *Py_UNUSED(self), PyObject *arg)
-{
-    uint64_t mine = PyLong_AsUnsignedLongLong(arg);
-    struct timespec linger_until = {0, 0};
-    int next = WAKER_WAKE;
-
-    if (mine == (uint64_t)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    while (next != WAKER_END) {
-        Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&hooks_runtime.waker_mutex);
-        while ((next = waker_next(mine, &linger_until)) == WAKER_SLEEP) {
-            if (linger_until.tv_sec == 0) {
-                pthread_cond_wait(&hooks_runtime.waker_cond,
-                                  &hooks_runtime.waker_mutex);
-            }
-            else {
-                (void)pthread_cond_timedwait(&hooks_runtime.waker_cond,
-                                             &hooks_runtime.waker_mutex,
-                                             &linger_until);
-            }
-        }
-        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-        /* Taking the GIL back is the wake-up (or the way out). */
-        Py_END_ALLOW_THREADS
-    }
-    /* Said with the GIL held: whoever waits for it (waker_at_exit) gets
-       the GIL only once this thread has finished with it. */
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    hooks_runtime.waker_threads--;
-    pthread_cond_broadcast(&hooks_runtime.waker_cond);
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-    Py_RETURN_NONE;
-}
-
-/* Module shutdown comes too late for the waker: by then a daemon thread
-   that asks for the GIL is stopped where it stands, and the memory
-   CPython gave it to start is never freed (LeakSanitizer reports it).  So
-   at exit, while threads still run, the waker is told to end and awaited
-   (at most 2 s: it never runs Python code, it only takes the GIL once). */
-static PyObject *
-waker_at_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(arg))
-{
-    struct timespec deadline;
-
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    hooks_runtime.waker_generation++;
-    hooks_runtime.waker_running = 0;
-    pthread_cond_broadcast(&hooks_runtime.waker_cond);
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += 2;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    while (hooks_runtime.waker_threads > 0) {
-        if (pthread_cond_timedwait(&hooks_runtime.waker_cond,
-                                   &hooks_runtime.waker_mutex,
-                                   &deadline) == ETIMEDOUT) {
-            break;
-        }
-    }
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef waker_at_exit_def = {"_quiet_waker_at_exit", waker_at_exit,
-                                        METH_NOARGS, NULL};
-
-/* Register waker_at_exit with atexit, once (GIL). */
-static int
-waker_register_at_exit(void)
-{
-    PyObject *atexit = NULL, *func = NULL, *res = NULL;
-
-    if (hooks_runtime.waker_atexit) {
-        return 0;
-    }
-    atexit = PyImport_ImportModule("atexit");
-    if (atexit == NULL) {
-        goto error;
-    }
-    func = PyCFunction_NewEx(&waker_at_exit_def, NULL, NULL);
-    if (func == NULL) {
-        goto error;
-    }
-    res = PyObject_CallMethod(atexit, "register", "O", func);
-    if (res == NULL) {
-        goto error;
-    }
-    hooks_runtime.waker_atexit = 1;
-    Py_DECREF(res);
-    Py_DECREF(func);
-    Py_DECREF(atexit);
-    return 0;
-error:
-    Py_XDECREF(func);
-    Py_XDECREF(atexit);
-    return -1;
-}
-
-static PyMethodDef waker_def = {"_quiet_waker", waker_run, METH_O, NULL};
-
-/* A quiet tracer enters: start a waker if none runs or lingers (GIL). */
-static void
-waker_acquire(void)
-{
-    PyObject *thread = NULL, *func = NULL, *args = NULL, *res = NULL;
-    uint64_t gen = 0;
-    int start;
-
-    if (waker_register_at_exit() < 0) {
-        /* No waker then: the pending call runs at the next GIL switch. */
-        PyErr_WriteUnraisable(NULL);
-        return;
-    }
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    hooks_runtime.waker_users++;
-    start = !hooks_runtime.waker_running;
-    if (start) {
-        gen = ++hooks_runtime.waker_generation;
-        hooks_runtime.waker_running = 1;
-        hooks_runtime.waker_wake = 0;
-        hooks_runtime.waker_threads++;
-    }
-    else {
-        /* A lingering waker serves again. */
-        pthread_cond_signal(&hooks_runtime.waker_cond);
-    }
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-    if (!start) {
-        return;
-    }
-    thread = PyImport_ImportModule("_thread");
-    if (thread == NULL) {
-        goto done;
-    }
-    func = PyCFunction_NewEx(&waker_def, NULL, NULL);
-    if (func == NULL) {
-        goto done;
-    }
-    args = Py_BuildValue("(K)", (unsigned long long)gen);
-    if (args == NULL) {
-        goto done;
-    }
-    res = PyObject_CallMethod(thread, "start_new_thread", "OO", func, args);
-done:
-    if (res == NULL) {
-        /* Without it the pending call runs at the next GIL switch; the
-           next quiet tracer tries again. */
-        PyErr_WriteUnraisable(NULL);
-        pthread_mutex_lock(&hooks_runtime.waker_mutex);
-        if (hooks_runtime.waker_generation == gen) {
-            hooks_runtime.waker_running = 0;
-        }
-        hooks_runtime.waker_threads--;
-        pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-    }
-    Py_XDECREF(res);
-    Py_XDECREF(args);
-    Py_XDECREF(func);
-    Py_XDECREF(thread);
-}
-
-/* A quiet tracer exits: after the last one the waker lingers (GIL). */
-static void
-waker_release(void)
-{
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    if (hooks_runtime.waker_users > 0 && --hooks_runtime.waker_users == 0) {
-        pthread_cond_signal(&hooks_runtime.waker_cond);
-    }
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-}
-
-/* Module shutdown: the waker ends now (it never runs Python code). */
-static void
-waker_shutdown(void)
-{
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    hooks_runtime.waker_generation++;
-    hooks_runtime.waker_running = 0;
-    pthread_cond_broadcast(&hooks_runtime.waker_cond);
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-}
-
-static void
-waker_init_cond(void)
-{
-    pthread_condattr_t attr;
-
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&hooks_runtime.waker_cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-static void
-waker_forget_in_child(void)
-{
-    /* Only the forking thread exists in the child. */
-    pthread_mutex_init(&hooks_runtime.waker_mutex, NULL);
-    waker_init_cond();
-    hooks_runtime.waker_wake = 0;
-    hooks_runtime.waker_users = 0;
-    hooks_runtime.waker_running = 0;
-    hooks_runtime.waker_threads = 0;
-}
-
-static void
-waker_at_fork(void)
-{
-    /* Once per process, before any waker: the linger needs a monotonic
-       clock. */
-    waker_init_cond();
-    (void)pthread_atfork(NULL, NULL, waker_forget_in_child);
-}
-#endif /* PMT_QUIET_WAKER */
-
-/* Poller thread, no GIL: Py_AddPendingCall needs no thread state (3.9+). */
-static int
-quiet_notify(void)
-{
-    if (Py_AddPendingCall(quiet_pending, NULL) < 0) {
-        return -1;
-    }
-#if PMT_QUIET_WAKER
-    pthread_mutex_lock(&hooks_runtime.waker_mutex);
-    hooks_runtime.waker_wake = 1;
-    pthread_cond_signal(&hooks_runtime.waker_cond);
-    pthread_mutex_unlock(&hooks_runtime.waker_mutex);
-#endif
-    return 0;
-}
-
 /* ---- the type ---------------------------------------------------------- */
 
 static void
@@ -1643,6 +1091,10 @@ tracer_release_resources(TracerObject *self)
     if (self->poll_started) {
         self->poll_started = 0;
         pmt_rsspoll_stop();
+    }
+    if (self->faults_acquired) {
+        self->faults_acquired = 0;
+        pmt_faultcount_release();
     }
     if (self->heap_acquired) {
         self->heap_acquired = 0;
@@ -1875,6 +1327,18 @@ write_header(TracerObject *self)
     pmt_log_cstr(log, "\n# backend: ");
     pmt_log_cstr(log, self->backend == BACKEND_MONITORING ? "monitoring"
                                                           : "legacy");
+    pmt_log_cstr(log, "\n# rss_source: ");
+    if (self->measure == MEASURE_HEAP) {
+        pmt_log_cstr(log, "heap counter (exact at every event)");
+    }
+    else if (self->fault_source == PMT_FAULTS_NONE) {
+        pmt_log_cstr(log, "statm read at every event");
+    }
+    else {
+        pmt_log_cstr(log, "statm read when ");
+        pmt_log_cstr(log, pmt_faultcount_source_name(self->fault_source));
+        pmt_log_cstr(log, " or a release of memory says it may have moved");
+    }
     pmt_log_cstr(log,
                  "\nHDR:\tEvent\tdEvent\tClock\tWhat\tFile\t#line\t"
                  "Function\t");
@@ -1932,7 +1396,6 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     TracerObject *outer;
     PyObject *path_bytes = NULL;
     void *mon_state = NULL; /* pmt_state, once mon_install succeeded */
-    int main_thread = 0;
     int err;
 
     if (self->state != ST_NEW) {
@@ -1942,11 +1405,6 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     self->depth = hooks_runtime.depth[self->kind];
-    /* Before our hooks are on: this runs Python code. */
-    if (quiet_eligible(self, 1) &&
-        (self->backend == BACKEND_MONITORING || PMT_LEGACY_QUIET)) {
-        main_thread = on_main_thread();
-    }
     if (self->filepath == NULL) {
         self->filepath = default_path(self);
         if (self->filepath == NULL) {
@@ -1959,14 +1417,16 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         self->heap_acquired = 1;
     }
-    /* A quiet heap tracer needs the poller to watch the heap counter. */
-    if (self->measure == MEASURE_RSS || quiet_eligible(self, main_thread)) {
+    if (self->measure == MEASURE_RSS) {
         err = pmt_rsspoll_start();
         if (err) {
             pmt_raise_errno(err, "cannot start the rss poller thread");
             goto error;
         }
         self->poll_started = 1;
+        self->fault_source = pmt_faultcount_acquire();
+        self->faults_acquired = 1;
+        (void)pmt_faultcount_watch_thread();
     }
     if (self->backend == BACKEND_MONITORING) {
 #if PMT_PY312_PLUS
@@ -2014,11 +1474,6 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         PyErr_Clear();
     }
     if (self->backend == BACKEND_LEGACY) {
-        /* An outer quiet tracer that took its hook off puts it back
-           first: that is the hook this one replaces and restores. */
-        if (outer != NULL && outer->backend == BACKEND_LEGACY) {
-            legacy_rearm(outer);
-        }
         /* This thread's current hook, to be restored at exit. */
         if (self->kind == KIND_PROFILE) {
             self->saved_func = tstate->c_profilefunc;
@@ -2035,30 +1490,9 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
     }
     self->t0_ns = now_ns();
-    self->ref_mem = read_mem_now(self);
+    self->ref_mem = memory_now(self);
     self->state = ST_ACTIVE;
     stack_push(self);
-#if PMT_PY312_PLUS
-    if (self->backend == BACKEND_MONITORING) {
-        /* Locations an outer tracer switched off must call this one's
-           first event (FRST). */
-        self->quiet = quiet_eligible(self, main_thread);
-        hooks_runtime.band_dirty = 1;
-        mon_restart();
-    }
-#endif
-    if (self->backend == BACKEND_LEGACY) {
-        self->quiet = PMT_LEGACY_QUIET && quiet_eligible(self, main_thread);
-        self->hook_off = 0;
-        hooks_runtime.band_dirty = 1;
-    }
-#if PMT_QUIET_WAKER
-    if (self->quiet) {
-        /* One waker serves every quiet tracer (counted). */
-        waker_acquire();
-        self->waker_held = 1;
-    }
-#endif
     pmt_log_signals_install();
     if (self->backend == BACKEND_LEGACY) {
         if (self->all_threads) {
@@ -2089,6 +1523,25 @@ error:
     return NULL;
 }
 
+/* The location of the running Python frame, as an EXIT event (a new
+   reference to its code in ev->code, or NULL). */
+static void
+exit_event(TracerObject *self, pmt_event *ev)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+
+    memset(ev, 0, sizeof(*ev));
+    ev->what = WHAT_EXIT;
+    ev->lasti = -1;
+    ev->line = 0;
+    ev->event = self->n_events;
+    if (frame != NULL) {
+        ev->code = (PyObject *)PyFrame_GetCode(frame);
+        ev->lasti = frame_lasti(frame);
+        ev->line = PyFrame_GetLineNumber(frame);
+    }
+}
+
 /* Stop tracing and close the log.  Used by __exit__, at interpreter exit
    and on module shutdown.  Returns the log's first write error (errno). */
 static int
@@ -2117,13 +1570,6 @@ tracer_finish(TracerObject *self, int restore_hooks)
             mon_uninstall(self, state);
             PMT_EXC_RESTORE(saved);
         }
-        /* The tracers still active listen everywhere again (a location
-           this one switched off may matter to them), and the poller's
-           band is theirs alone. */
-        quiet_arm();
-        if (restore_hooks && hooks_runtime.mon_tool >= 0) {
-            mon_restart();
-        }
     }
 #endif
     if (restore_hooks && self->backend == BACKEND_LEGACY) {
@@ -2131,13 +1577,6 @@ tracer_finish(TracerObject *self, int restore_hooks)
         /* Before the other threads are cleared: on 3.12+ that clears this
            one too. */
         int mine_here = tstate_hook_is(tstate, self->kind, (PyObject *)self);
-        /* A quiet tracer whose hook is off still owns the empty slot. */
-        if (self->hook_off) {
-            mine_here |=
-                (self->kind == KIND_PROFILE ? tstate->c_profilefunc
-                                            : tstate->c_tracefunc) == NULL;
-            self->hook_off = 0;
-        }
         if (self->all_threads) {
             set_hook_other_threads(self, 0);
             if (set_threading_hook(self,
@@ -2161,22 +1600,19 @@ tracer_finish(TracerObject *self, int restore_hooks)
             }
         }
     }
-    if (self->backend == BACKEND_LEGACY && self->quiet) {
-        /* The band is that of the quiet tracers still active. */
-        quiet_arm();
-    }
-#if PMT_QUIET_WAKER
-    if (self->waker_held) {
-        self->waker_held = 0;
-        waker_release();
-    }
-#endif
     Py_CLEAR(self->saved_obj);
-    /* LAST: the last event seen, with the memory read now. */
+    /* LAST: the last event seen, with the memory read now; a block that
+       saw no event says where it exits, so its growth still shows. */
     if (self->prev_valid) {
         last = self->prev;
-        last.mem = read_mem_now(self);
-        write_event(self, "LAST:", &last, tracer_now(self), 1);
+    }
+    else {
+        exit_event(self, &last);
+    }
+    last.mem = memory_now(self);
+    write_event(self, "LAST:", &last, tracer_now(self), 1);
+    if (last.code != self->prev.code) {
+        Py_XDECREF(last.code);
     }
     record_lock(self);
     pmt_log_cstr(&self->log, "EOF\n");
@@ -2470,14 +1906,14 @@ PyDoc_STRVAR(
     poller_rss_doc,
     "_poller_rss() -> (int, int, int)\n\n"
     "The RSS the poller thread last published, its generation and the number\n"
-    "of times a quiet tracers' band (RSS or heap) fired (tests).");
+    "of exact reads of RSS the tracers made (tests).");
 
 static PyObject *
 poller_rss(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("KKK", (unsigned long long)pmt_rsspoll_value(),
                          (unsigned long long)pmt_rsspoll_generation(),
-                         (unsigned long long)pmt_rsspoll_notifications());
+                         (unsigned long long)hooks_runtime.mem_reads);
 }
 
 /* A hook that does nothing: the floor every C profile/trace hook pays,
@@ -2551,7 +1987,42 @@ set_default_backend(PyObject *module, PyObject *arg)
     return PyUnicode_FromString(old);
 }
 
+PyDoc_STRVAR(
+    set_rss_reads_doc,
+    "_set_rss_reads(mode: str) -> str\n\n"
+    "How measure=\"rss\" tracers read RSS: \"when-moved\" (the default: only\n"
+    "when a page fault or a release of memory says it may have moved) or\n"
+    "\"every-event\" (the seed's way, the reference for tests).  Returns the\n"
+    "previous mode.");
+
+static PyObject *
+set_rss_reads(PyObject *module, PyObject *arg)
+{
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    const char *old =
+        hooks_runtime.read_every_event ? "every-event" : "when-moved";
+
+    if (name == NULL) {
+        PyErr_SetString(PyExc_TypeError, "mode must be a str");
+        return NULL;
+    }
+    if (strcmp(name, "every-event") == 0) {
+        hooks_runtime.read_every_event = 1;
+    }
+    else if (strcmp(name, "when-moved") == 0) {
+        hooks_runtime.read_every_event = 0;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "mode must be \"when-moved\" or \"every-event\", not %R",
+                     arg);
+        return NULL;
+    }
+    return PyUnicode_FromString(old);
+}
+
 static PyMethodDef hooks_functions[] = {
+    {"_set_rss_reads", set_rss_reads, METH_O, set_rss_reads_doc},
     {"_set_default_backend", set_default_backend, METH_O,
      set_default_backend_doc},
     {"_noop", (PyCFunction)(void (*)(void))noop, METH_FASTCALL, noop_doc},
@@ -2600,14 +2071,6 @@ pmt_hooks_exec(PyObject *module)
         }
     }
 #endif
-    pmt_rsspoll_set_notify(quiet_notify);
-    pmt_rsspoll_set_heap_reader(pmt_alloc_live_bytes);
-#if PMT_QUIET_WAKER
-    {
-        static pthread_once_t once = PTHREAD_ONCE_INIT;
-        (void)pthread_once(&once, waker_at_fork);
-    }
-#endif
     return PyModule_AddFunctions(module, hooks_functions);
 }
 
@@ -2616,8 +2079,5 @@ pmt_hooks_shutdown(void)
 {
     /* The interpreter is going away: complete the logs, leave hooks. */
     finish_all(0);
-#if PMT_QUIET_WAKER
-    waker_shutdown();
-#endif
     pmt_rsspoll_shutdown();
 }

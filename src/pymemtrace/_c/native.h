@@ -45,7 +45,7 @@ typedef struct {
     PyObject *profile_type;
     PyObject *trace_type;
     PyObject *mon_callbacks; /* sys.monitoring callbacks (3.12+), a tuple */
-    PyObject *mon_disable;   /* sys.monitoring.DISABLE (3.12+), or NULL */
+    PyObject *mon_missing;   /* sys.monitoring.MISSING (3.12+), or NULL */
     /* reftrace.c */
     PyObject *reftrace_type;
     PyObject *reftrace_str_module; /* interned "__module__" (3.13+) */
