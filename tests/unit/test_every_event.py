@@ -1,15 +1,9 @@
-"""Quiet tracers: events where memory did not move are not looked at.
-
-With a trigger > 0, a Profile/Trace of the main thread stops listening
-where memory has not moved, and the RSS poller thread makes it listen again
-(through a pending call) when RSS moves by the trigger:
-- sys.monitoring backend (CPython 3.12+): the callback returns
-  sys.monitoring.DISABLE for that location; sys.monitoring.restart_events()
-  turns every location back on;
-- legacy backend (3.9-3.11): the hook takes itself off the thread
-  (PyEval_SetProfile/SetTrace(NULL)); the pending call puts it back.
-The same tests run on both.  GIVEN/WHEN/THEN; waits for the poller are
-bounded loops, never timing assertions.
+"""Every event is seen: a tracer never stops listening where memory did
+not move (the quiet tracers of the first wave did, and charged a jump to
+whatever event came after the poller noticed it).  A growth at a location
+seen many times before is written at the next event, with no wait for the
+poller; hooks of other tools are restored; threads do not pile up.
+GIVEN/WHEN/THEN on both backends where both exist.
 """
 import mmap
 import os
@@ -22,9 +16,8 @@ from pymemtrace import _native, cPyMemTrace
 
 from cpymemtrace_logreader import parse
 
-# The quiet backend of this interpreter: on 3.12+ the legacy hooks are
-# built on sys.monitoring and are never quiet (docs/cpymemtrace.md).
-QUIET_BACKEND = "monitoring" if sys.version_info >= (3, 12) else "legacy"
+# The default backend of this interpreter.
+DEFAULT_BACKEND = "monitoring" if sys.version_info >= (3, 12) else "legacy"
 needs_monitoring = pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring needs CPython 3.12+")
 
 MB = 1 << 20
@@ -39,29 +32,18 @@ IDS = ["Profile", "Trace"]
 
 @pytest.fixture(autouse=True)
 def monitoring_backend():
-    old = _native._set_default_backend(QUIET_BACKEND)
+    old = _native._set_default_backend(DEFAULT_BACKEND)
     yield
     _native._set_default_backend(old)
 
 
 def quiet_function(i, keep):
     """The same locations on every call; grows RSS by 10 MB on call GROW_AT
-    (an anonymous mmap written through, so the pages are resident), then
-    waits inside this frame until the poller has seen it."""
+    (an anonymous mmap written through, so the pages are resident)."""
     if i == GROW_AT:
-        target = cPyMemTrace.rss() + 9 * MB
         data = mmap.mmap(-1, 10 * MB)
         data.write(ZEROS)
         keep.append(data)
-        # Inline (a Python call would be the first event after the jump).
-        for _ in range(5000):
-            if _native._poller_rss()[0] >= target:
-                break
-            time.sleep(0.001)
-        # A few more polls: the poller's pending call (which makes the
-        # tracer listen again) runs between bytecodes of this frame.
-        for _ in range(3):
-            time.sleep(0.001)
     return i
 
 
@@ -75,7 +57,7 @@ def grown_records(log, function="quiet_function"):
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_a_switched_off_location_still_gives_next_when_memory_grows(cls, tmp_path):
+def test_a_growth_at_a_location_seen_many_times_is_written_in_that_function(cls, tmp_path):
     # GIVEN a tracer with the default trigger around a loop that calls the
     # same function CALLS times
     path = tmp_path / "q.log"
@@ -84,11 +66,13 @@ def test_a_switched_off_location_still_gives_next_when_memory_grows(cls, tmp_pat
     with cls(filepath=str(path)):
         call_in_a_loop(keep)
     log = parse(path)
-    # THEN the tracer saw fewer events than the calls made: the quiet
-    # locations were switched off (a call alone is two events)
-    assert log.tagged("LAST:")[0].event < CALLS, [(r.tag, r.event, r.function) for r in log.records]
-    # AND the growth is still a NEXT record naming the function
-    assert grown_records(log), [(r.tag, r.function, r.d_mem) for r in log.records]
+    # THEN the tracer saw every event (a call alone is two)
+    assert log.tagged("LAST:")[0].event >= 2 * CALLS, [(r.tag, r.event, r.function) for r in log.records]
+    # AND the growth is one NEXT record in the function, at the call that
+    # grew, with no wait for the poller
+    grown = grown_records(log)
+    assert len(grown) == 1, [(r.tag, r.function, r.d_mem) for r in log.records]
+    assert grown[0].line > quiet_function.__code__.co_firstlineno
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
@@ -107,7 +91,7 @@ def test_every_event_trigger_switches_nothing_off(cls, tmp_path):
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
 def test_outer_tracer_listens_again_after_a_nested_one_exits(cls, tmp_path):
-    # GIVEN an outer tracer whose quiet locations were switched off
+    # GIVEN an outer tracer
     outer_path, inner_path = tmp_path / "outer.log", tmp_path / "inner.log"
     keep = []
     with cls(filepath=str(outer_path)):
@@ -120,28 +104,25 @@ def test_outer_tracer_listens_again_after_a_nested_one_exits(cls, tmp_path):
     # THEN the outer log has the growth, naming the function
     outer = parse(outer_path)
     assert grown_records(outer), [(r.tag, r.function, r.d_mem) for r in outer.records]
-    # AND the nested tracer saw events: on sys.monitoring the call and
-    # return of quiet_function and call_in_a_loop at least once (entering
-    # restarted the locations the outer one had switched off; events are
-    # numbered from 0); the legacy hook, which is quiet as a whole, its
-    # first event and the one that made it take its hook off
+    # AND the nested tracer saw every event of its block: at least the call
+    # and return of quiet_function and call_in_a_loop (numbered from 0)
     inner = parse(inner_path)
     assert inner.tagged("FRST:"), inner.records
-    assert inner.tagged("LAST:")[0].event >= (3 if QUIET_BACKEND == "monitoring" else 1), inner.records
+    assert inner.tagged("LAST:")[0].event >= 3, inner.records
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_the_backend_under_test_is_the_quiet_one(cls, tmp_path):
-    # GIVEN the default backend of this interpreter's quiet tracers
+def test_the_backend_under_test_is_the_default_one(cls, tmp_path):
+    # GIVEN the default backend of this interpreter
     # WHEN a tracer is entered
     with cls(filepath=str(tmp_path / "b.log")) as tracer:
         pass
     # THEN it uses it (the tests of this file test that backend)
-    assert tracer.backend == QUIET_BACKEND
+    assert tracer.backend == DEFAULT_BACKEND
 
 
-def test_trace_sees_line_events_of_the_running_frame_after_listening_again(tmp_path):
-    # GIVEN a quiet Trace
+def test_trace_writes_a_growth_at_a_line_of_the_frame_that_grew(tmp_path):
+    # GIVEN a Trace
     path = tmp_path / "lines.log"
     keep = []
     # WHEN memory grows inside quiet_function, which then keeps running
@@ -155,8 +136,8 @@ def test_trace_sees_line_events_of_the_running_frame_after_listening_again(tmp_p
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_a_quiet_tracer_writes_a_second_growth_too(cls, tmp_path):
-    # GIVEN a quiet tracer that already wrote one growth
+def test_a_tracer_writes_a_second_growth_too(cls, tmp_path):
+    # GIVEN a tracer that already wrote one growth
     path = tmp_path / "twice.log"
     keep = []
     with cls(filepath=str(path)):
@@ -179,10 +160,10 @@ def restore_profile():
     sys.setprofile(old)
 
 
-def test_a_sys_setprofile_function_is_restored_after_a_quiet_profile(tmp_path, restore_profile):
+def test_a_sys_setprofile_function_is_restored_after_a_profile(tmp_path, restore_profile):
     # GIVEN a sys.setprofile function
     sys.setprofile(_python_profiler)
-    # WHEN a quiet Profile went quiet, saw a growth and exited
+    # WHEN a Profile saw a growth and exited
     keep = []
     path = tmp_path / "p.log"
     with cPyMemTrace.Profile(filepath=str(path)):
@@ -194,7 +175,7 @@ def test_a_sys_setprofile_function_is_restored_after_a_quiet_profile(tmp_path, r
     assert grown_records(parse(path))
 
 
-def test_cprofile_is_restored_after_a_quiet_profile(tmp_path, restore_profile):
+def test_cprofile_is_restored_after_a_profile(tmp_path, restore_profile):
     import cProfile
     import pstats
 
@@ -202,7 +183,7 @@ def test_cprofile_is_restored_after_a_quiet_profile(tmp_path, restore_profile):
     prof = cProfile.Profile()
     prof.enable()
     try:
-        # WHEN a quiet Profile went quiet, saw a growth and exited
+        # WHEN a Profile saw a growth and exited
         with cPyMemTrace.Profile(filepath=str(tmp_path / "c.log")):
             call_in_a_loop([])
         # AND a function is called after it
@@ -244,7 +225,7 @@ def test_another_monitoring_tool_keeps_every_event(cls, tmp_path, other_tool):
     # GIVEN another sys.monitoring tool listening to PY_START
     path = tmp_path / "q.log"
     keep = []
-    # WHEN a tracer switches its quiet locations off and memory grows
+    # WHEN a tracer runs beside it and memory grows
     with cls(filepath=str(path)):
         call_in_a_loop(keep)
     # THEN the other tool saw every call (DISABLE is per tool)
@@ -285,8 +266,8 @@ def test_a_tracer_in_another_thread_switches_nothing_off(cls, tmp_path):
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_all_threads_tracers_are_not_quiet(cls, tmp_path):
-    # GIVEN a tracer that is not quiet: all_threads
+def test_all_threads_tracers_see_every_event(cls, tmp_path):
+    # GIVEN an all_threads tracer
     path = tmp_path / "nq.log"
     with cls(filepath=str(path), all_threads=True) as tracer:
         # WHEN a quiet function is called CALLS times
@@ -305,21 +286,9 @@ STEPS = 2048
 
 
 def heap_grower(keep, tracer):
-    """2 MB of Python objects kept, allocated in STEPS steps in this frame,
-    then a wait in this frame (inline: a Python call would be the first
-    event after the jump) until the tracer saw an event (a Trace sees new
-    lines of this frame) or a band fired, and a few polls for the band's
-    pending call to run between bytecodes of the frame."""
-    seen = _native._poller_rss()[2]
+    """2 MB of Python objects kept, allocated in STEPS steps in this frame."""
     for _ in range(STEPS):
         keep.append(bytearray(STEP))
-    events = tracer.events
-    for _ in range(5000):
-        if _native._poller_rss()[2] != seen or tracer.events != events:
-            break
-        time.sleep(0.001)
-    for _ in range(3):
-        time.sleep(0.001)
 
 
 def heap_twin():
@@ -327,8 +296,6 @@ def heap_twin():
     for _ in range(STEPS):
         block = bytearray(STEP)
         del block
-    for _ in range(3):
-        time.sleep(0.001)
 
 
 def enter_heap(cls, path):
@@ -341,8 +308,8 @@ def enter_heap(cls, path):
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
-def test_a_quiet_heap_tracer_records_a_planted_growth_and_not_its_twin(cls, tmp_path):
-    # GIVEN a measure="heap" tracer that went quiet over CALLS quiet calls
+def test_a_heap_tracer_records_a_planted_growth_and_not_its_twin(cls, tmp_path):
+    # GIVEN a measure="heap" tracer over CALLS calls that allocate nothing
     path = tmp_path / "heap.log"
     keep = []
     tracer = enter_heap(cls, path)
@@ -358,9 +325,8 @@ def test_a_quiet_heap_tracer_records_a_planted_growth_and_not_its_twin(cls, tmp_
         tracer.__exit__(None, None, None)
     log = parse(path)
     records = [(r.tag, r.what, r.function, r.d_mem) for r in log.records]
-    # THEN the tracer was quiet: it saw fewer events than the calls made
-    # before the growth
-    assert seen < CALLS, records
+    # THEN the tracer saw every event of those calls
+    assert seen >= 2 * CALLS, records
     # AND the growth is in NEXT records naming the grower
     grown = sum(r.d_mem for r in log.tagged("NEXT:") if r.function.endswith("heap_grower"))
     assert grown >= STEPS * STEP * 3 // 4, records
@@ -368,36 +334,34 @@ def test_a_quiet_heap_tracer_records_a_planted_growth_and_not_its_twin(cls, tmp_
     assert not [r for r in log.tagged("NEXT:") if r.function.endswith("heap_twin") and abs(r.d_mem) >= STEPS * STEP // 2], records
 
 
-needs_legacy = pytest.mark.skipif(QUIET_BACKEND != "legacy", reason="the legacy backend is quiet on CPython 3.9-3.11 only")
+needs_legacy = pytest.mark.skipif(DEFAULT_BACKEND != "legacy", reason="the legacy backend is the default on CPython 3.9-3.11 only")
 GETTERS = [sys.getprofile, sys.gettrace]
 
 
 @needs_legacy
 @pytest.mark.parametrize("cls,get_hook", list(zip(TRACERS, GETTERS)), ids=IDS)
-def test_legacy_hook_comes_off_when_quiet_and_back_after_a_nested_exit(cls, get_hook, tmp_path):
-    # GIVEN a quiet legacy tracer after quiet calls
+def test_legacy_hook_stays_on_while_memory_does_not_move_and_after_a_nested_exit(cls, get_hook, tmp_path):
+    # GIVEN a legacy tracer after calls that allocate nothing
     with cls(filepath=str(tmp_path / "outer.log")) as outer:
         call_in_a_loop([], n=GROW_AT)
-        # THEN its hook is off the thread (looking at it is an event, which
-        # puts nothing back: no memory moved)
-        off = get_hook()
+        # THEN its hook is still on the thread
+        on = get_hook()
         seen_before = outer.events
         # WHEN a nested tracer is entered and exits
         with cls(filepath=str(tmp_path / "inner.log")) as inner:
             during = get_hook()
         quiet_function(-1, [])
-        # THEN the outer hook was put back: it sees events again (and
-        # takes itself off at the first one where memory did not move)
+        # THEN the outer hook is back and sees the events after
         seen_after = outer.events
-    assert off is None
+    assert on is outer
     assert during is inner
-    assert seen_after > seen_before
+    assert seen_after >= seen_before + 2
 
 
 @pytest.mark.parametrize("measure", ["rss", "heap"])
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
 def test_growth_in_a_loop_that_never_releases_the_gil_is_seen(cls, measure, tmp_path):
-    # GIVEN a quiet tracer that stopped listening
+    # GIVEN a tracer that stopped listening
     path = tmp_path / "cpu.log"
     keep = []
     tracer = enter_heap(cls, path) if measure == "heap" else cls(filepath=str(path)).__enter__()
@@ -429,7 +393,7 @@ def _threads_of_this_process():
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
-def test_a_loop_of_short_quiet_tracers_does_not_pile_up_threads(tmp_path):
+def test_a_loop_of_short_tracers_does_not_pile_up_threads(tmp_path):
     # GIVEN the threads of this process with one quiet tracer active (the
     # poller and, on 3.9-3.12, the waker thread)
     with cPyMemTrace.Profile(filepath=os.devnull):
