@@ -45,6 +45,7 @@ class Log:
     records: List[Record]
     messages: List[tuple]
     complete: bool
+    warnings: List[tuple] = dataclasses.field(default_factory=list)
 
     def tagged(self, tag):
         return [r for r in self.records if r.tag == tag]
@@ -60,7 +61,7 @@ def parse(path):
         message = unescape(lines[0])
         lines = lines[1:]
     assert lines[0] == "SOF", lines[:2]
-    comments, header, records, messages = [], None, [], []
+    comments, header, records, messages, warnings = [], None, [], [], []
     complete = False
     for line in lines[1:]:
         if line.startswith("#"):
@@ -77,6 +78,9 @@ def parse(path):
         elif tag == "MSG:":
             assert len(fields) == 4, fields
             messages.append((int(fields[1]), float(fields[2]), unescape(fields[3])))
+        elif tag == "WARN:":
+            assert len(fields) == 4, fields
+            warnings.append((int(fields[1]), float(fields[2]), unescape(fields[3])))
         elif tag in EVENT_TAGS:
             assert header is not None, "a record before HDR:"
             assert len(fields) - 1 == len(header), (fields, header)
@@ -98,4 +102,4 @@ def parse(path):
             )
         else:
             raise AssertionError(f"unknown record {line!r}")
-    return Log(message, comments, header, records, messages, complete)
+    return Log(message, comments, header, records, messages, complete, warnings)

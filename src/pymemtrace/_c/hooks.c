@@ -105,6 +105,10 @@ typedef struct tracer_object {
     int state;
     int depth;           /* tracers of the same kind active at enter */
     unsigned long owner; /* thread that entered */
+    /* Interpreter that entered: a subinterpreter's tracers and the main
+       interpreter's share the stacks below but never each other's events,
+       messages or exit. */
+    PyInterpreterState *interp;
     /* Event state, GIL. */
     uint64_t t0_ns;     /* CLOCK_MONOTONIC at enter */
     uint64_t n_events;  /* events seen */
@@ -115,6 +119,7 @@ typedef struct tracer_object {
     int prev_written;   /* prev was written as FRST/NEXT */
     pmt_event prev;     /* the last event seen */
     int capped;         /* max_log_bytes reached */
+    int displaced;      /* another tool replaced the hook (WARN: written) */
     /* The escaped "File\t#line-less" text of the last code object written:
        File and Function columns are copied, not re-encoded, while the
        code object stays the same (the common case: loops, recursion). */
@@ -288,10 +293,14 @@ record_unlock(TracerObject *self)
 }
 
 /* A str as UTF-8, escaped.  Never raises: a string that cannot be encoded
-   (lone surrogates) is written with replacement characters. */
+   (lone surrogates) is written with replacement characters.  whole: the
+   whole text (messages); else at most PMT_LOG_MAX_FIELD bytes of it (names
+   inside a record, whose room is reserved at once). */
 static void
-log_str(pmt_logwriter *log, PyObject *s)
+log_str(pmt_logwriter *log, PyObject *s, int whole)
 {
+    void (*escaped)(pmt_logwriter *, const char *, size_t) =
+        whole ? pmt_log_escaped_whole : pmt_log_escaped;
     const char *utf8;
     Py_ssize_t n;
 
@@ -302,7 +311,7 @@ log_str(pmt_logwriter *log, PyObject *s)
     if (PyUnicode_IS_ASCII(s)) {
         utf8 = (const char *)PyUnicode_DATA(s);
         n = PyUnicode_GET_LENGTH(s);
-        pmt_log_escaped(log, utf8, (size_t)n);
+        escaped(log, utf8, (size_t)n);
         return;
     }
     {
@@ -311,15 +320,15 @@ log_str(pmt_logwriter *log, PyObject *s)
         /* Caches the UTF-8 form in the object: paid once per name. */
         utf8 = PyUnicode_AsUTF8AndSize(s, &n);
         if (utf8 != NULL) {
-            pmt_log_escaped(log, utf8, (size_t)n);
+            escaped(log, utf8, (size_t)n);
         }
         else {
             PyObject *b;
             PyErr_Clear();
             b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
             if (b != NULL) {
-                pmt_log_escaped(log, PyBytes_AS_STRING(b),
-                                (size_t)PyBytes_GET_SIZE(b));
+                escaped(log, PyBytes_AS_STRING(b),
+                        (size_t)PyBytes_GET_SIZE(b));
                 Py_DECREF(b);
             }
             else {
@@ -391,14 +400,14 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
         /* Room for the whole record was reserved: no flush happens while
            the names are formatted, so they can be copied from the log. */
         start = log->len;
-        log_str(log, code ? code->co_filename : NULL);
+        log_str(log, code ? code->co_filename : NULL, 0);
         self->name_file_len = log->len - start;
         pmt_log_char(log, '\t');
         pmt_log_i64(log, line, 0);
         pmt_log_char(log, '\t');
         {
             size_t fstart = log->len;
-            log_str(log, code ? code_function_name(code) : NULL);
+            log_str(log, code ? code_function_name(code) : NULL, 0);
             self->name_func_len = log->len - fstart;
             if (self->name_buf != NULL && code != NULL &&
                 self->name_file_len + self->name_func_len <= NAME_BUF_SIZE) {
@@ -771,14 +780,16 @@ static inline void
 mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
 {
     TracerObject *t = hooks_runtime.top[kind];
+    PyInterpreterState *interp;
     unsigned long me;
 
     if (t == NULL) {
         return;
     }
     me = PyThread_get_thread_ident();
+    interp = PyInterpreterState_Get();
     for (; t != NULL; t = t->outer) {
-        if (t->backend == BACKEND_MONITORING &&
+        if (t->backend == BACKEND_MONITORING && t->interp == interp &&
             (t->all_threads || t->owner == me)) {
             break;
         }
@@ -1164,6 +1175,7 @@ tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
     if (filepath != Py_None) {
         PyObject *path = PyOS_FSPath(filepath);
         PyObject *str;
+        Py_ssize_t nul;
         if (path == NULL) {
             return -1;
         }
@@ -1177,6 +1189,15 @@ tracer_init(PyObject *op, PyObject *args, PyObject *kwds)
         }
         else {
             str = path;
+        }
+        nul = PyUnicode_FindChar(str, 0, 0, PyUnicode_GET_LENGTH(str), 1);
+        if (nul != -1) {
+            Py_DECREF(str);
+            if (nul >= 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "filepath must not contain a NUL byte");
+            }
+            return -1;
         }
         Py_XSETREF(self->filepath, str);
     }
@@ -1285,19 +1306,21 @@ default_path(TracerObject *self)
         self->kind == KIND_PROFILE ? 'P' : 'T', self->depth, PY_VERSION);
 }
 
+/* A MSG: (or WARN:) record: the text on one line, escaped. */
 static void
-write_message_record(TracerObject *self, PyObject *text)
+write_text_record(TracerObject *self, const char *tag, PyObject *text)
 {
     pmt_logwriter *log = &self->log;
 
     record_lock(self);
     if (log_room(self)) {
-        pmt_log_cstr(log, "MSG:\t");
+        pmt_log_cstr(log, tag);
+        pmt_log_char(log, '\t');
         pmt_log_u64(log, self->n_events ? self->n_events - 1 : 0);
         pmt_log_char(log, '\t');
         pmt_log_seconds(log, tracer_now(self) - self->t0_ns);
         pmt_log_char(log, '\t');
-        log_str(log, text);
+        log_str(log, text, 1);
         pmt_log_char(log, '\n');
     }
     record_unlock(self);
@@ -1309,7 +1332,7 @@ write_header(TracerObject *self)
     pmt_logwriter *log = &self->log;
 
     if (self->message != NULL) {
-        log_str(log, self->message);
+        log_str(log, self->message, 1);
         pmt_log_char(log, '\n');
     }
     pmt_log_cstr(log, "SOF\n# tracer: ");
@@ -1350,13 +1373,15 @@ write_header(TracerObject *self)
     pmt_log_char(log, '\n');
 }
 
-/* The innermost active tracer of a kind entered by this thread. */
+/* The innermost active tracer of a kind entered by this thread in this
+   interpreter. */
 static TracerObject *
 innermost_of_thread(int kind, unsigned long thread)
 {
+    PyInterpreterState *interp = PyInterpreterState_Get();
     TracerObject *t = hooks_runtime.top[kind];
     for (; t != NULL; t = t->outer) {
-        if (t->owner == thread) {
+        if (t->owner == thread && t->interp == interp) {
             return t;
         }
     }
@@ -1462,13 +1487,14 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     write_header(self);
 
     self->owner = PyThread_get_thread_ident();
+    self->interp = PyInterpreterState_Get();
     outer = innermost_of_thread(self->kind, self->owner);
     if (outer != NULL) {
         PyObject *text = PyUnicode_FromFormat(
             "# Detaching this %s: nested one writes to %U",
             kind_name(self->kind), self->filepath);
         if (text != NULL) {
-            write_message_record(outer, text);
+            write_text_record(outer, "MSG:", text);
             Py_DECREF(text);
         }
         PyErr_Clear();
@@ -1542,6 +1568,41 @@ exit_event(TracerObject *self, pmt_event *ev)
     }
 }
 
+/* Legacy backend: another tool replaced this tracer's hook on its thread
+   (sys.setprofile, cProfile.enable(), a debugger) while it is the
+   innermost of its kind there.  Noted once: a WARN: record now, a
+   RuntimeWarning at exit.  GIL held, the owner's thread. */
+static void
+check_displaced(TracerObject *self)
+{
+    PyThreadState *tstate;
+    PyObject *text;
+
+    if (self->displaced || self->backend != BACKEND_LEGACY ||
+        self->state != ST_ACTIVE ||
+        self->owner != PyThread_get_thread_ident() ||
+        innermost_of_thread(self->kind, self->owner) != self) {
+        return;
+    }
+    tstate = PyThreadState_Get();
+    if (tstate_hook_is(tstate, self->kind, (PyObject *)self)) {
+        return;
+    }
+    self->displaced = 1;
+    text = PyUnicode_FromFormat(
+        "another tool replaced this %s's hook (sys.%s, cProfile, a "
+        "debugger) after event %llu: later events were not seen",
+        kind_name(self->kind),
+        self->kind == KIND_PROFILE ? "setprofile" : "settrace",
+        (unsigned long long)(self->n_events ? self->n_events - 1 : 0));
+    if (text == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    write_text_record(self, "WARN:", text);
+    Py_DECREF(text);
+}
+
 /* Stop tracing and close the log.  Used by __exit__, at interpreter exit
    and on module shutdown.  Returns the log's first write error (errno). */
 static int
@@ -1553,6 +1614,9 @@ tracer_finish(TracerObject *self, int restore_hooks)
 
     if (self->state != ST_ACTIVE) {
         return 0;
+    }
+    if (restore_hooks) {
+        check_displaced(self);
     }
     self->state = ST_CLOSED;
 #if PMT_PY312_PLUS
@@ -1634,7 +1698,7 @@ tracer_finish(TracerObject *self, int restore_hooks)
                 "# Re-attaching this %s: nested one wrote to %U",
                 kind_name(kind), self->filepath);
             if (text != NULL) {
-                write_message_record(outer, text);
+                write_text_record(outer, "MSG:", text);
                 Py_DECREF(text);
             }
             PyErr_Clear();
@@ -1661,6 +1725,14 @@ tracer_exit(PyObject *op, PyObject *args)
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
         return NULL;
     }
+    if (self->displaced &&
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "another tool replaced the hook of this %s while "
+                         "it was active: its log %U misses the events after "
+                         "that (see its WARN: record)",
+                         kind_name(self->kind), self->filepath) < 0) {
+        return NULL;
+    }
     Py_RETURN_FALSE;
 }
 
@@ -1681,7 +1753,9 @@ static PyObject *
 tracer_log_file_path(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     TracerObject *self = (TracerObject *)op;
-    if (check_active(self, "log_file_path") < 0) {
+    /* After exit too (the seed's API): the log is where it was written. */
+    if (self->state == ST_NEW) {
+        (void)check_active(self, "log_file_path");
         return NULL;
     }
     return Py_NewRef(self->filepath);
@@ -1699,7 +1773,8 @@ tracer_write_message(PyObject *op, PyObject *msg)
                      Py_TYPE(msg)->tp_name);
         return NULL;
     }
-    write_message_record(self, msg);
+    check_displaced(self);
+    write_text_record(self, "MSG:", msg);
     Py_RETURN_NONE;
 }
 
@@ -1761,7 +1836,24 @@ tracer_get_backend(PyObject *op, void *closure)
                                                             : "legacy");
 }
 
+/* The seed's tracers write through a "file wrapper" object
+   (trace.trace_file_wrapper.write_message_to_log(...)): here the tracer
+   is its own. */
+static PyObject *
+tracer_get_self(PyObject *op, void *closure)
+{
+    return Py_NewRef(op);
+}
+
 static PyGetSetDef tracer_getset[] = {
+    {"profile_file_wrapper", tracer_get_self, NULL,
+     "the tracer itself (the seed's name for the object that writes the "
+     "log)",
+     NULL},
+    {"trace_file_wrapper", tracer_get_self, NULL,
+     "the tracer itself (the seed's name for the object that writes the "
+     "log)",
+     NULL},
     {"backend", tracer_get_backend, NULL,
      "\"monitoring\" (sys.monitoring, 3.12+) or \"legacy\" "
      "(PyEval_SetProfile/SetTrace); settled at enter",
@@ -1781,7 +1873,8 @@ static PyGetSetDef tracer_getset[] = {
 PyDoc_STRVAR(
     log_file_path_doc,
     "log_file_path() -> str\n\n"
-    "Path of this tracer's log.  RuntimeError before enter or after exit.");
+    "Path of this tracer's log, also after exit.  RuntimeError before\n"
+    "enter.");
 PyDoc_STRVAR(write_message_doc,
              "write_message_to_log(message: str) -> None\n\n"
              "Write a MSG: record (one line, escaped) to this tracer's log.\n"
@@ -1877,28 +1970,40 @@ active_tracers(PyObject *module, PyObject *arg)
     return list;
 }
 
-/* Close every active tracer (interpreter exit, module shutdown). */
+/* Close every active tracer of interp (NULL: of every interpreter):
+   interpreter exit (a subinterpreter's leaves the main one's alone),
+   module shutdown. */
 static void
-finish_all(int restore_hooks)
+finish_all(int restore_hooks, PyInterpreterState *interp)
 {
     int kind;
+    TracerObject *t;
+
     for (kind = 0; kind < 2; kind++) {
-        while (hooks_runtime.top[kind] != NULL) {
-            (void)tracer_finish(hooks_runtime.top[kind], restore_hooks);
-        }
+        do {
+            for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+                if (interp == NULL || t->interp == interp) {
+                    break;
+                }
+            }
+            if (t != NULL) {
+                (void)tracer_finish(t, restore_hooks);
+            }
+        } while (t != NULL);
     }
 }
 
 PyDoc_STRVAR(
     close_all_doc,
     "_close_all_tracers() -> None\n\n"
-    "Stop every active Profile/Trace and complete its log (LAST, EOF).\n"
+    "Stop every active Profile/Trace of this interpreter and complete its\n"
+    "log (LAST, EOF).\n"
     "Registered with atexit by pymemtrace.cPyMemTrace.");
 
 static PyObject *
 close_all_tracers(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    finish_all(1);
+    finish_all(1, PyInterpreterState_Get());
     Py_RETURN_NONE;
 }
 
@@ -2078,6 +2183,6 @@ void
 pmt_hooks_shutdown(void)
 {
     /* The interpreter is going away: complete the logs, leave hooks. */
-    finish_all(0);
+    finish_all(0, NULL);
     pmt_rsspoll_shutdown();
 }

@@ -413,6 +413,18 @@ pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n)
 }
 
 void
+pmt_log_escaped_whole(pmt_logwriter *w, const char *s, size_t n)
+{
+    /* Escaping looks at one byte at a time: pieces may cut anywhere. */
+    while (n > PMT_LOG_MAX_FIELD) {
+        pmt_log_escaped(w, s, PMT_LOG_MAX_FIELD);
+        s += PMT_LOG_MAX_FIELD;
+        n -= PMT_LOG_MAX_FIELD;
+    }
+    pmt_log_escaped(w, s, n);
+}
+
+void
 pmt_log_flush_all_signal_safe(void)
 {
     int i;

@@ -288,6 +288,9 @@ pmt_log_commit(pmt_logwriter *w, const char *end)
 void pmt_log_seconds(pmt_logwriter *w, uint64_t ns);
 /* A string escaped per docs/log_format.md: \\ \t \n \r. */
 void pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n);
+/* The same for text of any length (messages): written whole, in pieces
+   of at most PMT_LOG_MAX_FIELD bytes. */
+void pmt_log_escaped_whole(pmt_logwriter *w, const char *s, size_t n);
 
 /* Flush the whole buffer of every registered writer with write(2) only.
    Async-signal-safe; takes no lock and changes no state but the files. */
