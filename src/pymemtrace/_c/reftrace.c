@@ -409,15 +409,15 @@ typedef struct rt_object {
     size_t max_objects;     /* bound of the object table */
     uint64_t max_log_bytes; /* log size cap; 0: none */
     /* Run state: all protected by the GIL. */
-    int phase;           /* RT_CREATED, RT_ACTIVE, RT_DONE */
+    int phase;               /* RT_CREATED, RT_ACTIVE, RT_DONE */
     struct rt_object *outer; /* the tracer this one suspended (the next
                                 one down the stack), NULL at the bottom;
                                 borrowed: each active tracer holds a
                                 reference to itself */
-    unsigned long depth; /* ReferenceTracing objects (not simple) active
+    unsigned long depth;     /* ReferenceTracing objects (not simple) active
                             below this one when it was entered */
-    PyObject *displaced; /* str: how the slot was lost, or NULL */
-    rt_type *types;      /* malloc'd array */
+    PyObject *displaced;     /* str: how the slot was lost, or NULL */
+    rt_type *types;          /* malloc'd array */
     size_t n_types, cap_types;
     pmt_ptrmap type_index;  /* PyTypeObject * -> index in types */
     pmt_ptrmap objects;     /* live recorded object -> index in types */
@@ -2324,8 +2324,8 @@ pmt_reftrace_exec(PyObject *module)
     if (PyModule_AddFunctions(module, rt_functions) < 0) {
         return -1;
     }
-    if (PyModule_AddType(module,
-                         (PyTypeObject *)state->reftrace_simple_type) < 0) {
+    if (PyModule_AddType(module, (PyTypeObject *)state->reftrace_simple_type) <
+        0) {
         return -1;
     }
     return PyModule_AddType(module, (PyTypeObject *)state->reftrace_type);
@@ -2437,8 +2437,8 @@ pmt_reftrace_exec(PyObject *module)
     if (PyModule_AddFunctions(module, rt_functions) < 0) {
         return -1;
     }
-    if (PyModule_AddType(module,
-                         (PyTypeObject *)state->reftrace_simple_type) < 0) {
+    if (PyModule_AddType(module, (PyTypeObject *)state->reftrace_simple_type) <
+        0) {
         return -1;
     }
     return PyModule_AddType(module, (PyTypeObject *)state->reftrace_type);
