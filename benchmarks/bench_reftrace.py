@@ -31,7 +31,7 @@ atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
 def _traced(**kwargs):
     # One file, overwritten by each run: the timed part is the tracing.
     path = os.path.join(_FOLDER, "rt.log")
-    with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=0, **kwargs):
+    with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=-1, **kwargs):
         yield
 
 

@@ -23,7 +23,7 @@ from pymemtrace import cPyMemTrace  # noqa: E402
 try:
     import pymemtrace._native  # noqa: F401
 
-    OURS, NO_GC = True, 0
+    OURS, NO_GC = True, -1  # as the seed: -1 means no collection
 except ImportError:
     OURS, NO_GC = False, -1  # the seed: -1 means no collection
 

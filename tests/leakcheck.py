@@ -91,10 +91,39 @@ def _reference_tracing_round():
     fd, path = tempfile.mkstemp(suffix=".log")
     os.close(fd)
     try:
-        with _native().ReferenceTracing(filepath=path, gc_collect_on_exit=0) as tracer:
+        with _native().ReferenceTracing(filepath=path, gc_collect_on_exit=-1) as tracer:
             tracer.live_object_counts()
     finally:
         os.unlink(path)
+
+
+def _nested_reference_tracing_round():
+    """Two nested ReferenceTracing and a ReferenceTracingSimple (3.13+)."""
+    import os
+    import sys
+    import tempfile
+
+    if sys.version_info < (3, 13):
+        _bad_call(lambda: _native().ReferenceTracingSimple())()
+        return
+    n = _native()
+    paths = []
+    for _ in range(2):
+        fd, path = tempfile.mkstemp(suffix=".log")
+        os.close(fd)
+        paths.append(path)
+    try:
+        with n.ReferenceTracing(filepath=paths[0], gc_collect_on_exit=-1):
+            kept = [object()]
+            with n.ReferenceTracing(filepath=paths[1], gc_collect_on_exit=-1) as inner:
+                kept.clear()
+                with n.ReferenceTracingSimple() as simple:
+                    n._reftrace_stack()
+                simple.count_new()
+                inner.count_del()
+    finally:
+        for path in paths:
+            os.unlink(path)
 
 
 def _alloc_round(mode):
@@ -249,6 +278,8 @@ CASES: Dict[str, Callable[[], object]] = {
     "<rss with a bad argument>": _bad_call(lambda: _native().rss(1)),
     "<import through importlib>": _reimport,
     "ReferenceTracing": _reference_tracing_round,
+    "ReferenceTracingSimple": _nested_reference_tracing_round,
+    "_reftrace_stack": lambda: _native()._reftrace_stack(),
     "process_sample": lambda: _native().process_sample(),
     "alloc_start": _alloc_round("exact"),
     "<alloc sampled round>": _alloc_round("sampled"),

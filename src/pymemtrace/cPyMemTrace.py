@@ -3,11 +3,15 @@
 ``rss()`` and ``rss_peak()`` read the process memory; ``Profile`` and
 ``Trace`` log it while code runs (see docs/cpymemtrace.md, and
 docs/log_format.md for the log); ``ReferenceTracing`` (CPython 3.13+) logs
-every object created and destroyed (docs/reference_tracing.md).
+every object created and destroyed, ``ReferenceTracingSimple`` only counts
+them (docs/reference_tracing.md).
 
 The module functions act on the innermost tracer of their kind entered by
 the calling thread (log path, messages) or count the active ones (depth);
 ``pymemtrace.cpymemtrace_decs`` re-exports them beside the decorators.
+The reference tracer is one per process, not per thread: the
+``reference_tracing_*`` functions act on the innermost ReferenceTracing
+entered by any thread.
 """
 import atexit as _atexit
 import threading as _threading
@@ -16,6 +20,7 @@ from pymemtrace import _native
 from pymemtrace._native import (
     Profile,
     ReferenceTracing,
+    ReferenceTracingSimple,
     Trace,
     page_size,
     rss,
@@ -25,11 +30,17 @@ from pymemtrace._native import (
 __all__ = [
     "Profile",
     "ReferenceTracing",
+    "ReferenceTracingSimple",
     "Trace",
     "page_size",
     "profile_log_path",
     "profile_wrapper_depth",
     "profile_write_message_to_log",
+    "reference_tracing_live_object_counts",
+    "reference_tracing_log_path",
+    "reference_tracing_simple_wrapper_depth",
+    "reference_tracing_wrapper_depth",
+    "reference_tracing_write_message_to_log",
     "rss",
     "rss_peak",
     "trace_log_path",
@@ -85,6 +96,50 @@ def profile_wrapper_depth():
 def trace_wrapper_depth():
     """Number of active Trace objects (all threads)."""
     return len(_native._active_tracers(_TRACE))
+
+
+def _reference_tracers(simple):
+    kind = ReferenceTracingSimple if simple else ReferenceTracing
+    return [t for t in _native._reftrace_stack() if type(t) is kind]
+
+
+def _innermost_reference_tracing(what):
+    tracers = _reference_tracers(False)
+    if not tracers:
+        raise RuntimeError(f"{what}: no active ReferenceTracing")
+    return tracers[-1]
+
+
+def reference_tracing_wrapper_depth():
+    """Number of active ReferenceTracing objects (0 before CPython 3.13)."""
+    return len(_reference_tracers(False))
+
+
+def reference_tracing_simple_wrapper_depth():
+    """Number of active ReferenceTracingSimple objects (0 before CPython 3.13)."""
+    return len(_reference_tracers(True))
+
+
+def reference_tracing_log_path():
+    """Log path of the innermost active ReferenceTracing, or None."""
+    tracers = _reference_tracers(False)
+    return tracers[-1].log_file_path() if tracers else None
+
+
+def reference_tracing_write_message_to_log(message):
+    """Add a MSG: record to the innermost active ReferenceTracing's log.
+
+    RuntimeError when none is active.
+    """
+    _innermost_reference_tracing("reference_tracing_write_message_to_log()").write_message_to_log(message)
+
+
+def reference_tracing_live_object_counts():
+    """{type name: live count} of the innermost active ReferenceTracing.
+
+    RuntimeError when none is active.
+    """
+    return _innermost_reference_tracing("reference_tracing_live_object_counts()").live_object_counts()
 
 
 # Logs still open when the interpreter exits get their LAST and EOF

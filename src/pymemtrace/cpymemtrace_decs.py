@@ -10,7 +10,8 @@ the calling thread: ``profile_log_path()`` / ``trace_log_path()`` return
 its log path (None when there is none), ``profile_write_message_to_log()``
 / ``trace_write_message_to_log()`` add a ``MSG:`` record to its log
 (RuntimeError when there is none), ``profile_wrapper_depth()`` /
-``trace_wrapper_depth()`` count the active tracers of that kind.
+``trace_wrapper_depth()`` count the active tracers of that kind.  The
+``reference_tracing_*`` functions of ``cPyMemTrace`` are re-exported too.
 """
 import functools
 
@@ -19,6 +20,11 @@ from pymemtrace.cPyMemTrace import (
     profile_log_path,
     profile_wrapper_depth,
     profile_write_message_to_log,
+    reference_tracing_live_object_counts,
+    reference_tracing_log_path,
+    reference_tracing_simple_wrapper_depth,
+    reference_tracing_wrapper_depth,
+    reference_tracing_write_message_to_log,
     trace_log_path,
     trace_wrapper_depth,
     trace_write_message_to_log,
@@ -30,6 +36,11 @@ __all__ = [
     "profile_wrapper_depth",
     "profile_write_message_to_log",
     "reference_tracing",
+    "reference_tracing_live_object_counts",
+    "reference_tracing_log_path",
+    "reference_tracing_simple_wrapper_depth",
+    "reference_tracing_wrapper_depth",
+    "reference_tracing_write_message_to_log",
     "trace",
     "trace_log_path",
     "trace_wrapper_depth",

@@ -272,15 +272,168 @@ def test_methods_outside_the_block_raise_clear_errors(logpath):
 
 
 @NEEDS_313
-def test_two_active_at_once_is_refused(tmp_path):
+def test_nested_tracers_suspend_the_outer_and_give_the_slot_back(tmp_path):
     # The slot may hold another tool's tracer (3.13.0's tracemalloc.stop()
     # leaves its own there): what counts is that ours gives it back.
     before = _native._reftrace_slot()
-    with cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "a.log")):
-        with pytest.raises(RuntimeError, match="already active"):
-            with cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "b.log")):
-                pass
+    outer_path, inner_path = str(tmp_path / "a.log"), str(tmp_path / "b.log")
+    # GIVEN a ReferenceTracing entered inside another
+    with cPyMemTrace.ReferenceTracing(filepath=outer_path) as outer:
+        in_outer = Leaky()
+        with cPyMemTrace.ReferenceTracing(filepath=inner_path) as inner:
+            in_inner = Fine()
+            depth_inside = cPyMemTrace.reference_tracing_wrapper_depth()
+        depth_after_inner = cPyMemTrace.reference_tracing_wrapper_depth()
+        back_in_outer = Fine()
+    # THEN the inner one got the objects made while it ran, the outer the rest
+    assert (depth_inside, depth_after_inner) == (2, 1)
+    assert inner.live_object_counts() == {f"{MODULE}.Fine": 1}
+    assert outer.live_object_counts()[f"{MODULE}.Fine"] == 1
+    assert outer.live_object_counts()[f"{MODULE}.Leaky"] == 1
+    # AND the outer log says when it was detached (naming the new file) and re-attached
+    texts = [r[3] for r in records(outer_path, "MSG:")]
+    assert texts == [
+        f"# Detaching this Reference Tracing file wrapper. New file: {inner_path}",
+        "# Re-attaching this Reference Tracing file wrapper.",
+    ]
+    # AND the slot holds what it held before
     assert _native._reftrace_slot() == before
+    assert cPyMemTrace.reference_tracing_wrapper_depth() == 0
+    del in_outer, in_inner, back_in_outer
+
+
+@NEEDS_313
+def test_an_object_of_the_outer_dying_inside_the_inner_is_not_a_false_leak(tmp_path):
+    # GIVEN an object recorded by the outer tracer, freed while an inner one runs
+    outer_path = str(tmp_path / "a.log")
+    with cPyMemTrace.ReferenceTracing(filepath=outer_path, gc_collect_on_exit=-1) as outer:
+        # (freed by C code: 3.13.0-3.13.2 miss frees done by the eval loop itself)
+        holder = [Leaky()]
+        with cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "b.log"), gc_collect_on_exit=-1):
+            holder.clear()
+    # THEN the outer log has its DEL: record and does not count it live
+    assert f"{MODULE}.Leaky" not in outer.live_object_counts()
+    [dead] = records_of(outer_path, "DEL:", f"{MODULE}.Leaky")
+    assert dead[6] != "<inferred>"  # seen when it died, not inferred at exit
+
+
+@NEEDS_313
+def test_default_file_names_carry_the_nesting_depth(tmp_path, monkeypatch):
+    # GIVEN three nested tracers with default file names (the seed's example)
+    monkeypatch.chdir(tmp_path)
+    with cPyMemTrace.ReferenceTracing("ref_trace_0") as ref_trace_0:
+        with cPyMemTrace.ReferenceTracing("ref_trace_1") as ref_trace_1:
+            with cPyMemTrace.ReferenceTracing("ref_trace_2") as ref_trace_2:
+                assert cPyMemTrace.reference_tracing_wrapper_depth() == 3
+    # THEN the depth is the field after the O, and each log has its message
+    paths = [t.log_file_path() for t in (ref_trace_0, ref_trace_1, ref_trace_2)]
+    assert [p.split("_")[4:6] for p in paths] == [["O", "0"], ["O", "1"], ["O", "2"]]
+    for i, path in enumerate(paths):
+        with open(path, encoding="utf-8") as stream:
+            assert stream.readline() == f"ref_trace_{i}\n"
+
+
+@NEEDS_313
+def test_leaving_out_of_order_unlinks_without_breaking_the_innermost(tmp_path):
+    # GIVEN two nested tracers left in the wrong order (as threads may do)
+    outer = cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "a.log"))
+    inner = cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "b.log"))
+    before = _native._reftrace_slot()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    # THEN the inner one still traces, alone, and the slot is ours
+    assert _native._reftrace_stack() == [inner]
+    assert _native._reftrace_slot()[1] is True
+    kept = Leaky()
+    inner.__exit__(None, None, None)
+    assert inner.live_object_counts()[f"{MODULE}.Leaky"] == 1
+    assert _native._reftrace_slot() == before
+    del kept
+
+
+@NEEDS_313
+def test_module_functions_follow_the_innermost_reference_tracing(tmp_path):
+    # GIVEN nothing active
+    assert cPyMemTrace.reference_tracing_wrapper_depth() == 0
+    assert cPyMemTrace.reference_tracing_log_path() is None
+    with pytest.raises(RuntimeError, match="no active ReferenceTracing"):
+        cPyMemTrace.reference_tracing_write_message_to_log("nobody")
+    with pytest.raises(RuntimeError, match="no active ReferenceTracing"):
+        cPyMemTrace.reference_tracing_live_object_counts()
+    path = str(tmp_path / "m.log")
+    # WHEN one is active
+    with cPyMemTrace.ReferenceTracing(filepath=path) as rt:
+        assert cPyMemTrace.reference_tracing_log_path() == path
+        cPyMemTrace.reference_tracing_write_message_to_log("from the module")
+        kept = Leaky()
+        counts = cPyMemTrace.reference_tracing_live_object_counts()
+        # a ReferenceTracingSimple on top does not hide it
+        with cPyMemTrace.ReferenceTracingSimple():
+            assert cPyMemTrace.reference_tracing_simple_wrapper_depth() == 1
+            assert cPyMemTrace.reference_tracing_wrapper_depth() == 1
+            assert cPyMemTrace.reference_tracing_log_path() == path
+    # THEN they acted on it
+    assert counts == {f"{MODULE}.Leaky": 1}
+    assert "from the module" in [r[3] for r in records(path, "MSG:")]
+    # AND after exit the object still has its path, the module none
+    assert rt.log_file_path() == path
+    assert cPyMemTrace.reference_tracing_log_path() is None
+    assert cPyMemTrace.reference_tracing_simple_wrapper_depth() == 0
+    del kept
+
+
+@NEEDS_313
+def test_reference_tracing_simple_counts_and_nests():
+    # GIVEN the seed's documented example of two nested simple tracers
+    with cPyMemTrace.ReferenceTracingSimple() as profiler_a:
+        made_in_a = [Fine() for _ in range(10)]
+        with cPyMemTrace.ReferenceTracingSimple() as profiler_b:
+            made_in_b = [Fine() for _ in range(100)]
+            del made_in_b
+            inner = (profiler_b.count_new(), profiler_b.count_del())
+        outer = (profiler_a.count_new(), profiler_a.count_del())
+    # THEN each counted what happened while it received the events
+    assert inner[0] >= 100 and inner[1] >= 100
+    assert 10 <= outer[0] < 100
+    frozen = (profiler_b.count_new(), profiler_b.count_del())
+    more = [Fine() for _ in range(10)]
+    assert (profiler_b.count_new(), profiler_b.count_del()) == frozen  # no counting after exit
+    del more
+    assert not profiler_a.active
+    assert _native._reftrace_stack() == []
+
+
+@NEEDS_313
+def test_reference_tracing_simple_inside_reference_tracing(logpath):
+    # GIVEN a ReferenceTracingSimple entered inside a ReferenceTracing
+    with cPyMemTrace.ReferenceTracing(filepath=logpath) as rt:
+        with cPyMemTrace.ReferenceTracingSimple() as simple:
+            hidden = Leaky()
+        seen = Leaky()
+    # THEN the simple one took the creation; the log says it was detached and back
+    assert simple.count_new() >= 1
+    assert rt.live_object_counts()[f"{MODULE}.Leaky"] == 1
+    texts = [r[3] for r in records(logpath, "MSG:")]
+    assert texts == [
+        "# Detaching this Reference Tracing file wrapper. New tracer: ReferenceTracingSimple",
+        "# Re-attaching this Reference Tracing file wrapper.",
+    ]
+    del hidden, seen
+
+
+@NEEDS_313
+def test_reference_tracing_simple_takes_no_arguments():
+    with pytest.raises(TypeError):
+        cPyMemTrace.ReferenceTracingSimple(1)
+
+
+@NEEDS_313
+def test_log_file_path_after_exit_is_the_path(logpath):
+    with cPyMemTrace.ReferenceTracing(filepath=logpath) as rt:
+        pass
+    assert rt.log_file_path() == logpath
+    assert (rt.count_new(), rt.count_del()) == (rt.stats()["new"], rt.stats()["del"])
 
 
 @NEEDS_313
@@ -302,18 +455,27 @@ def test_gc_collect_on_exit_turns_garbage_cycles_into_del(tmp_path):
         a.other, b.other = b, a
 
     gc.disable()
+    tracers = {}
     try:
-        with cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "g0.log"), gc_collect_on_exit=0) as rt0:
-            cycle()
-        with cPyMemTrace.ReferenceTracing(filepath=str(tmp_path / "g1.log"), gc_collect_on_exit=1) as rt1:
-            cycle()
+        for gen in (-1, 0, 2):
+            path = str(tmp_path / f"g{gen}.log")
+            with cPyMemTrace.ReferenceTracing(filepath=path, gc_collect_on_exit=gen) as tracers[gen]:
+                cycle()
     finally:
         gc.enable()
         gc.collect()
-    # THEN without a collection the cycle is still live at exit; with one, gone
-    assert rt0.live_object_counts().get(f"{MODULE}.Leaky") == 2
-    assert f"{MODULE}.Leaky" not in rt1.live_object_counts()
-    assert len(records_of(str(tmp_path / "g1.log"), "DEL:", f"{MODULE}.Leaky")) == 2
+    # THEN -1 collects nothing (the cycle is live at exit); a generation collects it
+    assert tracers[-1].live_object_counts().get(f"{MODULE}.Leaky") == 2
+    for gen in (0, 2):
+        assert f"{MODULE}.Leaky" not in tracers[gen].live_object_counts()
+        assert len(records_of(str(tmp_path / f"g{gen}.log"), "DEL:", f"{MODULE}.Leaky")) == 2
+
+
+@NEEDS_313
+@pytest.mark.parametrize("bad", [-2, 3])
+def test_gc_collect_on_exit_is_a_generation_or_minus_one(bad):
+    with pytest.raises(ValueError, match="gc_collect_on_exit"):
+        cPyMemTrace.ReferenceTracing(gc_collect_on_exit=bad)
 
 
 @NEEDS_313
@@ -543,3 +705,130 @@ def test_filepath_may_be_a_path_object(tmp_path):
         pass
     assert rt.log_file_path() == str(path)
     assert analyse_file(path).complete
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="this Python has PyRefTracer")
+def test_older_python_reference_tracing_api_says_what_it_needs():
+    # GIVEN a CPython older than 3.13
+    # THEN the simple tracer's error names it and the version needed
+    with pytest.raises(RuntimeError, match="ReferenceTracingSimple needs CPython 3.13"):
+        cPyMemTrace.ReferenceTracingSimple()
+    # AND the module functions behave as with nothing active
+    assert cPyMemTrace.reference_tracing_wrapper_depth() == 0
+    assert cPyMemTrace.reference_tracing_simple_wrapper_depth() == 0
+    assert cPyMemTrace.reference_tracing_log_path() is None
+    with pytest.raises(RuntimeError, match="no active ReferenceTracing"):
+        cPyMemTrace.reference_tracing_live_object_counts()
+    with pytest.raises(RuntimeError, match="no active ReferenceTracing"):
+        cPyMemTrace.reference_tracing_write_message_to_log("x")
+
+
+# --------------------------------------------------------------------------
+# The seed project's documented examples, unchanged (pymemtrace 0.6:
+# tests/test_cpymemtrace.py and pymemtrace/examples/ex_cPyMemTrace_RefTrace.py)
+
+SEED_BYTES_WRAPPERS = '''
+import random
+import time
+
+from pymemtrace import cPyMemTrace
+
+
+class BytesWrapper:
+    def __init__(self, length: int):
+        self.bytes = b' ' * length
+
+
+def exercise_bytes_wrapper():
+    """Creates a bunch of BytesWrapper objects containing different lengths of bytes."""
+    l = []
+    for i in range(4):
+        length = random.randint(512, 1024) + 1024 ** 2
+        l.append(BytesWrapper(length))
+        time.sleep(0.25)
+    while len(l):
+        p = l.pop()
+        del p
+        time.sleep(0.25)
+
+
+def make_bytes_wrappers_with_reference_tracing() -> str:
+    with cPyMemTrace.ReferenceTracing() as profiler:
+        exercise_bytes_wrapper()
+        return profiler.log_file_path()
+
+
+print(make_bytes_wrappers_with_reference_tracing())
+'''
+
+SEED_DECORATOR_EXAMPLE = '''
+import datetime
+import random
+import string
+
+from pymemtrace import cpymemtrace_decs
+from pymemtrace import cPyMemTrace
+
+
+class StringAndTime:
+    def __init__(self, size: int):
+        self.now = datetime.datetime.now()
+        self.str = ''.join(random.choices(string.printable, k=size))
+
+
+@cpymemtrace_decs.reference_tracing(
+    message='With include_builtins=False',
+    include_builtins=False,
+)
+def example_reference_tracing():
+    print(f'example_reference_tracing()')
+    print(f'Logging to {cPyMemTrace.reference_tracing_log_path()}')
+    list_of_str_and_time = []
+    for i in range(4):
+        str_len = random.randint(1024, 2048)
+        v = StringAndTime(str_len)
+        list_of_str_and_time.append(v)
+        print(cPyMemTrace.reference_tracing_live_object_counts())
+
+
+def main():
+    example_reference_tracing()
+    return 0
+
+
+if __name__ == '__main__':
+    exit(main())
+'''
+
+
+@NEEDS_313
+def test_seed_make_bytes_wrappers_example_runs_unchanged(tmp_path):
+    # GIVEN the seed's make_bytes_wrappers example, run as a program
+    done = _run(SEED_BYTES_WRAPPERS, tmp_path)
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / done.stdout.strip().splitlines()[-1]
+    # THEN its log has NEW: and DEL: records of the four BytesWrapper objects
+    new = records_of(str(path), "NEW:", "__main__.BytesWrapper")
+    dead = records_of(str(path), "DEL:", "__main__.BytesWrapper")
+    assert len(new) == 4 and len(dead) == 4
+    assert {r[8] for r in new} == {"exercise_bytes_wrapper"}
+    assert path.name.split("_")[4:6] == ["O", "0"]
+
+
+@NEEDS_313
+def test_seed_decorator_example_runs_unchanged(tmp_path):
+    # GIVEN the seed's ex_cPyMemTrace_RefTrace.py, run as a program
+    done = _run(SEED_DECORATOR_EXAMPLE, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # THEN it printed the log path and the live counts growing one by one
+    assert lines[0] == "example_reference_tracing()"
+    path = lines[1].removeprefix("Logging to ")
+    counts = [line for line in lines[2:] if line.startswith("{")]
+    assert [eval(c)["__main__.StringAndTime"] for c in counts] == [1, 2, 3, 4]
+    # AND the log starts with the message and records the objects and their DEL:
+    with open(tmp_path / path, encoding="utf-8") as stream:
+        assert stream.readline() == "With include_builtins=False\n"
+    assert len(records_of(str(tmp_path / path), "NEW:", "__main__.StringAndTime")) == 4
+    assert len(records_of(str(tmp_path / path), "DEL:", "__main__.StringAndTime")) == 4
+    assert len(records_of(str(tmp_path / path), "NEW:", "datetime.datetime")) == 4

@@ -48,6 +48,7 @@ typedef struct {
     PyObject *mon_missing;   /* sys.monitoring.MISSING (3.12+), or NULL */
     /* reftrace.c */
     PyObject *reftrace_type;
+    PyObject *reftrace_simple_type;
     PyObject *reftrace_str_module; /* interned "__module__" (3.13+) */
     /* alloc.c */
     PyObject *alloc_snapshot_type;

@@ -92,17 +92,33 @@ PyDoc_STRVAR(
     "exclude_tp_names, include_tp_names: iterables of type names, matched\n"
     "  exactly against type.__qualname__ or module.qualname; with\n"
     "  include_tp_names only those types are recorded (builtin or not).\n"
-    "gc_collect_on_exit: gc.collect() runs this many times before tracing\n"
-    "  stops, so garbage cycles show as DEL:.\n"
+    "gc_collect_on_exit: -1, no collection; 0, 1 or 2 (the default): the\n"
+    "  generation given to gc.collect() before tracing stops, so garbage\n"
+    "  cycles show as DEL:.\n"
     "max_objects: most objects tracked at once (bounded memory); more are\n"
     "  counted as dropped.\n"
     "max_log_bytes: stop writing records when the log reaches this size\n"
     "  (0: no cap); counting continues.\n"
     "\n"
+    "\n"
+    "Tracers nest: entering one suspends the one already active (its log\n"
+    "says MSG: # Detaching ... New file: <path>, then # Re-attaching ...\n"
+    "when the inner one exits); the depth is in the default file name.\n"
+    "\n"
     "See docs/reference_tracing.md.");
 
+PyDoc_STRVAR(
+    reftrace_simple_doc,
+    "ReferenceTracingSimple()\n"
+    "--\n"
+    "\n"
+    "Count every object created and destroyed inside a with block, without\n"
+    "a log: count_new(), count_del().  Nests with itself and with\n"
+    "ReferenceTracing (the one entered last receives the events).  CPython\n"
+    "3.13 or newer.");
+
 #define RT_NOT_SUPPORTED_FMT                                                  \
-    "ReferenceTracing needs CPython 3.13 or newer (PyRefTracer); this is %s"
+    "%s needs CPython 3.13 or newer (PyRefTracer); this is %s"
 
 #if PMT_PY313_PLUS
 
@@ -374,12 +390,16 @@ typedef struct {
     uint64_t destroyed; /* DEL records */
 } rt_type;
 
-/* The Python object. */
-typedef struct {
+/* The Python object: a ReferenceTracing, or (simple set) a
+   ReferenceTracingSimple, which only counts events and has no log. */
+typedef struct rt_object {
     PyObject_HEAD
     /* Configuration, fixed by the constructor. */
+    int simple;             /* ReferenceTracingSimple: counters only */
     PyObject *message;      /* str or NULL */
-    PyObject *filepath;     /* str: the log path */
+    PyObject *filepath;     /* str: the log path (NULL when simple) */
+    int default_path;       /* no filepath given: named again at enter,
+                               with the nesting depth in the name */
     int include_builtins;   /* record builtin static types too */
     int gc_collect_on_exit; /* gc.collect() calls at exit */
     char **include_names;   /* UTF-8 names, malloc'd; NULL: no list */
@@ -389,9 +409,15 @@ typedef struct {
     size_t max_objects;     /* bound of the object table */
     uint64_t max_log_bytes; /* log size cap; 0: none */
     /* Run state: all protected by the GIL. */
-    int phase;           /* RT_CREATED, RT_ACTIVE, RT_DONE */
-    PyObject *displaced; /* str: how the slot was lost, or NULL */
-    rt_type *types;      /* malloc'd array */
+    int phase;               /* RT_CREATED, RT_ACTIVE, RT_DONE */
+    struct rt_object *outer; /* the tracer this one suspended (the next
+                                one down the stack), NULL at the bottom;
+                                borrowed: each active tracer holds a
+                                reference to itself */
+    unsigned long depth;     /* ReferenceTracing objects (not simple) active
+                            below this one when it was entered */
+    PyObject *displaced;     /* str: how the slot was lost, or NULL */
+    rt_type *types;          /* malloc'd array */
     size_t n_types, cap_types;
     pmt_ptrmap type_index;  /* PyTypeObject * -> index in types */
     pmt_ptrmap objects;     /* live recorded object -> index in types */
@@ -418,12 +444,19 @@ enum {
 };
 
 /* The process-wide runtime (documented exception to "no mutable
-   globals"): one reference tracer slot per process, so at most one active
-   ReferenceTracing.  Every field is read and written with the GIL held. */
+   globals"): one reference tracer slot per process, so one tracer receives
+   the events at a time.  Tracers nest as a stack: entering one suspends
+   the one below (its outer), leaving it resumes that one; the slot holds
+   our callback for as long as the stack is not empty.  Every field is
+   read and written with the GIL held. */
 static struct {
-    rt_object *active;       /* strong reference to the active tracer, or
-                                NULL; the callback's data is &rt_runtime */
-    PyRefTracer prev_func;   /* the tracer installed before ours, chained */
+    rt_object *active;       /* the innermost (receiving) tracer, or NULL;
+                                the stack goes on through ->outer.  Each
+                                holds a reference to itself while active.
+                                The callback's data is &rt_runtime */
+    PyRefTracer prev_func;   /* the tracer installed before the bottom one
+                                of the stack, chained and put back when
+                                the stack empties */
     void *prev_data;         /* its data */
     int guard;               /* 1 while our own code creates objects: the
                                 callback then ignores events */
@@ -442,18 +475,23 @@ static const int rt_fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
 #define RT_N_SIGNALS (sizeof(rt_fatal_signals) / sizeof(rt_fatal_signals[0]))
 /* pmt-lint: allow-static read by the signal handler (no other way in) */
 static struct sigaction rt_old_actions[RT_N_SIGNALS];
-/* The writer the signal handler flushes (async-signal-safe: write(2)).
+/* The innermost tracer: the signal handler flushes its log and those of
+   the tracers below it (async-signal-safe: write(2) only).
    pmt-lint: allow-static read by the signal handler */
-static rt_writer *volatile rt_signal_writer;
+static rt_object *volatile rt_signal_top;
 
 static void
 rt_signal_handler(int signum)
 {
-    rt_writer *w = rt_signal_writer;
+    rt_object *t;
     size_t i;
 
-    if (w != NULL) {
+    for (t = rt_signal_top; t != NULL; t = t->outer) {
         static const char tail[] = "\n# fatal signal: log ends here\n";
+        rt_writer *w = t->writer;
+        if (w == NULL) {
+            continue;
+        }
         rt_writer_flush(w);
         if (w->fd >= 0) {
             ssize_t ignored = write(w->fd, tail, sizeof(tail) - 1);
@@ -469,13 +507,14 @@ rt_signal_handler(int signum)
     raise(signum);
 }
 
+/* Point the handler at the current stack; install it if not yet. */
 static void
-rt_signals_install(rt_writer *w)
+rt_signals_install(void)
 {
     struct sigaction sa;
     size_t i;
 
-    rt_signal_writer = w;
+    rt_signal_top = rt_runtime.active;
     if (rt_runtime.signals_installed) {
         return;
     }
@@ -494,7 +533,7 @@ rt_signals_remove(void)
 {
     size_t i;
 
-    rt_signal_writer = NULL;
+    rt_signal_top = NULL;
     if (!rt_runtime.signals_installed) {
         return;
     }
@@ -516,10 +555,13 @@ rt_signals_remove(void)
 static void
 rt_atfork_child(void)
 {
-    rt_object *self = rt_runtime.active;
+    rt_object *t;
 
-    if (self != NULL && self->writer != NULL) {
-        rt_writer *w = self->writer;
+    for (t = rt_runtime.active; t != NULL; t = t->outer) {
+        rt_writer *w = t->writer;
+        if (w == NULL) {
+            continue;
+        }
         w->len = 0;
         if (w->fd >= 0) {
             close(w->fd);
@@ -527,7 +569,7 @@ rt_atfork_child(void)
         }
         w->error = ECHILD;
     }
-    rt_signal_writer = NULL;
+    rt_signal_top = NULL;
 }
 
 static uint64_t
@@ -1025,18 +1067,18 @@ rt_on_create(rt_object *self, PyObject *op)
     }
 }
 
+/* An object dying, told to every tracer of the stack (the suspended ones
+   too: an object they recorded must not look alive because it died while
+   a nested tracer ran). */
 static void
 rt_on_destroy(rt_object *self, PyObject *op)
 {
     uint32_t index;
 
-    /* A type or code object dying: its address may come back as another
-       one, so forget what we cached about it. */
+    /* A type dying: its address may come back as another one, so forget
+       what we cached about it. */
     if (PyType_Check(op)) {
         (void)pmt_ptrmap_pop(&self->type_index, (uintptr_t)op, NULL);
-    }
-    else if (PyCode_Check(op)) {
-        rt_cache_clear();
     }
     if (!pmt_ptrmap_pop(&self->objects, (uintptr_t)op, &index)) {
         return; /* not created while we traced, or not recorded */
@@ -1059,10 +1101,28 @@ rt_callback(PyObject *op, PyRefTracerEvent event, void *data)
         rt_runtime.guard = 1;
         self->events++;
         if (event == PyRefTracer_CREATE) {
-            rt_on_create(self, op);
+            if (self->simple) {
+                self->n_new++;
+            }
+            else {
+                rt_on_create(self, op);
+            }
         }
         else if (event == PyRefTracer_DESTROY) {
-            rt_on_destroy(self, op);
+            rt_object *t;
+            /* A code object dying: its address may come back as another
+               one, so forget the locations cached for it. */
+            if (PyCode_Check(op)) {
+                rt_cache_clear();
+            }
+            if (self->simple) {
+                self->n_del++;
+            }
+            for (t = self; t != NULL; t = t->outer) {
+                if (!t->simple) {
+                    rt_on_destroy(t, op);
+                }
+            }
         }
         rt_runtime.guard = 0;
     }
@@ -1254,9 +1314,6 @@ rt_writer_close(rt_object *self)
     if (w == NULL) {
         return;
     }
-    if (rt_signal_writer == w) {
-        rt_signals_remove();
-    }
     rt_writer_flush(w);
     self->log_bytes = w->written;
     if (w->fd >= 0) {
@@ -1312,24 +1369,71 @@ rt_write_trailer(rt_object *self, const char *why)
     rt_put_str(w, "EOF\n");
 }
 
-/* Stop tracing: put the previous tracer back if the slot is still ours,
-   write the trailer, close the log.  Safe to call in any phase. */
+/* A MSG: record written by us (not the program) into t's log. */
+static void
+rt_put_own_message(rt_object *t, const char *text, PyObject *tail)
+{
+    if (t->simple || t->writer == NULL) {
+        return;
+    }
+    rt_put_line_head(t, "MSG:");
+    rt_put_str(t->writer, text);
+    if (tail != NULL) {
+        rt_put_pystr(t->writer, tail);
+    }
+    rt_putc(t->writer, '\n');
+    rt_writer_flush(t->writer);
+}
+
+/* Take self off the stack.  The innermost one: the one below resumes
+   (and its log says so), or, when the stack empties, the previous tracer
+   goes back in the slot if the slot is still ours.  One further down (a
+   tracer left out of order, e.g. from another thread): it is unlinked and
+   the innermost keeps the events. */
+static void
+rt_unlink(rt_object *self)
+{
+    rt_object *t;
+
+    if (rt_runtime.active == self) {
+        rt_runtime.active = self->outer;
+        if (self->outer == NULL) {
+            if (rt_slot_is_ours()) {
+                (void)PyRefTracer_SetTracer(rt_runtime.prev_func,
+                                            rt_runtime.prev_data);
+            }
+            rt_runtime.prev_func = NULL;
+            rt_runtime.prev_data = NULL;
+            rt_runtime.str_module = NULL;
+            rt_signals_remove();
+        }
+        else {
+            rt_signals_install();
+            rt_put_own_message(
+                self->outer,
+                "# Re-attaching this Reference Tracing file wrapper.", NULL);
+        }
+    }
+    else {
+        for (t = rt_runtime.active; t != NULL; t = t->outer) {
+            if (t->outer == self) {
+                t->outer = self->outer;
+                break;
+            }
+        }
+    }
+    self->outer = NULL;
+}
+
+/* Stop tracing: leave the stack, write the trailer, close the log.  Safe
+   to call in any phase. */
 static void
 rt_stop(rt_object *self, const char *why)
 {
     if (self->phase != RT_ACTIVE) {
         return;
     }
-    if (rt_slot_is_ours()) {
-        (void)PyRefTracer_SetTracer(rt_runtime.prev_func,
-                                    rt_runtime.prev_data);
-    }
-    if (rt_runtime.active == self) {
-        rt_runtime.active = NULL;
-        rt_runtime.prev_func = NULL;
-        rt_runtime.prev_data = NULL;
-        rt_runtime.str_module = NULL;
-    }
+    rt_unlink(self);
     self->phase = RT_DONE;
     rt_cache_clear();
     rt_write_trailer(self, why);
@@ -1342,10 +1446,10 @@ rt_stop(rt_object *self, const char *why)
 static void
 rt_atexit(void *unused)
 {
-    rt_object *self = rt_runtime.active;
+    rt_object *self;
 
     (void)unused;
-    if (self != NULL) {
+    while ((self = rt_runtime.active) != NULL) {
         pmt_exc_t saved;
         PMT_EXC_SAVE(saved);
         (void)rt_note_displaced(self);
@@ -1457,8 +1561,24 @@ error:
     return -1;
 }
 
+/* ReferenceTracing objects (simple ones: ReferenceTracingSimple) on the
+   stack. */
+static unsigned long
+rt_stack_count(int simple)
+{
+    unsigned long n = 0;
+    rt_object *t;
+
+    for (t = rt_runtime.active; t != NULL; t = t->outer) {
+        n += (t->simple != 0) == (simple != 0);
+    }
+    return n;
+}
+
+/* YYYYMMDD_HHMMSS_<ordinal>_<pid>_O_<depth>_PY<version>.log, depth being
+   the ReferenceTracing objects active below this one. */
 static PyObject *
-rt_default_path(void)
+rt_default_path(unsigned long depth)
 {
     time_t now = time(NULL);
     struct tm utc;
@@ -1466,8 +1586,8 @@ rt_default_path(void)
 
     gmtime_r(&now, &utc);
     strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", &utc);
-    return PyUnicode_FromFormat("%s_%lu_%ld_O_0_PY%s.log", stamp,
-                                rt_runtime.n_started, (long)getpid(),
+    return PyUnicode_FromFormat("%s_%lu_%ld_O_%lu_PY%s.log", stamp,
+                                rt_runtime.n_started, (long)getpid(), depth,
                                 PY_VERSION);
 }
 
@@ -1495,10 +1615,16 @@ rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      Py_TYPE(message)->tp_name);
         return NULL;
     }
-    if (gc_collect_on_exit < 0 || max_objects < 1 || max_log_bytes < 0) {
+    if (gc_collect_on_exit < -1 || gc_collect_on_exit > 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "gc_collect_on_exit must be -1 (no collection) or the "
+                     "generation 0, 1 or 2 given to gc.collect(), not %d",
+                     gc_collect_on_exit);
+        return NULL;
+    }
+    if (max_objects < 1 || max_log_bytes < 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "gc_collect_on_exit and max_log_bytes must be >= 0, "
-                        "max_objects >= 1");
+                        "max_log_bytes must be >= 0, max_objects >= 1");
         return NULL;
     }
     self = (rt_object *)type->tp_alloc(type, 0);
@@ -1512,7 +1638,9 @@ rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         self->message = Py_NewRef(message);
     }
     if (filepath == Py_None) {
-        self->filepath = rt_default_path();
+        /* Provisional: named again at enter, at its depth. */
+        self->default_path = 1;
+        self->filepath = rt_default_path(rt_stack_count(0));
     }
     else {
         PyObject *path = PyOS_FSPath(filepath);
@@ -1600,6 +1728,8 @@ rt_write_header(rt_object *self)
     rt_put_str(w, "SOF\n# pymemtrace ReferenceTracing log, format 1\n");
     rt_put_str(w, "# python: " PY_VERSION "\n# pid: ");
     rt_put_u64(w, (uint64_t)getpid());
+    rt_put_str(w, "\n# depth: ");
+    rt_put_u64(w, (uint64_t)self->depth);
     rt_put_str(w, "\n# include_builtins: ");
     rt_put_str(w, self->include_builtins ? "True" : "False");
     rt_put_str(w, "\n# include_tp_names:");
@@ -1635,24 +1765,67 @@ rt_write_header(rt_object *self)
     return 0;
 }
 
-static PyObject *
-rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
+/* Open the log of a (not simple) tracer entering at depth: writer, tables,
+   clock.  0, or -1 with an exception set and nothing left open. */
+static int
+rt_open_log(rt_object *self, unsigned long depth)
 {
-    pmt_state *state;
     PyObject *path_bytes = NULL;
     rt_writer *w = NULL;
     int fd;
 
-    if (self->phase != RT_CREATED) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this ReferenceTracing was already used; create a "
-                        "new one for each with block");
-        return NULL;
+    if (self->default_path) {
+        PyObject *path = rt_default_path(depth);
+        if (path == NULL) {
+            return -1;
+        }
+        Py_SETREF(self->filepath, path);
     }
-    if (rt_runtime.active != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "another ReferenceTracing is already active (there "
-                        "is one reference tracer slot per process)");
+    if (!PyUnicode_FSConverter(self->filepath, &path_bytes)) {
+        return -1;
+    }
+    fd = open(PyBytes_AS_STRING(path_bytes),
+              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    Py_CLEAR(path_bytes);
+    if (fd < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+        return -1;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->buf = malloc(RT_BUF_SIZE)) == NULL) {
+        free(w);
+        close(fd);
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->fd = fd;
+    w->cap = self->max_log_bytes;
+    if (pmt_ptrmap_init(&self->objects, 1024, self->max_objects) != 0 ||
+        (self->type_index.slots == NULL &&
+         pmt_ptrmap_init(&self->type_index, 256, 0) != 0)) {
+        pmt_ptrmap_fini(&self->objects);
+        free(w->buf);
+        free(w);
+        close(fd);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->writer = w;
+    return 0;
+}
+
+static PyObject *
+rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
+{
+    pmt_state *state;
+    rt_object *outer = rt_runtime.active;
+
+    if (self->phase != RT_CREATED) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "this %s was already used; create a new one for each "
+                     "with block",
+                     self->simple ? "ReferenceTracingSimple"
+                                  : "ReferenceTracing");
         return NULL;
     }
     state = pmt_state_from_type(Py_TYPE(self));
@@ -1669,45 +1842,43 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
         }
         rt_runtime.atexit_registered = 1;
     }
-    if (!PyUnicode_FSConverter(self->filepath, &path_bytes)) {
+    self->depth = rt_stack_count(0);
+    if (!self->simple && rt_open_log(self, self->depth) < 0) {
         return NULL;
     }
-    fd = open(PyBytes_AS_STRING(path_bytes),
-              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    Py_CLEAR(path_bytes);
-    if (fd < 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
-        return NULL;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL || (w->buf = malloc(RT_BUF_SIZE)) == NULL) {
-        free(w);
-        close(fd);
-        return PyErr_NoMemory();
-    }
-    w->fd = fd;
-    w->cap = self->max_log_bytes;
-    if (pmt_ptrmap_init(&self->objects, 1024, self->max_objects) != 0 ||
-        (self->type_index.slots == NULL &&
-         pmt_ptrmap_init(&self->type_index, 256, 0) != 0)) {
-        pmt_ptrmap_fini(&self->objects);
-        free(w->buf);
-        free(w);
-        close(fd);
-        return PyErr_NoMemory();
-    }
-    self->writer = w;
     clock_gettime(CLOCK_MONOTONIC, &self->t0);
-    rt_runtime.prev_func = PyRefTracer_GetTracer(&rt_runtime.prev_data);
-    rt_runtime.str_module = state->reftrace_str_module;
-    rt_runtime.n_started++;
-    rt_write_header(self);
-    rt_writer_flush(w);
-    /* Everything is ready: take the slot last. */
+    if (outer == NULL) {
+        rt_runtime.prev_func = PyRefTracer_GetTracer(&rt_runtime.prev_data);
+        rt_runtime.str_module = state->reftrace_str_module;
+    }
+    if (!self->simple) {
+        rt_runtime.n_started++;
+        rt_write_header(self);
+        rt_writer_flush(self->writer);
+    }
+    /* The tracer below is suspended from here on: say so in its log. */
+    if (outer != NULL) {
+        if (self->simple) {
+            rt_put_own_message(outer,
+                               "# Detaching this Reference Tracing file "
+                               "wrapper. New tracer: ReferenceTracingSimple",
+                               NULL);
+        }
+        else {
+            rt_put_own_message(outer,
+                               "# Detaching this Reference Tracing file "
+                               "wrapper. New file: ",
+                               self->filepath);
+        }
+    }
+    /* Everything is ready: push, and take the slot last (the stack below
+       already holds it, unless another tool took it meanwhile: then it is
+       left to that tool and the next check point reports it). */
     self->phase = RT_ACTIVE;
+    self->outer = outer;
     rt_runtime.active = (rt_object *)Py_NewRef(self);
-    rt_signals_install(w);
-    if (PyRefTracer_SetTracer(rt_callback, &rt_runtime) < 0) {
+    rt_signals_install();
+    if (outer == NULL && PyRefTracer_SetTracer(rt_callback, &rt_runtime) < 0) {
         rt_stop(self, "could not install the reference tracer");
         Py_DECREF(self);
         return NULL;
@@ -1718,27 +1889,23 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 rt_exit(rt_object *self, PyObject *args)
 {
-    int i;
-
     if (self->phase != RT_ACTIVE) {
         Py_RETURN_FALSE;
     }
     /* Collect while we still trace, so garbage cycles show as DEL:.
-       gc.collect() rather than PyGC_Collect(): it runs even when the
-       program disabled automatic collection. */
-    if (self->gc_collect_on_exit > 0) {
-        PyObject *gc;
+       gc.collect(generation) rather than PyGC_Collect(): it runs even when
+       the program disabled automatic collection.  -1: no collection. */
+    if (!self->simple && self->gc_collect_on_exit >= 0) {
+        PyObject *gc, *r = NULL;
         /* Importing is our doing, not the program's: do not record it. */
         rt_runtime.guard = 1;
         gc = PyImport_ImportModule("gc");
         rt_runtime.guard = 0;
-        for (i = 0; gc != NULL && i < self->gc_collect_on_exit; i++) {
-            PyObject *r = PyObject_CallMethod(gc, "collect", NULL);
-            if (r == NULL) {
-                break;
-            }
-            Py_DECREF(r);
+        if (gc != NULL) {
+            r = PyObject_CallMethod(gc, "collect", "i",
+                                    self->gc_collect_on_exit);
         }
+        Py_XDECREF(r);
         Py_XDECREF(gc);
         /* A failure here must not keep the tracer installed. */
         PyErr_Clear();
@@ -1751,13 +1918,44 @@ rt_exit(rt_object *self, PyObject *args)
     /* The reference the active tracer held on itself. */
     Py_DECREF(self);
     if (self->displaced != NULL) {
-        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
-                             "ReferenceTracing(%R): %U", self->filepath,
-                             self->displaced) < 0) {
+        int rc = self->simple
+                     ? PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                                        "ReferenceTracingSimple: %U",
+                                        self->displaced)
+                     : PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                                        "ReferenceTracing(%R): %U",
+                                        self->filepath, self->displaced);
+        if (rc < 0) {
             return NULL;
         }
     }
     Py_RETURN_FALSE;
+}
+
+PyDoc_STRVAR(rt_count_new_doc,
+             "count_new() -> int\n"
+             "\n"
+             "Objects created while this tracer received the events: every\n"
+             "one for ReferenceTracingSimple, the recorded ones (NEW:) for\n"
+             "ReferenceTracing.  Still readable after exit.");
+
+static PyObject *
+rt_count_new(rt_object *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLongLong(self->n_new);
+}
+
+PyDoc_STRVAR(rt_count_del_doc,
+             "count_del() -> int\n"
+             "\n"
+             "Objects destroyed while this tracer received the events: every\n"
+             "one for ReferenceTracingSimple, the recorded ones (DEL:) for\n"
+             "ReferenceTracing.  Still readable after exit.");
+
+static PyObject *
+rt_count_del(rt_object *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLongLong(self->n_del);
 }
 
 PyDoc_STRVAR(
@@ -1939,6 +2137,8 @@ static PyMethodDef rt_methods[] = {
     {"write_message_to_log", (PyCFunction)rt_write_message_to_log, METH_O,
      rt_write_msg_doc},
     {"stats", (PyCFunction)rt_stats, METH_NOARGS, rt_stats_doc},
+    {"count_new", (PyCFunction)rt_count_new, METH_NOARGS, rt_count_new_doc},
+    {"count_del", (PyCFunction)rt_count_del, METH_NOARGS, rt_count_del_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1981,6 +2181,60 @@ static PyType_Spec rt_spec = {
     .slots = rt_slots,
 };
 
+/* ReferenceTracingSimple: the same object with simple set; it shares the
+   stack (and the slot) with ReferenceTracing. */
+static PyObject *
+rt_simple_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    rt_object *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":ReferenceTracingSimple",
+                                     kwlist)) {
+        return NULL;
+    }
+    self = (rt_object *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->simple = 1;
+    self->gc_collect_on_exit = -1;
+    return (PyObject *)self;
+}
+
+static PyMethodDef rt_simple_methods[] = {
+    {"__enter__", (PyCFunction)rt_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)rt_exit, METH_VARARGS, NULL},
+    {"count_new", (PyCFunction)rt_count_new, METH_NOARGS, rt_count_new_doc},
+    {"count_del", (PyCFunction)rt_count_del, METH_NOARGS, rt_count_del_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef rt_simple_getset[] = {
+    {"active", (getter)rt_get_active, NULL, "True inside the with block",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot rt_simple_slots[] = {
+    {Py_tp_doc, (void *)reftrace_simple_doc},
+    {Py_tp_new, rt_simple_new},
+    {Py_tp_dealloc, rt_dealloc},
+    {Py_tp_traverse, rt_traverse},
+    {Py_tp_clear, rt_clear},
+    {Py_tp_methods, rt_simple_methods},
+    {Py_tp_getset, rt_simple_getset},
+    {0, NULL},
+};
+
+static PyType_Spec rt_simple_spec = {
+    .name = "pymemtrace._native.ReferenceTracingSimple",
+    .basicsize = sizeof(rt_object),
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rt_simple_slots,
+};
+
 PyDoc_STRVAR(
     rt_slot_doc,
     "_reftrace_slot() -> tuple[int, bool] | None\n"
@@ -2001,17 +2255,49 @@ rt_reftrace_slot(PyObject *module, PyObject *Py_UNUSED(ignored))
                          rt_slot_is_ours() ? Py_True : Py_False);
 }
 
+PyDoc_STRVAR(
+    rt_stack_doc,
+    "_reftrace_stack() -> list\n"
+    "\n"
+    "The active ReferenceTracing and ReferenceTracingSimple objects, the\n"
+    "bottom of the stack first, the one receiving the events last.");
+
+static PyObject *
+rt_reftrace_stack(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result;
+    rt_object *t;
+    Py_ssize_t n = 0, i;
+    int saved_guard = rt_runtime.guard;
+
+    for (t = rt_runtime.active; t != NULL; t = t->outer) {
+        n++;
+    }
+    /* Our own list: not the program's object. */
+    rt_runtime.guard = 1;
+    result = PyList_New(n);
+    rt_runtime.guard = saved_guard;
+    if (result == NULL) {
+        return NULL;
+    }
+    for (t = rt_runtime.active, i = n - 1; t != NULL; t = t->outer, i--) {
+        PyList_SET_ITEM(result, i, Py_NewRef((PyObject *)t));
+    }
+    return result;
+}
+
 static PyMethodDef rt_functions[] = {
     {"_reftrace_slot", rt_reftrace_slot, METH_NOARGS, rt_slot_doc},
+    {"_reftrace_stack", rt_reftrace_stack, METH_NOARGS, rt_stack_doc},
     {NULL, NULL, 0, NULL},
 };
 
 void
 pmt_reftrace_shutdown(void)
 {
-    rt_object *self = rt_runtime.active;
+    rt_object *self;
 
-    if (self != NULL) {
+    while ((self = rt_runtime.active) != NULL) {
         rt_stop(self, "module unloaded while tracing");
         Py_DECREF(self);
     }
@@ -2030,7 +2316,16 @@ pmt_reftrace_exec(PyObject *module)
     if (state->reftrace_type == NULL) {
         return -1;
     }
+    state->reftrace_simple_type =
+        PyType_FromModuleAndSpec(module, &rt_simple_spec, NULL);
+    if (state->reftrace_simple_type == NULL) {
+        return -1;
+    }
     if (PyModule_AddFunctions(module, rt_functions) < 0) {
+        return -1;
+    }
+    if (PyModule_AddType(module, (PyTypeObject *)state->reftrace_simple_type) <
+        0) {
         return -1;
     }
     return PyModule_AddType(module, (PyTypeObject *)state->reftrace_type);
@@ -2051,6 +2346,7 @@ rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     PyObject *version = NULL;
     const char *full = Py_GetVersion();
     const char *space = strchr(full, ' ');
+    const char *name = strrchr(type->tp_name, '.');
 
     version = PyUnicode_FromStringAndSize(
         full, space ? (Py_ssize_t)(space - full) : (Py_ssize_t)strlen(full));
@@ -2058,6 +2354,7 @@ rt_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     PyErr_Format(PyExc_RuntimeError, RT_NOT_SUPPORTED_FMT,
+                 name != NULL ? name + 1 : type->tp_name,
                  PyUnicode_AsUTF8(version));
     Py_DECREF(version);
     return NULL;
@@ -2086,6 +2383,38 @@ static PyType_Spec rt_spec = {
     .slots = rt_slots,
 };
 
+static PyType_Slot rt_simple_slots[] = {
+    {Py_tp_doc, (void *)reftrace_simple_doc},
+    {Py_tp_new, rt_new},
+    {Py_tp_dealloc, rt_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec rt_simple_spec = {
+    .name = "pymemtrace._native.ReferenceTracingSimple",
+    .basicsize = sizeof(rt_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rt_simple_slots,
+};
+
+PyDoc_STRVAR(
+    rt_stack_doc,
+    "_reftrace_stack() -> list\n"
+    "\n"
+    "The active ReferenceTracing and ReferenceTracingSimple objects: always\n"
+    "empty before CPython 3.13.");
+
+static PyObject *
+rt_reftrace_stack(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyList_New(0);
+}
+
+static PyMethodDef rt_functions[] = {
+    {"_reftrace_stack", rt_reftrace_stack, METH_NOARGS, rt_stack_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 void
 pmt_reftrace_shutdown(void)
 {
@@ -2098,6 +2427,18 @@ pmt_reftrace_exec(PyObject *module)
 
     state->reftrace_type = PyType_FromModuleAndSpec(module, &rt_spec, NULL);
     if (state->reftrace_type == NULL) {
+        return -1;
+    }
+    state->reftrace_simple_type =
+        PyType_FromModuleAndSpec(module, &rt_simple_spec, NULL);
+    if (state->reftrace_simple_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, rt_functions) < 0) {
+        return -1;
+    }
+    if (PyModule_AddType(module, (PyTypeObject *)state->reftrace_simple_type) <
+        0) {
         return -1;
     }
     return PyModule_AddType(module, (PyTypeObject *)state->reftrace_type);

@@ -5,6 +5,7 @@ strings; JSON documents carry ``"schema": 1``.
 from __future__ import annotations
 
 import json
+import os
 from typing import List, Sequence
 
 from pymemtrace.reporters.svg_chart import human_bytes
@@ -172,7 +173,7 @@ def profile_svg(analysis: ProfileAnalysis) -> str:
 # ReferenceTracing
 
 
-def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10) -> str:
+def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10, full_path: bool = True) -> str:
     out = [f"pymemtrace report: {analysis.path}", "  log: ReferenceTracing"]
     if analysis.message:
         out.append(f"  message: {analysis.message}")
@@ -205,7 +206,10 @@ def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10) -> str:
     sites = analysis.survivor_sites()
     out.append(f"Where the surviving objects were created, top {top}:")
     if sites:
-        rows = [[str(alive), str(made), tname, str(site)] for site, tname, alive, made in sites[:top]]
+        rows = [
+            [str(alive), str(made), tname, str(site) if full_path else _short_site(site)]
+            for site, tname, alive, made in sites[:top]
+        ]
         out += _table(["alive", "created", "type", "file:line:function"], rows, right=(0, 1))
     else:
         out.append("  (none)")
@@ -215,6 +219,12 @@ def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10) -> str:
         for m in analysis.messages:
             out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
     return "\n".join(out)
+
+
+def _short_site(site) -> str:
+    """file:line:function with the file's last part only."""
+    name = site.file if site.file.startswith("<") else os.path.basename(site.file)
+    return f"{name}:{site.line}:{site.function}"
 
 
 def ref_trace_json(analysis: RefTraceAnalysis, top: int = 10) -> str:
