@@ -193,3 +193,30 @@ def test_seed_messages_example_charges_each_string_to_sleep_and_its_release_afte
         size = (i + 2) * MB
         assert abs(up.d_mem - size) <= SLACK and abs(down.d_mem + size) <= SLACK
         assert up.event < down.event
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["Profile", "Trace"])
+def test_every_event_trigger_writes_the_memory_at_each_event(tmp_path, kind, backend):
+    # GIVEN Profile(0)/Trace(0) (every event written) around eight 1 MiB
+    # strings made and kept, one per call of new_str
+    script = tmp_path / "zero.py"
+    script.write_text(PRELUDE + textwrap.dedent(f"""
+        def new_str(l):
+            return ' ' * l
+        keep = []
+        with cPyMemTrace.{kind}(0, filepath=LOG):
+            for i in range(8):
+                keep.append(new_str(1024**2))
+    """))
+    log_path = tmp_path / "zero.log"
+    subprocess.run([sys.executable, str(script), str(log_path), "when-moved", backend], check=True, timeout=120)
+    log = parse(str(log_path))
+    # THEN the memory column moves by about 1 MiB between the call of
+    # new_str and its return, every time (a sample taken before the
+    # allocation would show no move)
+    calls = [r for r in log.records if r.function.endswith("new_str") and r.what == "CALL"]
+    returns = [r for r in log.records if r.function.endswith("new_str") and r.what == "RETURN"]
+    assert len(calls) == len(returns) == 8
+    for call, ret in zip(calls, returns):
+        assert ret.mem - call.mem >= 900_000, (call, ret)
