@@ -181,8 +181,8 @@ class _Timeline:
     2 * TIMELINE_POINTS points, then the lowest and highest point of each
     slice of events; the first and last points are always kept."""
 
-    def __init__(self, limit: int = TIMELINE_POINTS) -> None:
-        self.limit = limit
+    def __init__(self, limit: Optional[int] = None) -> None:
+        self.limit = TIMELINE_POINTS if limit is None else limit
         self.points: List[Tuple[int, float, int]] = []
         self.stride = 1
         self.count = 0  # points in the current slice
