@@ -1,7 +1,9 @@
 """`pymemtrace report LOG`: what a cPyMemTrace log says.
 
-Profile/Trace logs: functions and lines ranked by memory growth, a
-timeline, the largest growth events.  ReferenceTracing logs: the types
+Profile/Trace logs (read in one streaming pass): the lines still holding
+memory at the end, the lines whose memory was given back later (churn),
+the largest growth events, functions and lines ranked by memory growth and
+a timeline.  ReferenceTracing logs: the types
 with net live growth and where their surviving objects were created.
 The kind of log is read from its HDR: line.  A saved allocation snapshot
 (the JSON of ``pymemtrace run --allocations -o``, ``AllocationSnapshot.save``)
@@ -69,10 +71,10 @@ class Command:
         kind = detect_kind(path)
         try:
             if kind == PROFILE:
-                from pymemtrace.util.cpymemtrace_log import read_log
-                from pymemtrace.util.profile_analyse import analyse
+                from pymemtrace.util.profile_analyse import analyse_file as analyse_profile
 
-                analysis = analyse(read_log(path))
+                # One streaming pass: memory does not grow with the log.
+                analysis = analyse_profile(path, top=args.top)
                 render = log_report.profile_json if args.format == "json" else log_report.profile_text
                 svg = log_report.profile_svg
             else:

@@ -64,7 +64,7 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
     if log.message:
         out.append(f"  message: {log.message}")
     status = "complete" if log.complete else "TRUNCATED (no EOF: the process may have been killed)"
-    out.append(f"  {status}; {len(log.records)} records, {analysis.events} events, {analysis.duration:.3f} s")
+    out.append(f"  {status}; {analysis.n_records} records, {analysis.events} events, {analysis.duration:.3f} s")
     if analysis.first_mem is not None:
         out.append(
             f"  {measure}: first {human_bytes(analysis.first_mem)}, last {human_bytes(analysis.last_mem)}, "
@@ -81,19 +81,21 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
     else:
         out.append("  (no records)")
     out.append("")
-    out.append(f"Functions ranked by memory growth (top {top}):")
-    if analysis.functions:
-        rows = [[_signed_bytes(t.growth), str(t.jumps), t.function, t.file] for t in analysis.functions[:top]]
-        out += _table(["growth", "jumps", "function", "file"], rows, right=(0, 1))
+    out.append(f"Still held at the end, by line (top {top}; each fall cancels the most recent rises first):")
+    if analysis.retained:
+        rows = [[human_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.retained[:top]]
+        out += _table(["held", "line", "function"], rows, right=(0,))
     else:
-        out.append("  (no growth recorded)")
+        out.append("  (nothing: every rise was given back)")
+    if analysis.released:
+        out.append(f"  released {human_bytes(analysis.released)} held before the log started")
     out.append("")
-    out.append(f"Lines ranked by memory growth (top {top}):")
-    if analysis.lines:
-        rows = [[_signed_bytes(t.growth), str(t.jumps), f"{t.file}:{t.line}", t.function] for t in analysis.lines[:top]]
-        out += _table(["growth", "jumps", "line", "function"], rows, right=(0, 1))
+    out.append(f"Given back later (churn: rises cancelled by later falls), by line (top {top}):")
+    if analysis.churn:
+        rows = [[human_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.churn[:top]]
+        out += _table(["churn", "line", "function"], rows, right=(0,))
     else:
-        out.append("  (no growth recorded)")
+        out.append("  (none)")
     out.append("")
     out.append(f"Largest growth events (top {top}):")
     growths = analysis.top_growths(top)
@@ -109,11 +111,27 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
             out.append("  ~ approximate: the code that ran before this event was not recorded")
     else:
         out.append("  (none)")
+    out.append("")
+    out.append(f"Functions ranked by memory growth (top {top}):")
+    if analysis.functions:
+        rows = [[_signed_bytes(t.growth), str(t.jumps), t.function, t.file] for t in analysis.functions[:top]]
+        out += _table(["growth", "jumps", "function", "file"], rows, right=(0, 1))
+    else:
+        out.append("  (no growth recorded)")
+    out.append("")
+    out.append(f"Lines ranked by memory growth (top {top}):")
+    if analysis.lines:
+        rows = [[_signed_bytes(t.growth), str(t.jumps), f"{t.file}:{t.line}", t.function] for t in analysis.lines[:top]]
+        out += _table(["growth", "jumps", "line", "function"], rows, right=(0, 1))
+    else:
+        out.append("  (no growth recorded)")
     if log.messages:
         out.append("")
         out.append("Messages:")
         for m in log.messages:
             out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
+        if log.messages_dropped:
+            out.append(f"  ... {log.messages_dropped} more messages not shown")
     return "\n".join(out)
 
 
@@ -123,6 +141,9 @@ def profile_json(analysis: ProfileAnalysis, top: int = 10) -> str:
     def site(t):
         return {"file": t.file, "line": t.line, "function": t.function, "growth": t.growth,
                 "shrink": t.shrink, "jumps": t.jumps}
+
+    def held(t):
+        return {"file": t.file, "line": t.line, "function": t.function, "bytes": t.bytes}
 
     def rec(r):
         if r is None:
@@ -139,7 +160,7 @@ def profile_json(analysis: ProfileAnalysis, top: int = 10) -> str:
         "message": log.message,
         "complete": log.complete,
         "truncated_line": log.truncated_line,
-        "records": len(log.records),
+        "records": analysis.n_records,
         "events": analysis.events,
         "duration": analysis.duration,
         "first": analysis.first_mem,
@@ -154,6 +175,9 @@ def profile_json(analysis: ProfileAnalysis, top: int = 10) -> str:
         ],
         "timeline": [{"event": e, "clock": c, "value": v} for e, c, v in analysis.timeline],
         "messages": [{"event": m.event, "clock": m.clock, "text": m.text} for m in log.messages],
+        "retained": [held(t) for t in analysis.retained[:top]],
+        "churn": [held(t) for t in analysis.churn[:top]],
+        "released": analysis.released,
     }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
