@@ -251,11 +251,12 @@ def test_calls_through_ctypes_are_not_seen(watch):
     libc.free.argtypes = [ctypes.c_void_p]
     block = libc.malloc(BIG)
     assert block
-    c0, g0 = calls("free"), generation()
-    # WHEN a big block is freed that way
+    g0 = generation()
+    # WHEN a big (mmapped) block is freed that way
     libc.free(block)
-    # THEN the watch does not see it (a documented limit)
-    assert calls("free") == c0
+    # THEN the watch does not see it (a documented limit): no bump, where
+    # the same free through a GOT slot bumps (the "free" case above).
+    # (The call counter may move: ctypes frees small buffers of its own.)
     assert generation() == g0
 
 
