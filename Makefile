@@ -15,7 +15,9 @@ endif
 VENV_ROOT := .venv
 CC ?= gcc
 CFLAGS_C := -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -Isrc/pymemtrace/_c
-CORE_SRC := $(filter-out src/pymemtrace/_c/core/rss_%.c src/pymemtrace/_c/core/gotpatch_%.c,$(wildcard src/pymemtrace/_c/core/*.c)) src/pymemtrace/_c/core/rss_linux.c src/pymemtrace/_c/core/gotpatch_linux.c
+CORE_PLATFORM := rss gotpatch shrinkwatch
+CORE_SRC := $(filter-out $(foreach p,$(CORE_PLATFORM),src/pymemtrace/_c/core/$(p)_%.c),$(wildcard src/pymemtrace/_c/core/*.c)) \
+	$(foreach p,$(CORE_PLATFORM),src/pymemtrace/_c/core/$(p)_linux.c)
 PYTEST_ARGS ?=
 
 .PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps chromium-deps bench lint lint-c fmt clean
@@ -53,7 +55,7 @@ test-py: $(addprefix test-py-,$(PY_VERSIONS))
 
 build/test_core: tests/c/test_core.c $(CORE_SRC) $(wildcard src/pymemtrace/_c/core/*.h)
 	@mkdir -p build
-	$(CC) $(CFLAGS_C) -o $@ tests/c/test_core.c $(CORE_SRC)
+	$(CC) $(CFLAGS_C) -o $@ tests/c/test_core.c $(CORE_SRC) -ldl
 
 test-c: build/test_core  ## C unit tests of the pure-C core
 	./build/test_core

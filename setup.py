@@ -19,22 +19,26 @@ def flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
+# core/ files with one implementation per platform.
+PLATFORM_PREFIXES = ("rss_", "gotpatch_", "shrinkwatch_")
+
+
 def platform_sources():
     core = os.path.join(C_DIR, "core")
     if sys.platform.startswith("linux"):
-        return [os.path.join(core, "rss_linux.c"), os.path.join(core, "gotpatch_linux.c")]
+        return [os.path.join(core, name) for name in ("rss_linux.c", "gotpatch_linux.c", "shrinkwatch_linux.c")]
     if sys.platform == "darwin":
-        return [os.path.join(core, "rss_darwin.c"), os.path.join(core, "gotpatch_other.c")]
-    return [os.path.join(core, "rss_other.c"), os.path.join(core, "gotpatch_other.c")]
+        return [os.path.join(core, name) for name in ("rss_darwin.c", "gotpatch_other.c", "shrinkwatch_other.c")]
+    return [os.path.join(core, name) for name in ("rss_other.c", "gotpatch_other.c", "shrinkwatch_other.c")]
 
 
 def core_sources():
-    """Platform-neutral pure C files of core/ (rss_*.c and gotpatch_*.c are
-    chosen above)."""
+    """Platform-neutral pure C files of core/ (rss_*.c, gotpatch_*.c and
+    shrinkwatch_*.c are chosen above)."""
     return sorted(
         path
         for path in glob.glob(os.path.join(C_DIR, "core", "*.c"))
-        if not os.path.basename(path).startswith(("rss_", "gotpatch_"))
+        if not os.path.basename(path).startswith(PLATFORM_PREFIXES)
     )
 
 

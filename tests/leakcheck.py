@@ -305,6 +305,7 @@ CASES: Dict[str, Callable[[], object]] = {
     "_set_default_backend": _set_backend_round,
     "_set_rss_reads": _set_rss_reads_round,
     "_set_noop_hook": _noop_hook_round,
+    "_shrinkwatch_acquire": lambda: (lambda n: (n._shrinkwatch_acquire(), n._shrinkwatch_generation(), n._shrinkwatch_stats(), n._shrinkwatch_release()))(_native()),
 }
 
 # Cases whose caches take longer to settle: name -> warm-up runs.
@@ -320,6 +321,9 @@ SKIP: Dict[str, str] = {
     "alloc_counting_stop": "covered by alloc_counting_start",
     "alloc_counters": "covered by alloc_counting_start",
     "alloc_live_bytes": "covered by alloc_counting_start",
+    "_shrinkwatch_release": "covered by _shrinkwatch_acquire",
+    "_shrinkwatch_generation": "covered by _shrinkwatch_acquire",
+    "_shrinkwatch_stats": "covered by _shrinkwatch_acquire",
 }
 
 

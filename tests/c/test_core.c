@@ -2,6 +2,9 @@
  * test_core.c - plain-C unit tests of src/pymemtrace/_c/core.
  * Prints one "N passed, N failed" line; exits non-zero on any failure.
  */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,8 @@
 #include <unistd.h>
 
 #include "core/clocks.h"
+#include "core/gotpatch.h"
+#include "core/shrinkwatch.h"
 #include "core/logwriter.h"
 #include "core/ringbuf.h"
 #include "core/ptrtable.h"
@@ -566,6 +571,250 @@ test_stacktable_peak(void)
     pmt_stacktable_fini(&t);
 }
 
+/* ------------------------------------------------------------ shrinkwatch
+ * This binary is "our object" (it holds the shrinkwatch code): its own
+ * calls are never wrapped, nor are libc's.  libstdc++ is a foreign object
+ * that calls free through its PLT: operator delete (_ZdlPv) is free. */
+
+#define SW_BIG_BLOCK ((size_t)40 << 20) /* above glibc's largest mmap
+                                           threshold: always mmapped */
+
+typedef void (*sw_delete_fn)(void *);
+
+static sw_delete_fn
+sw_foreign_delete(void)
+{
+    void *lib = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+
+    return lib == NULL ? NULL : (sw_delete_fn)dlsym(lib, "_ZdlPv");
+}
+
+static void
+test_shrinkwatch_touch_and_refcount(void)
+{
+    pmt_shrinkwatch_stats_t st;
+    uint64_t g0 = pmt_shrinkwatch_generation();
+    void *p;
+
+    pmt_shrinkwatch_touch();
+    CHECK(pmt_shrinkwatch_generation() == g0 + 1);
+    CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+    CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.users == 2 && st.installed == 1 && st.touches >= 1);
+    CHECK(st.header_test == 1); /* plain glibc malloc here */
+    /* Our own object's free is not wrapped (twin of the libstdc++ case). */
+    p = malloc(SW_BIG_BLOCK);
+    free(p);
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.calls[PMT_SW_FREE] == 0);
+    pmt_shrinkwatch_release();
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.users == 1 && st.installed == 1);
+    pmt_shrinkwatch_release();
+    pmt_shrinkwatch_release(); /* one too many: ignored */
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.users == 0 && st.installed == 0 && st.slots == 0);
+    CHECK(strcmp(pmt_shrinkwatch_kind_name(PMT_SW_MUNMAP), "munmap") == 0);
+    CHECK(pmt_shrinkwatch_kind_name(PMT_SHRINKWATCH_KINDS) == NULL);
+}
+
+static void
+test_shrinkwatch_sees_a_foreign_free(void)
+{
+    sw_delete_fn del = sw_foreign_delete();
+    pmt_shrinkwatch_stats_t st;
+    uint64_t g0, g1;
+    void *p;
+
+    if (del == NULL) {
+        printf("note: no libstdc++.so.6: foreign-object checks skipped\n");
+        return;
+    }
+    CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.slots >= 1); /* libstdc++'s free, malloc..., realloc */
+    /* A big (mmapped) block freed from libstdc++: seen, and bumps. */
+    g0 = pmt_shrinkwatch_generation();
+    p = malloc(SW_BIG_BLOCK);
+    errno = 1234;
+    del(p);
+    CHECK(errno == 1234); /* errno as free left it */
+    g1 = pmt_shrinkwatch_generation();
+    CHECK(g1 > g0);
+    /* Its twin: a small block, seen, no bump. */
+    p = malloc(100);
+    del(p);
+    CHECK(pmt_shrinkwatch_generation() == g1);
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.calls[PMT_SW_FREE] == 2 && st.bumps >= 1);
+    /* After release: not seen any more, and the slots are back. */
+    pmt_shrinkwatch_release();
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.slots == 0);
+    p = malloc(SW_BIG_BLOCK);
+    del(p);
+    CHECK(pmt_shrinkwatch_generation() == g1);
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.calls[PMT_SW_FREE] == 2);
+}
+
+/* A second gotpatch client, as alloc_traced.c is one: counts libstdc++'s
+   calls of malloc (operator new). */
+static struct {
+    int calls;
+} sw_test_client; /* the test binary's own state */
+
+static void *
+counting_malloc(size_t size)
+{
+    sw_test_client.calls++;
+    return malloc(size);
+}
+
+static void
+test_two_gotpatch_clients_are_removed_independently(void)
+{
+    static const char *const names[1] = {"malloc"};
+    void *const repls[1] = {(void *)counting_malloc};
+    void *lib = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+    void *(*new_fn)(size_t) = NULL;
+    sw_delete_fn del = NULL;
+    pmt_gotpatch_stats_t gs;
+    pmt_shrinkwatch_stats_t st;
+    int order;
+
+    if (lib != NULL) {
+        new_fn = (void *(*)(size_t))dlsym(lib, "_Znwm");
+        del = (sw_delete_fn)dlsym(lib, "_ZdlPv");
+    }
+    if (new_fn == NULL || del == NULL) {
+        return;
+    }
+    for (order = 0; order < 2; order++) {
+        sw_test_client.calls = 0;
+        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) >=
+              1);
+        CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+        /* the same names again: a rescan; other replacements: EBUSY */
+        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) ==
+              0);
+        {
+            void *const other[1] = {(void *)malloc};
+            errno = 0;
+            CHECK(pmt_gotpatch_install(names, other, 1, NULL, 0, NULL, 0,
+                                       0) == -1 &&
+                  errno == EBUSY);
+        }
+        del(new_fn(SW_BIG_BLOCK));
+        CHECK(sw_test_client.calls == 1);
+        pmt_shrinkwatch_stats(&st);
+        CHECK(st.calls[PMT_SW_FREE] >= 1);
+        if (order == 0) {
+            pmt_shrinkwatch_release(); /* shrinkwatch first */
+            del(new_fn(SW_BIG_BLOCK));
+            CHECK(sw_test_client.calls == 2); /* the other still works */
+            CHECK(pmt_gotpatch_slots_of(repls, 1) >= 1);
+            CHECK(pmt_gotpatch_remove(repls, 1) >= 1);
+        }
+        else {
+            CHECK(pmt_gotpatch_remove(repls, 1) >= 1); /* the other first */
+            del(new_fn(SW_BIG_BLOCK));
+            CHECK(sw_test_client.calls == 1);
+            pmt_shrinkwatch_stats(&st);
+            CHECK(st.slots >= 1 && st.installed == 1);
+            pmt_shrinkwatch_release();
+        }
+        pmt_gotpatch_stats(&gs);
+        CHECK(gs.slots == 0 && gs.names == 0 && gs.installed == 0);
+    }
+}
+
+#define SW_THREADS 4
+#define SW_ROUNDS 200
+
+static void *
+sw_free_loop(void *arg)
+{
+    sw_delete_fn del = (sw_delete_fn)arg;
+    int i;
+
+    for (i = 0; i < SW_ROUNDS; i++) {
+        del(malloc(i % 2 ? SW_BIG_BLOCK : 64));
+    }
+    return NULL;
+}
+
+static void
+test_shrinkwatch_threads_lose_no_count(void)
+{
+    sw_delete_fn del = sw_foreign_delete();
+    pthread_t threads[SW_THREADS];
+    pmt_shrinkwatch_stats_t before, after;
+    uint64_t g0;
+    int i;
+
+    if (del == NULL) {
+        return;
+    }
+    CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+    pmt_shrinkwatch_stats(&before);
+    g0 = pmt_shrinkwatch_generation();
+    for (i = 0; i < SW_THREADS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, sw_free_loop, (void *)del) ==
+              0);
+    }
+    for (i = 0; i < SW_THREADS; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pmt_shrinkwatch_stats(&after);
+    CHECK(after.calls[PMT_SW_FREE] - before.calls[PMT_SW_FREE] ==
+          SW_THREADS * SW_ROUNDS);
+    /* every big block bumps; the small ones may (a thread heap trimmed) */
+    CHECK(pmt_shrinkwatch_generation() - g0 >= SW_THREADS * SW_ROUNDS / 2);
+    CHECK(after.bumps - before.bumps >= SW_THREADS * SW_ROUNDS / 2);
+    pmt_shrinkwatch_release();
+}
+
+static void
+test_shrinkwatch_fork_child(void)
+{
+    sw_delete_fn del = sw_foreign_delete();
+    pmt_shrinkwatch_stats_t st;
+    uint64_t g0;
+    pid_t pid;
+    int status = -1;
+
+    if (del == NULL) {
+        return;
+    }
+    CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
+    del(malloc(SW_BIG_BLOCK)); /* a call counted in the parent */
+    g0 = pmt_shrinkwatch_generation();
+    pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        pmt_shrinkwatch_stats(&st);
+        /* counters start again, the generation went up, still installed */
+        bad |= st.calls[PMT_SW_FREE] != 0 || st.users != 1 ||
+               !st.installed || st.generation <= g0;
+        del(malloc(SW_BIG_BLOCK));
+        pmt_shrinkwatch_stats(&st);
+        bad |= st.calls[PMT_SW_FREE] != 1 || st.bumps != 1;
+        pmt_shrinkwatch_release();
+        pmt_shrinkwatch_stats(&st);
+        bad |= st.slots != 0 || st.users != 0;
+        _exit(bad ? 1 : 0);
+    }
+    CHECK(pid > 0);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the parent is untouched by the child's release */
+    pmt_shrinkwatch_stats(&st);
+    CHECK(st.users == 1 && st.slots >= 1);
+    pmt_shrinkwatch_release();
+}
+
 int
 main(void)
 {
@@ -586,6 +835,11 @@ main(void)
     test_stacktable_interns_equal_stacks();
     test_stacktable_cap();
     test_stacktable_peak();
+    test_shrinkwatch_touch_and_refcount();
+    test_shrinkwatch_sees_a_foreign_free();
+    test_two_gotpatch_clients_are_removed_independently();
+    test_shrinkwatch_threads_lose_no_count();
+    test_shrinkwatch_fork_child();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -26,12 +26,13 @@ def test_builder_reads_every_c_file_from_setup_py():
     ext = the_extension()
     sources = {Path(s).relative_to("src/pymemtrace/_c").as_posix() for s in ext.sources}
     # THEN every concern file and core file is compiled, and exactly one
-    # platform file of core/rss_*.c and of core/gotpatch_*.c
+    # platform file of core/rss_*.c, core/gotpatch_*.c, core/shrinkwatch_*.c
+    platform_prefixes = ("rss_", "gotpatch_", "shrinkwatch_")
     expected = {p.relative_to(C_DIR).as_posix() for p in C_DIR.glob("*.c")}
     expected |= {p.relative_to(C_DIR).as_posix() for p in (C_DIR / "core").glob("*.c")
-                 if not p.name.startswith(("rss_", "gotpatch_"))}
+                 if not p.name.startswith(platform_prefixes)}
     assert expected <= sources
-    for prefix in ("rss_", "gotpatch_"):
+    for prefix in platform_prefixes:
         platform_files = [s for s in sources if s.startswith("core/" + prefix)]
         if sys.platform.startswith("linux"):
             assert platform_files == [f"core/{prefix}linux.c"]

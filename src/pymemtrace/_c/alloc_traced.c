@@ -55,6 +55,7 @@ static struct traced_runtime {
     /* Written with the GIL held. */
     int patch_errno;      /* errno of the last install, 0: it worked */
     int patched_at_start; /* slots patched by the last start */
+    int installed;        /* our names are installed (until stop) */
     int hooks_removed;    /* a check found our allocator hooks gone */
     int atfork_done;      /* the fork handlers are registered */
 } trt = {
@@ -63,6 +64,13 @@ static struct traced_runtime {
 
 static const char *const traced_names[2] = {"PyTraceMalloc_Track",
                                             "PyTraceMalloc_Untrack"};
+
+static int traced_track(unsigned int domain, uintptr_t ptr, size_t size);
+static int traced_untrack(unsigned int domain, uintptr_t ptr);
+
+/* Our GOT client: installed and removed by these replacements. */
+static void *const traced_replacements[2] = {(void *)traced_track,
+                                             (void *)traced_untrack};
 
 /* Forget an entry found in the table: counters and stack totals.  Lock
    held. */
@@ -181,8 +189,6 @@ atfork_release(void)
 void
 pmt_traced_start(void)
 {
-    void *const replacements[2] = {(void *)traced_track,
-                                   (void *)traced_untrack};
     /* The interpreter: where PyTraceMalloc_Track is defined (libpython, or
        the python executable when it is linked statically), and where
        extension modules are loaded from. */
@@ -210,16 +216,22 @@ pmt_traced_start(void)
         return;
     }
     atomic_store(&trt.on, 1);
-    n = pmt_gotpatch_install(traced_names, replacements, 2, NULL, 0, hosts, 1);
+    /* The interpreter's own calls are not patched (flags 0): only
+       extensions report foreign blocks. */
+    n = pmt_gotpatch_install(traced_names, traced_replacements, 2, NULL, 0,
+                             hosts, 1, 0);
     trt.patch_errno = n < 0 ? errno : 0;
     trt.patched_at_start = n < 0 ? 0 : n;
+    trt.installed = n >= 0;
 }
 
 void
 pmt_traced_stop(void)
 {
     atomic_store(&trt.on, 0);
-    (void)pmt_gotpatch_restore();
+    /* Only our names: another client (core/shrinkwatch) may stay. */
+    (void)pmt_gotpatch_remove(traced_replacements, 2);
+    trt.installed = 0;
     /* A wrapper still running without the GIL finishes before the table
        goes (it holds the lock) or finds it gone. */
     pthread_mutex_lock(&trt.lock);
@@ -336,10 +348,15 @@ pmt_traced_add_stats(PyObject *dict)
 {
     pmt_gotpatch_stats_t gs;
     PyObject *memory;
+    size_t own_slots = pmt_gotpatch_slots_of(traced_replacements, 2);
+    /* The hosts' dlopen slots are shared with other clients: ours while
+       we are installed. */
+    size_t dlopen_slots;
     size_t table_memory = 0;
     uint64_t drops = 0;
 
     pmt_gotpatch_stats(&gs);
+    dlopen_slots = trt.installed ? gs.dlopen_slots : 0;
     pthread_mutex_lock(&trt.lock);
     if (trt.table_ready) {
         table_memory = pmt_ptrtable_memory(&trt.table);
@@ -359,8 +376,9 @@ pmt_traced_add_stats(PyObject *dict)
     }
     if (put_int(dict, "got_patching",
                 pmt_gotpatch_supported() && trt.patch_errno == 0) < 0 ||
-        put_int(dict, "got_slots", (long long)gs.slots) < 0 ||
-        put_int(dict, "got_dlopen_slots", (long long)gs.dlopen_slots) < 0 ||
+        put_int(dict, "got_slots", (long long)(own_slots + dlopen_slots)) <
+            0 ||
+        put_int(dict, "got_dlopen_slots", (long long)dlopen_slots) < 0 ||
         put_int(dict, "got_failures", (long long)gs.failures) < 0 ||
         put_int(dict, "got_rescans", (long long)gs.rescans) < 0 ||
         put_int(dict, "traced_calls", (long long)atomic_load(&trt.tracks)) <

@@ -58,6 +58,9 @@ module_exec_concerns(PyObject *module)
     if (pmt_alloc_exec(module) < 0) {
         return -1;
     }
+    if (pmt_shrinkwatch_exec(module) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -103,6 +106,7 @@ module_free(void *module)
             pmt_hooks_shutdown();
             pmt_reftrace_shutdown();
             pmt_alloc_shutdown();
+            pmt_shrinkwatch_shutdown();
         }
     }
     (void)module_clear((PyObject *)module);

@@ -9,6 +9,8 @@
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
  *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
+ *   shrinkwatch.c   private test hooks of core/shrinkwatch (the shrink
+ *                   generation)
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
@@ -75,12 +77,15 @@ int pmt_sampler_exec(PyObject *module);
 int pmt_hooks_exec(PyObject *module);
 int pmt_reftrace_exec(PyObject *module);
 int pmt_alloc_exec(PyObject *module);
+int pmt_shrinkwatch_exec(PyObject *module);
 
 /* Called from m_free: stop whatever a concern runs in the background. */
 void pmt_sampler_shutdown(void);
 void pmt_hooks_shutdown(void);
 void pmt_reftrace_shutdown(void);
 void pmt_alloc_shutdown(void);
+/* Releases the acquisitions made by _shrinkwatch_acquire(). */
+void pmt_shrinkwatch_shutdown(void);
 
 /*
  * alloc.c: always-on counters of memory live through Python's allocators,

@@ -30,9 +30,14 @@
  * wrapper found in a slot is bypassed while we are installed (and put
  * back by restore).
  *
- * Thread safety: install and restore are serialised by an internal mutex
- * and may race with calls through the slots (a slot is one aligned
- * pointer store).  The dlopen wrapper may run on any thread.
+ * Clients: alloc_traced.c (PyTraceMalloc_Track/Untrack, hosts left alone)
+ * and core/shrinkwatch (free, munmap, ..., hosts patched too) may be
+ * installed at once and removed independently (pmt_gotpatch_remove); each
+ * has its own exclusions, the hosts' dlopen slots are shared.
+ *
+ * Thread safety: install, remove and restore are serialised by an
+ * internal mutex and may race with calls through the slots (a slot is one
+ * aligned pointer store).  The dlopen wrapper may run on any thread.
  */
 #ifndef PMT_CORE_GOTPATCH_H
 #define PMT_CORE_GOTPATCH_H
@@ -40,46 +45,81 @@
 #include <stddef.h>
 
 /* Most slots remembered at once; beyond it slots are left unpatched
-   (counted by pmt_gotpatch_stats). */
-#define PMT_GOTPATCH_MAX_SLOTS 512
-/* Most names patched at once. */
-#define PMT_GOTPATCH_MAX_NAMES 8
-/* Most objects given as exclusions or hosts. */
+   (counted by pmt_gotpatch_stats).  free and munmap (core/shrinkwatch.h)
+   are referenced by nearly every loaded object. */
+#define PMT_GOTPATCH_MAX_SLOTS 4096
+/* Most names patched at once, all clients together. */
+#define PMT_GOTPATCH_MAX_NAMES 16
+/* Most objects given as exclusions (per client) or hosts (all clients). */
 #define PMT_GOTPATCH_MAX_OBJECTS 8
+/* Most installations at once (alloc_traced.c, shrinkwatch). */
+#define PMT_GOTPATCH_MAX_CLIENTS 4
+
+/* Flag of pmt_gotpatch_install: patch these names in the hosts too. */
+#define PMT_GOTPATCH_HOSTS_TOO 1u
 
 /* 1 where GOT patching is implemented on this platform. */
 int pmt_gotpatch_supported(void);
 
 /*
- * Patch the GOT slots bound to names[i] (n names) with replacements[i] in
- * every loaded object except the ones containing an address of
- * exclude[0..nexclude) or of hosts[0..nhosts), and this file's own object.
- * Patch the dlopen slots of the objects containing hosts[i] so that
- * objects loaded later are patched too.  Calling it again while installed
- * only rescans (the names stay the first call's).
+ * Register the fork handlers of this file now (idempotent; the first
+ * install does it too).  A client that holds a lock of its own around
+ * install calls it before registering its own handlers, so that fork()
+ * takes the client's lock first and this file's next, in the order install
+ * is called.
+ */
+void pmt_gotpatch_init(void);
+
+/*
+ * Add a client: patch the GOT slots bound to names[i] (n names) with
+ * replacements[i] in every loaded object except the ones containing an
+ * address of exclude[0..nexclude), this file's own object, and (unless
+ * flags has PMT_GOTPATCH_HOSTS_TOO) the hosts.  The dlopen slots of the
+ * objects containing hosts[i] are patched (hosts of every client together)
+ * so that objects loaded later are patched too, for every client.
+ *
+ * Several clients may be installed at once, with distinct names.  Calling
+ * it again with the same names and replacements only rescans; a name that
+ * is installed with another replacement, or some of the names but not all,
+ * is EBUSY.
  *
  * Returns the number of slots patched by this call, or -1 with errno set
- * (ENOSYS: not supported here; EINVAL: bad arguments).  A slot whose page
+ * (ENOSYS: not supported here; EINVAL: bad arguments; EBUSY: see above;
+ * ENOSPC: more names, clients or hosts than the limits).  A slot whose page
  * cannot be made writable is skipped and counted as a failure.
  */
 int pmt_gotpatch_install(const char *const *names, void *const *replacements,
                          size_t n, const void *const *exclude, size_t nexclude,
-                         const void *const *hosts, size_t nhosts);
+                         const void *const *hosts, size_t nhosts,
+                         unsigned flags);
+
+/*
+ * Remove the client whose replacements are replacements[0..n): put back
+ * the saved value of each remembered slot holding one of them (as
+ * pmt_gotpatch_restore does) and forget those names.  The last client's
+ * removal also restores the hosts' dlopen slots.  Returns the number of
+ * slots restored.  Removing names that are not installed does nothing.
+ */
+int pmt_gotpatch_remove(void *const *replacements, size_t n);
 
 /*
  * Put back the saved value of every remembered slot that still holds our
  * replacement in an object that is still loaded (a slot another tool
- * rewrote after us is left to it), and forget them all.  Returns the
- * number of slots restored.  Idempotent.
+ * rewrote after us is left to it), and forget them all: every client is
+ * removed.  Returns the number of slots restored.  Idempotent.
  */
 int pmt_gotpatch_restore(void);
 
+/* Slots remembered now that hold one of replacements[0..n). */
+size_t pmt_gotpatch_slots_of(void *const *replacements, size_t n);
+
 typedef struct {
-    size_t slots;        /* slots patched now */
+    size_t slots;        /* slots patched now, every client */
     size_t dlopen_slots; /* of which dlopen slots of the hosts */
     size_t failures;     /* slots we could not patch (mprotect, full) */
     size_t rescans;      /* scans after a host dlopen loaded something */
-    int installed;       /* 1 between install and restore */
+    size_t names;        /* names installed now, every client */
+    int installed;       /* 1 while some client is installed */
 } pmt_gotpatch_stats_t;
 
 /* Figures of the current (or last) installation. */

@@ -19,8 +19,14 @@
  * functions through this object's own GOT (which is never patched).
  * Restore writes back the saved value, stub included.
  *
+ * Clients: each install adds a client (its names, its exclusions, whether
+ * the hosts get its names too); an object is scanned for the names of every
+ * client that does not exclude it.  remove restores the slots of one
+ * client's replacements and forgets its names; the hosts' dlopen slots go
+ * with the last client.
+ *
  * Threading: gotpatch_runtime is protected by its mutex, taken by
- * install, restore, stats and the dlopen wrapper's rescan.  No callback
+ * install, remove, restore, stats and the dlopen wrapper's rescan.  No callback
  * of dl_iterate_phdr calls back into the dynamic loader.
  */
 #define _GNU_SOURCE
@@ -62,17 +68,27 @@ typedef struct {
     unsigned char is_dlopen; /* a host's dlopen slot */
 } patched_slot;
 
+/* One installed client. */
+typedef struct {
+    uintptr_t exclude[PMT_GOTPATCH_MAX_OBJECTS]; /* addresses in objects */
+    size_t nexclude;
+    unsigned flags; /* PMT_GOTPATCH_HOSTS_TOO */
+    int used;       /* has names */
+} client_rec;
+
 static struct gotpatch_runtime {
-    /* Protects every field below but `armed`. */
+    /* Protects every field below but `armed` and `atfork_once`. */
     pthread_mutex_t lock;
     _Atomic int armed; /* 1 while the dlopen wrapper must rescan;
                                read without the lock */
-    int installed;     /* between install and restore */
+    pthread_once_t atfork_once; /* registers the fork handlers */
+    int installed;              /* while some client is installed */
+    uintptr_t self;             /* an address in this object */
     size_t nnames;
     const char *names[PMT_GOTPATCH_MAX_NAMES]; /* the caller's strings */
     void *replacements[PMT_GOTPATCH_MAX_NAMES];
-    uintptr_t exclude[PMT_GOTPATCH_MAX_OBJECTS + 1]; /* +1: this object */
-    size_t nexclude;
+    unsigned char name_client[PMT_GOTPATCH_MAX_NAMES]; /* index in clients */
+    client_rec clients[PMT_GOTPATCH_MAX_CLIENTS];
     uintptr_t hosts[PMT_GOTPATCH_MAX_OBJECTS];
     size_t nhosts;
     patched_slot slots[PMT_GOTPATCH_MAX_SLOTS];
@@ -83,11 +99,9 @@ static struct gotpatch_runtime {
     unsigned long long seen_adds; /* dlpi_adds at the last scan */
     unsigned long long seen_subs; /* dlpi_subs at the last scan */
     size_t seen_objects;          /* objects listed at the last scan */
-    int atfork_done;              /* the fork handlers are registered;
-                               written by install only (serialised by
-                               its caller) */
 } gp = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .atfork_once = PTHREAD_ONCE_INIT,
 };
 
 /* What a dl_iterate_phdr walk does. */
@@ -370,16 +384,37 @@ scan_object(struct dl_phdr_info *info, size_t size, void *data)
         ctx->adds = info->dlpi_adds;
         ctx->subs = info->dlpi_subs;
     }
-    if (index < ctx->first) {
+    const char *names[PMT_GOTPATCH_MAX_NAMES];
+    void *repls[PMT_GOTPATCH_MAX_NAMES];
+    signed char skip[PMT_GOTPATCH_MAX_CLIENTS]; /* -1: not computed yet */
+    size_t i, n = 0;
+    int is_host;
+
+    if (index < ctx->first || object_contains(info, gp.self)) {
         return 0;
     }
-    if (contains_any(info, gp.hosts, gp.nhosts)) {
+    is_host = contains_any(info, gp.hosts, gp.nhosts);
+    if (is_host) {
         ctx->patched +=
             patch_object_unlocked(info, dlopen_name, dlopen_repl, 1, 1);
     }
-    else if (!contains_any(info, gp.exclude, gp.nexclude)) {
-        ctx->patched += patch_object_unlocked(info, gp.names, gp.replacements,
-                                              gp.nnames, 0);
+    memset(skip, -1, sizeof(skip));
+    for (i = 0; i < gp.nnames; i++) {
+        unsigned c = gp.name_client[i];
+        if (skip[c] < 0) {
+            const client_rec *client = &gp.clients[c];
+            skip[c] = (signed char)(
+                (is_host && !(client->flags & PMT_GOTPATCH_HOSTS_TOO)) ||
+                contains_any(info, client->exclude, client->nexclude));
+        }
+        if (!skip[c]) {
+            names[n] = gp.names[i];
+            repls[n] = gp.replacements[i];
+            n++;
+        }
+    }
+    if (n > 0) {
+        ctx->patched += patch_object_unlocked(info, names, repls, n, 0);
     }
     return 0;
 }
@@ -468,12 +503,106 @@ atfork_release(void)
     pthread_mutex_unlock(&gp.lock);
 }
 
+static void
+register_atfork(void)
+{
+    (void)pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
+/* Index of name among the installed names, or -1. */
+static int
+find_name_unlocked(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < gp.nnames; i++) {
+        if (strcmp(gp.names[i], name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Add hosts to the union; -1 when it would not fit (nothing added). */
+static int
+add_hosts_unlocked(const void *const *hosts, size_t nhosts)
+{
+    uintptr_t fresh[PMT_GOTPATCH_MAX_OBJECTS];
+    size_t i, j, nfresh = 0;
+
+    for (i = 0; i < nhosts; i++) {
+        int known = 0;
+        for (j = 0; j < gp.nhosts && !known; j++) {
+            known = gp.hosts[j] == (uintptr_t)hosts[i];
+        }
+        if (!known) {
+            fresh[nfresh++] = (uintptr_t)hosts[i];
+        }
+    }
+    if (gp.nhosts + nfresh > PMT_GOTPATCH_MAX_OBJECTS) {
+        return -1;
+    }
+    for (i = 0; i < nfresh; i++) {
+        gp.hosts[gp.nhosts++] = fresh[i];
+    }
+    return 0;
+}
+
+/* Register a new client with its names; errno value, 0 when added. */
+static int
+add_client_unlocked(const char *const *names, void *const *replacements,
+                    size_t n, const void *const *exclude, size_t nexclude,
+                    const void *const *hosts, size_t nhosts, unsigned flags)
+{
+    client_rec *client = NULL;
+    size_t i, c;
+
+    for (c = 0; c < PMT_GOTPATCH_MAX_CLIENTS && client == NULL; c++) {
+        if (!gp.clients[c].used) {
+            client = &gp.clients[c];
+        }
+    }
+    if (client == NULL || gp.nnames + n > PMT_GOTPATCH_MAX_NAMES) {
+        return ENOSPC;
+    }
+    if (!gp.installed) {
+        gp.nhosts = 0;
+        gp.nslots = gp.dlopen_slots = gp.failures = gp.rescans = 0;
+        gp.self = (uintptr_t)(void *)dlopen_wrapper;
+    }
+    if (add_hosts_unlocked(hosts, nhosts) < 0) {
+        return ENOSPC;
+    }
+    c = (size_t)(client - gp.clients);
+    client->used = 1;
+    client->flags = flags;
+    client->nexclude = 0;
+    for (i = 0; i < nexclude; i++) {
+        client->exclude[client->nexclude++] = (uintptr_t)exclude[i];
+    }
+    for (i = 0; i < n; i++) {
+        gp.names[gp.nnames] = names[i];
+        gp.replacements[gp.nnames] = replacements[i];
+        gp.name_client[gp.nnames] = (unsigned char)c;
+        gp.nnames++;
+    }
+    gp.installed = 1;
+    return 0;
+}
+
+void
+pmt_gotpatch_init(void)
+{
+    (void)pthread_once(&gp.atfork_once, register_atfork);
+}
+
 int
 pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
-                     const void *const *hosts, size_t nhosts)
+                     const void *const *hosts, size_t nhosts, unsigned flags)
 {
-    size_t i, patched;
+    size_t i, known = 0;
+    int err = 0, patched = -1;
 
     if (n == 0 || n > PMT_GOTPATCH_MAX_NAMES ||
         nexclude > PMT_GOTPATCH_MAX_OBJECTS ||
@@ -482,90 +611,191 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
         return -1;
     }
     /* Registered before the lock is taken: a fork running the handlers
-       meanwhile must not wait for it.  (Install calls are serialised by
-       the caller: atfork_done needs no lock.) */
-    if (!gp.atfork_done) {
-        gp.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
-                                        atfork_release) == 0;
-    }
+       meanwhile must not wait for it. */
+    pmt_gotpatch_init();
     pthread_mutex_lock(&gp.lock);
-    if (!gp.installed) {
-        gp.nnames = n;
-        for (i = 0; i < n; i++) {
-            gp.names[i] = names[i];
-            gp.replacements[i] = replacements[i];
+    for (i = 0; i < n; i++) {
+        int j = find_name_unlocked(names[i]);
+        if (j >= 0) {
+            known++;
+            if (gp.replacements[j] != replacements[i]) {
+                err = EBUSY;
+            }
         }
-        gp.nexclude = 0;
-        for (i = 0; i < nexclude; i++) {
-            gp.exclude[gp.nexclude++] = (uintptr_t)exclude[i];
-        }
-        gp.exclude[gp.nexclude++] = (uintptr_t)(void *)dlopen_wrapper;
-        gp.nhosts = 0;
-        for (i = 0; i < nhosts; i++) {
-            gp.hosts[gp.nhosts++] = (uintptr_t)hosts[i];
-        }
-        gp.nslots = gp.dlopen_slots = gp.failures = gp.rescans = 0;
-        gp.installed = 1;
     }
-    patched = scan_unlocked(0);
-    atomic_store_explicit(&gp.armed, 1, memory_order_release);
+    if (err == 0 && known != 0 && known != n) {
+        err = EBUSY; /* some of a client's names, not all */
+    }
+    if (err == 0 && known == 0) {
+        err = add_client_unlocked(names, replacements, n, exclude, nexclude,
+                                  hosts, nhosts, flags);
+    }
+    if (err == 0) {
+        patched = (int)scan_unlocked(0);
+        atomic_store_explicit(&gp.armed, 1, memory_order_release);
+    }
     pthread_mutex_unlock(&gp.lock);
-    return (int)patched;
+    if (err != 0) {
+        errno = err;
+    }
+    return patched;
 }
 
-/* dl_iterate_phdr callback: restore the remembered slots of one object. */
+/* What restore_object does: done[i] is 0 for a slot to restore, nonzero
+   for one already handled (1: found, not ours any more; 2: restored; 3:
+   not selected). */
+typedef struct {
+    unsigned char *done;
+} restore_ctx;
+
+/* dl_iterate_phdr callback: restore the selected slots of one object. */
 static int
 restore_object(struct dl_phdr_info *info, size_t size, void *data)
 {
-    unsigned char *done = (unsigned char *)data;
+    restore_ctx *ctx = (restore_ctx *)data;
     size_t i;
 
     (void)size;
     for (i = 0; i < gp.nslots; i++) {
         patched_slot *rec = &gp.slots[i];
-        if (done[i] || !object_writable(info, (uintptr_t)rec->slot)) {
+        if (ctx->done[i] || !object_writable(info, (uintptr_t)rec->slot)) {
             continue;
         }
-        done[i] = 1;
+        ctx->done[i] = 1;
         if (__atomic_load_n(rec->slot, __ATOMIC_ACQUIRE) == rec->replacement) {
             (void)store_slot(rec->slot, rec->saved, rec->readonly);
-            done[i] = 2;
+            ctx->done[i] = 2;
         }
     }
     return 0;
 }
 
-int
-pmt_gotpatch_restore(void)
+static int
+is_one_of(void *value, void *const *set, size_t n)
 {
-    unsigned char done[PMT_GOTPATCH_MAX_SLOTS];
-    int restored = 0;
     size_t i;
 
-    atomic_store_explicit(&gp.armed, 0, memory_order_release);
-    pthread_mutex_lock(&gp.lock);
-    if (!gp.installed) {
-        goto out_unlock;
+    for (i = 0; i < n; i++) {
+        if (set[i] == value) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Restore the slots holding one of repls[0..n) (every slot when repls is
+   NULL), forget them (also those of objects since unloaded) and their
+   names.  Returns the slots restored. */
+static int
+remove_unlocked(void *const *repls, size_t n)
+{
+    unsigned char done[PMT_GOTPATCH_MAX_SLOTS];
+    restore_ctx ctx = {done};
+    size_t i, kept = 0, nnames = 0;
+    int restored = 0, any = 0;
+
+    for (i = 0; i < gp.nnames; i++) {
+        any |= repls == NULL || is_one_of(gp.replacements[i], repls, n);
+    }
+    if (!any) {
+        return 0;
+    }
+    /* Drop the names (and the clients left without any). */
+    for (i = 0; i < gp.nnames; i++) {
+        if (repls != NULL && !is_one_of(gp.replacements[i], repls, n)) {
+            gp.names[nnames] = gp.names[i];
+            gp.replacements[nnames] = gp.replacements[i];
+            gp.name_client[nnames] = gp.name_client[i];
+            nnames++;
+        }
+    }
+    gp.nnames = nnames;
+    for (i = 0; i < PMT_GOTPATCH_MAX_CLIENTS; i++) {
+        size_t j;
+        int used = 0;
+        for (j = 0; j < gp.nnames; j++) {
+            used |= gp.name_client[j] == i;
+        }
+        gp.clients[i].used = used;
+    }
+    /* The dlopen slots go with the last client. */
+    for (i = 0; i < gp.nslots; i++) {
+        const patched_slot *rec = &gp.slots[i];
+        int selected = rec->is_dlopen
+                           ? gp.nnames == 0
+                           : repls == NULL ||
+                                 is_one_of(rec->replacement, repls, n);
+        done[i] = selected ? 0 : 3;
     }
     /* Only objects still loaded are written to. */
-    memset(done, 0, sizeof(done));
-    dl_iterate_phdr(restore_object, done);
+    dl_iterate_phdr(restore_object, &ctx);
+    gp.dlopen_slots = 0;
     for (i = 0; i < gp.nslots; i++) {
         restored += done[i] == 2;
+        if (done[i] == 3) {
+            gp.dlopen_slots += gp.slots[i].is_dlopen;
+            gp.slots[kept++] = gp.slots[i];
+        }
     }
-    gp.nslots = gp.dlopen_slots = 0;
-    gp.installed = 0;
-out_unlock:
+    gp.nslots = kept;
+    if (gp.nnames == 0) {
+        atomic_store_explicit(&gp.armed, 0, memory_order_release);
+        gp.installed = 0;
+        gp.nhosts = 0;
+    }
+    return restored;
+}
+
+int
+pmt_gotpatch_remove(void *const *replacements, size_t n)
+{
+    int restored;
+
+    if (replacements == NULL || n == 0) {
+        return 0;
+    }
+    pthread_mutex_lock(&gp.lock);
+    restored = remove_unlocked(replacements, n);
     pthread_mutex_unlock(&gp.lock);
     return restored;
 }
 
+int
+pmt_gotpatch_restore(void)
+{
+    int restored;
+
+    atomic_store_explicit(&gp.armed, 0, memory_order_release);
+    pthread_mutex_lock(&gp.lock);
+    restored = remove_unlocked(NULL, 0);
+    pthread_mutex_unlock(&gp.lock);
+    return restored;
+}
+
+size_t
+pmt_gotpatch_slots_of(void *const *replacements, size_t n)
+{
+    size_t i, count = 0;
+
+    pthread_mutex_lock(&gp.lock);
+    for (i = 0; i < gp.nslots; i++) {
+        count += is_one_of(gp.slots[i].replacement, replacements, n);
+    }
+    pthread_mutex_unlock(&gp.lock);
+    return count;
+}
+
 #else /* !GP_SUPPORTED */
+
+void
+pmt_gotpatch_init(void)
+{
+}
 
 int
 pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
-                     const void *const *hosts, size_t nhosts)
+                     const void *const *hosts, size_t nhosts, unsigned flags)
 {
     (void)names;
     (void)replacements;
@@ -574,13 +804,30 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
     (void)nexclude;
     (void)hosts;
     (void)nhosts;
+    (void)flags;
     errno = ENOSYS;
     return -1;
 }
 
 int
+pmt_gotpatch_remove(void *const *replacements, size_t n)
+{
+    (void)replacements;
+    (void)n;
+    return 0;
+}
+
+int
 pmt_gotpatch_restore(void)
 {
+    return 0;
+}
+
+size_t
+pmt_gotpatch_slots_of(void *const *replacements, size_t n)
+{
+    (void)replacements;
+    (void)n;
     return 0;
 }
 
@@ -594,6 +841,7 @@ pmt_gotpatch_stats(pmt_gotpatch_stats_t *out)
     out->dlopen_slots = gp.dlopen_slots;
     out->failures = gp.failures;
     out->rescans = gp.rescans;
+    out->names = gp.nnames;
     out->installed = gp.installed;
     pthread_mutex_unlock(&gp.lock);
 }

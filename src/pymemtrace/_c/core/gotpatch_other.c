@@ -13,10 +13,15 @@ pmt_gotpatch_supported(void)
     return 0;
 }
 
+void
+pmt_gotpatch_init(void)
+{
+}
+
 int
 pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
-                     const void *const *hosts, size_t nhosts)
+                     const void *const *hosts, size_t nhosts, unsigned flags)
 {
     (void)names;
     (void)replacements;
@@ -25,13 +30,30 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
     (void)nexclude;
     (void)hosts;
     (void)nhosts;
+    (void)flags;
     errno = ENOSYS;
     return -1;
 }
 
 int
+pmt_gotpatch_remove(void *const *replacements, size_t n)
+{
+    (void)replacements;
+    (void)n;
+    return 0;
+}
+
+int
 pmt_gotpatch_restore(void)
 {
+    return 0;
+}
+
+size_t
+pmt_gotpatch_slots_of(void *const *replacements, size_t n)
+{
+    (void)replacements;
+    (void)n;
     return 0;
 }
 
