@@ -59,6 +59,7 @@
 #include "core/faultcount.h"
 #include "core/logwriter.h"
 #include "core/rsspoll.h"
+#include "core/shrinkwatch.h"
 
 enum {
     KIND_PROFILE = 0,
@@ -147,6 +148,7 @@ typedef struct tracer_object {
     int heap_acquired;
     int poll_started;
     int faults_acquired; /* holds core/faultcount (measure="rss") */
+    int shrink_acquired; /* holds core/shrinkwatch (measure="rss") */
     int fault_source;    /* PMT_FAULTS_* given by that acquisition */
     Py_tracefunc saved_func;        /* this thread's hook before enter */
     PyObject *saved_obj;            /* its object (strong) */
@@ -225,7 +227,8 @@ tracer_now(TracerObject *self)
 static int64_t
 rss_at_event(void)
 {
-    uint64_t stamp = pmt_faultcount_stamp();
+    /* Both counters only go up: their sum moves iff one of them moved. */
+    uint64_t stamp = pmt_faultcount_stamp() + pmt_shrinkwatch_generation();
     uint64_t polled = pmt_rsspoll_value();
 
     if (hooks_runtime.mem_valid && stamp == hooks_runtime.mem_stamp &&
@@ -1107,6 +1110,10 @@ tracer_release_resources(TracerObject *self)
         self->faults_acquired = 0;
         pmt_faultcount_release();
     }
+    if (self->shrink_acquired) {
+        self->shrink_acquired = 0;
+        pmt_shrinkwatch_release();
+    }
     if (self->heap_acquired) {
         self->heap_acquired = 0;
         pmt_alloc_counting_release();
@@ -1452,6 +1459,9 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         self->fault_source = pmt_faultcount_acquire();
         self->faults_acquired = 1;
         (void)pmt_faultcount_watch_thread();
+        /* Where the interpreter loads extensions from (their dlopen). */
+        (void)pmt_shrinkwatch_acquire((const void *)&PyMem_RawFree);
+        self->shrink_acquired = 1;
     }
     if (self->backend == BACKEND_MONITORING) {
 #if PMT_PY312_PLUS
