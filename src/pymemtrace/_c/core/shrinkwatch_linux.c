@@ -109,11 +109,19 @@ static struct shrinkwatch_runtime {
 };
 
 /* The wrapped names: one per kind, in kind order, then aliases: mmap64
-   is what code built with _FILE_OFFSET_BITS=64 (Python.h sets it) calls. */
+   is what code built with _FILE_OFFSET_BITS=64 (Python.h sets it) calls;
+   it is mmap where off_t has 64 bits (every target gotpatch supports). */
+#if defined(__LP64__)
 #define SW_NAMES (PMT_SHRINKWATCH_KINDS + 1)
+#else
+#define SW_NAMES PMT_SHRINKWATCH_KINDS
+#endif
 static const char *const sw_names[SW_NAMES] = {
-    "free", "realloc", "reallocarray", "munmap",      "madvise", "mremap",
-    "mmap", "brk",     "sbrk",         "malloc_trim", "mmap64",
+    "free",   "realloc", "reallocarray", "munmap", "madvise",
+    "mremap", "mmap",    "brk",          "sbrk",   "malloc_trim",
+#if defined(__LP64__)
+    "mmap64",
+#endif
 };
 
 /* Objects whose calls are never wrapped (file name prefixes): libc (its
@@ -374,15 +382,16 @@ sw_malloc_trim(size_t pad)
 }
 
 /* Our gotpatch client: installed and removed by these replacements, in
-   the order of sw_names (off_t is 64-bit on every supported target: mmap64
-   is mmap). */
+   the order of sw_names. */
 static void *const sw_replacements[SW_NAMES] = {
     (void *)sw_free,        (void *)sw_realloc, (void *)sw_reallocarray,
     (void *)sw_munmap,      (void *)sw_madvise, (void *)sw_mremap,
     (void *)sw_mmap,        (void *)sw_brk,     (void *)sw_sbrk,
-    (void *)sw_malloc_trim, (void *)sw_mmap,
+    (void *)sw_malloc_trim,
+#if defined(__LP64__)
+    (void *)sw_mmap,
+#endif
 };
-_Static_assert(sizeof(off_t) == 8, "mmap64 is wrapped by sw_mmap");
 
 /* ---------------------------------------------------------------- */
 /* Installation. */
