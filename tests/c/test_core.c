@@ -576,7 +576,8 @@ test_stacktable_peak(void)
  * calls are never wrapped, nor are libc's.  libstdc++ is a foreign object
  * that calls free through its PLT: operator delete (_ZdlPv) is free. */
 
-#define SW_BIG_BLOCK ((size_t)40 << 20) /* above glibc's largest mmap
+#define SW_BIG_BLOCK                                                          \
+    ((size_t)40 << 20) /* above glibc's largest mmap
                                            threshold: always mmapped */
 
 typedef void (*sw_delete_fn)(void *);
@@ -693,17 +694,15 @@ test_two_gotpatch_clients_are_removed_independently(void)
     }
     for (order = 0; order < 2; order++) {
         sw_test_client.calls = 0;
-        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) >=
-              1);
+        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) >= 1);
         CHECK(pmt_shrinkwatch_acquire(NULL) == 0);
         /* the same names again: a rescan; other replacements: EBUSY */
-        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) ==
-              0);
+        CHECK(pmt_gotpatch_install(names, repls, 1, NULL, 0, NULL, 0, 0) == 0);
         {
             void *const other[1] = {(void *)malloc};
             errno = 0;
-            CHECK(pmt_gotpatch_install(names, other, 1, NULL, 0, NULL, 0,
-                                       0) == -1 &&
+            CHECK(pmt_gotpatch_install(names, other, 1, NULL, 0, NULL, 0, 0) ==
+                      -1 &&
                   errno == EBUSY);
         }
         del(new_fn(SW_BIG_BLOCK));
@@ -796,8 +795,8 @@ test_shrinkwatch_fork_child(void)
         int bad = 0;
         pmt_shrinkwatch_stats(&st);
         /* counters start again, the generation went up, still installed */
-        bad |= st.calls[PMT_SW_FREE] != 0 || st.users != 1 ||
-               !st.installed || st.generation <= g0;
+        bad |= st.calls[PMT_SW_FREE] != 0 || st.users != 1 || !st.installed ||
+               st.generation <= g0;
         del(malloc(SW_BIG_BLOCK));
         pmt_shrinkwatch_stats(&st);
         bad |= st.calls[PMT_SW_FREE] != 1 || st.bumps != 1;

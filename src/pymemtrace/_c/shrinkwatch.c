@@ -118,10 +118,8 @@ sw_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
         put_u64(dict, "slots", st.slots) < 0 ||
         put_u64(dict, "users", st.users) < 0 ||
         put_u64(dict, "installed", (unsigned long long)st.installed) < 0 ||
-        put_u64(dict, "header_test", (unsigned long long)st.header_test) <
-            0 ||
-        put_u64(dict, "patch_errno", (unsigned long long)st.patch_errno) <
-            0 ||
+        put_u64(dict, "header_test", (unsigned long long)st.header_test) < 0 ||
+        put_u64(dict, "patch_errno", (unsigned long long)st.patch_errno) < 0 ||
         put_u64(dict, "got_slots_total", gs.slots) < 0 ||
         put_u64(dict, "got_names", gs.names) < 0 ||
         PyDict_SetItemString(dict, "calls", calls) < 0) {
@@ -138,8 +136,7 @@ error:
 static PyMethodDef sw_methods[] = {
     {"_shrinkwatch_acquire", sw_acquire, METH_NOARGS, sw_acquire_doc},
     {"_shrinkwatch_release", sw_release, METH_NOARGS, sw_release_doc},
-    {"_shrinkwatch_generation", sw_generation, METH_NOARGS,
-     sw_generation_doc},
+    {"_shrinkwatch_generation", sw_generation, METH_NOARGS, sw_generation_doc},
     {"_shrinkwatch_stats", sw_stats, METH_NOARGS, sw_stats_doc},
     {NULL, NULL, 0, NULL},
 };

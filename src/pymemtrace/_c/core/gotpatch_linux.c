@@ -79,7 +79,7 @@ typedef struct {
 static struct gotpatch_runtime {
     /* Protects every field below but `armed` and `atfork_once`. */
     pthread_mutex_t lock;
-    _Atomic int armed; /* 1 while the dlopen wrapper must rescan;
+    _Atomic int armed;          /* 1 while the dlopen wrapper must rescan;
                                read without the lock */
     pthread_once_t atfork_once; /* registers the fork handlers */
     int installed;              /* while some client is installed */
@@ -403,9 +403,10 @@ scan_object(struct dl_phdr_info *info, size_t size, void *data)
         unsigned c = gp.name_client[i];
         if (skip[c] < 0) {
             const client_rec *client = &gp.clients[c];
-            skip[c] = (signed char)(
-                (is_host && !(client->flags & PMT_GOTPATCH_HOSTS_TOO)) ||
-                contains_any(info, client->exclude, client->nexclude));
+            skip[c] = (signed char)((is_host && !(client->flags &
+                                                  PMT_GOTPATCH_HOSTS_TOO)) ||
+                                    contains_any(info, client->exclude,
+                                                 client->nexclude));
         }
         if (!skip[c]) {
             names[n] = gp.names[i];
@@ -721,10 +722,10 @@ remove_unlocked(void *const *repls, size_t n)
     /* The dlopen slots go with the last client. */
     for (i = 0; i < gp.nslots; i++) {
         const patched_slot *rec = &gp.slots[i];
-        int selected = rec->is_dlopen
-                           ? gp.nnames == 0
-                           : repls == NULL ||
-                                 is_one_of(rec->replacement, repls, n);
+        int selected =
+            rec->is_dlopen
+                ? gp.nnames == 0
+                : repls == NULL || is_one_of(rec->replacement, repls, n);
         done[i] = selected ? 0 : 3;
     }
     /* Only objects still loaded are written to. */

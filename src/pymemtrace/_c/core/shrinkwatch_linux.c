@@ -109,20 +109,28 @@ static struct shrinkwatch_runtime {
 };
 
 /* The wrapped names: one per kind, in kind order, then aliases: mmap64
-   is what code built with _FILE_OFFSET_BITS=64 (Python.h sets it) calls. */
+   is what code built with _FILE_OFFSET_BITS=64 (Python.h sets it) calls;
+   it is mmap where off_t has 64 bits (every target gotpatch supports). */
+#if defined(__LP64__)
 #define SW_NAMES (PMT_SHRINKWATCH_KINDS + 1)
+#else
+#define SW_NAMES PMT_SHRINKWATCH_KINDS
+#endif
 static const char *const sw_names[SW_NAMES] = {
-    "free",   "realloc", "reallocarray", "munmap", "madvise", "mremap",
-    "mmap",   "brk",     "sbrk",         "malloc_trim",       "mmap64",
+    "free",   "realloc", "reallocarray", "munmap", "madvise",
+    "mremap", "mmap",    "brk",          "sbrk",   "malloc_trim",
+#if defined(__LP64__)
+    "mmap64",
+#endif
 };
 
 /* Objects whose calls are never wrapped (file name prefixes): libc (its
    malloc is what free's header test is about), the dynamic loader, and
    sanitizer runtimes (their interceptors are the functions we call). */
 static const char *const sw_excluded_prefixes[] = {
-    "libc.so",   "libc.musl", "ld-linux", "ld64.so", "ld-musl",
-    "libasan.",  "libubsan.", "libtsan.", "liblsan.", "libhwasan.",
-    "libmemprof.",
+    "libc.so",  "libc.musl",  "ld-linux",    "ld64.so",
+    "ld-musl",  "libasan.",   "libubsan.",   "libtsan.",
+    "liblsan.", "libhwasan.", "libmemprof.",
 };
 
 const char *
@@ -302,8 +310,7 @@ sw_madvise(void *addr, size_t length, int advice)
 }
 
 static void *
-sw_mremap(void *old_address, size_t old_size, size_t new_size, int flags,
-          ...)
+sw_mremap(void *old_address, size_t old_size, size_t new_size, int flags, ...)
 {
     sw_stripe *stripe = count_call(PMT_SW_MREMAP);
     void *new_address = NULL, *result;
@@ -375,15 +382,16 @@ sw_malloc_trim(size_t pad)
 }
 
 /* Our gotpatch client: installed and removed by these replacements, in
-   the order of sw_names (off_t is 64-bit on every supported target: mmap64
-   is mmap). */
+   the order of sw_names. */
 static void *const sw_replacements[SW_NAMES] = {
-    (void *)sw_free,   (void *)sw_realloc,     (void *)sw_reallocarray,
-    (void *)sw_munmap, (void *)sw_madvise,     (void *)sw_mremap,
-    (void *)sw_mmap,   (void *)sw_brk,         (void *)sw_sbrk,
-    (void *)sw_malloc_trim,                    (void *)sw_mmap,
+    (void *)sw_free,        (void *)sw_realloc, (void *)sw_reallocarray,
+    (void *)sw_munmap,      (void *)sw_madvise, (void *)sw_mremap,
+    (void *)sw_mmap,        (void *)sw_brk,     (void *)sw_sbrk,
+    (void *)sw_malloc_trim,
+#if defined(__LP64__)
+    (void *)sw_mmap,
+#endif
 };
-_Static_assert(sizeof(off_t) == 8, "mmap64 is wrapped by sw_mmap");
 
 /* ---------------------------------------------------------------- */
 /* Installation. */
@@ -446,8 +454,9 @@ note_excluded(struct dl_phdr_info *info, size_t size, void *data)
             if (info->dlpi_phdr[ph].p_type == PT_LOAD &&
                 info->dlpi_phdr[ph].p_memsz > 0 &&
                 list->n < PMT_GOTPATCH_MAX_OBJECTS) {
-                list->found[list->n++] = (const void *)(
-                    info->dlpi_addr + info->dlpi_phdr[ph].p_vaddr);
+                list->found[list->n++] =
+                    (const void *)(info->dlpi_addr +
+                                   info->dlpi_phdr[ph].p_vaddr);
                 break;
             }
         }
@@ -511,8 +520,8 @@ pmt_shrinkwatch_acquire(const void *host)
         excluded.n = 0;
         dl_iterate_phdr(note_excluded, &excluded);
         n = pmt_gotpatch_install(sw_names, sw_replacements, SW_NAMES,
-                                 excluded.found,
-                                 excluded.n, host != NULL ? &host : NULL,
+                                 excluded.found, excluded.n,
+                                 host != NULL ? &host : NULL,
                                  host != NULL ? 1 : 0, PMT_GOTPATCH_HOSTS_TOO);
         sw.patch_errno = n < 0 ? errno : 0;
         sw.installed = n >= 0;
