@@ -393,6 +393,7 @@ def test_reference_tracing_simple_counts_and_nests():
             del made_in_b
             inner = (profiler_b.count_new(), profiler_b.count_del())
         outer = (profiler_a.count_new(), profiler_a.count_del())
+        assert len(made_in_a) == 10  # kept alive through the inner block
     # THEN each counted what happened while it received the events
     assert inner[0] >= 100 and inner[1] >= 100
     assert 10 <= outer[0] < 100

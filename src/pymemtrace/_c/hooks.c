@@ -9,7 +9,7 @@
  * the last read (memory_at_event): RSS grows only through page faults,
  * counted per thread by core/faultcount.c (one load per watched thread),
  * and shrinks only through calls that give memory back, counted by
- * core/shrinkwatch.c (one load); the poller thread's value (core/rsspoll.c,
+ * core/shrinkwatch_linux.c (one load); the poller thread's value (core/rsspoll.c,
  * every millisecond) is compared too, for what neither sees (a thread
  * that is not watched, the kernel reclaiming pages).  While none of them
  * moved, RSS is the value last read, exactly.  measure="heap" loads the
@@ -147,11 +147,11 @@ typedef struct tracer_object {
     int log_open;
     int heap_acquired;
     int poll_started;
-    int faults_acquired; /* holds core/faultcount (measure="rss") */
-    int shrink_acquired; /* holds core/shrinkwatch (measure="rss") */
-    int fault_source;    /* PMT_FAULTS_* given by that acquisition */
-    Py_tracefunc saved_func;        /* this thread's hook before enter */
-    PyObject *saved_obj;            /* its object (strong) */
+    int faults_acquired;     /* holds core/faultcount (measure="rss") */
+    int shrink_acquired;     /* holds core/shrinkwatch (measure="rss") */
+    int fault_source;        /* PMT_FAULTS_* given by that acquisition */
+    Py_tracefunc saved_func; /* this thread's hook before enter */
+    PyObject *saved_obj;     /* its object (strong) */
     PyObject *saved_threading_hook; /* threading._profile_hook/_trace_hook */
     struct tracer_object *outer;    /* stack link (hooks_runtime) */
     int backend;                    /* BACKEND_LEGACY or BACKEND_MONITORING */
@@ -192,8 +192,8 @@ static int tracer_hook(PyObject *obj, PyFrameObject *frame, int what,
 
 /* Padded to 8 bytes: a record copies 8 and advances by the length. */
 static const char what_names[N_WHATS][8] = {
-    "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0", "C_CALL\0\0",
-    "C_EXCEPT",   "C_RETURN",   "OPCODE\0\0", "EXIT\0\0\0\0",
+    "CALL\0\0\0\0", "EXCEPT\0\0", "LINE\0\0\0\0", "RETURN\0\0",   "C_CALL\0\0",
+    "C_EXCEPT",     "C_RETURN",   "OPCODE\0\0",   "EXIT\0\0\0\0",
 };
 static const size_t what_lens[N_WHATS] = {4, 6, 4, 6, 6, 8, 8, 6, 4};
 
@@ -937,11 +937,11 @@ typedef struct {
 } mon_binding;
 
 static const mon_binding mon_bindings[] = {
-    {"PY_START", 0, MON_FOR_BOTH},    {"PY_RESUME", 0, MON_FOR_BOTH},
-    {"PY_THROW", 0, MON_FOR_BOTH},    {"PY_RETURN", 1, MON_FOR_BOTH},
-    {"PY_YIELD", 1, MON_FOR_BOTH},    {"PY_UNWIND", 1, MON_FOR_BOTH},
-    {"LINE", 2, MON_FOR_TRACE},       {"RAISE", 3, MON_FOR_TRACE},
-    {"CALL", 4, MON_FOR_PROFILE},     {"C_RETURN", 5, MON_FOR_PROFILE},
+    {"PY_START", 0, MON_FOR_BOTH},   {"PY_RESUME", 0, MON_FOR_BOTH},
+    {"PY_THROW", 0, MON_FOR_BOTH},   {"PY_RETURN", 1, MON_FOR_BOTH},
+    {"PY_YIELD", 1, MON_FOR_BOTH},   {"PY_UNWIND", 1, MON_FOR_BOTH},
+    {"LINE", 2, MON_FOR_TRACE},      {"RAISE", 3, MON_FOR_TRACE},
+    {"CALL", 4, MON_FOR_PROFILE},    {"C_RETURN", 5, MON_FOR_PROFILE},
     {"C_RAISE", 6, MON_FOR_PROFILE},
 };
 #define N_MON_BINDINGS (sizeof(mon_bindings) / sizeof(mon_bindings[0]))

@@ -56,7 +56,7 @@ static struct faultcount_runtime {
     /* Threads that started being watched, and calls of threads that could
        not be: both move the stamp.  Atomic. */
     atomic_uint_fast64_t bumps;
-    long page_size; /* set once by the first acquire.  lock */
+    long page_size;  /* set once by the first acquire.  lock */
     int atfork_done; /* lock */
 } fcrt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -191,8 +191,7 @@ pmt_faultcount_acquire(void)
 
     pthread_mutex_lock(&fcrt.lock);
     if (!fcrt.atfork_done) {
-        fcrt.atfork_done =
-            pthread_atfork(NULL, NULL, forget_in_child) == 0;
+        fcrt.atfork_done = pthread_atfork(NULL, NULL, forget_in_child) == 0;
     }
     if (fcrt.users++ == 0) {
         long page = sysconf(_SC_PAGESIZE);
@@ -229,8 +228,8 @@ out_unlock:
 int
 pmt_faultcount_watch_thread(void)
 {
-    unsigned gen = atomic_load_explicit(&fcrt.generation,
-                                        memory_order_acquire);
+    unsigned gen =
+        atomic_load_explicit(&fcrt.generation, memory_order_acquire);
     int n;
 
     if (fc_tls.generation == gen) {
