@@ -112,6 +112,30 @@ def _noop_monitoring():
         mon.free_tool_id(_MONITORING_TOOL_ID)
 
 
+@contextlib.contextmanager
+def _noop_monitoring_with_c_calls():
+    """The events Profile asks for on 3.12+ (PY_START/RESUME/THROW,
+    PY_RETURN/YIELD/UNWIND, CALL, C_RETURN, C_RAISE), each calling a C
+    no-op: the floor of an exact monitoring-based Profile."""
+    mon = sys.monitoring
+    names = ("PY_START", "PY_RESUME", "PY_THROW", "PY_RETURN", "PY_YIELD", "PY_UNWIND",
+             "CALL", "C_RETURN", "C_RAISE")
+    events = 0
+    mon.use_tool_id(_MONITORING_TOOL_ID, "pymemtrace-bench")
+    try:
+        for name in names:
+            event = getattr(mon.events, name)
+            mon.register_callback(_MONITORING_TOOL_ID, event, _native._noop)
+            events |= event
+        mon.set_events(_MONITORING_TOOL_ID, events)
+        yield
+    finally:
+        mon.set_events(_MONITORING_TOOL_ID, 0)
+        for name in names:
+            mon.register_callback(_MONITORING_TOOL_ID, getattr(mon.events, name), None)
+        mon.free_tool_id(_MONITORING_TOOL_ID)
+
+
 def _monitoring_unavailable():
     return None if sys.version_info >= (3, 12) else "sys.monitoring needs CPython 3.12+"
 
@@ -120,6 +144,8 @@ TOOLS += [
     Tool("floor: no-op C profile hook", lambda: _noop_hook(0)),
     Tool("floor: no-op C trace hook", lambda: _noop_hook(1)),
     Tool("floor: no-op sys.monitoring PY_START/PY_RETURN", _noop_monitoring,
+         available=_monitoring_unavailable),
+    Tool("floor: no-op sys.monitoring, Profile's events (with C calls)", _noop_monitoring_with_c_calls,
          available=_monitoring_unavailable),
 ]
 

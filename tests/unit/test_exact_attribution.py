@@ -188,7 +188,14 @@ def test_seed_messages_example_charges_each_string_to_sleep_and_its_release_afte
     rises = [r for r in jumps if r.d_mem > 0]
     falls = [r for r in jumps if r.d_mem < 0]
     assert len(rises) == 4 and len(falls) == 4, jumps
-    assert {r.what for r in rises} == {"C_CALL"}
+    # (as the seed documents: the rise at the C call of time.sleep right
+    # after the string is made, the fall at the C call of
+    # write_message_to_log right after del)
+    source = (PRELUDE + textwrap.dedent(CASES["seed_messages"])).splitlines()
+    sleep_line = next(n for n, t in enumerate(source, 1) if "time.sleep" in t)
+    after_line = next(n for n, t in enumerate(source, 1) if "After de-allocation" in t)
+    assert {(r.what, r.line) for r in rises} == {("C_CALL", sleep_line)}, rises
+    assert {(r.what, r.line) for r in falls} == {("C_CALL", after_line)}, falls
     for i, (up, down) in enumerate(zip(rises, falls)):
         size = (i + 2) * MB
         assert abs(up.d_mem - size) <= SLACK and abs(down.d_mem + size) <= SLACK

@@ -219,3 +219,72 @@ def test_a_destroyed_subinterpreter_leaves_the_main_interpreters_tracers_alone(t
     # one it left open)
     assert parse(sub_log).complete
     assert parse(str(sub_log) + ".open").complete
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize("cls", TRACERS, ids=IDS)
+def test_a_fork_inside_a_block_leaves_both_processes_well(cls, tmp_path):
+    # GIVEN an active tracer (page-fault counters and release wrappers on)
+    path = tmp_path / "fork.log"
+
+    def grow():
+        data = mmap.mmap(-1, 4 << 20)
+        data.write(ZEROS[: 4 << 20])
+        return data
+
+    with cls(filepath=str(path)):
+        # WHEN the process forks and the child allocates, frees and exits
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                grow().close()
+                " ".join(["x"] * 100_000)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        kept = grow()
+    # THEN the child ended normally (no signal, no crash)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    # AND the parent's log is complete and has its own growth
+    log = parse(path)
+    assert log.complete
+    assert [r for r in log.tagged("NEXT:") if r.function.endswith("grow") and r.d_mem >= 3 << 20]
+    kept.close()
+
+
+def test_a_default_log_name_never_follows_a_planted_symlink(tmp_path):
+    # GIVEN a shared working directory where someone planted symbolic links
+    # under the names the next default logs of a process would take
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        from pymemtrace import cPyMemTrace
+        victim = os.path.abspath("victim.txt")
+        with open(victim, "w") as f:
+            f.write("precious")
+        now = time.time()
+        planted = set()
+        for dt in (0, 1, 2):
+            stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(now + dt))
+            for n in range(5):
+                for kind in "PT":
+                    name = f"{stamp}_{n}_{os.getpid()}_{kind}_0_PY{sys.version.split()[0]}.log"
+                    os.symlink(victim, name)
+                    planted.add(name)
+        # WHEN tracers with default names are entered
+        with cPyMemTrace.Profile() as p, cPyMemTrace.Trace() as t:
+            x = [0] * 1000
+        # THEN they wrote new files of their own, and the victim is intact
+        assert open(victim).read() == "precious", open(victim).read()
+        for tracer in (p, t):
+            path = tracer.log_file_path()
+            assert path not in planted and not os.path.islink(path), path
+            assert open(path).read().endswith("EOF\\n")
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -1428,6 +1428,8 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     TracerObject *outer;
     PyObject *path_bytes = NULL;
     void *mon_state = NULL; /* pmt_state, once mon_install succeeded */
+    int generated_path = 0; /* filepath is a default name we made */
+    int attempt;
     int err;
 
     if (self->state != ST_NEW) {
@@ -1442,6 +1444,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         if (self->filepath == NULL) {
             goto error;
         }
+        generated_path = 1;
     }
     if (self->measure == MEASURE_HEAP) {
         if (pmt_alloc_counting_acquire() < 0) {
@@ -1485,8 +1488,25 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (path_bytes == NULL) {
         goto error;
     }
-    err = pmt_log_open(&self->log, PyBytes_AS_STRING(path_bytes),
-                       self->max_log_bytes);
+    /* A name we made never opens an existing file or a planted symbolic
+       link (a shared working directory): the next name is taken instead. */
+    for (attempt = 0;; attempt++) {
+        err = pmt_log_open(&self->log, PyBytes_AS_STRING(path_bytes),
+                           self->max_log_bytes,
+                           generated_path ? PMT_LOG_NEW_FILE : 0);
+        if (!(generated_path && err == EEXIST && attempt < 100)) {
+            break;
+        }
+        Py_CLEAR(path_bytes);
+        Py_XSETREF(self->filepath, default_path(self));
+        if (self->filepath == NULL) {
+            goto error;
+        }
+        path_bytes = PyUnicode_EncodeFSDefault(self->filepath);
+        if (path_bytes == NULL) {
+            goto error;
+        }
+    }
     if (err) {
         errno = err;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
@@ -1555,6 +1575,10 @@ error:
     }
     tracer_release_resources(self);
     Py_CLEAR(self->saved_obj);
+    if (generated_path) {
+        /* A new name at the next enter, made for it. */
+        Py_CLEAR(self->filepath);
+    }
     self->state = ST_NEW;
     return NULL;
 }

@@ -151,9 +151,13 @@ register_atfork(void)
 }
 
 int
-pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
+pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes,
+             int flags)
 {
     int fd, i;
+    int oflags = O_WRONLY | O_CREAT | O_CLOEXEC;
+
+    oflags |= (flags & PMT_LOG_NEW_FILE) ? O_EXCL | O_NOFOLLOW : O_TRUNC;
 
     (void)pthread_once(&logwriter_runtime.atfork_once, register_atfork);
 
@@ -166,7 +170,7 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes)
         return ENOMEM;
     }
     do {
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = open(path, oflags, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         int err = errno;

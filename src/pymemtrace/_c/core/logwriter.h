@@ -57,9 +57,16 @@ typedef struct pmt_logwriter {
     pthread_t thread;
 } pmt_logwriter;
 
-/* Open path for writing (truncating).  0 on success, else an errno value;
-   on failure nothing stays open. */
-int pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes);
+/* pmt_log_open's flags. */
+enum {
+    /* A new file only: never an existing file, never through a symbolic
+       link (O_EXCL | O_NOFOLLOW): EEXIST when the name is taken. */
+    PMT_LOG_NEW_FILE = 1
+};
+/* Open path for writing (truncating, unless PMT_LOG_NEW_FILE).  0 on
+   success, else an errno value; on failure nothing stays open. */
+int pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes,
+                 int flags);
 /* Flush and close; returns the first write error seen (errno) or 0. */
 int pmt_log_close(pmt_logwriter *w);
 /* Write the buffer out; returns 0 or an errno value. */
