@@ -151,8 +151,7 @@ register_atfork(void)
 }
 
 int
-pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes,
-             int flags)
+pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes, int flags)
 {
     int fd, i;
     int oflags = O_WRONLY | O_CREAT | O_CLOEXEC;
