@@ -16,6 +16,10 @@
 #define PMT_PY312_PLUS (PY_VERSION_HEX >= 0x030C0000)
 #define PMT_PY313_PLUS (PY_VERSION_HEX >= 0x030D0000)
 
+/* A function the compiler must not inline (a slow path kept out of a hot
+   caller); Py_NO_INLINE is 3.11+. */
+#define PMT_NOINLINE __attribute__((noinline))
+
 #if !PMT_PY310_PLUS
 static inline PyObject *
 Py_NewRef(PyObject *obj)

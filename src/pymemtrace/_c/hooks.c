@@ -166,6 +166,10 @@ static struct {
     int default_backend;   /* BACKEND_* for new tracers (3.12+) */
     int mon_tool;          /* sys.monitoring tool id held, -1 = none */
     int mon_users[2];      /* monitoring-backed tracers active, per kind */
+    /* 1 while active tracers belong to more than one interpreter: only
+       then do the monitoring callbacks compare interpreters (a call to
+       find the thread state per event otherwise saved). */
+    int several_interps;
     /* The memory cache of measure="rss" (memory_at_event): RSS read at
        the stamp mem_stamp, when the poller had published mem_polled.
        mem_valid 0 forces a read.  GIL. */
@@ -217,6 +221,15 @@ tracer_now(TracerObject *self)
     }
 #endif
     return pmt_fastclock_now(&self->clock);
+}
+
+/* PyThread_get_thread_ident() without a call into libpython: with POSIX
+   threads it is pthread_self() (thread_pthread.h).  Hooks compare it with
+   idents PyThread_get_thread_ident() gave. */
+static inline unsigned long
+current_thread_ident(void)
+{
+    return (unsigned long)pthread_self();
 }
 
 /* RSS now, exactly: a read of /proc/self/statm, unless nothing that can
@@ -542,13 +555,10 @@ remember(TracerObject *self, int what, PyObject *code, int lasti, int line,
 {
     pmt_event *p = &self->prev;
 
+    /* code is borrowed: a reference is taken only when it changes (loops
+       and recursion stay in one code object). */
     if (p->code != code) {
-        PyObject *old = p->code;
-        p->code = code; /* takes the reference */
-        Py_XDECREF(old);
-    }
-    else {
-        Py_XDECREF(code);
+        Py_XSETREF(p->code, Py_XNewRef(code));
     }
     p->what = what;
     p->lasti = lasti;
@@ -578,26 +588,13 @@ crossed(const TracerObject *self, int64_t moved)
            -moved >= self->trigger;
 }
 
-/* One event, from either backend.  code is a new reference (stolen);
-   line is the line when the backend knows it for free, else -1; frame is
-   the frame when there is one (legacy hooks), else NULL.  Never raises. */
-static inline int
-tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
-             PyFrameObject *frame)
+/* An event that memory moved at (or the first): write PREV if due, then
+   NEXT/FRST.  Out of line: most events take tracer_event's short path. */
+static PMT_NOINLINE void
+tracer_event_written(TracerObject *self, int what, PyObject *code, int lasti,
+                     int line, PyFrameObject *frame, uint64_t event,
+                     int64_t mem, unsigned long thread)
 {
-    uint64_t event;
-    int64_t mem;
-    unsigned long thread = 0;
-
-    event = self->n_events++;
-    mem = memory_at_event(self);
-    if (self->all_threads) {
-        thread = PyThread_get_thread_ident();
-    }
-    if (self->have_first && !crossed(self, mem - self->ref_mem)) {
-        goto not_written;
-    }
-    /* This event is written. */
     {
         uint64_t clock = tracer_now(self);
         int had_first = self->have_first;
@@ -615,11 +612,31 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
         self->ref_event = event;
         self->prev_written = 1;
     }
+}
+
+/* One event, from either backend.  code is borrowed (the backend keeps it
+   alive during the call); line is the line when the backend knows it for
+   free, else -1; frame is the frame when there is one (legacy hooks), else
+   NULL.  1 when the event was written.  Never raises. */
+static inline int
+tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
+             PyFrameObject *frame)
+{
+    uint64_t event = self->n_events++;
+    int64_t mem = memory_at_event(self);
+    unsigned long thread = 0;
+
+    if (self->all_threads) {
+        thread = PyThread_get_thread_ident();
+    }
+    if (self->have_first && !crossed(self, mem - self->ref_mem)) {
+        self->prev_written = 0;
+        remember(self, what, code, lasti, line, event, mem, thread);
+        return 0;
+    }
+    tracer_event_written(self, what, code, lasti, line, frame, event, mem,
+                         thread);
     return 1;
-not_written:
-    self->prev_written = 0;
-    remember(self, what, code, lasti, line, event, mem, thread);
-    return 0;
 }
 
 /* The Py_tracefunc of the legacy backend.  Never raises. */
@@ -629,8 +646,10 @@ tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     TracerObject *self = (TracerObject *)obj;
 
     if (self->state == ST_ACTIVE) {
-        (void)tracer_event(self, what, (PyObject *)PyFrame_GetCode(frame),
-                           frame_lasti(frame), -1, frame);
+        /* The frame keeps its code alive: borrowed for the event. */
+        PyObject *code = (PyObject *)PyFrame_GetCode(frame);
+        Py_DECREF(code);
+        (void)tracer_event(self, what, code, frame_lasti(frame), -1, frame);
     }
     return 0;
 }
@@ -789,10 +808,11 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
     if (t == NULL) {
         return;
     }
-    me = PyThread_get_thread_ident();
-    interp = PyInterpreterState_Get();
+    me = current_thread_ident();
+    interp = hooks_runtime.several_interps ? PyInterpreterState_Get() : NULL;
     for (; t != NULL; t = t->outer) {
-        if (t->backend == BACKEND_MONITORING && t->interp == interp &&
+        if (t->backend == BACKEND_MONITORING &&
+            (interp == NULL || t->interp == interp) &&
             (t->all_threads || t->owner == me)) {
             break;
         }
@@ -800,7 +820,7 @@ mon_dispatch(int kind, int what, PyObject *code, int lasti, int line)
     if (t == NULL || t->state != ST_ACTIVE || !PyCode_Check(code)) {
         return;
     }
-    (void)tracer_event(t, what, Py_NewRef(code), lasti, line, NULL);
+    (void)tracer_event(t, what, code, lasti, line, NULL);
 }
 
 static inline int
@@ -808,6 +828,10 @@ mon_offset(PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 2 || !PyLong_CheckExact(args[1])) {
         return -1;
+    }
+    /* Offsets fit in one digit: read it inline (no call per event). */
+    if (PyUnstable_Long_IsCompact((PyLongObject *)args[1])) {
+        return (int)PyUnstable_Long_CompactValue((PyLongObject *)args[1]);
     }
     return (int)PyLong_AsLong(args[1]);
 }
@@ -1395,6 +1419,25 @@ innermost_of_thread(int kind, unsigned long thread)
     return NULL;
 }
 
+/* Recompute hooks_runtime.several_interps from the stacks. */
+static void
+stack_interps_changed(void)
+{
+    PyInterpreterState *seen = NULL;
+    TracerObject *t;
+    int kind;
+
+    hooks_runtime.several_interps = 0;
+    for (kind = 0; kind < 2; kind++) {
+        for (t = hooks_runtime.top[kind]; t != NULL; t = t->outer) {
+            if (seen != NULL && t->interp != seen) {
+                hooks_runtime.several_interps = 1;
+            }
+            seen = t->interp;
+        }
+    }
+}
+
 static void
 stack_push(TracerObject *self)
 {
@@ -1402,6 +1445,7 @@ stack_push(TracerObject *self)
     self->outer = hooks_runtime.top[self->kind];
     hooks_runtime.top[self->kind] = self;
     hooks_runtime.depth[self->kind]++;
+    stack_interps_changed();
 }
 
 static void
@@ -1413,6 +1457,7 @@ stack_remove(TracerObject *self)
             *link = self->outer;
             self->outer = NULL;
             hooks_runtime.depth[self->kind]--;
+            stack_interps_changed();
             Py_DECREF(self);
             return;
         }
