@@ -288,3 +288,18 @@ def test_a_default_log_name_never_follows_a_planted_symlink(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
                           timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="on the legacy hooks __exit__ itself is an event (C_CALL)")
+def test_a_block_without_events_still_shows_its_growth(tmp_path):
+    # GIVEN a Profile (sys.monitoring) around a block with no call at all
+    path = tmp_path / "noevent.log"
+    with cPyMemTrace.Profile(filepath=str(path)):
+        data = b"x" * (16 << 20)
+    # THEN the log has a LAST: at the exit, whose dRSS (from the memory at
+    # enter) shows the 16 MiB
+    log = parse(path)
+    assert log.complete and not log.tagged("FRST:"), log.records
+    (last,) = log.tagged("LAST:")
+    assert last.what == "EXIT" and last.d_mem >= 15 << 20, last
+    del data

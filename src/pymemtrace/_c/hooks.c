@@ -537,7 +537,10 @@ write_event(TracerObject *self, const char *tag, const pmt_event *ev,
     memcpy(p, self->rss_text, sizeof(self->rss_text));
     p += self->rss_text_len;
     *p++ = '\t';
-    p = pmt_put_i64(p, self->have_first ? ev->mem - self->ref_mem : 0, 1);
+    /* From the last FRST/NEXT; a LAST of a block that saw no event: from
+       the memory read at enter. */
+    p = pmt_put_i64(
+        p, memcmp(tag, "FRST", 4) == 0 ? 0 : ev->mem - self->ref_mem, 1);
     if (self->all_threads) {
         *p++ = '\t';
         p = pmt_put_u64(p, ev->thread);
@@ -639,12 +642,28 @@ tracer_event(TracerObject *self, int what, PyObject *code, int lasti, int line,
     return 1;
 }
 
+static PyObject *tracer_exit(PyObject *op, PyObject *args);
+
+/* 1 when callable is a tracer's __exit__ (bound): the call that ends the
+   block is not an event of the code watched, and a block in which nothing
+   else happens shows its growth in LAST (from the memory at enter). */
+static inline int
+is_tracer_exit(PyObject *callable)
+{
+    return callable != NULL && PyCFunction_Check(callable) &&
+           PyCFunction_GET_FUNCTION(callable) == (PyCFunction)tracer_exit;
+}
+
 /* The Py_tracefunc of the legacy backend.  Never raises. */
 static int
 tracer_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     TracerObject *self = (TracerObject *)obj;
 
+    if (what >= PyTrace_C_CALL && what <= PyTrace_C_RETURN &&
+        is_tracer_exit(arg)) {
+        return 0;
+    }
     if (self->state == ST_ACTIVE) {
         /* The frame keeps its code alive: borrowed for the event. */
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
@@ -905,6 +924,9 @@ mon_c_event(PyObject *module, int what, PyObject *const *args,
             args[3] == pmt_get_state(module)->mon_missing) {
             return;
         }
+    }
+    else if (is_tracer_exit(callable)) {
+        return;
     }
     mon_dispatch(KIND_PROFILE, what, args[0], mon_offset(args, nargs), -1);
 }
