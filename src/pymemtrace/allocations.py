@@ -26,7 +26,6 @@ tracker.  See docs/allocations.md.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -259,12 +258,16 @@ class AllocationSnapshot:
         return allocations_text.render(self, top=top, key=key, live_title=live_title)
 
     def save(self, path) -> None:
+        import json
+
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh)
             fh.write("\n")
 
     @classmethod
     def load(cls, path) -> AllocationSnapshot:
+        import json
+
         with open(path, encoding="utf-8") as fh:
             return cls.from_dict(json.load(fh))
 

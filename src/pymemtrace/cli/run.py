@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import sys
-import traceback
 
 from pymemtrace import _native
 from pymemtrace.errors import PymemtraceError, UsageError
@@ -244,6 +242,8 @@ def _script_runner(path: str, rest):
     if os.path.isdir(full) or not full.endswith((".py", ".pyw")) and _is_zip(full):
 
         def runner(begin):
+            import runpy
+
             sys.path.insert(0, full)
             begin()
             _native.alloc_set_stack_base(True)
@@ -312,6 +312,8 @@ def _module_runner(module: str, rest):
         raise UsageError(f"no module named {module!r}")
 
     def runner(begin):
+        import runpy
+
         sys.path.insert(0, os.getcwd())
         begin()
         _native.alloc_set_stack_base(True)
@@ -341,6 +343,8 @@ def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
         except SystemExit as exc:
             status = _exit_status(exc.code)
         except KeyboardInterrupt:
+            import traceback
+
             traceback.print_exc()
             status = 130
         except BaseException as exc:  # noqa: BLE001 - the script's own error
@@ -369,6 +373,8 @@ def _exit_status(code) -> int:
 
 def _print_script_traceback(exc: BaseException) -> None:
     """Print exc as python would, without our own and runpy's frames."""
+    import traceback
+
     tb = exc.__traceback__
     here = os.path.dirname(os.path.abspath(__file__))
     while tb is not None:

@@ -16,8 +16,6 @@ bytes (live total), stats (the tracker's own figures).
 
 from __future__ import annotations
 
-import json
-
 
 def _sorted(sites):
     return sorted(sites, key=lambda s: (-s.bytes, -s.blocks, s.stack))
@@ -38,4 +36,6 @@ def to_dict(snapshot) -> dict:
 
 
 def render(snapshot, indent=None) -> str:
+    import json
+
     return json.dumps(to_dict(snapshot), indent=indent)
