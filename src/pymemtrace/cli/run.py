@@ -288,6 +288,8 @@ def _script_runner(path: str, rest):
     return runner, [path, *rest]
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Globals of the script being run, alive until its snapshot is taken.
 _KEEP: list = []
 
@@ -350,16 +352,42 @@ def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
         except BaseException as exc:  # noqa: BLE001 - the script's own error
             _print_script_traceback(exc)
             status = 1
+        try:
+            _join_threads()
+        except KeyboardInterrupt:
+            status = 130
         # Memory live at exit: the script's globals (result) are still held.
         if not allocations.is_tracking():
             raise PymemtraceError("the script did not start")
-        snap = allocations.snapshot()
+        # pymemtrace's frames are not the script's: leave them out, and the
+        # memory this runner allocated itself (the script's stacks stop
+        # above the runner, see alloc_set_stack_base).
+        snap = allocations.snapshot().without_files_under(
+            _PACKAGE_DIR, drop_sites_under=os.path.dirname(os.path.abspath(__file__))
+        )
         del result
         _KEEP.clear()
     finally:
         allocations.stop()
         sys.argv, sys.path[:] = saved_argv, saved_path
     return status, snap
+
+
+def _join_threads() -> None:
+    """Wait for the script's non-daemon threads, as Python's exit does
+    (threading._shutdown): what they allocate is live at exit too."""
+    threading = sys.modules.get("threading")
+    if threading is None:  # no thread was started through threading
+        return
+    me = threading.current_thread()
+    while True:
+        waiting = [
+            t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()
+        ]
+        if not waiting:
+            return
+        for thread in waiting:  # they may start others: look again after
+            thread.join()
 
 
 def _exit_status(code) -> int:
