@@ -19,6 +19,10 @@ CORE_PLATFORM := rss gotpatch shrinkwatch
 CORE_SRC := $(filter-out $(foreach p,$(CORE_PLATFORM),src/pymemtrace/_c/core/$(p)_%.c),$(wildcard src/pymemtrace/_c/core/*.c)) \
 	$(foreach p,$(CORE_PLATFORM),src/pymemtrace/_c/core/$(p)_linux.c)
 PYTEST_ARGS ?=
+# Said before every system-wide install (as root, Debian's apt-get), so that
+# nothing is installed outside the venvs without a word: $(call apt_notice,PKGS)
+apt_notice = echo "== $@: installing system-wide with apt-get (as root): $(1)"
+CHROMIUM ?= chromium
 
 .PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps chromium-deps bench lint lint-c fmt clean
 .DEFAULT_GOAL := help
@@ -78,7 +82,7 @@ test-leaks: build-$(DEFAULT_VERSION)  ## tests marked 'leaks', rerun LEAK_LOOPS=
 # chromium (--headless=new --dump-dom).  Installed when missing (as root);
 # apt-get update only when the install fails.
 chromium-deps:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { echo "== installing chromium"; \
+	@command -v $(CHROMIUM) >/dev/null || { [ "$$(id -u)" = 0 ] && { $(call apt_notice,chromium); \
 		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 		  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; }; } || \
 		echo "chromium missing (the browser tests will be skipped): apt-get install chromium"
@@ -153,8 +157,8 @@ DBG_ENV = PYTHONPATH=$(CURDIR)/build/dbg
 dbg-deps:
 	@installed=$$(dpkg-query -W -f='$${Status}\n' $(DBG_PACKAGES) 2>/dev/null | grep -c 'ok installed'); \
 	[ "$$installed" = "$(words $(DBG_PACKAGES))" ] && exit 0; \
-	echo "== installing $(DBG_PACKAGES)"; \
 	if [ "$$(id -u)" != 0 ]; then echo "make test-dbg: run as root, or: sudo apt-get install -y $(DBG_PACKAGES)"; exit 1; fi; \
+	$(call apt_notice,$(DBG_PACKAGES)); \
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get install -y -qq $(DBG_PACKAGES) >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null && apt-get install -y -qq $(DBG_PACKAGES) >/dev/null; }
@@ -182,9 +186,9 @@ $(RUFF_VENV)/.stamp-$(RUFF_VERSION):
 	touch $@
 
 clang-format-deps:
-	@command -v $(CLANG_FORMAT) >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	@command -v $(CLANG_FORMAT) >/dev/null || { [ "$$(id -u)" = 0 ] && { $(call apt_notice,clang-format); \
 		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-format >/dev/null 2>&1 || \
-		  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-format >/dev/null; }; }; } || \
+		  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-format >/dev/null; }; }; }; } || \
 		{ echo "clang-format missing: apt-get install clang-format"; exit 1; }
 
 lint-c:  ## the C source lint alone (house rules; fast, no venv needed)

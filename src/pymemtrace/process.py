@@ -118,6 +118,23 @@ def _check_interval(interval: Any) -> float:
     return float(interval)
 
 
+def log_level_arg(text: str) -> int:
+    """argparse type of the seed's ``-l``/``--log_level``: a number (20) or
+    a name (INFO, info)."""
+    try:
+        return _check_log_level(int(text) if text.strip().lstrip("-").isdigit() else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"log level must be a number (10, 20, ...) or a name (DEBUG, INFO, ...), "
+            f"got {text!r}"
+        ) from None
+
+
+#: Format of the log lines when ``-l`` turns logging on (the seed's).
+LOG_FORMAT = "%(asctime)s - %(filename)s#%(lineno)d - %(process)5d - " \
+    "(%(threadName)-10s) - %(levelname)-8s - %(message)s"
+
+
 def _check_log_level(log_level: Any) -> int:
     if isinstance(log_level, str):
         value = logging.getLevelName(log_level.upper())
@@ -157,6 +174,30 @@ def _create_time(proc: psutil.Process) -> float:
         except (OSError, ValueError, IndexError, AttributeError):
             pass
     return proc.create_time()
+
+
+def wait_for_exec(pid: int, timeout: float = 1.0) -> None:
+    """Wait until a child started by ``subprocess.Popen`` has its program
+    loaded.  Popen returns when the exec has begun (the close-on-exec pipe
+    closes), while the kernel may still be mapping the new program: a
+    sample then reads an empty address space (RSS of one page).  On Linux
+    the code range of /proc/PID/stat is set once the program is mapped;
+    elsewhere, or when the child ends, this returns at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stream:
+                data = stream.read()
+            fields = data[data.rindex(b")") + 2:].split()
+            if fields[0] in (b"Z", b"X") or int(fields[23]) != 0:  # state, startcode
+                return
+        except (OSError, ValueError, IndexError):
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
 
 
 # A sample inside this module: (monotonic s, wall s, memory_info, cpu_times).
@@ -750,14 +791,35 @@ def summarise_log(log_path: str, outdir: Optional[str] = None,
     return 0
 
 
+def _watch(pid: int, interval: float, log_level: int) -> int:
+    """The seed's demonstration: log a process (-1: this one) until it ends
+    or ^C."""
+    try:
+        thread = ProcessLoggingThread(interval=interval, log_level=log_level, pid=pid)
+        thread.start()
+    except (ValueError, OSError) as exc:
+        raise PymemtraceError(str(exc)) from exc
+    try:
+        while thread.is_alive() and not thread.process_exited:
+            time.sleep(min(interval, 0.25))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        thread.join()
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m pymemtrace.process LOG [OUTDIR]``."""
+    """``python -m pymemtrace.process LOG [OUTDIR]``, or the seed's
+    ``python -m pymemtrace.process [-p PID] [-i INTERVAL] [-l LEVEL]``."""
     parser = argparse.ArgumentParser(
         prog="python -m pymemtrace.process",
         description="Summarise a log written by pymemtrace.process (logging output "
         "or JSON Lines) per process; with OUTDIR also write gnuplot files and "
-        "an SVG chart per process.",
-        epilog="example:\n  python -m pymemtrace.process run.jsonl plots/",
+        "an SVG chart per process.  Without LOG, log the memory of a process "
+        "(-p, default this one) every -i seconds at level -l until it ends or ^C.",
+        epilog="examples:\n  python -m pymemtrace.process run.jsonl plots/\n"
+        "  python -m pymemtrace.process -p 1234 -i 0.5 -l 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     def one_line_error(message: str) -> None:
@@ -765,11 +827,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.exit(2)
 
     parser.error = one_line_error  # type: ignore[method-assign]
-    parser.add_argument("log", metavar="LOG", help="log file to read")
+    parser.add_argument("log", metavar="LOG", nargs="?", help="log file to read")
     parser.add_argument("outdir", metavar="OUTDIR", nargs="?",
                         help="directory for .dat, .plt and .svg files")
+    parser.add_argument("-p", "--pid", type=int, default=-1,
+                        help="without LOG: the process to log, -1 is this one "
+                             "[default: %(default)s]")
+    parser.add_argument("-i", "--interval", type=float, default=1.0,
+                        help="without LOG: seconds between samples [default: %(default)s]")
+    parser.add_argument("-l", "--log_level", "--log-level", dest="log_level",
+                        type=log_level_arg, default=logging.INFO,
+                        help="without LOG: the level of the log lines, a number "
+                             "(debug=10, info=20, ...) or a name [default: %(default)s]")
     args = parser.parse_args(argv)
     try:
+        if args.log is None:
+            logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+            return _watch(args.pid, args.interval, args.log_level)
         return summarise_log(args.log, args.outdir)
     except PymemtraceError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -681,6 +681,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _log_level(text: str) -> int:
+    from pymemtrace import process
+
+    return process.log_level_arg(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pymemtrace tree`` and ``python -m pymemtrace.process_tree``."""
     add = parser.add_argument
@@ -689,6 +695,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-p", "--pid", type=int, default=-1,
         help="root of the tree to watch; -1 is this monitor itself "
              "[default: %(default)s]")
+    add("-l", "--log-level", "--log_level", dest="log_level", type=_log_level,
+        metavar="LEVEL",
+        help="log what the monitor does on stderr at this level: a number "
+             "(debug=10, info=20, ...) or a name (the seed's option)")
     add("--sep", default="", metavar="TEXT",
         help="write values separated by TEXT (e.g. ',') with raw numbers "
              "instead of a table")
@@ -821,6 +831,17 @@ def _returncode_status(returncode: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the monitor as the command line asked; return the exit status."""
     cfg = config_from_args(args)
+    if getattr(args, "log_level", None) is not None:
+        import logging
+
+        from pymemtrace import process
+
+        logging.basicConfig(level=args.log_level, format=process.LOG_FORMAT)
+        logging.getLogger("pymemtrace.process_tree").info(
+            "watching %s every %g s",
+            f"the tree of {' '.join(cfg.command)}" if cfg.command else f"pid {cfg.pid}",
+            cfg.interval,
+        )
     opened: List[Any] = []
     popen: Optional[subprocess.Popen] = None
     old_term = None

@@ -135,3 +135,86 @@ def test_help_has_an_example(cli):
     result = cli("process", "--help")
     assert result.returncode == 0
     assert "example:" in result.stdout and "pymemtrace process --pid" in result.stdout
+
+
+# -- issue 9, point 6: what a new user tripped on ----------------------------
+
+@pytest.mark.parametrize("interval, warned", [("5", True), ("0.05", False)])
+def test_a_command_that_ends_before_the_first_sample_is_warned_about(
+    cli, interval, warned
+):
+    # GIVEN a command that lasts about 0.3 s
+    # WHEN it is watched with an interval longer than that (and, the twin,
+    # a much shorter one)
+    result = cli("process", "-q", "-i", interval, "--",
+                 sys.executable, "-c", "import time; time.sleep(0.3)")
+    # THEN its exit status is kept, and only the long interval prints a
+    # one-line warning that it ended before the first sample
+    assert result.returncode == 0, result.stderr
+    warnings = [x for x in result.stderr.splitlines() if "warning" in x]
+    if warned:
+        assert len(warnings) == 1 and result.stderr.count("\n") == 1
+        assert warnings[0].startswith("pymemtrace process: warning: ")
+        assert "ended before the first sample" in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_the_first_sample_is_of_the_command_after_its_exec(cli, tmp_path):
+    # GIVEN short commands watched from their start, several times (the
+    # sample could catch the exec under way: an empty address space)
+    for i in range(12):
+        log = tmp_path / f"r{i}.jsonl"
+        # WHEN pymemtrace process starts the command
+        result = cli("process", "-q", "-i", "5", "-o", log, "--", "sleep", "0.05")
+        assert result.returncode == 0, result.stderr
+        start = json.loads(log.read_text().splitlines()[0])
+        # THEN the START record is of the loaded program: more than a page
+        # of address space, and not the Python that started it
+        assert start["event"] == "START"
+        assert 16 * 4096 < start["memory_info"]["vms"] < 64 * MiB, start
+
+
+def test_the_seeds_process_options_are_accepted(tmp_path):
+    # GIVEN a process to watch
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+    try:
+        # WHEN the seed's command line watches it: -p PID -i INTERVAL -l LEVEL
+        result = subprocess.run(
+            [sys.executable, "-m", "pymemtrace.process", "-p", str(child.pid),
+             "-i", "0.1", "-l", "20"],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    # THEN it logs the process's records at INFO until the process ends
+    assert result.returncode == 0, result.stderr
+    assert "INFO" in result.stderr
+    assert "ProcessLoggingThread-JSON-START" in result.stderr
+    assert "ProcessLoggingThread-JSON-STOP" in result.stderr
+    assert f'"pid": {child.pid}' in result.stderr
+
+
+@pytest.mark.parametrize(
+    "options, shown", [(["-l", "20"], "INFO"), (["--log_level", "INFO"], "INFO"),
+                       (["-l", "30"], "WARNING"), ([], None)]
+)
+def test_pymemtrace_process_accepts_the_seeds_log_level(cli, options, shown):
+    # WHEN `pymemtrace process` runs a command with -l LEVEL (the twin:
+    # without it)
+    result = cli("process", "-q", "-i", "0.05", *options, "--",
+                 sys.executable, "-c", "import time; time.sleep(0.2)")
+    # THEN each record is also logged on stderr at that level, as the seed
+    # did; without -l stderr stays quiet
+    assert result.returncode == 0, result.stderr
+    if shown is None:
+        assert result.stderr == ""
+    else:
+        assert "ProcessLoggingThread-JSON-START" in result.stderr
+        assert f" {shown} " in result.stderr
+
+
+def test_a_bad_log_level_is_one_line(cli):
+    result = cli("process", "-l", "bogus", "--", "true")
+    one_line_error(result, 2)
+    assert "log level" in result.stderr

@@ -177,3 +177,149 @@ def test_flamegraph_to_an_unwritable_path_is_one_line(cli, script, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- issue 9, point 6: what a new user tripped on ----------------------------
+
+PACKAGE_DIR = str(__import__("pathlib").Path(__import__("pymemtrace").__file__).parent)
+
+THREAD_SCRIPT = textwrap.dedent("""\
+    import threading, time
+    KEEP = []
+    def late_alloc():
+        time.sleep({delay})
+        KEEP.append(bytearray(4 << 20))
+    threading.Thread(target=late_alloc, daemon={daemon}).start()
+    print("body done")
+""")
+
+
+def late_alloc_bytes(doc):
+    return sum(s["bytes"] for s in doc["sites"] if s["function"] == "late_alloc")
+
+
+def test_run_waits_for_non_daemon_threads_before_its_snapshot(cli, tmp_path):
+    # GIVEN a script whose non-daemon thread allocates 4 MiB and keeps it
+    # after the main body has ended
+    script = tmp_path / "threads.py"
+    script.write_text(THREAD_SCRIPT.format(delay=0.3, daemon=False))
+    out = tmp_path / "o.json"
+    # WHEN it runs under the tracker
+    result = cli("run", "--allocations", "-o", out, script)
+    # THEN run waited for the thread, as Python's exit does: its 4 MiB are
+    # live at exit, at the thread's line
+    assert result.returncode == 0, result.stderr
+    assert "body done" in result.stdout
+    assert late_alloc_bytes(json.loads(out.read_text())) >= 4 << 20
+    assert f"{script}:5 (late_alloc)" in result.stdout
+
+
+def test_run_does_not_wait_for_daemon_threads(cli, tmp_path):
+    # GIVEN the same script with a daemon thread (the twin): Python's exit
+    # does not wait for it
+    script = tmp_path / "daemon.py"
+    script.write_text(THREAD_SCRIPT.format(delay=30, daemon=True))
+    out = tmp_path / "o.json"
+    # WHEN it runs under the tracker
+    result = cli("run", "--allocations", "-o", out, script, timeout=20)
+    # THEN run ends without it, and its memory is not in the snapshot
+    assert result.returncode == 0, result.stderr
+    assert late_alloc_bytes(json.loads(out.read_text())) == 0
+
+
+OWN_FRAMES_SCRIPT = textwrap.dedent("""\
+    import threading
+    from pymemtrace.reporters.allocations_text import human_size
+    KEEP = [human_size(i * 1000.5) for i in range(3000)]
+    t = threading.Thread(target=lambda: KEEP.append(bytes(100_000)))
+    t.start()
+    raise ValueError("planted")
+""")
+
+
+def own_frames(doc):
+    return [
+        f["file"]
+        for key in ("sites", "peak_sites")
+        for s in doc[key]
+        for f in [{"file": s["file"]}, *s["stack"]]
+        if f["file"].startswith(PACKAGE_DIR)
+    ]
+
+
+@pytest.mark.parametrize("group_by", ["line", "stack"])
+def test_pymemtrace_frames_never_appear_in_run_output(cli, tmp_path, group_by):
+    # GIVEN a script that calls a pymemtrace function which allocates the
+    # strings it keeps, starts a thread and ends with an exception (the
+    # runner then prints its traceback and takes the snapshot)
+    script = tmp_path / "own.py"
+    script.write_text(OWN_FRAMES_SCRIPT)
+    out = tmp_path / "o.json"
+    # WHEN it runs under the tracker
+    result = cli("run", "--allocations", "--group-by", group_by, "-o", out, script)
+    assert result.returncode == 1 and "ValueError: planted" in result.stderr
+    doc = json.loads(out.read_text())
+    # THEN no site and no stack frame is a file of the pymemtrace package,
+    # in the JSON or in the text report
+    assert own_frames(doc) == []
+    assert PACKAGE_DIR not in result.stdout
+    # AND the memory pymemtrace's function allocated for the script is the
+    # script's line (the twin: left out frames, not left out memory)
+    assert site_bytes(doc["sites"], script, 3) >= 3000 * 40
+    assert f"{script}:3" in result.stdout
+
+
+def test_own_frames_check_sees_a_pymemtrace_frame(tmp_path):
+    # GIVEN a document with a site in a pymemtrace file (the planted case)
+    frame = {"file": PACKAGE_DIR + "/cli/run.py", "line": 1, "function": "f"}
+    doc = {"sites": [{**frame, "stack": [frame]}], "peak_sites": []}
+    # THEN the check used above finds it
+    assert own_frames(doc) == [frame["file"]] * 2
+
+
+DEEP_SCRIPT = textwrap.dedent("""\
+    def inner():
+        return [bytes(1000) for _ in range(300)]
+    def outer():
+        return inner()
+    kept = outer()
+""")
+
+
+@pytest.mark.parametrize("group_by", ["stack", "line"])
+def test_group_by_stack_shows_whole_stacks(cli, tmp_path, group_by):
+    # GIVEN a script whose memory is allocated two calls deep
+    script = tmp_path / "deep.py"
+    script.write_text(DEEP_SCRIPT)
+    # WHEN it runs with --group-by stack (and, the twin, by line)
+    result = cli("run", "--allocations", "--group-by", group_by, script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    top = next(i for i, x in enumerate(lines) if x.endswith(f"{script}:2 (<listcomp>)")
+               or x.endswith(f"{script}:2 (inner)"))
+    callers = [f"{script}:2 (inner)", f"{script}:4 (outer)", f"{script}:5 (<module>)"]
+    below = [x.strip() for x in lines[top + 1:top + 4]]
+    if group_by == "stack":
+        # THEN the site is followed by its callers, innermost first, indented
+        # under the site's own frame
+        assert [c for c in callers if c in below or lines[top].endswith(c)] == callers
+        column = lines[top].index(str(script))
+        assert lines[top + 1].index(str(script)) == column
+    else:
+        # THEN by line only the allocating line is shown
+        assert not any(c in below for c in callers[1:])
+
+
+@pytest.mark.parametrize(
+    "options, expected", [([], None), (["--sample-bytes", "64K"], 64 * 1024)]
+)
+def test_json_sample_bytes_is_null_in_exact_mode(cli, script, tmp_path, options, expected):
+    out = tmp_path / "o.json"
+    # WHEN a script runs in exact mode (and, the twin, sampled)
+    result = cli("run", "--allocations", *options, "-o", out, script)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    # THEN the key is there, null in exact mode, the interval when sampled
+    assert "sample_bytes" in doc
+    assert doc["sample_bytes"] == expected
+    assert doc["mode"] == ("exact" if expected is None else "sampled")

@@ -303,3 +303,18 @@ def test_unparsable_numbers_are_usage_errors(cli, args):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith("pymemtrace tree: error: argument")
+
+
+@pytest.mark.parametrize("level, logged", [("20", True), ("INFO", True), ("30", False)])
+def test_the_seeds_log_level_option_is_accepted(cli, level, logged):
+    # GIVEN the seed's process_tree -l LEVEL option
+    for args in (("tree",), ()):
+        # WHEN pymemtrace tree (and python -m pymemtrace.process_tree) watch
+        # this process once at that level
+        cmd = [sys.executable, "-m", "pymemtrace.process_tree"] if not args else None
+        run = (subprocess.run(cmd + ["-l", level, "--count", "1"], capture_output=True,
+                              text=True, timeout=60) if cmd
+               else cli(*args, "-l", level, "--count", "1"))
+        # THEN it runs, and says what it watches on stderr at INFO only
+        assert run.returncode == 0, run.stderr
+        assert ("INFO" in run.stderr and "watching pid" in run.stderr) == logged

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from pymemtrace.errors import PymemtraceError
 
@@ -31,7 +31,19 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if any (its first word)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+        if word in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, the other subcommands get a bare entry and
+    their modules are not imported (start-up time: ``process`` pulls psutil)."""
     parser = argparse.ArgumentParser(
         prog="pymemtrace",
         description="Find memory leaks in Python programs and their C extensions.",
@@ -43,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, module_name in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
         command = importlib.import_module(module_name).Command()
         child = sub.add_parser(
             name,
@@ -56,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(only=_chosen(argv))
     args = parser.parse_args(argv)
     command = getattr(args, "_command", None)
     if command is None:

@@ -155,6 +155,10 @@ class Command:
         parser.add_argument("-p", "--pid", type=_pid, help="watch this running process")
         parser.add_argument("--duration", type=_duration, metavar="S",
                             help="with --pid: stop after S seconds (default: until it exits)")
+        parser.add_argument("-l", "--log-level", "--log_level", dest="log_level",
+                            type=process.log_level_arg, metavar="LEVEL",
+                            help="also log every record on stderr at this level "
+                                 "(20 or INFO ...), as python -m pymemtrace.process does")
         parser.add_argument("-q", "--quiet", action="store_true",
                             help="no live lines, only the final summary")
         parser.add_argument("--summary", nargs="+", metavar="LOG",
@@ -180,6 +184,10 @@ class Command:
             raise UsageError("--duration goes with --pid")
         _writable(args.output, "log")
         _writable(args.svg, "chart")
+        if args.log_level is not None:
+            import logging
+
+            logging.basicConfig(level=args.log_level, format=process.LOG_FORMAT)
         watcher = _Watcher(live=not args.quiet and sys.stdout.isatty(), out=sys.stdout)
         if command:
             status = self._run_command(command, args, watcher)
@@ -190,7 +198,8 @@ class Command:
 
     def _thread(self, pid: int, args, watcher) -> process.ProcessLoggingThread:
         return process.ProcessLoggingThread(
-            interval=args.interval, pid=pid, path=args.output, on_record=watcher
+            interval=args.interval, pid=pid, path=args.output, on_record=watcher,
+            **({} if args.log_level is None else {"log_level": args.log_level}),
         )
 
     def _run_command(self, command: List[str], args, watcher: _Watcher) -> int:
@@ -201,6 +210,8 @@ class Command:
         thread = None
         try:
             try:
+                # The first sample is of the command, not of the exec under way.
+                process.wait_for_exec(child.pid)
                 thread = self._thread(child.pid, args, watcher)
                 thread.start()
             except ProcessLookupError:
@@ -225,8 +236,12 @@ class Command:
                 child.kill()
                 child.wait()
         if thread is None:
-            print(f"pymemtrace process: {command[0]} ended before it could be sampled",
-                  file=sys.stderr)
+            print(f"pymemtrace process: warning: {command[0]} ended before it could be "
+                  "sampled", file=sys.stderr)
+        elif not any(r["event"] == process.EVENT_SAMPLE for r in watcher.records):
+            print(f"pymemtrace process: warning: {command[0]} ended before the first "
+                  f"sample ({args.interval:g} s): only its start and end were recorded; "
+                  "try a shorter --interval", file=sys.stderr)
         return 128 + -returncode if returncode < 0 else returncode
 
     def _watch_pid(self, args, watcher: _Watcher) -> int:

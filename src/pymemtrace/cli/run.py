@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import sys
-import traceback
 
 from pymemtrace import _native
 from pymemtrace.errors import PymemtraceError, UsageError
@@ -244,6 +242,8 @@ def _script_runner(path: str, rest):
     if os.path.isdir(full) or not full.endswith((".py", ".pyw")) and _is_zip(full):
 
         def runner(begin):
+            import runpy
+
             sys.path.insert(0, full)
             begin()
             _native.alloc_set_stack_base(True)
@@ -288,6 +288,8 @@ def _script_runner(path: str, rest):
     return runner, [path, *rest]
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Globals of the script being run, alive until its snapshot is taken.
 _KEEP: list = []
 
@@ -312,6 +314,8 @@ def _module_runner(module: str, rest):
         raise UsageError(f"no module named {module!r}")
 
     def runner(begin):
+        import runpy
+
         sys.path.insert(0, os.getcwd())
         begin()
         _native.alloc_set_stack_base(True)
@@ -341,21 +345,49 @@ def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
         except SystemExit as exc:
             status = _exit_status(exc.code)
         except KeyboardInterrupt:
+            import traceback
+
             traceback.print_exc()
             status = 130
         except BaseException as exc:  # noqa: BLE001 - the script's own error
             _print_script_traceback(exc)
             status = 1
+        try:
+            _join_threads()
+        except KeyboardInterrupt:
+            status = 130
         # Memory live at exit: the script's globals (result) are still held.
         if not allocations.is_tracking():
             raise PymemtraceError("the script did not start")
-        snap = allocations.snapshot()
+        # pymemtrace's frames are not the script's: leave them out, and the
+        # memory this runner allocated itself (the script's stacks stop
+        # above the runner, see alloc_set_stack_base).
+        snap = allocations.snapshot().without_files_under(
+            _PACKAGE_DIR, drop_sites_under=os.path.dirname(os.path.abspath(__file__))
+        )
         del result
         _KEEP.clear()
     finally:
         allocations.stop()
         sys.argv, sys.path[:] = saved_argv, saved_path
     return status, snap
+
+
+def _join_threads() -> None:
+    """Wait for the script's non-daemon threads, as Python's exit does
+    (threading._shutdown): what they allocate is live at exit too."""
+    threading = sys.modules.get("threading")
+    if threading is None:  # no thread was started through threading
+        return
+    me = threading.current_thread()
+    while True:
+        waiting = [
+            t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()
+        ]
+        if not waiting:
+            return
+        for thread in waiting:  # they may start others: look again after
+            thread.join()
 
 
 def _exit_status(code) -> int:
@@ -369,6 +401,8 @@ def _exit_status(code) -> int:
 
 def _print_script_traceback(exc: BaseException) -> None:
     """Print exc as python would, without our own and runpy's frames."""
+    import traceback
+
     tb = exc.__traceback__
     here = os.path.dirname(os.path.abspath(__file__))
     while tb is not None:

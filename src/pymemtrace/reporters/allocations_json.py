@@ -10,13 +10,12 @@ The contract checked by outside tools (extend, never rename)::
 
 ``sites`` is the memory live at the snapshot (at exit, for the CLI) and
 ``peak_sites`` the memory live at the peak, both one entry per distinct
-stack, sorted by bytes descending.  Extra keys: mode, depth, sample_bytes,
-bytes (live total), stats (the tracker's own figures).
+stack, sorted by bytes descending.  Extra keys: mode, depth, sample_bytes
+(the sampling interval in bytes; null in exact mode), bytes (live total),
+stats (the tracker's own figures).
 """
 
 from __future__ import annotations
-
-import json
 
 
 def _sorted(sites):
@@ -32,10 +31,12 @@ def to_dict(snapshot) -> dict:
         "bytes": int(snapshot.bytes),
         "mode": snapshot.mode,
         "depth": snapshot.depth,
-        "sample_bytes": snapshot.sample_bytes,
+        "sample_bytes": snapshot.sample_bytes if snapshot.mode == "sampled" else None,
         "stats": dict(snapshot.stats),
     }
 
 
 def render(snapshot, indent=None) -> str:
+    import json
+
     return json.dumps(to_dict(snapshot), indent=indent)

@@ -27,12 +27,18 @@ def _where(site) -> str:
     return f"{f.file} ({f.function})" if f.function else f.file
 
 
-def _table(title: str, total: int, sites, top: int) -> list[str]:
+def _frame(f) -> str:
+    return f"{f.file}:{f.line} ({f.function})" if f.function else f"{f.file}:{f.line}"
+
+
+def _table(title: str, total: int, sites, top: int, key: str = "line") -> list[str]:
     lines = [f"{title}: {human_size(total)} in {len(sites)} site(s)"]
     for i, site in enumerate(sites[:top], 1):
-        lines.append(
-            f"  {i:>3}. {human_size(site.bytes):>10} {site.blocks:>9} blocks  {_where(site)}"
-        )
+        head = f"  {i:>3}. {human_size(site.bytes):>10} {site.blocks:>9} blocks  "
+        lines.append(head + _where(site))
+        if key == "stack":
+            # The whole stack, innermost first, each caller under its callee.
+            lines.extend(" " * len(head) + _frame(f) for f in site.stack[1:])
     if len(sites) > top:
         rest = sum(s.bytes for s in sites[top:])
         lines.append(
@@ -48,9 +54,9 @@ def render(
     if mode == "sampled":
         mode += f", one sample per {human_size(snapshot.sample_bytes)} (estimates)"
     lines = [f"allocations ({mode}, stacks of {snapshot.depth} frames, by {key})"]
-    lines += _table(live_title, snapshot.bytes, snapshot.group_by(key), top)
+    lines += _table(live_title, snapshot.bytes, snapshot.group_by(key), top, key)
     lines += _table(
-        "live at peak", snapshot.peak_bytes, snapshot.group_by(key, peak=True), top
+        "live at peak", snapshot.peak_bytes, snapshot.group_by(key, peak=True), top, key
     )
     dropped = {k: v for k, v in snapshot.stats.items() if k.startswith("dropped") and v}
     if dropped:
