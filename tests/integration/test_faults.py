@@ -437,7 +437,7 @@ def test_the_python_api_refuses_a_negative_table_cap():
     ('{"schema": %d, "sites": [], "peak_bytes": 1%s}' % (SCHEMA, "0" * 30), "out of range"),
     ('{"schema": %d, "sites": [], "peak_bytes": 1%s}' % (SCHEMA, "0" * 5000), ""),
     ('{"schema": %d, "sites": [}' % SCHEMA, ""),
-])
+], ids=["deep", "64-bit", "5000-digits", "invalid"])
 def test_bad_snapshot_json_is_one_line_and_exit_1(cli, tmp_path, text, reason):
     # GIVEN a snapshot file nested too deeply, with a huge integer, or broken
     path = write(tmp_path, "bad.json", text)
