@@ -854,6 +854,10 @@ def run(args: argparse.Namespace) -> int:
                     signal.SIGTERM, lambda signum, frame: popen.send_signal(signum))
         else:
             pid = cfg.pid
+            if _in_main_thread():
+                # SIGTERM ends the watch as Ctrl-C does: the JSON Lines
+                # get their "end" record; exit status 143.
+                old_term = signal.signal(signal.SIGTERM, _terminated)
         monitor = ProcessTreeMonitor(pid, cfg.metrics)
         waiter = _Waiter(pid)
         opened.append(waiter)
@@ -888,6 +892,9 @@ def run(args: argparse.Namespace) -> int:
                     deadline = min(deadline, t0 + cfg.duration)
                 waiter.wait(deadline - time.monotonic())
             status = 0
+        except _Terminated:
+            reason = "terminated"
+            status = 128 + signal.SIGTERM
         except KeyboardInterrupt:
             reason = "interrupted"
             status = 130
@@ -946,6 +953,14 @@ def _close_table(table_file: IO[str], path: Optional[str]) -> None:
         table_file.close()
     except OSError as exc:
         raise PymemtraceError(f"cannot write {path}: {_reason(exc)}") from None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while watching a pid."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
 
 
 def _in_main_thread() -> bool:

@@ -261,6 +261,31 @@ def test_a_signal_to_process_reaches_the_command_and_outputs_are_written(
     assert "pymemtrace/" not in stderr, stderr
 
 
+def test_sigterm_to_tree_on_a_pid_ends_the_json_lines(tmp_path):
+    # GIVEN `tree --pid` watching a process, with JSON Lines
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    jsonl = tmp_path / "tree.jsonl"
+    try:
+        proc = spawn("tree", "--pid", watched.pid, "-i", "0.02", "--json", jsonl)
+        for _ in range(60000):  # ready: a sample record is written
+            if proc.poll() is not None or '"event":"sample"' in (
+                    jsonl.read_text() if jsonl.exists() else ""):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, proc.communicate()
+        # WHEN SIGTERM arrives
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        watched.kill()
+        watched.wait()
+    # THEN status 143, and the last record says why it ended
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    last = json.loads(jsonl.read_text().splitlines()[-1])
+    assert last["event"] == "end" and last["reason"] == "terminated", last
+
+
 # ------------------------------------------------------------ full disk
 
 
