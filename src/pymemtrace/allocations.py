@@ -26,6 +26,7 @@ tracker.  See docs/allocations.md.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -83,9 +84,17 @@ class Site:
     @classmethod
     def from_dict(cls, data: dict) -> Site:
         stack = tuple(
-            Frame(f["file"], int(f["line"]), f["function"]) for f in data["stack"]
+            Frame(f["file"], _int(f["line"]), f["function"]) for f in data["stack"]
         )
-        return cls(stack, int(data["bytes"]), int(data["blocks"]))
+        return cls(stack, _int(data["bytes"]), _int(data["blocks"]))
+
+
+def _int(value) -> int:
+    """An integer of a saved snapshot: a 64-bit count (ValueError if not)."""
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise ValueError(f"number out of range: {str(number)[:20]}...")
+    return number
 
 
 @dataclass(frozen=True)
@@ -269,12 +278,12 @@ class AllocationSnapshot:
         return cls(
             sites=[Site.from_dict(s) for s in data["sites"]],
             peak_sites=[Site.from_dict(s) for s in data.get("peak_sites", [])],
-            peak_bytes=int(data["peak_bytes"]),
-            bytes=int(data.get("bytes", sum(s["bytes"] for s in data["sites"]))),
+            peak_bytes=_int(data["peak_bytes"]),
+            bytes=_int(data.get("bytes", sum(s["bytes"] for s in data["sites"]))),
             mode=data.get("mode", "exact"),
-            depth=int(data.get("depth", 16)),
+            depth=_int(data.get("depth", 16)),
             # null in exact mode: there is no sampling interval
-            sample_bytes=int(data.get("sample_bytes") or 512 * 1024),
+            sample_bytes=_int(data.get("sample_bytes") or 512 * 1024),
             stats=dict(data.get("stats", {})),
         )
 
@@ -313,9 +322,16 @@ class AllocationSnapshot:
         return allocations_text.render(self, top=top, key=key, live_title=live_title)
 
     def save(self, path) -> None:
+        """Write the snapshot as JSON: complete under ``path``, or not there.
+
+        Raises :class:`~pymemtrace.errors.PymemtraceError` (``cannot write
+        PATH: reason``) when it cannot be written.
+        """
         import json
 
-        with open(path, "w", encoding="utf-8") as fh:
+        from pymemtrace import _output
+
+        with _output.atomic_open(os.fspath(path)) as fh:
             json.dump(self.to_dict(), fh)
             fh.write("\n")
 
@@ -349,6 +365,18 @@ def start(
     """
     from pymemtrace import _native
 
+    for name, value, low, high in (
+        ("depth", depth, 1, 256),
+        ("max_traces", max_traces, 0, 2**63 - 1),
+        ("max_stacks", max_stacks, 0, 2**63 - 1),
+        ("seed", seed, 0, 2**64 - 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer between {low} and {high}, not {value!r}")
+    if mode == "sampled" and not (
+        isinstance(sample_bytes, (int, float)) and 1 <= sample_bytes <= 2**40
+    ):
+        raise ValueError(f"sample_bytes must be a number between 1 and {2**40}, not {sample_bytes!r}")
     _native.alloc_start(
         mode=mode,
         depth=depth,

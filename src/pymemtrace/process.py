@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Text
 
 import psutil
 
+from pymemtrace import _output
 from pymemtrace.errors import PymemtraceError
 
 try:  # the C core; without it every process is sampled with psutil
@@ -741,8 +742,7 @@ def write_plots(records: Sequence[Dict[str, Any]], log_path: str, outdir: str) -
         svg = os.path.join(outdir, name + ".svg")
         gnuplot.write_process_dat(dat, recs)
         gnuplot.write_process_plt(plt, name, recs)
-        with open(svg, "w", encoding="utf-8") as stream:
-            stream.write(rss_chart(recs, title=f"RSS of pid {pid} ({base})"))
+        _output.write_file(svg, rss_chart(recs, title=f"RSS of pid {pid} ({base})"))
         written += [dat, plt, svg]
     return written
 

@@ -36,6 +36,8 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
+from pymemtrace import _output
+from pymemtrace._argtypes import MAX_DURATION, MAX_PID, number, one_line_errors
 from pymemtrace.errors import PymemtraceError, UsageError
 
 __all__ = [
@@ -673,12 +675,10 @@ def _reason(exc: BaseException) -> str:
 # Command line.
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    return value
+#: Range of --interval, in seconds.
+MIN_INTERVAL, MAX_INTERVAL = 0.001, 86400.0
+#: Most samples --count asks for.
+MAX_COUNT = 10**9
 
 
 def _log_level(text: str) -> int:
@@ -690,9 +690,9 @@ def _log_level(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pymemtrace tree`` and ``python -m pymemtrace.process_tree``."""
     add = parser.add_argument
-    add("-i", "--interval", type=_positive_float, default=1.0, metavar="SECONDS",
+    add("-i", "--interval", type=number(MIN_INTERVAL, MAX_INTERVAL), default=1.0, metavar="SECONDS",
         help="time between samples [default: %(default)s]")
-    add("-p", "--pid", type=int, default=-1,
+    add("-p", "--pid", type=number(-1, MAX_PID, integer=True), default=-1,
         help="root of the tree to watch; -1 is this monitor itself "
              "[default: %(default)s]")
     add("-l", "--log-level", "--log_level", dest="log_level", type=_log_level,
@@ -720,8 +720,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write JSON Lines to PATH ('-' for stdout, then no table)")
     add("-o", "--output", metavar="PATH",
         help="write the table to PATH instead of stdout")
-    add("--count", type=int, metavar="N", help="stop after N samples")
-    add("-d", "--duration", type=_positive_float, metavar="SECONDS",
+    add("--count", type=number(1, MAX_COUNT, integer=True), metavar="N", help="stop after N samples")
+    add("-d", "--duration", type=number(MIN_INTERVAL, MAX_DURATION), metavar="SECONDS",
         help="stop after SECONDS")
     # dest is not "command": the pymemtrace parser keeps the subcommand there.
     add("watch_command", nargs=argparse.REMAINDER, metavar="-- command ...",
@@ -746,11 +746,13 @@ class Config:
 def config_from_args(args: argparse.Namespace) -> Config:
     """Check the parsed options; raises UsageError (exit status 2)."""
     interval = args.interval
-    if not math.isfinite(interval) or interval <= 0:
+    if not math.isfinite(interval) or not 0 < interval <= MAX_INTERVAL:
         raise UsageError(f"interval must be a positive number of seconds, not {interval:g}")
-    if args.duration is not None and (not math.isfinite(args.duration) or args.duration <= 0):
+    if args.duration is not None and (
+        not math.isfinite(args.duration) or not 0 < args.duration <= MAX_DURATION
+    ):
         raise UsageError(f"duration must be a positive number of seconds, not {args.duration:g}")
-    if args.count is not None and args.count < 1:
+    if args.count is not None and not 1 <= args.count <= MAX_COUNT:
         raise UsageError(f"count must be at least 1, not {args.count}")
     command = list(args.watch_command or [])
     if command and command[0] == "--":
@@ -758,7 +760,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     pid = args.pid
     if command and pid != -1:
         raise UsageError("give either --pid or a command, not both")
-    if pid == 0 or pid < -1:
+    if pid == 0 or pid < -1 or pid > MAX_PID:
         raise UsageError(f"pid must be a positive integer (or -1 for this process), not {pid}")
     if args.json == "-" and not args.output and not args.sep:
         output = os.devnull  # JSON on stdout replaces the table
@@ -848,6 +850,7 @@ def run(args: argparse.Namespace) -> int:
     samples_written = 0
     reason = "interrupted"
     status = 130
+    table_file = None
     try:
         json_out = JsonLinesWriter(cfg.json_path) if cfg.json_path else None
         if json_out is not None:
@@ -857,7 +860,6 @@ def run(args: argparse.Namespace) -> int:
                 table_file = open(cfg.output, "w", encoding="utf-8")
             except OSError as exc:
                 raise PymemtraceError(f"cannot write {cfg.output}: {_reason(exc)}") from None
-            opened.append(table_file)
             out: IO[str] = table_file
         else:
             out = sys.stdout
@@ -873,6 +875,10 @@ def run(args: argparse.Namespace) -> int:
                     signal.SIGTERM, lambda signum, frame: popen.send_signal(signum))
         else:
             pid = cfg.pid
+            if _in_main_thread():
+                # SIGTERM ends the watch as Ctrl-C does: the JSON Lines
+                # get their "end" record; exit status 143.
+                old_term = signal.signal(signal.SIGTERM, _terminated)
         monitor = ProcessTreeMonitor(pid, cfg.metrics)
         waiter = _Waiter(pid)
         opened.append(waiter)
@@ -885,7 +891,7 @@ def run(args: argparse.Namespace) -> int:
             while True:
                 sample = monitor.sample()
                 if not (cfg.omit_first and sample.index == 0):
-                    table.write(sample)
+                    _write_table(table, sample, cfg.output)
                     if json_out is not None:
                         json_out.write(sample)
                     samples_written += 1
@@ -907,14 +913,18 @@ def run(args: argparse.Namespace) -> int:
                     deadline = min(deadline, t0 + cfg.duration)
                 waiter.wait(deadline - time.monotonic())
             status = 0
+        except _Terminated:
+            reason = "terminated"
+            status = 128 + signal.SIGTERM
         except KeyboardInterrupt:
             reason = "interrupted"
             status = 130
         except BrokenPipeError:
-            # The reader of our output went away (e.g. `| head`).
+            # The reader of our output went away (e.g. `| head`): exit 1
+            # without a word, as git does.
             _silence_stdout()
             reason = "output closed"
-            status = 141
+            status = 1
 
         returncode = None
         if popen is not None:
@@ -930,14 +940,48 @@ def run(args: argparse.Namespace) -> int:
                                    else signal.SIGTERM)
         if json_out is not None:
             json_out.end(pid, time.monotonic() - t0, samples_written, reason, returncode)
+        if table_file is not None:
+            _close_table(table_file, cfg.output)
         return status
     finally:
+        if table_file is not None and not table_file.closed:
+            try:
+                table_file.close()
+            except OSError:
+                pass  # the error that got us here says more
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         if popen is not None and popen.returncode is None:
             _stop(popen, signal.SIGTERM)
         for thing in reversed(opened):
             thing.close()
+
+
+def _write_table(table: TableWriter, sample: Sample, path: Optional[str]) -> None:
+    """One sample to the table; a full disk behind -o PATH is one line."""
+    try:
+        table.write(sample)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if path is None:
+            raise  # stdout: the caller's main says "cannot write stdout"
+        raise PymemtraceError(f"cannot write {path}: {_reason(exc)}") from None
+
+
+def _close_table(table_file: IO[str], path: Optional[str]) -> None:
+    try:
+        table_file.close()
+    except OSError as exc:
+        raise PymemtraceError(f"cannot write {path}: {_reason(exc)}") from None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while watching a pid."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
 
 
 def _in_main_thread() -> bool:
@@ -985,6 +1029,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         epilog="examples:\n" + EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    one_line_errors(parser, prog)
     add_arguments(parser)
     return parser
 
@@ -1000,6 +1045,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if exc.errno not in _output.WRITE_ERRNOS:
+            raise
+        _silence_stdout()
+        print(f"{PROG}: error: cannot write stdout: {_reason(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -272,11 +272,11 @@ MISSING_PID = str(4 * 1024 * 1024 + 12345)  # above Linux's pid_max limit
 @pytest.mark.parametrize("entry", [["tree"], ["-m", "pymemtrace.process_tree"]])
 @pytest.mark.parametrize("args, status, message", [
     (["-p", MISSING_PID], 1, f"no process with pid {MISSING_PID}"),
-    (["-i", "0"], 2, "interval must be a positive number of seconds, not 0"),
-    (["--interval=-1"], 2, "interval must be a positive number of seconds, not -1"),
-    (["-i", "nan"], 2, "interval must be a positive number of seconds, not nan"),
-    (["--count", "0"], 2, "count must be at least 1, not 0"),
-    (["-d", "0"], 2, "duration must be a positive number of seconds, not 0"),
+    (["-i", "0"], 2, "--interval must be a number between 0.001 and 86400, not '0'"),
+    (["--interval=-1"], 2, "--interval must be a number between 0.001 and 86400, not '-1'"),
+    (["-i", "nan"], 2, "--interval must be a number between 0.001 and 86400, not 'nan'"),
+    (["--count", "0"], 2, "--count must be an integer between 1 and 1000000000, not '0'"),
+    (["-d", "0"], 2, "--duration must be a number between 0.001 and 31536000, not '0'"),
     (["-p", "0"], 2, "pid must be a positive integer (or -1 for this process), not 0"),
     (["--json", "/nonexistent-dir/tree.jsonl"], 1,
      "cannot write /nonexistent-dir/tree.jsonl: no such file or directory"),
@@ -297,12 +297,16 @@ def test_bad_input_is_one_line_error(entry, args, status, message):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("args", [["-i", "abc"], ["--count", "x"]])
+@pytest.mark.parametrize("args", [["--interval", "abc"], ["--count", "x"]])
 def test_unparsable_numbers_are_usage_errors(cli, args):
     result = cli("tree", *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith("pymemtrace tree: error: argument")
+    assert result.stderr.splitlines() == [
+        f"pymemtrace tree: error: {args[0]} must be a"
+        f"{'n integer' if args[0] == '--count' else ' number'} between"
+        f" {'1 and 1000000000' if args[0] == '--count' else '0.001 and 86400'}, not {args[1]!r}"
+    ]
 
 
 @pytest.mark.parametrize("level, logged", [("20", True), ("INFO", True), ("30", False)])

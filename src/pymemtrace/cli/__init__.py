@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pymemtrace import _output
+from pymemtrace._argtypes import one_line_errors
 from pymemtrace.errors import PymemtraceError
 
 # Subcommand name -> module.  Order is the order of `pymemtrace --help`.
@@ -66,6 +68,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             epilog="example:\n  " + command.example,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        one_line_errors(child, f"pymemtrace {name}")
         command.prepare_parser(child)
         child.set_defaults(_command=command)
     return parser
@@ -80,10 +83,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help(sys.stderr)
         return 2
+    # Outputs belong to this process: a forked child never writes them.
+    _output.claim()
     try:
-        return command.run(args)
+        status = command.run(args)
+        sys.stdout.flush()
+        return status
     except PymemtraceError as exc:
-        print(f"pymemtrace {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `pymemtrace report LOG | head -1`: the reader left.  Like git,
+        # exit 1 without a word; fd 1 goes to /dev/null so the
+        # interpreter's flush at exit does not complain.
+        _output.silence_stdout()
+        return 1
+    except OSError as exc:
+        if exc.errno not in _output.WRITE_ERRNOS:
+            raise
+        # A full disk (or /dev/full) behind stdout.
+        _output.silence_stdout()
+        where = exc.filename or "stdout"
+        _error(args.command, f"cannot write {where}: {_output.reason(exc)}")
+        return 1
+
+
+def _error(command: str, message: str) -> None:
+    try:
+        print(f"pymemtrace {command}: error: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass

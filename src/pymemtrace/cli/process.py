@@ -13,13 +13,16 @@ final summary otherwise); the last summarises a log written by
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from pymemtrace import process
+from pymemtrace import _output, process
+from pymemtrace._argtypes import MAX_DURATION, MAX_PID, number
 from pymemtrace.errors import PymemtraceError, UsageError
 
 DEFAULT_INTERVAL = 0.5
@@ -27,45 +30,10 @@ DEFAULT_INTERVAL = 0.5
 LIVE_PERIOD = 0.5
 
 
-def _interval(text: str) -> float:
-    try:
-        return process._check_interval(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"interval must be a number of seconds > 0 and <= {process.MAX_INTERVAL:g}, "
-            f"got {text!r}"
-        ) from None
-
-
-def _pid(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"pid must be a positive integer, got {text!r}")
-    return value
-
-
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"duration must be a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _writable(path: Optional[str], what: str) -> None:
-    """Create (truncate) the file now, so a bad path fails before any work."""
-    if path is None:
-        return
-    try:
-        with open(path, "w", encoding="utf-8"):
-            pass
-    except OSError as exc:
-        raise PymemtraceError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+#: Seconds the command gets to end on a ^C before SIGINT is passed on to it.
+FORWARD_GRACE = 1.0
+#: Shortest --interval of the command line, in seconds.
+MIN_INTERVAL = 0.001
 
 
 class _Watcher:
@@ -137,23 +105,19 @@ class Command:
     )
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        def one_line_error(message: str) -> None:
-            print(f"pymemtrace process: error: {message}", file=sys.stderr)
-            sys.exit(2)
-
-        parser.error = one_line_error  # type: ignore[method-assign]
         parser.usage = (
             "pymemtrace process [-i S] [-o LOG] [--svg SVG] [-q] -- <command> [<arg>...]\n"
             "       pymemtrace process [-i S] [-o LOG] [--svg SVG] [-q] --pid PID [--duration S]\n"
             "       pymemtrace process --summary LOG [OUTDIR]"
         )
-        parser.add_argument("-i", "--interval", type=_interval, default=DEFAULT_INTERVAL,
+        parser.add_argument("-i", "--interval", type=number(MIN_INTERVAL, process.MAX_INTERVAL),
+                            default=DEFAULT_INTERVAL,
                             metavar="S", help="seconds between samples (default %(default)s)")
         parser.add_argument("-o", "--output", metavar="LOG",
                             help="write every record to this JSON Lines file (flushed per record)")
         parser.add_argument("--svg", metavar="SVG", help="write an SVG chart of RSS over time")
-        parser.add_argument("-p", "--pid", type=_pid, help="watch this running process")
-        parser.add_argument("--duration", type=_duration, metavar="S",
+        parser.add_argument("-p", "--pid", type=number(1, MAX_PID, integer=True), help="watch this running process")
+        parser.add_argument("--duration", type=number(MIN_INTERVAL, MAX_DURATION), metavar="S",
                             help="with --pid: stop after S seconds (default: until it exits)")
         parser.add_argument("-l", "--log-level", "--log_level", dest="log_level",
                             type=process.log_level_arg, metavar="LEVEL",
@@ -182,54 +146,90 @@ class Command:
             return process.summarise_log(args.summary[0], outdir)
         if args.duration is not None and args.pid is None:
             raise UsageError("--duration goes with --pid")
-        _writable(args.output, "log")
-        _writable(args.svg, "chart")
+        # Bad paths fail before any work; nothing is created yet.
+        for path in (args.output, args.svg):
+            if path is not None:
+                _output.check_writable(path)
         if args.log_level is not None:
-            import logging
-
             logging.basicConfig(level=args.log_level, format=process.LOG_FORMAT)
+        else:
+            # The logging thread's errors are ours to report, in one line.
+            logging.getLogger("pymemtrace.process").addHandler(logging.NullHandler())
+            logging.getLogger("pymemtrace.process").propagate = False
         watcher = _Watcher(live=not args.quiet and sys.stdout.isatty(), out=sys.stdout)
         if command:
-            status = self._run_command(command, args, watcher)
+            status, thread = self._run_command(command, args, watcher)
         else:
-            status = self._watch_pid(args, watcher)
+            status, thread = self._watch_pid(args, watcher)
         self._report(args, watcher)
+        error = None if thread is None else thread.error
+        if error is not None:
+            if args.output and getattr(error, "errno", None) in _output.WRITE_ERRNOS:
+                # The log is written as it goes: a full disk ends it early.
+                raise PymemtraceError(f"cannot write {args.output}: {_output.reason(error)}")
+            print(f"pymemtrace process: sampling stopped early: {_output.reason(error)}",
+                  file=sys.stderr)
         return status
 
     def _thread(self, pid: int, args, watcher) -> process.ProcessLoggingThread:
-        return process.ProcessLoggingThread(
+        """The started logging thread (its START record is written)."""
+        thread = process.ProcessLoggingThread(
             interval=args.interval, pid=pid, path=args.output, on_record=watcher,
             **({} if args.log_level is None else {"log_level": args.log_level}),
         )
+        try:
+            thread.start()
+        except OSError as exc:
+            if exc.errno not in _output.WRITE_ERRNOS or not args.output:
+                raise
+            raise PymemtraceError(f"cannot write {args.output}: {_output.reason(exc)}") from None
+        return thread
 
-    def _run_command(self, command: List[str], args, watcher: _Watcher) -> int:
+    def _run_command(self, command: List[str], args, watcher: _Watcher):
         try:
             child = subprocess.Popen(command)
         except OSError as exc:
             raise PymemtraceError(f"cannot run {command[0]}: {exc.strerror or exc}") from exc
         thread = None
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM to us goes on to the command; we wait for it to end
+            # and write the outputs (exit status 128 + 15 when it dies of it).
+            old_term = signal.signal(
+                signal.SIGTERM, lambda signum, frame: _forward(child, signum))
         try:
             try:
                 # The first sample is of the command, not of the exec under way.
                 process.wait_for_exec(child.pid)
                 thread = self._thread(child.pid, args, watcher)
-                thread.start()
             except ProcessLookupError:
                 thread = None  # it ended before the first sample
             interrupts = 0
+            forwarded = False
             while True:
                 try:
+                    if interrupts == 1 and not forwarded:
+                        # A ^C from the terminal reached the child too; a
+                        # SIGINT sent to us alone did not: pass it on when
+                        # the child has not ended after a moment.
+                        try:
+                            returncode = child.wait(timeout=FORWARD_GRACE)
+                            break
+                        except subprocess.TimeoutExpired:
+                            forwarded = True
+                            _forward(child, signal.SIGINT)
                     returncode = child.wait()
                     break
                 except KeyboardInterrupt:
-                    # The terminal sent SIGINT to the child too: wait for it
-                    # to end; insist on the second and third ^C.
+                    # Insist on the second and third ^C.
                     interrupts += 1
                     if interrupts == 2:
                         child.terminate()
                     elif interrupts >= 3:
                         child.kill()
         finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
             if thread is not None:
                 thread.join()
             if child.poll() is None:
@@ -242,17 +242,20 @@ class Command:
             print(f"pymemtrace process: warning: {command[0]} ended before the first "
                   f"sample ({args.interval:g} s): only its start and end were recorded; "
                   "try a shorter --interval", file=sys.stderr)
-        return 128 + -returncode if returncode < 0 else returncode
+        return (128 + -returncode if returncode < 0 else returncode), thread
 
-    def _watch_pid(self, args, watcher: _Watcher) -> int:
+    def _watch_pid(self, args, watcher: _Watcher):
         try:
             thread = self._thread(args.pid, args, watcher)
-            thread.start()
         except ProcessLookupError as exc:
             raise PymemtraceError(str(exc)) from exc
         except PermissionError as exc:
             raise PymemtraceError(str(exc)) from exc
         deadline = None if args.duration is None else time.monotonic() + args.duration
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM stops the watch as ^C does: the outputs are written.
+            old_term = signal.signal(signal.SIGTERM, _interrupt)
         try:
             while thread.is_alive() and not thread.process_exited:
                 wait = min(args.interval, 0.25)
@@ -265,8 +268,10 @@ class Command:
         except KeyboardInterrupt:
             pass
         finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
             thread.join()
-        return 0
+        return 0, thread
 
     def _report(self, args, watcher: _Watcher) -> None:
         if not watcher.records:
@@ -277,12 +282,15 @@ class Command:
         if args.svg:
             pid = watcher.records[0]["pid"]
             text = process.rss_chart(watcher.records, title=f"RSS of pid {pid}")
-            try:
-                with open(args.svg, "w", encoding="utf-8") as stream:
-                    stream.write(text)
-            except OSError as exc:
-                raise PymemtraceError(
-                    f"cannot write chart {args.svg}: {exc.strerror or exc}"
-                ) from None
+            _output.write_file(args.svg, text)
             print(f"chart: {args.svg}")
+
+
+def _forward(child: subprocess.Popen, signum: int) -> None:
+    if child.poll() is None:
+        child.send_signal(signum)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 

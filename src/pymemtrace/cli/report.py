@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 
+from pymemtrace import _output
+from pymemtrace._argtypes import number
 from pymemtrace.errors import PymemtraceError, UsageError
 from pymemtrace.util.logtext import LogFormatError
 
@@ -53,7 +54,7 @@ class Command:
     def prepare_parser(self, parser):
         parser.add_argument("log", help="a log written by cPyMemTrace.Profile, Trace or ReferenceTracing")
         parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-        parser.add_argument("--top", type=int, default=10, metavar="N", help="rows per ranking (default 10)")
+        parser.add_argument("--top", type=number(1, 10**6, integer=True), default=10, metavar="N", help="rows per ranking (default 10)")
         parser.add_argument("--svg", metavar="OUT", help="also write the timeline (a snapshot: its flame graph) as an SVG chart to OUT")
         parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot only: also write its one-file HTML report to OUT.html")
 
@@ -87,19 +88,11 @@ class Command:
             raise PymemtraceError(str(exc).splitlines()[0]) from None
         except OSError as exc:
             raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
-        try:
-            print(render(analysis, top=args.top), flush=True)
-        except BrokenPipeError:
-            # `pymemtrace report LOG | head`: the reader left; not an error.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        # The file first: an unwritable path fails before anything is printed.
         if args.svg:
-            try:
-                with open(args.svg, "w", encoding="utf-8") as out:
-                    out.write(svg(analysis))
-            except OSError as exc:
-                raise PymemtraceError(f"cannot write {args.svg}: {(exc.strerror or str(exc)).lower()}") from None
+            _output.write_file(args.svg, svg(analysis))
+        # A reader that leaves (`| head -1`) or a full disk ends in cli.main.
+        print(render(analysis, top=args.top), flush=True)
         return 0
 
 
@@ -116,19 +109,15 @@ def _allocation_snapshot(path: str):
 
     try:
         return AllocationSnapshot.load(path)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except RecursionError:
+        raise PymemtraceError(f"{path} is not an allocation snapshot: nested too deeply") from None
+    except MemoryError:
+        raise PymemtraceError(f"{path} is not an allocation snapshot: too large to read") from None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PymemtraceError(f"{path} is not an allocation snapshot: {reason}") from None
     except OSError as exc:
         raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(text)
-    except OSError as exc:
-        raise PymemtraceError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def _report_snapshot(snapshot, args) -> int:
@@ -141,13 +130,8 @@ def _report_snapshot(snapshot, args) -> int:
         text = snapshot.to_text(top=args.top, live_title=label).rstrip("\n")
     # The files first: an unwritable path fails before anything is printed.
     if args.svg:
-        _write(args.svg, snapshot.to_flamegraph())
+        _output.write_file(args.svg, snapshot.to_flamegraph())
     if args.html:
-        _write(args.html, snapshot.to_html(title=f"pymemtrace: {os.path.basename(args.log)}", live_label=label))
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _output.write_file(args.html, snapshot.to_html(title=f"pymemtrace: {os.path.basename(args.log)}", live_label=label))
+    print(text, flush=True)
     return 0

@@ -15,10 +15,13 @@ JSON document to ``-o``; ``--html`` writes one self-contained HTML page
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 
-from pymemtrace import _native
+from pymemtrace import _native, _output
+from pymemtrace._argtypes import number
 from pymemtrace.errors import PymemtraceError, UsageError
 
 USAGE = (
@@ -29,7 +32,12 @@ USAGE = (
 )
 
 
+#: Largest --sample-bytes: 1 TiB between samples.
+MAX_SAMPLE_BYTES = 2**40
+
+
 def _size(text: str) -> int:
+    """A byte count, with an optional K/M/G suffix (512K, 4MiB)."""
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = (
         text.strip().lower().rstrip("ib").rstrip("b")
@@ -41,22 +49,14 @@ def _size(text: str) -> int:
         mult = units[t[-1]]
         t = t[:-1]
     try:
-        value = int(float(t) * mult)
+        number = float(t) * mult
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+        number = float("nan")
+    if not math.isfinite(number) or not 1 <= number <= MAX_SAMPLE_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be a size between 1 and {MAX_SAMPLE_BYTES} bytes (1T), not {text!r}"
+        )
+    return int(number)
 
 
 class Command:
@@ -81,14 +81,14 @@ class Command:
         )
         parser.add_argument(
             "--depth",
-            type=_positive,
+            type=number(1, 256, integer=True),
             default=16,
             metavar="D",
             help="frames kept per stack (default 16)",
         )
         parser.add_argument(
             "--seed",
-            type=_positive,
+            type=number(0, 2**64 - 1, integer=True),
             default=0,
             metavar="N",
             help="fix the sampling sequence (reproducible sampled runs)",
@@ -118,7 +118,7 @@ class Command:
         )
         parser.add_argument(
             "--top",
-            type=_positive,
+            type=number(1, 10**6, integer=True),
             default=10,
             metavar="N",
             help="sites shown in the text report (default 10)",
@@ -148,31 +148,35 @@ class Command:
             args.target = args.target[1:]
             if not args.target:
                 raise UsageError("no script given")
-        if args.depth > 256:
-            raise UsageError("--depth must be at most 256")
-        outputs = _open_outputs(args)
-        try:
-            if args.module is not None:
-                runner, argv = _module_runner(args.module, args.target)
-            else:
-                runner, argv = _script_runner(args.target[0], args.target[1:])
-            mode = "sampled" if args.sample_bytes else "exact"
-            status, snap = _run_tracked(
-                runner,
-                argv,
-                mode,
-                args.depth,
-                args.sample_bytes or 512 * 1024,
-                args.seed,
-            )
-            _write_outputs(snap, outputs)
+        paths = _output_paths(args)
+        for path in paths.values():
+            _output.check_writable(path)  # a bad path fails before the script runs
+        if args.module is not None:
+            runner, argv = _module_runner(args.module, args.target)
+        else:
+            runner, argv = _script_runner(args.target[0], args.target[1:])
+        mode = "sampled" if args.sample_bytes else "exact"
+
+        def report(snap) -> None:
+            _write_outputs(snap, paths)
             _print_report(
                 snap.to_text(top=args.top, key=args.group_by, live_title="live at exit")
             )
+
+        status, snap = _run_tracked(
+            runner,
+            argv,
+            mode,
+            args.depth,
+            args.sample_bytes or 512 * 1024,
+            args.seed,
+            on_os_exit=report,
+        )
+        if snap is None:
+            # A process forked by the script: its parent writes the outputs.
             return status
-        finally:
-            for fh in outputs.values():
-                fh.close()
+        report(snap)
+        return status
 
 
 def _print_report(text: str) -> None:
@@ -190,47 +194,31 @@ def _print_report(text: str) -> None:
     out.flush()
 
 
-def _open_outputs(args):
-    """Open every output before the script runs: a bad path fails early."""
-    outputs = {}
-    for name, path, mode in (
-        ("json", args.output, "w"),
-        ("collapsed", args.collapsed, "w"),
-        ("pprof", args.pprof, "wb"),
-        ("flamegraph", args.flamegraph, "w"),
-        ("html", args.html, "w"),
-    ):
-        if not path:
-            continue
-        try:
-            outputs[name] = open(  # noqa: SIM115 - closed by the caller
-                path, mode, **({} if "b" in mode else {"encoding": "utf-8"})
-            )
-        except OSError as exc:
-            for fh in outputs.values():
-                fh.close()
-            raise PymemtraceError(
-                f"cannot write {path}: {exc.strerror or exc}"
-            ) from None
-    return outputs
+def _output_paths(args) -> dict:
+    """Output name -> path, for the outputs asked for."""
+    asked = {
+        "json": args.output,
+        "collapsed": args.collapsed,
+        "pprof": args.pprof,
+        "flamegraph": args.flamegraph,
+        "html": args.html,
+    }
+    return {name: path for name, path in asked.items() if path}
 
 
-def _write_outputs(snap, outputs) -> None:
+def _write_outputs(snap, paths: dict) -> None:
+    """Each output complete under its name, or not there (see _output)."""
     from pymemtrace.reporters import allocations_json
 
-    try:
-        if "json" in outputs:
-            outputs["json"].write(allocations_json.render(snap) + "\n")
-        if "collapsed" in outputs:
-            outputs["collapsed"].write(snap.to_collapsed())
-        if "pprof" in outputs:
-            outputs["pprof"].write(snap.to_pprof())
-        if "flamegraph" in outputs:
-            outputs["flamegraph"].write(snap.to_flamegraph())
-        if "html" in outputs:
-            outputs["html"].write(snap.to_html(live_label="live at exit"))
-    except OSError as exc:
-        raise PymemtraceError(f"cannot write report: {exc.strerror or exc}") from None
+    renders = {
+        "json": lambda: allocations_json.render(snap) + "\n",
+        "collapsed": snap.to_collapsed,
+        "pprof": snap.to_pprof,
+        "flamegraph": snap.to_flamegraph,
+        "html": lambda: snap.to_html(live_label="live at exit"),
+    }
+    for name, path in paths.items():
+        _output.write_file(path, renders[name]())
 
 
 def _script_runner(path: str, rest):
@@ -327,35 +315,88 @@ def _module_runner(module: str, rest):
     return runner, [module, *rest]
 
 
-def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0):
-    """Run the target under the tracker: (exit status, snapshot at exit)."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during the script: it ends as ^C does, and the report is written."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0, on_os_exit=None):
+    """Run the target under the tracker: (exit status, snapshot at exit).
+
+    The snapshot is None in a process the script forked: only the process
+    that started the command reports.  SIGTERM ends the script as SIGINT
+    does (status 143).  When ``on_os_exit`` is given, ``os._exit`` called by
+    the script first hands it the snapshot (the report is written), then
+    exits.
+    """
     from pymemtrace import allocations
 
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = list(argv)
     status = 0
     result = None
+    real_exit = os._exit
+    old_term = None
+
+    def exit_hook(code=0):
+        if _output.is_owner() and on_os_exit is not None and allocations.is_tracking():
+            try:
+                snap = allocations.snapshot()
+                allocations.stop()
+                on_os_exit(snap)
+            except Exception as exc:  # noqa: BLE001 - exiting anyway: one line
+                why = _output.reason(exc)
+                print(f"pymemtrace run: error: the script called os._exit({code}): "
+                      f"no report: {why}", file=sys.stderr)
+                code = 1  # as when the report fails at a normal exit
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+        real_exit(code)
 
     def begin():
         allocations.start(mode=mode, depth=depth, sample_bytes=sample_bytes, seed=seed)
 
     try:
         try:
-            result = runner(begin)
-        except SystemExit as exc:
-            status = _exit_status(exc.code)
-        except KeyboardInterrupt:
-            import traceback
-
-            traceback.print_exc()
-            status = 130
-        except BaseException as exc:  # noqa: BLE001 - the script's own error
-            _print_script_traceback(exc)
-            status = 1
+            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: SIGTERM stays as it is
+            old_term = None
+        os._exit = exit_hook
         try:
-            _join_threads()
-        except KeyboardInterrupt:
-            status = 130
+            try:
+                result = runner(begin)
+            except SystemExit as exc:
+                status = _exit_status(exc.code)
+            except _Terminated:
+                status = 128 + signal.SIGTERM
+            except KeyboardInterrupt:
+                import traceback
+
+                traceback.print_exc()
+                status = 130
+            except BaseException as exc:  # noqa: BLE001 - the script's own error
+                _print_script_traceback(exc)
+                status = 1
+            if _output.is_owner():
+                # Its non-daemon threads still run, as at Python's exit.
+                try:
+                    _join_threads()
+                except KeyboardInterrupt:
+                    status = 130
+                except _Terminated:
+                    status = 128 + signal.SIGTERM
+        finally:
+            os._exit = real_exit
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+        if not _output.is_owner():
+            return status, None
         # Memory live at exit: the script's globals (result) are still held.
         if not allocations.is_tracking():
             raise PymemtraceError("the script did not start")

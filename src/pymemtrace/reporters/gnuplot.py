@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Sequence
 
+from pymemtrace import _output
+
 COLUMNS = ("t(s)", "RSS(bytes)", "RSS(MiB)", "user(s)", "system(s)",
            "mean_CPU%", "inst_CPU%", "timestamp", "pid", "label")
 
@@ -68,7 +70,7 @@ def process_rows(records: Sequence[Dict[str, Any]]) -> List[List[str]]:
 
 
 def write_process_dat(path: str, records: Sequence[Dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as stream:
+    with _output.atomic_open(path) as stream:
         stream.write("#" + "\t".join(COLUMNS) + "\n")
         for row in process_rows(records):
             stream.write("\t".join(row) + "\n")
@@ -90,5 +92,5 @@ def write_process_plt(path: str, name: str, records: Sequence[Dict[str, Any]]) -
         title=_gnuplot_string(f"Memory and CPU of {name}"),
         labels="\n".join(lines),
     )
-    with open(path, "w", encoding="utf-8") as stream:
+    with _output.atomic_open(path) as stream:
         stream.write(text)

@@ -1,0 +1,155 @@
+"""Output files that survive faults.
+
+Every file a ``pymemtrace`` command writes at the end (JSON, SVG, HTML,
+collapsed stacks, pprof, gnuplot files) goes through :func:`atomic_open`:
+the text is written to a temporary file in the same directory (``mkstemp``,
+``O_EXCL``), flushed, then renamed over the path.  A crash, a signal or a
+full disk leaves either the previous file or the complete new one, never a
+truncated one; on any error the temporary file is removed and a
+:class:`~pymemtrace.errors.PymemtraceError` says ``cannot write PATH:
+reason`` in one line.
+
+A path that exists and is not a regular file (``/dev/stdout``, ``/dev/full``,
+a FIFO) is written in place: renaming over it would replace the device.
+
+A process forked from the one that started the command (a script under
+``pymemtrace run`` that forks) never writes the command's outputs:
+:func:`atomic_open` refuses when ``os.getpid()`` is not the owner's pid.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+import tempfile
+from typing import IO, Iterator, Union
+
+from pymemtrace.errors import PymemtraceError
+
+_owner_pid = os.getpid()
+
+
+def claim() -> None:
+    """Make this process the owner of the outputs (``pymemtrace`` main)."""
+    global _owner_pid
+    _owner_pid = os.getpid()
+
+
+def is_owner() -> bool:
+    """False in a process forked from the owner."""
+    return os.getpid() == _owner_pid
+
+
+def reason(exc: BaseException) -> str:
+    """The lower-case one-line reason of an error (``no space left on device``)."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _not_regular(path: str) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_writable(path: str) -> None:
+    """Fail now, before any work, when ``path`` could not be written later.
+
+    Leaves nothing behind: a temporary file is created next to ``path`` and
+    removed at once; ``path`` itself is not touched.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise PymemtraceError(f"cannot write {path}: is a directory")
+    if _not_regular(path):
+        if not os.access(path, os.W_OK):
+            raise PymemtraceError(f"cannot write {path}: permission denied")
+        return
+    try:
+        fd, tmp = _mkstemp(path)
+    except OSError as exc:
+        raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _mkstemp(path: str):
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    return tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", *, fsync: bool = False) -> Iterator[IO]:
+    """A file object for ``path``; the file appears only when the block ends well."""
+    path = os.fspath(path)
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
+    if not is_owner():
+        raise PymemtraceError(
+            f"not writing {path}: pid {os.getpid()} is a fork of pid {_owner_pid}, "
+            "which owns the outputs"
+        )
+    kwargs = {} if mode == "wb" else {"encoding": "utf-8"}
+    if os.path.isdir(path):
+        raise PymemtraceError(f"cannot write {path}: is a directory")
+    if _not_regular(path):
+        # A device or a FIFO: written in place.
+        try:
+            with open(path, mode, **kwargs) as stream:
+                yield stream
+        except OSError as exc:
+            raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
+        return
+    try:
+        fd, tmp = _mkstemp(path)
+    except OSError as exc:
+        raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
+    try:
+        with os.fdopen(fd, mode, **kwargs) as stream:
+            yield stream
+            stream.flush()
+            if fsync:
+                os.fsync(stream.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are 0600
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
+        raise
+
+
+def write_file(path: str, data: Union[str, bytes], *, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync) as stream:
+        stream.write(data)
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null: the interpreter's flush at exit then succeeds."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+#: errno values of a write that cannot succeed (full disk, quota, I/O error).
+WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EBADF")
+    if hasattr(errno, name)
+)
