@@ -265,6 +265,9 @@ memory_at_event(const TracerObject *self)
     if (self->measure == MEASURE_HEAP) {
         return pmt_alloc_live_bytes();
     }
+    if (self->fault_source == PMT_FAULTS_NONE) {
+        hooks_runtime.mem_valid = 0;
+    }
     return rss_at_event();
 }
 
@@ -1530,7 +1533,12 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         self->faults_acquired = 1;
         (void)pmt_faultcount_watch_thread();
         /* Where the interpreter loads extensions from (their dlopen). */
-        (void)pmt_shrinkwatch_acquire((const void *)&PyMem_RawFree);
+        if (pmt_shrinkwatch_acquire((const void *)&PyMem_RawFree) != 0) {
+            /* Releases of memory cannot be seen (no GOT patching here):
+               the stamp would miss them, so this tracer reads statm at
+               every event. */
+            self->fault_source = PMT_FAULTS_NONE;
+        }
         self->shrink_acquired = 1;
     }
     if (self->backend == BACKEND_MONITORING) {
