@@ -407,20 +407,82 @@ in_libc(void *addr, const Dl_info *libc)
            info.dli_fbase == libc->dli_fbase;
 }
 
+/* dl_iterate_phdr callback: the main program comes first; data is the
+   address, set to NULL when it lies in one of the program's segments. */
+static int
+check_main_program(struct dl_phdr_info *info, size_t size, void *data)
+{
+    const void **addr = (const void **)data;
+    ElfW(Half) i;
+
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (uintptr_t)*addr >= start &&
+            (uintptr_t)*addr < start + ph->p_memsz) {
+            *addr = NULL;
+        }
+    }
+    return 1; /* the first object only */
+}
+
+/* 1 when addr lies in the main program.  A program built without -fPIE
+   that takes malloc's address exports a "canonical" PLT entry for it, and
+   every reference in the process resolves there (function pointers must
+   compare equal); that entry jumps on to libc's malloc.  Debian's
+   python3.11d is such a program. */
+static int
+in_main_program(const void *addr)
+{
+    if (addr == NULL) {
+        return 0;
+    }
+    dl_iterate_phdr(check_main_program, &addr);
+    return addr == NULL;
+}
+
+/* 1 when a known allocator other than glibc's is loaded: ASan, jemalloc,
+   tcmalloc, mimalloc (then malloc's address proves nothing when it is a
+   canonical PLT entry of the main program). */
+static int
+other_allocator_loaded(void)
+{
+    static const char *const marks[] = {"__asan_init", "mallctl", "tc_malloc",
+                                        "mi_malloc"};
+    size_t i;
+
+    for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (dlsym(RTLD_DEFAULT, marks[i]) != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* 1 when malloc, free and realloc are glibc's own (no allocator was
    preloaded or linked before libc): their chunk headers may be read. */
 static int
 glibc_malloc_in_use(void)
 {
+    static const char *const names[] = {"malloc", "free", "realloc"};
     void *version = dlsym(RTLD_DEFAULT, "gnu_get_libc_version");
     Dl_info libc;
+    size_t i;
 
     if (version == NULL || dladdr(version, &libc) == 0) {
         return 0; /* not glibc (musl) */
     }
-    return in_libc(dlsym(RTLD_DEFAULT, "malloc"), &libc) &&
-           in_libc(dlsym(RTLD_DEFAULT, "free"), &libc) &&
-           in_libc(dlsym(RTLD_DEFAULT, "realloc"), &libc);
+    if (other_allocator_loaded()) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        void *addr = dlsym(RTLD_DEFAULT, names[i]);
+        if (!in_libc(addr, &libc) && !in_main_program(addr)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 typedef struct {
