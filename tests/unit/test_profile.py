@@ -76,22 +76,10 @@ def _tick():
 
 def allocate_10mb_python(tracer):
     """10 MB through Python's allocator, then one more event in this frame
-    (a C call for Profile, a line for Trace).  A quiet heap tracer may have
-    stopped listening: wait inline, inside this frame, until it saw an
-    event or the poller's band fired (notifications: _poller_rss()[2]),
-    then a few sleeps for its pending call to run between bytecodes of
-    this frame."""
-    _tick()  # FRST, then a quiet tracer switches off (and the poller watches)
-    fired = _native._poller_rss()[2]
+    (a C call for Profile, a line for Trace): the event that sees it."""
+    _tick()  # FRST
     data = b"x" * (10 * MB)
-    events = tracer.events
     len(data)
-    for _ in range(5000):
-        if _native._poller_rss()[2] != fired or tracer.events != events:
-            break
-        time.sleep(0.001)
-    for _ in range(3):
-        time.sleep(0.001)
     return data
 
 

@@ -27,25 +27,6 @@ static struct {
     pthread_t thread; /* Protected by mutex. */
     pthread_mutex_t mutex;
     pthread_cond_t wake; /* Signalled by stop; waited on by the thread. */
-    /* The watches (pmt_rsspoll_watch), one per channel: a band
-       [low, high] and a function called once when a value leaves it.
-       armed is 1 while the band is valid; the poller disarms it
-       (exchange) before calling notify.  low/high are atomics written by
-       the watcher (any thread) and read by the poller; a band read while
-       being changed costs at worst one needless notify or one poll of
-       delay. */
-    struct {
-        atomic_int armed;
-        atomic_int_fast64_t low;
-        atomic_int_fast64_t high;
-    } watch[PMT_WATCH_CHANNELS];
-    /* Set once (pmt_rsspoll_set_notify / set_heap_reader) before the
-       first watch; atomic so the poller reads them race-free. */
-    _Atomic(pmt_rsspoll_notify_fn) notify;
-    _Atomic(pmt_rsspoll_reader_fn) heap_reader;
-    /* Notifications delivered.  Atomic: written by the poller, read by
-       anyone. */
-    atomic_uint_fast64_t notifications;
     /* Initialises wake and the fork handler once; its own lock. */
     pthread_once_t once;
 } rsspoll_runtime = {
@@ -62,9 +43,6 @@ forget_thread_in_child(void)
     rsspoll_runtime.users = 0;
     rsspoll_runtime.running = 0;
     rsspoll_runtime.stop = 0;
-    for (int c = 0; c < PMT_WATCH_CHANNELS; c++) {
-        atomic_store(&rsspoll_runtime.watch[c].armed, 0);
-    }
 }
 
 static void
@@ -115,101 +93,6 @@ pmt_rsspoll_generation(void)
                                 memory_order_acquire);
 }
 
-void
-pmt_rsspoll_set_notify(pmt_rsspoll_notify_fn fn)
-{
-    atomic_store(&rsspoll_runtime.notify, fn);
-}
-
-void
-pmt_rsspoll_set_heap_reader(pmt_rsspoll_reader_fn fn)
-{
-    atomic_store(&rsspoll_runtime.heap_reader, fn);
-}
-
-void
-pmt_rsspoll_watch(int channel, int64_t low, int64_t high)
-{
-    if (channel < 0 || channel >= PMT_WATCH_CHANNELS) {
-        return;
-    }
-    atomic_store_explicit(&rsspoll_runtime.watch[channel].low, low,
-                          memory_order_relaxed);
-    atomic_store_explicit(&rsspoll_runtime.watch[channel].high, high,
-                          memory_order_relaxed);
-    atomic_store_explicit(&rsspoll_runtime.watch[channel].armed, 1,
-                          memory_order_release);
-}
-
-void
-pmt_rsspoll_unwatch(int channel)
-{
-    if (channel < 0 || channel >= PMT_WATCH_CHANNELS) {
-        return;
-    }
-    atomic_store_explicit(&rsspoll_runtime.watch[channel].armed, 0,
-                          memory_order_release);
-}
-
-int
-pmt_rsspoll_watching(void)
-{
-    int mask = 0;
-
-    for (int c = 0; c < PMT_WATCH_CHANNELS; c++) {
-        if (atomic_load_explicit(&rsspoll_runtime.watch[c].armed,
-                                 memory_order_relaxed)) {
-            mask |= 1 << c;
-        }
-    }
-    return mask;
-}
-
-/* Poller thread: 1 when channel's watch is armed. */
-static int
-watch_armed(int channel)
-{
-    return atomic_load_explicit(&rsspoll_runtime.watch[channel].armed,
-                                memory_order_acquire);
-}
-
-/* Poller thread: after a read, call notify once if it left the band. */
-static void
-check_watch(int channel, int64_t value)
-{
-    pmt_rsspoll_notify_fn fn;
-    int64_t low, high;
-    int armed = 1;
-
-    if (!watch_armed(channel)) {
-        return;
-    }
-    low = atomic_load_explicit(&rsspoll_runtime.watch[channel].low,
-                               memory_order_relaxed);
-    high = atomic_load_explicit(&rsspoll_runtime.watch[channel].high,
-                                memory_order_relaxed);
-    if (value > low && value < high) {
-        return;
-    }
-    fn = atomic_load(&rsspoll_runtime.notify);
-    if (fn == NULL || !atomic_compare_exchange_strong(
-                          &rsspoll_runtime.watch[channel].armed, &armed, 0)) {
-        return;
-    }
-    if (fn() != 0) {
-        /* Could not be delivered (queue full): try again next read. */
-        atomic_store(&rsspoll_runtime.watch[channel].armed, 1);
-        return;
-    }
-    atomic_fetch_add(&rsspoll_runtime.notifications, 1);
-}
-
-uint64_t
-pmt_rsspoll_notifications(void)
-{
-    return atomic_load(&rsspoll_runtime.notifications);
-}
-
 static void *
 poller_main(void *arg)
 {
@@ -224,22 +107,10 @@ poller_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&rsspoll_runtime.mutex);
-        /* The watch first: a thread that sees the new value finds the
-           notification already made (a quiet tracer's pending call is
-           queued before the traced code can see the jump and return). */
         {
             uint64_t value;
-            pmt_rsspoll_reader_fn heap;
             if (pmt_rss_current(&value) == 0) {
-                check_watch(PMT_WATCH_RSS,
-                            value > INT64_MAX ? INT64_MAX : (int64_t)value);
                 publish(value);
-            }
-            /* The heap counter: no system call, read only while a
-               watch needs it. */
-            heap = atomic_load(&rsspoll_runtime.heap_reader);
-            if (heap != NULL && watch_armed(PMT_WATCH_HEAP)) {
-                check_watch(PMT_WATCH_HEAP, heap());
             }
         }
         clock_gettime(CLOCK_MONOTONIC, &deadline);

@@ -442,22 +442,43 @@ in_main_program(const void *addr)
     return addr == NULL;
 }
 
-/* 1 when a known allocator other than glibc's is loaded: ASan, jemalloc,
-   tcmalloc, mimalloc (then malloc's address proves nothing when it is a
-   canonical PLT entry of the main program). */
+/* dl_iterate_phdr callback: *data set to 1 when an object of a known
+   allocator other than glibc's is loaded. */
 static int
-other_allocator_loaded(void)
+note_other_allocator(struct dl_phdr_info *info, size_t size, void *data)
 {
-    static const char *const marks[] = {"__asan_init", "mallctl", "tc_malloc",
-                                        "mi_malloc"};
+    static const char *const libs[] = {"libasan", "libjemalloc", "libtcmalloc",
+                                       "libmimalloc", "libhwasan"};
+    const char *name = info->dlpi_name, *base;
     size_t i;
 
-    for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
-        if (dlsym(RTLD_DEFAULT, marks[i]) != NULL) {
+    (void)size;
+    if (name == NULL || name[0] == '\0') {
+        return 0;
+    }
+    base = strrchr(name, '/');
+    base = base != NULL ? base + 1 : name;
+    for (i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+        if (strncmp(base, libs[i], strlen(libs[i])) == 0) {
+            *(int *)data = 1;
             return 1;
         }
     }
     return 0;
+}
+
+/* 1 when a known allocator other than glibc's is loaded: ASan, jemalloc,
+   tcmalloc, mimalloc (then malloc's address proves nothing when it is a
+   canonical PLT entry of the main program).  Found by object name: a
+   dlsym of a missing name would leave its message for the program's
+   dlerror(). */
+static int
+other_allocator_loaded(void)
+{
+    int found = 0;
+
+    dl_iterate_phdr(note_other_allocator, &found);
+    return found;
 }
 
 /* 1 when malloc, free and realloc are glibc's own (no allocator was
