@@ -122,12 +122,14 @@ CASES = {
 }
 
 
-def _run(tmp_path, name, kind, mode, backend):
+def _run(tmp_path, name, kind, mode, backend, faults=None):
     script = tmp_path / f"{name}_{kind}.py"
     body = textwrap.dedent(CASES[name]).replace("TRACER", f"cPyMemTrace.{kind}")
     script.write_text(PRELUDE + body)
-    log = tmp_path / f"{name}_{kind}_{mode}.log"
+    log = tmp_path / f"{name}_{kind}_{mode}_{faults}.log"
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if faults is not None:
+        env["PYMEMTRACE_FAULTS"] = faults
     subprocess.run([sys.executable, str(script), str(log), mode, backend], check=True, env=env,
                    cwd=str(tmp_path), timeout=120)
     return parse(str(log))
@@ -236,3 +238,23 @@ def test_every_event_trigger_writes_the_memory_at_each_event(tmp_path, kind, bac
     assert len(calls) == len(returns) == 8
     for call, ret in zip(calls, returns):
         assert ret.mem - call.mem >= 900_000, (call, ret)
+
+
+@rss_as_a_program_sees_it
+@pytest.mark.parametrize("faults, source", [
+    ("user", "page faults (perf, user mode only)"),
+    ("none", "statm read at every event"),
+])
+def test_the_stricter_machines_sources_give_the_same_records(tmp_path, faults, source):
+    # GIVEN a machine that counts only user-mode page faults
+    # (perf_event_paranoid 2 without privileges) or none at all
+    # (perf_event_paranoid 3, seccomp): PYMEMTRACE_FAULTS asks for that here
+    name, kind, backend = "rare_allocation_among_quiet_functions", "Profile", BACKENDS[-1]
+    # WHEN the same program runs with that source, and reading at every event
+    fast = _run(tmp_path, name, kind, "when-moved", backend, faults=faults)
+    exact = _run(tmp_path, name, kind, "every-event", backend)
+    # THEN the header says which source was used, and the records carrying
+    # the jumps are the same
+    assert any(c.startswith("# rss_source: ") and source in c for c in fast.comments), fast.comments
+    assert _jumps(exact)
+    _assert_same_jumps(fast, exact)
