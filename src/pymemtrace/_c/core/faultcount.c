@@ -83,12 +83,6 @@ pmt_faultcount_source_name(int source)
     }
 }
 
-int
-pmt_faultcount_source(void)
-{
-    return atomic_load_explicit(&fcrt.source, memory_order_relaxed);
-}
-
 #if FC_SUPPORTED
 
 static int
@@ -291,22 +285,6 @@ pmt_faultcount_stamp(void)
     return sum;
 }
 
-int64_t
-pmt_faultcount_thread_faults(void)
-{
-    uint64_t head;
-
-    if (fc_tls.generation !=
-            atomic_load_explicit(&fcrt.generation, memory_order_relaxed) ||
-        fc_tls.slot < 0 || fc_tls.slot >= atomic_load(&fcrt.nrings)) {
-        return -1;
-    }
-    head = __atomic_load_n(&fcrt.rings[fc_tls.slot].page->data_head,
-                           __ATOMIC_ACQUIRE);
-    /* One 8-byte record per fault (sample_type 0). */
-    return (int64_t)(head / sizeof(struct perf_event_header));
-}
-
 #else /* !FC_SUPPORTED */
 
 int
@@ -338,12 +316,6 @@ uint64_t
 pmt_faultcount_stamp(void)
 {
     return atomic_fetch_add_explicit(&fcrt.bumps, 1, memory_order_relaxed);
-}
-
-int64_t
-pmt_faultcount_thread_faults(void)
-{
-    return -1;
 }
 
 #endif /* FC_SUPPORTED */

@@ -51,8 +51,6 @@ enum {
 int pmt_faultcount_acquire(void);
 void pmt_faultcount_release(void);
 
-/* The source of the current acquisition (PMT_FAULTS_NONE when none). */
-int pmt_faultcount_source(void);
 /* Its name for a log header. */
 const char *pmt_faultcount_source_name(int source);
 
@@ -64,9 +62,5 @@ int pmt_faultcount_watch_thread(void);
    started being watched or the source is NONE (then it changes at every
    call).  Monotonic within one acquisition. */
 uint64_t pmt_faultcount_stamp(void);
-
-/* Faults counted so far on the calling thread (tests); -1 when it is not
-   watched. */
-int64_t pmt_faultcount_thread_faults(void);
 
 #endif /* PMT_CORE_FAULTCOUNT_H */
