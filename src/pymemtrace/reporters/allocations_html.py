@@ -24,7 +24,7 @@ import html
 import json
 
 from pymemtrace.reporters import flamegraph_svg
-from pymemtrace.reporters.allocations_text import human_size
+from pymemtrace.reporters._units import format_bytes
 
 TOP = 50  # rows per table
 STACKS_PER_ROW = 3  # full stacks kept for each line of the table
@@ -103,13 +103,13 @@ def _facts(snapshot, live_label: str) -> list[tuple[str, str]]:
     facts = [("mode", snapshot.mode), ("stack depth", f"{snapshot.depth} frames")]
     if snapshot.mode == "sampled":
         facts.append(
-            ("sample interval", f"one per {human_size(snapshot.sample_bytes)} (estimates)")
+            ("sample interval", f"one per {format_bytes(snapshot.sample_bytes)} (estimates)")
         )
-    facts.append((live_label, human_size(snapshot.bytes)))
-    facts.append(("peak", human_size(snapshot.peak_bytes)))
+    facts.append((live_label, format_bytes(snapshot.bytes)))
+    facts.append(("peak", format_bytes(snapshot.peak_bytes)))
     facts.append(("sites", f"{len(snapshot.sites)} live, {len(snapshot.peak_sites)} at the peak"))
     if stats.get("memory"):
-        facts.append(("tracker memory", human_size(stats["memory"])))
+        facts.append(("tracker memory", format_bytes(stats["memory"])))
     for key, label in (("python", "Python"), ("platform", "platform")):
         if stats.get(key):
             facts.append((label, str(stats[key])))
