@@ -142,6 +142,30 @@ def without_files_under(snapshot, directory: str, *, drop_sites_under=None):
     )
 
 
+def lines_with_stacks(sites) -> list[tuple]:
+    """Sites grouped by their innermost line: ``(frame, bytes, blocks,
+    sites)`` per line, largest first, each line's sites heaviest first
+    (frame None for the sites with no Python frame)."""
+    by_line: dict = {}
+    for site in sites:
+        key = site.stack[0] if site.stack else None
+        acc = by_line.get(key)
+        if acc is None:
+            acc = by_line[key] = [0, 0, []]
+        acc[0] += site.bytes
+        acc[1] += site.blocks
+        acc[2].append(site)
+    ordered = sorted(
+        by_line.items(),
+        key=lambda kv: (-kv[1][0], -kv[1][1], tuple(kv[0]) if kv[0] else ("", 0, "")),
+    )
+    out = []
+    for frame, (nbytes, nblocks, members) in ordered:
+        members.sort(key=lambda s: (-s.bytes, -s.blocks))
+        out.append((frame, nbytes, nblocks, members))
+    return out
+
+
 class GroupedTotals:
     """Sites fed one at a time, totalled by ``key``: what a report of a
     snapshot too big to hold needs (memory grows with the distinct groups,
