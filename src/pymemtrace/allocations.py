@@ -220,6 +220,17 @@ class counting:  # noqa: N801 - a context manager, named as the function it was
 
         _native.alloc_counting_stop()
 
+    def __call__(self, func):
+        """``@counting()`` on a function, as a contextmanager-made one allowed."""
+        import functools
+
+        @functools.wraps(func)
+        def counted(*args, **kwargs):
+            with counting():
+                return func(*args, **kwargs)
+
+        return counted
+
 
 class Tracking:
     """Handle of :func:`tracking`: ``snapshot`` is set when the block ends."""
