@@ -11,7 +11,7 @@ import argparse
 import math
 import re
 import sys
-from typing import Callable, Union
+from collections.abc import Callable
 
 #: Largest pid the kernel could hand out (pid_t).
 MAX_PID = 2**31 - 1
@@ -19,17 +19,17 @@ MAX_PID = 2**31 - 1
 MAX_DURATION = 365 * 86400
 
 
-def _show(value: Union[int, float]) -> str:
+def _show(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
-def number(low: Union[int, float], high: Union[int, float], *,
-           integer: bool = False) -> Callable[[str], Union[int, float]]:
+def number(low: int | float, high: int | float, *,
+           integer: bool = False) -> Callable[[str], int | float]:
     """An argparse type: an int (``integer``) or a finite float in [low, high]."""
     kind = "an integer" if integer else "a number"
 
-    def parse(text: str) -> Union[int, float]:
-        value: Union[int, float, None]
+    def parse(text: str) -> int | float:
+        value: int | float | None
         try:
             value = int(text, 10) if integer else float(text)
         except (ValueError, OverflowError):

@@ -23,10 +23,12 @@ import errno
 import os
 import stat
 import sys
-import tempfile
-from typing import IO, Iterator, Union
 
 from pymemtrace.errors import PymemtraceError
+
+# tempfile (with shutil, random, bz2, lzma) is imported when a file is
+# written, not at start-up: `pymemtrace run` imports this module before
+# the script runs (docs/benchmarks.md, "Start-up").
 
 _owner_pid = os.getpid()
 
@@ -79,6 +81,8 @@ def check_writable(path: str) -> None:
 
 
 def _mkstemp(path: str):
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     return tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
@@ -91,7 +95,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w", *, fsync: bool = False) -> Iterator[IO]:
+def atomic_open(path: str, mode: str = "w", *, fsync: bool = False):
     """A file object for ``path``; the file appears only when the block ends well."""
     path = os.fspath(path)
     if mode not in ("w", "wb"):
@@ -132,7 +136,7 @@ def atomic_open(path: str, mode: str = "w", *, fsync: bool = False) -> Iterator[
         raise
 
 
-def write_file(path: str, data: Union[str, bytes], *, fsync: bool = False) -> None:
+def write_file(path: str, data: str | bytes, *, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync) as stream:
         stream.write(data)

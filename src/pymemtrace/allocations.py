@@ -25,268 +25,54 @@ tracker.  See docs/allocations.md.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+# The names this module had before the data, the analyses and the
+# renderings moved to their layers (docs/design.md section 1).
+from pymemtrace.analyses.allocations import GROUP_KEYS, SiteDiff, group_sites  # noqa: F401
+from pymemtrace.snapshots import allocations as _snap
+from pymemtrace.snapshots.allocations import NO_FRAME, SCHEMA, Frame, Site  # noqa: F401
 
-SCHEMA = 1
-GROUP_KEYS = ("line", "function", "file", "stack")
-NO_FRAME = "<no Python frame>"
-
-
-@dataclass(frozen=True, order=True)
-class Frame:
-    """One frame of an allocation stack."""
-
-    file: str
-    line: int
-    function: str
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "function": self.function}
+#: Largest max_traces / max_stacks: far more entries than any machine holds
+#: (2**40 traces of 48 bytes would be 48 TiB), yet no C integer wraps.
+MAX_TABLE_ENTRIES = 2**40
 
 
-@dataclass(frozen=True)
-class Site:
-    """Memory attributed to one stack (innermost frame first)."""
-
-    stack: tuple[Frame, ...]
-    bytes: int
-    blocks: int
-
-    @property
-    def frame(self) -> Frame:
-        return self.stack[0] if self.stack else Frame(NO_FRAME, 0, "")
-
-    @property
-    def file(self) -> str:
-        return self.frame.file
-
-    @property
-    def line(self) -> int:
-        return self.frame.line
-
-    @property
-    def function(self) -> str:
-        return self.frame.function
-
-    def to_dict(self) -> dict:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "function": self.function,
-            "stack": [f.to_dict() for f in self.stack],
-            "bytes": self.bytes,
-            "blocks": self.blocks,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Site:
-        stack = tuple(
-            Frame(f["file"], _int(f["line"]), f["function"]) for f in data["stack"]
-        )
-        return cls(stack, _int(data["bytes"]), _int(data["blocks"]))
-
-
-def _int(value) -> int:
-    """An integer of a saved snapshot: a 64-bit count (ValueError if not)."""
-    number = int(value)
-    if not -(2**63) <= number < 2**63:
-        raise ValueError(f"number out of range: {str(number)[:20]}...")
-    return number
-
-
-@dataclass(frozen=True)
-class SiteDiff:
-    """A site compared between two snapshots (new minus old)."""
-
-    stack: tuple[Frame, ...]
-    bytes: int
-    blocks: int
-    bytes_diff: int
-    blocks_diff: int
-
-    @property
-    def frame(self) -> Frame:
-        return self.stack[0] if self.stack else Frame(NO_FRAME, 0, "")
-
-
-def _key_stack(stack: tuple[Frame, ...], key: str) -> tuple[Frame, ...]:
-    if key == "stack":
-        return stack
-    if not stack:
-        return ()
-    top = stack[0]
-    if key == "line":
-        return (top,)
-    if key == "function":
-        return (Frame(top.file, 0, top.function),)
-    if key == "file":
-        return (Frame(top.file, 0, ""),)
-    raise ValueError(f"group key must be one of {', '.join(GROUP_KEYS)}, not {key!r}")
-
-
-def group_sites(sites: Sequence[Site], key: str = "line") -> list[Site]:
-    """Merge sites by ``key``, largest first."""
-    if key not in GROUP_KEYS:
-        raise ValueError(
-            f"group key must be one of {', '.join(GROUP_KEYS)}, not {key!r}"
-        )
-    totals: dict[tuple[Frame, ...], list[int]] = {}
-    for site in sites:
-        k = _key_stack(site.stack, key)
-        acc = totals.setdefault(k, [0, 0])
-        acc[0] += site.bytes
-        acc[1] += site.blocks
-    merged = [Site(k, b, n) for k, (b, n) in totals.items()]
-    merged.sort(key=lambda s: (-s.bytes, -s.blocks, s.stack))
-    return merged
-
-
-@dataclass
-class AllocationSnapshot:
+class AllocationSnapshot(_snap.AllocationSnapshot):
     """Memory live through Python's allocators, by allocation site.
 
     ``sites``: memory live when the snapshot was taken; ``peak_sites``: the
     memory live when the tracked total was highest (``peak_bytes``).  Both
-    are sorted by bytes, descending, one entry per distinct stack.
+    are sorted by bytes, descending, one entry per distinct stack.  The data
+    and its persistence are :class:`pymemtrace.snapshots.allocations.AllocationSnapshot`;
+    this class adds the analyses and renderings as methods.
     """
 
-    sites: list[Site]
-    peak_sites: list[Site]
-    peak_bytes: int
-    bytes: int
-    mode: str = "exact"
-    depth: int = 16
-    sample_bytes: int = 512 * 1024
-    stats: dict[str, int] = field(default_factory=dict)
-
-    # -- building ---------------------------------------------------------
-    @classmethod
-    def _from_native(cls, raw: dict) -> AllocationSnapshot:
-        live: list[Site] = []
-        peak: list[Site] = []
-        for frames, nbytes, nblocks, pbytes, pblocks in raw["stacks"]:
-            stack = tuple(Frame(f, line, fn) for f, fn, line in frames)
-            if nbytes or nblocks:
-                live.append(Site(stack, nbytes, nblocks))
-            if pbytes or pblocks:
-                peak.append(Site(stack, pbytes, pblocks))
-        return cls(
-            sites=group_sites(live, "stack"),
-            peak_sites=group_sites(peak, "stack"),
-            peak_bytes=int(raw["peak_bytes"]),
-            bytes=int(raw["bytes"]),
-            mode=raw["mode"],
-            depth=int(raw["depth"]),
-            sample_bytes=int(raw["sample_bytes"]),
-            stats=dict(raw["stats"]),
-        )
+    __slots__ = ()
 
     # -- analyses ---------------------------------------------------------
-    def group_by(self, key: str = "line", peak: bool = False) -> list[Site]:
+    def group_by(self, key: str = "line", peak: bool = False) -> list:
         """Sites merged by "line", "function", "file" or "stack"."""
         return group_sites(self.peak_sites if peak else self.sites, key)
 
-    def top(self, n: int = 10, key: str = "line", peak: bool = False) -> list[Site]:
+    def top(self, n: int = 10, key: str = "line", peak: bool = False) -> list:
         """The n largest sites grouped by ``key``."""
         return self.group_by(key, peak)[:n]
 
-    def diff(self, old: AllocationSnapshot, key: str = "line") -> list[SiteDiff]:
+    def diff(self, old: AllocationSnapshot, key: str = "line") -> list:
         """What changed from ``old`` to this snapshot, largest growth first."""
-        new_sites = {s.stack: s for s in self.group_by(key)}
-        old_sites = {s.stack: s for s in old.group_by(key)}
-        out = []
-        for stack in set(new_sites) | set(old_sites):
-            n = new_sites.get(stack)
-            o = old_sites.get(stack)
-            nb, nn = (n.bytes, n.blocks) if n else (0, 0)
-            ob, on = (o.bytes, o.blocks) if o else (0, 0)
-            if nb == ob and nn == on:
-                continue
-            out.append(SiteDiff(stack, nb, nn, nb - ob, nn - on))
-        out.sort(key=lambda d: (-d.bytes_diff, -abs(d.blocks_diff), d.stack))
-        return out
+        from pymemtrace.analyses.allocations import diff
+
+        return diff(self, old, key)
 
     def without_files_under(
         self, directory: str, *, drop_sites_under: str | None = None
     ) -> AllocationSnapshot:
-        """A copy without the frames of files under ``directory`` (a tool's
-        own frames, e.g. the pymemtrace package's), so that memory a tool's
-        function allocated for its caller goes to the caller's line.
+        """A copy without the frames of files under ``directory`` (see
+        :func:`pymemtrace.analyses.allocations.without_files_under`)."""
+        from pymemtrace.analyses.allocations import without_files_under
 
-        A site with a frame under ``drop_sites_under`` (a runner that called
-        the code being measured: memory it allocated itself) or left with
-        no frame is dropped, its bytes taken off ``bytes`` and
-        ``peak_bytes``.  Sites with no Python frame to begin with are kept.
-        """
-        import os
-
-        def prefix(path: str) -> str:
-            return os.path.join(os.path.abspath(path), "")
-
-        root = prefix(directory)
-        runner = prefix(drop_sites_under) if drop_sites_under else None
-
-        def strip(sites: list[Site]) -> tuple[list[Site], int]:
-            kept: list[Site] = []
-            dropped = 0
-            for site in sites:
-                files = [os.path.abspath(f.file) for f in site.stack]
-                if runner is not None and any(f.startswith(runner) for f in files):
-                    dropped += site.bytes
-                    continue
-                stack = tuple(
-                    f for f, path in zip(site.stack, files) if not path.startswith(root)
-                )
-                if site.stack and not stack:
-                    dropped += site.bytes
-                    continue
-                kept.append(
-                    site
-                    if len(stack) == len(site.stack)
-                    else Site(stack, site.bytes, site.blocks)
-                )
-            return group_sites(kept, "stack"), dropped
-
-        sites, live_dropped = strip(self.sites)
-        peak_sites, peak_dropped = strip(self.peak_sites)
-        return AllocationSnapshot(
-            sites=sites,
-            peak_sites=peak_sites,
-            peak_bytes=max(0, self.peak_bytes - peak_dropped),
-            bytes=max(0, self.bytes - live_dropped),
-            mode=self.mode,
-            depth=self.depth,
-            sample_bytes=self.sample_bytes,
-            stats=dict(self.stats),
-        )
+        return without_files_under(self, directory, drop_sites_under=drop_sites_under)
 
     # -- outputs ----------------------------------------------------------
-    def to_dict(self) -> dict:
-        from pymemtrace.reporters import allocations_json
-
-        return allocations_json.to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AllocationSnapshot:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(
-                f"unsupported allocation snapshot schema: {data.get('schema')!r}"
-            )
-        return cls(
-            sites=[Site.from_dict(s) for s in data["sites"]],
-            peak_sites=[Site.from_dict(s) for s in data.get("peak_sites", [])],
-            peak_bytes=_int(data["peak_bytes"]),
-            bytes=_int(data.get("bytes", sum(s["bytes"] for s in data["sites"]))),
-            mode=data.get("mode", "exact"),
-            depth=_int(data.get("depth", 16)),
-            # null in exact mode: there is no sampling interval
-            sample_bytes=_int(data.get("sample_bytes") or 512 * 1024),
-            stats=dict(data.get("stats", {})),
-        )
-
     def to_collapsed(self, peak: bool = False) -> str:
         from pymemtrace.reporters import collapsed
 
@@ -321,27 +107,6 @@ class AllocationSnapshot:
 
         return allocations_text.render(self, top=top, key=key, live_title=live_title)
 
-    def save(self, path) -> None:
-        """Write the snapshot as JSON: complete under ``path``, or not there.
-
-        Raises :class:`~pymemtrace.errors.PymemtraceError` (``cannot write
-        PATH: reason``) when it cannot be written.
-        """
-        import json
-
-        from pymemtrace import _output
-
-        with _output.atomic_open(os.fspath(path)) as fh:
-            json.dump(self.to_dict(), fh)
-            fh.write("\n")
-
-    @classmethod
-    def load(cls, path) -> AllocationSnapshot:
-        import json
-
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
-
 
 def load(path) -> AllocationSnapshot:
     """Read a snapshot written by :meth:`AllocationSnapshot.save`."""
@@ -367,8 +132,8 @@ def start(
 
     for name, value, low, high in (
         ("depth", depth, 1, 256),
-        ("max_traces", max_traces, 0, 2**63 - 1),
-        ("max_stacks", max_stacks, 0, 2**63 - 1),
+        ("max_traces", max_traces, 0, MAX_TABLE_ENTRIES),
+        ("max_stacks", max_stacks, 0, MAX_TABLE_ENTRIES),
         ("seed", seed, 0, 2**64 - 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -404,7 +169,7 @@ def snapshot() -> AllocationSnapshot:
     """Memory live now and at the peak, by site (tracker must be running)."""
     from pymemtrace import _native
 
-    return AllocationSnapshot._from_native(_native.alloc_snapshot())
+    return AllocationSnapshot.from_native(_native.alloc_snapshot())
 
 
 def reset_peak() -> None:
@@ -440,16 +205,31 @@ def counters() -> dict[str, int]:
     return _native.alloc_counters()
 
 
-@contextlib.contextmanager
-def counting() -> Iterator[None]:
+class counting:  # noqa: N801 - a context manager, named as the function it was
     """Keep the always-on live-byte counters while the block runs."""
-    from pymemtrace import _native
 
-    _native.alloc_counting_start()
-    try:
-        yield
-    finally:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        from pymemtrace import _native
+
+        _native.alloc_counting_start()
+
+    def __exit__(self, *exc) -> None:
+        from pymemtrace import _native
+
         _native.alloc_counting_stop()
+
+    def __call__(self, func):
+        """``@counting()`` on a function, as a contextmanager-made one allowed."""
+        import functools
+
+        @functools.wraps(func)
+        def counted(*args, **kwargs):
+            with counting():
+                return func(*args, **kwargs)
+
+        return counted
 
 
 class Tracking:
@@ -462,26 +242,74 @@ class Tracking:
         return snapshot()
 
 
-@contextlib.contextmanager
-def tracking(
-    mode: str = "exact", depth: int = 16, sample_bytes: int = 512 * 1024, **options
-) -> Iterator[Tracking]:
+class tracking:  # noqa: N801 - a context manager, named as the function it was
     """Track allocations in the block; the handle's ``snapshot`` is taken at
     its end (also when it raises), then the tracker stops."""
-    handle = Tracking()
-    start(mode, depth, sample_bytes, **options)
-    try:
-        yield handle
-    finally:
+
+    __slots__ = ("_args", "_handle")
+
+    def __init__(
+        self, mode: str = "exact", depth: int = 16, sample_bytes: int = 512 * 1024, **options
+    ) -> None:
+        self._args = (mode, depth, sample_bytes, options)
+        self._handle = None
+
+    def __enter__(self) -> Tracking:
+        mode, depth, sample_bytes, options = self._args
+        handle = Tracking()
+        start(mode, depth, sample_bytes, **options)
+        self._handle = handle
+        return handle
+
+    def __exit__(self, *exc) -> None:
         try:
-            handle.snapshot = snapshot()
+            self._handle.snapshot = snapshot()
         finally:
             stop()
+
+
+class RunProbe:
+    """The tracker as the probe of a script run by ``pymemtrace._runner``
+    (``pymemtrace run --allocations``): started just before the script's
+    first line, its stacks cut at the script's own frames, and its snapshot
+    without pymemtrace's frames (memory a pymemtrace function allocated for
+    the script is the script's line; memory the runner allocated itself is
+    left out)."""
+
+    __slots__ = ("mode", "depth", "sample_bytes", "seed")
+
+    def __init__(self, mode: str = "exact", depth: int = 16,
+                 sample_bytes: int = 512 * 1024, seed: int = 0) -> None:
+        self.mode, self.depth, self.sample_bytes, self.seed = mode, depth, sample_bytes, seed
+
+    def start(self) -> None:
+        start(mode=self.mode, depth=self.depth, sample_bytes=self.sample_bytes, seed=self.seed)
+
+    @property
+    def stack_base(self):
+        """``stack_base(True)`` called by the runner's frame cuts stacks
+        there; a C function, so that no frame of ours comes between."""
+        from pymemtrace import _native
+
+        return _native.alloc_set_stack_base
+
+    def is_running(self) -> bool:
+        return is_tracking()
+
+    def snapshot(self, runner_files=()) -> AllocationSnapshot:
+        import os
+
+        package = os.path.dirname(os.path.abspath(__file__))
+        return snapshot().without_files_under(package, drop_sites_under=tuple(runner_files))
+
+    def stop(self) -> None:
+        stop()
 
 
 __all__ = [
     "AllocationSnapshot",
     "Frame",
+    "RunProbe",
     "Site",
     "SiteDiff",
     "counters",

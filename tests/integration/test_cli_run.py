@@ -229,8 +229,8 @@ def test_run_does_not_wait_for_daemon_threads(cli, tmp_path):
 
 OWN_FRAMES_SCRIPT = textwrap.dedent("""\
     import threading
-    from pymemtrace.reporters.allocations_text import human_size
-    KEEP = [human_size(i * 1000.5) for i in range(3000)]
+    from pymemtrace.reporters._units import format_bytes
+    KEEP = [format_bytes(i * 1000.5) for i in range(3000)]
     t = threading.Thread(target=lambda: KEEP.append(bytes(100_000)))
     t.start()
     raise ValueError("planted")

@@ -7,6 +7,7 @@ import pytest
 
 from pymemtrace.allocations import AllocationSnapshot, Frame, Site, load
 from pymemtrace.reporters import allocations_json, allocations_text, collapsed, pprof
+from pymemtrace.reporters._units import format_bytes
 
 A = Frame("app.py", 10, "build")
 B = Frame("app.py", 20, "main")
@@ -128,8 +129,8 @@ def test_text_report_shows_human_sizes():
     assert "live at exit: 1.5 KiB in 3 site(s)" in text
     assert "app.py:10 (build)" in text
     assert "1 more site(s)" in text
-    assert allocations_text.human_size(10 * 1024 * 1024) == "10.0 MiB"
-    assert allocations_text.human_size(-2048) == "-2.0 KiB"
+    assert format_bytes(10 * 1024 * 1024) == "10.0 MiB"
+    assert format_bytes(-2048) == "-2.0 KiB"
 
 
 # -- a tiny protobuf reader, enough to check the pprof structure ----------

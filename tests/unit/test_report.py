@@ -11,9 +11,9 @@ import pytest
 
 from pymemtrace.reporters import log_report
 from pymemtrace.reporters.svg_chart import timeline_svg
-from pymemtrace.util.cpymemtrace_log import LogFormatError, parse_lines, read_log
-from pymemtrace.util.profile_analyse import analyse
-from pymemtrace.util.ref_trace_analyse import analyse_file, analyse_lines
+from pymemtrace.snapshots.profile_log import LogFormatError, parse_lines, read_log
+from pymemtrace.analyses.profile import analyse
+from pymemtrace.analyses.reftrace import analyse_file, analyse_lines
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 MiB = 1 << 20

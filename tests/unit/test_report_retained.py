@@ -10,9 +10,9 @@ import os
 import pytest
 
 from pymemtrace.reporters import log_report
-from pymemtrace.util import profile_analyse
-from pymemtrace.util.cpymemtrace_log import LogFormatError, ProfileLog, iter_records, parse_lines, read_log
-from pymemtrace.util.profile_analyse import RetainedStack, analyse, analyse_file, analyse_lines
+from pymemtrace.analyses import profile as profile_analyse
+from pymemtrace.snapshots.profile_log import LogFormatError, ProfileLog, iter_records, parse_lines, read_log
+from pymemtrace.analyses.profile import RetainedStack, analyse, analyse_file, analyse_lines
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 MiB = 1 << 20

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,29 @@ examples:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, without its ``import shutil`` (with bz2, lzma,
+    fnmatch: about 2 ms of `pymemtrace run`'s start-up, docs/benchmarks.md):
+    argparse builds one for every argument it adds, to check metavars."""
+
+    def __init__(self, prog, *args, width=None, **kwargs):
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, *args, width=width, **kwargs)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, the terminal, or 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def _chosen(argv: Sequence[str]) -> str | None:
     """The subcommand named on the command line, if any (its first word)."""
     for word in argv:
@@ -50,7 +74,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="pymemtrace",
         description="Find memory leaks in Python programs and their C extensions.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     from pymemtrace import __version__
 
@@ -58,7 +82,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, module_name in SUBCOMMANDS.items():
         if only is not None and name != only:
-            sub.add_parser(name)
+            sub.add_parser(name, formatter_class=_Formatter)
             continue
         command = importlib.import_module(module_name).Command()
         child = sub.add_parser(
@@ -66,7 +90,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help=command.help,
             description=command.help,
             epilog="example:\n  " + command.example,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_Formatter,
         )
         one_line_errors(child, f"pymemtrace {name}")
         command.prepare_parser(child)

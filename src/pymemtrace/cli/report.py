@@ -14,15 +14,33 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 
 from pymemtrace import _output
 from pymemtrace._argtypes import number
 from pymemtrace.errors import PymemtraceError, UsageError
-from pymemtrace.util.logtext import LogFormatError
+from pymemtrace.snapshots.logtext import LogFormatError
 
 PROFILE = "profile"
 REFTRACE = "reference_tracing"
 _SCAN_LINES = 200
+
+
+class Interrupted(PymemtraceError):
+    """SIGINT or SIGTERM during the report: one line, status 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+        super().__init__(f"interrupted by {name}: no report")
+        self.exit_code = 128 + signum
+
+
+class _Terminated(KeyboardInterrupt):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 def detect_kind(path: str) -> str:
@@ -59,27 +77,46 @@ class Command:
         parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot only: also write its one-file HTML report to OUT.html")
 
     def run(self, args) -> int:
+        # SIGTERM ends the report as ^C does: one line, no output file (an
+        # output is written under a temporary name and renamed when complete).
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (tests calling main())
+            previous = None
+        try:
+            return self._report(args)
+        except _Terminated:
+            raise Interrupted(signal.SIGTERM) from None
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _report(self, args) -> int:
         from pymemtrace.reporters import log_report
 
         if args.top < 1:
             raise UsageError("--top must be at least 1")
         path = os.fspath(args.log)
-        snapshot = _allocation_snapshot(path)
-        if snapshot is not None:
-            return _report_snapshot(snapshot, args)
+        for out in (args.svg, args.html):
+            if out:
+                _output.check_writable(out)  # a bad path fails before any work
+        if _is_json(path):
+            return _report_snapshot(path, args)
         if args.html:
             raise UsageError("--html needs an allocation snapshot (the JSON of pymemtrace run --allocations -o), not a log")
         kind = detect_kind(path)
         try:
+            # One streaming pass: memory does not grow with the log.
             if kind == PROFILE:
-                from pymemtrace.util.profile_analyse import analyse_file as analyse_profile
+                from pymemtrace.analyses.profile import analyse_file as analyse_profile
 
-                # One streaming pass: memory does not grow with the log.
                 analysis = analyse_profile(path, top=args.top)
                 render = log_report.profile_json if args.format == "json" else log_report.profile_text
                 svg = log_report.profile_svg
             else:
-                from pymemtrace.util.ref_trace_analyse import analyse_file
+                from pymemtrace.analyses.reftrace import analyse_file
 
                 analysis = analyse_file(path)
                 render = log_report.ref_trace_json if args.format == "json" else log_report.ref_trace_text
@@ -96,42 +133,88 @@ class Command:
         return 0
 
 
-def _allocation_snapshot(path: str):
-    """The AllocationSnapshot saved in path, or None when path is not JSON."""
+def _is_json(path: str) -> bool:
+    """True when path holds a JSON object (an allocation snapshot)."""
     try:
         with io.open(path, "r", encoding="utf-8", errors="replace") as stream:
             head = stream.read(4096).lstrip()
     except OSError:
-        return None  # detect_kind says why
-    if not head.startswith("{"):
-        return None
-    from pymemtrace.allocations import AllocationSnapshot
+        return False  # detect_kind says why
+    return head.startswith("{")
 
+
+class _Header:
+    """A snapshot's scalar fields as attributes (what the text report shows)."""
+
+    def __init__(self, fields: dict) -> None:
+        self.__dict__.update(fields)
+
+
+def _snapshot_errors(path: str, work):
+    """work(), its errors as one line about the snapshot at path."""
     try:
-        return AllocationSnapshot.load(path)
+        return work()
     except RecursionError:
         raise PymemtraceError(f"{path} is not an allocation snapshot: nested too deeply") from None
     except MemoryError:
         raise PymemtraceError(f"{path} is not an allocation snapshot: too large to read") from None
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PymemtraceError(f"{path} is not an allocation snapshot: {reason}") from None
+        raise PymemtraceError(f"{path} is not an allocation snapshot: {reason[:200]}") from None
     except OSError as exc:
         raise PymemtraceError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
 
 
-def _report_snapshot(snapshot, args) -> int:
-    from pymemtrace.reporters import allocations_json
+def _scan_snapshot(path: str, top_key: str = "line"):
+    """One streaming pass: (header, live groups, peak groups), sites totalled
+    by line as they are read, so memory grows with the lines, not the file."""
+    from pymemtrace.analyses.allocations import GroupedTotals
+    from pymemtrace.snapshots.allocations import iter_file
+
+    live, peak = GroupedTotals(top_key), GroupedTotals(top_key)
+    header = None
+    for tag, item in iter_file(path):
+        if tag == "site":
+            live.add(item)
+        elif tag == "peak_site":
+            peak.add(item)
+        else:
+            header = item
+    return _Header(header), live, peak
+
+
+def _report_snapshot(path: str, args) -> int:
+    from pymemtrace.reporters import allocations_json, allocations_text
 
     label = "live at the snapshot"
-    if args.format == "json":
-        text = allocations_json.render(snapshot, indent=1)
-    else:
-        text = snapshot.to_text(top=args.top, live_title=label).rstrip("\n")
-    # The files first: an unwritable path fails before anything is printed.
-    if args.svg:
-        _output.write_file(args.svg, snapshot.to_flamegraph())
+    header, live, peak = _snapshot_errors(path, lambda: _scan_snapshot(path))
     if args.html:
+        # The page embeds the heaviest stacks of each line: it reads the
+        # whole snapshot (the one output that does).
+        from pymemtrace.allocations import AllocationSnapshot
+
+        snapshot = _snapshot_errors(path, lambda: AllocationSnapshot.load(path))
         _output.write_file(args.html, snapshot.to_html(title=f"pymemtrace: {os.path.basename(args.log)}", live_label=label))
-    print(text, flush=True)
+    if args.svg:
+        from pymemtrace.reporters import flamegraph_svg
+        from pymemtrace.snapshots.allocations import iter_file
+
+        sites = (site for tag, site in iter_file(path) if tag == "site")
+        _output.write_file(args.svg, _snapshot_errors(path, lambda: flamegraph_svg.render(sites, title="Memory live")))
+    if args.format == "json":
+        from pymemtrace.snapshots.allocations import iter_file
+
+        # Streamed: the file was checked whole by the pass above.
+        allocations_json.write_stream(header.__dict__, iter_file(path), _stdout_writer())
+        return 0
+    text = allocations_text.render_groups(
+        header, live.sites(), peak.sites(), top=args.top, key="line", live_title=label
+    )
+    print(text.rstrip("\n"), flush=True)
     return 0
+
+
+def _stdout_writer():
+    import sys
+
+    return sys.stdout.write

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 
-from pymemtrace import _native, _output
+from pymemtrace import _output, _runner
 from pymemtrace._argtypes import number
-from pymemtrace.errors import PymemtraceError, UsageError
+from pymemtrace.errors import UsageError
 
 USAGE = (
     "pymemtrace run --allocations [--sample-bytes <n>] [--depth <d>] [-o <out.json>]\n"
@@ -152,10 +151,17 @@ class Command:
         for path in paths.values():
             _output.check_writable(path)  # a bad path fails before the script runs
         if args.module is not None:
-            runner, argv = _module_runner(args.module, args.target)
+            target = _runner.module_target(args.module, args.target)
         else:
-            runner, argv = _script_runner(args.target[0], args.target[1:])
-        mode = "sampled" if args.sample_bytes else "exact"
+            target = _runner.script_target(args.target[0], args.target[1:])
+        from pymemtrace.allocations import RunProbe
+
+        probe = RunProbe(
+            mode="sampled" if args.sample_bytes else "exact",
+            depth=args.depth,
+            sample_bytes=args.sample_bytes or 512 * 1024,
+            seed=args.seed,
+        )
 
         def report(snap) -> None:
             _write_outputs(snap, paths)
@@ -163,13 +169,9 @@ class Command:
                 snap.to_text(top=args.top, key=args.group_by, live_title="live at exit")
             )
 
-        status, snap = _run_tracked(
-            runner,
-            argv,
-            mode,
-            args.depth,
-            args.sample_bytes or 512 * 1024,
-            args.seed,
+        # Memory allocated in this folder's frames is the command's own.
+        status, snap = _runner.run(
+            target, probe, runner_files=(os.path.dirname(os.path.abspath(__file__)),),
             on_os_exit=report,
         )
         if snap is None:
@@ -208,254 +210,14 @@ def _output_paths(args) -> dict:
 
 def _write_outputs(snap, paths: dict) -> None:
     """Each output complete under its name, or not there (see _output)."""
-    from pymemtrace.reporters import allocations_json
-
     renders = {
-        "json": lambda: allocations_json.render(snap) + "\n",
         "collapsed": snap.to_collapsed,
         "pprof": snap.to_pprof,
         "flamegraph": snap.to_flamegraph,
         "html": lambda: snap.to_html(live_label="live at exit"),
     }
     for name, path in paths.items():
-        _output.write_file(path, renders[name]())
-
-
-def _script_runner(path: str, rest):
-    if not os.path.exists(path):
-        raise UsageError(f"can't open file {path!r}: no such file")
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "__main__.py")):
-        raise UsageError(f"can't find '__main__' module in {path!r}")
-    full = os.path.abspath(path)
-    if os.path.isdir(full) or not full.endswith((".py", ".pyw")) and _is_zip(full):
-
-        def runner(begin):
-            import runpy
-
-            sys.path.insert(0, full)
-            begin()
-            _native.alloc_set_stack_base(True)
-            try:
-                return runpy.run_path(path, run_name="__main__")
-            finally:
-                _native.alloc_set_stack_base(False)
-
-        return runner, [path, *rest]
-    try:
-        with open(full, "rb") as fh:
-            source = fh.read()
-    except OSError as exc:
-        raise UsageError(f"can't open file {path!r}: {exc.strerror or exc}") from None
-
-    def runner(begin):
-        # As python does: a fresh __main__ whose globals we keep, so memory
-        # they hold counts as live at exit even when the script raises.
-        import types
-
-        sys.path.insert(0, os.path.dirname(full))
-        main = types.ModuleType("__main__")
-        main.__file__ = path
-        main.__builtins__ = __builtins__
-        saved_main = sys.modules.get("__main__")
-        sys.modules["__main__"] = main
-        _KEEP.append(main.__dict__)
-        try:
-            code = compile(source, path, "exec", dont_inherit=True)
-            begin()
-            # Stacks stop at the script's own frames: ours are left out.
-            _native.alloc_set_stack_base(True)
-            try:
-                exec(code, main.__dict__)  # noqa: S102 - running the script
-            finally:
-                _native.alloc_set_stack_base(False)
-        finally:
-            if saved_main is not None:
-                sys.modules["__main__"] = saved_main
-        return main.__dict__
-
-    return runner, [path, *rest]
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# Globals of the script being run, alive until its snapshot is taken.
-_KEEP: list = []
-
-
-def _is_zip(path: str) -> bool:
-    import zipfile
-
-    try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False
-
-
-def _module_runner(module: str, rest):
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        raise UsageError(f"no module named {module!r}")
-
-    def runner(begin):
-        import runpy
-
-        sys.path.insert(0, os.getcwd())
-        begin()
-        _native.alloc_set_stack_base(True)
-        try:
-            return runpy.run_module(module, run_name="__main__", alter_sys=True)
-        finally:
-            _native.alloc_set_stack_base(False)
-
-    return runner, [module, *rest]
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM during the script: it ends as ^C does, and the report is written."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated
-
-
-def _run_tracked(runner, argv, mode, depth, sample_bytes, seed=0, on_os_exit=None):
-    """Run the target under the tracker: (exit status, snapshot at exit).
-
-    The snapshot is None in a process the script forked: only the process
-    that started the command reports.  SIGTERM ends the script as SIGINT
-    does (status 143).  When ``on_os_exit`` is given, ``os._exit`` called by
-    the script first hands it the snapshot (the report is written), then
-    exits.
-    """
-    from pymemtrace import allocations
-
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = list(argv)
-    status = 0
-    result = None
-    real_exit = os._exit
-    old_term = None
-
-    def exit_hook(code=0):
-        if _output.is_owner() and on_os_exit is not None and allocations.is_tracking():
-            try:
-                snap = allocations.snapshot()
-                allocations.stop()
-                on_os_exit(snap)
-            except Exception as exc:  # noqa: BLE001 - exiting anyway: one line
-                why = _output.reason(exc)
-                print(f"pymemtrace run: error: the script called os._exit({code}): "
-                      f"no report: {why}", file=sys.stderr)
-                code = 1  # as when the report fails at a normal exit
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError, AttributeError):
-                    pass
-        real_exit(code)
-
-    def begin():
-        allocations.start(mode=mode, depth=depth, sample_bytes=sample_bytes, seed=seed)
-
-    try:
-        try:
-            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread: SIGTERM stays as it is
-            old_term = None
-        os._exit = exit_hook
-        try:
-            try:
-                result = runner(begin)
-            except SystemExit as exc:
-                status = _exit_status(exc.code)
-            except _Terminated:
-                status = 128 + signal.SIGTERM
-            except KeyboardInterrupt:
-                import traceback
-
-                traceback.print_exc()
-                status = 130
-            except BaseException as exc:  # noqa: BLE001 - the script's own error
-                _print_script_traceback(exc)
-                status = 1
-            if _output.is_owner():
-                # Its non-daemon threads still run, as at Python's exit.
-                try:
-                    _join_threads()
-                except KeyboardInterrupt:
-                    status = 130
-                except _Terminated:
-                    status = 128 + signal.SIGTERM
-        finally:
-            os._exit = real_exit
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
-        if not _output.is_owner():
-            return status, None
-        # Memory live at exit: the script's globals (result) are still held.
-        if not allocations.is_tracking():
-            raise PymemtraceError("the script did not start")
-        # pymemtrace's frames are not the script's: leave them out, and the
-        # memory this runner allocated itself (the script's stacks stop
-        # above the runner, see alloc_set_stack_base).
-        snap = allocations.snapshot().without_files_under(
-            _PACKAGE_DIR, drop_sites_under=os.path.dirname(os.path.abspath(__file__))
-        )
-        del result
-        _KEEP.clear()
-    finally:
-        allocations.stop()
-        sys.argv, sys.path[:] = saved_argv, saved_path
-    return status, snap
-
-
-def _join_threads() -> None:
-    """Wait for the script's non-daemon threads, as Python's exit does
-    (threading._shutdown): what they allocate is live at exit too."""
-    threading = sys.modules.get("threading")
-    if threading is None:  # no thread was started through threading
-        return
-    me = threading.current_thread()
-    while True:
-        waiting = [
-            t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()
-        ]
-        if not waiting:
-            return
-        for thread in waiting:  # they may start others: look again after
-            thread.join()
-
-
-def _exit_status(code) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _print_script_traceback(exc: BaseException) -> None:
-    """Print exc as python would, without our own and runpy's frames."""
-    import traceback
-
-    tb = exc.__traceback__
-    here = os.path.dirname(os.path.abspath(__file__))
-    while tb is not None:
-        raw = tb.tb_frame.f_code.co_filename
-        filename = os.path.abspath(raw)
-        if (
-            filename.startswith(here)
-            or os.path.basename(raw) == "runpy.py"
-            or raw.startswith("<frozen runpy")
-        ):
-            tb = tb.tb_next
-            continue
-        break
-    traceback.print_exception(type(exc), exc, tb)
-    sys.stderr.flush()
+        if name == "json":
+            snap.save(path)  # the snapshot's own persistence
+        else:
+            _output.write_file(path, renders[name]())

@@ -23,8 +23,9 @@ from __future__ import annotations
 import html
 import json
 
+from pymemtrace.analyses.allocations import lines_with_stacks
 from pymemtrace.reporters import flamegraph_svg
-from pymemtrace.reporters.allocations_text import human_size
+from pymemtrace.reporters._units import format_bytes
 
 TOP = 50  # rows per table
 STACKS_PER_ROW = 3  # full stacks kept for each line of the table
@@ -35,28 +36,11 @@ def _frame(f) -> list:
 
 
 def _rows(sites, top: int) -> tuple[list[dict], int]:
-    """The ``top`` sites grouped by line (largest first), each with its
-    heaviest stacks; and the number of distinct lines."""
-    by_line: dict = {}
-    for site in sites:
-        key = site.stack[0] if site.stack else None
-        acc = by_line.get(key)
-        if acc is None:
-            acc = by_line[key] = [0, 0, []]
-        acc[0] += site.bytes
-        acc[1] += site.blocks
-        acc[2].append(site)
-    ordered = sorted(
-        by_line.items(),
-        key=lambda kv: (
-            -kv[1][0],
-            -kv[1][1],
-            (kv[0].file, kv[0].line, kv[0].function) if kv[0] else ("", 0, ""),
-        ),
-    )
+    """The ``top`` lines (largest first), each with its heaviest stacks; and
+    the number of distinct lines."""
+    lines = lines_with_stacks(sites)
     rows = []
-    for frame, (nbytes, nblocks, members) in ordered[:top]:
-        members.sort(key=lambda s: (-s.bytes, -s.blocks))
+    for frame, nbytes, nblocks, members in lines[:top]:
         rows.append(
             {
                 "bytes": nbytes,
@@ -71,7 +55,7 @@ def _rows(sites, top: int) -> tuple[list[dict], int]:
                 "more_stacks": max(0, len(members) - STACKS_PER_ROW),
             }
         )
-    return rows, len(ordered)
+    return rows, len(lines)
 
 
 def _view(sites, total: int, top: int) -> dict:
@@ -103,13 +87,13 @@ def _facts(snapshot, live_label: str) -> list[tuple[str, str]]:
     facts = [("mode", snapshot.mode), ("stack depth", f"{snapshot.depth} frames")]
     if snapshot.mode == "sampled":
         facts.append(
-            ("sample interval", f"one per {human_size(snapshot.sample_bytes)} (estimates)")
+            ("sample interval", f"one per {format_bytes(snapshot.sample_bytes)} (estimates)")
         )
-    facts.append((live_label, human_size(snapshot.bytes)))
-    facts.append(("peak", human_size(snapshot.peak_bytes)))
+    facts.append((live_label, format_bytes(snapshot.bytes)))
+    facts.append(("peak", format_bytes(snapshot.peak_bytes)))
     facts.append(("sites", f"{len(snapshot.sites)} live, {len(snapshot.peak_sites)} at the peak"))
     if stats.get("memory"):
-        facts.append(("tracker memory", human_size(stats["memory"])))
+        facts.append(("tracker memory", format_bytes(stats["memory"])))
     for key, label in (("python", "Python"), ("platform", "platform")):
         if stats.get(key):
             facts.append((label, str(stats[key])))

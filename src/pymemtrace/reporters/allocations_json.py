@@ -1,42 +1,59 @@
 """Allocation snapshot -> the JSON document of ``pymemtrace run --allocations``.
 
-The contract checked by outside tools (extend, never rename)::
-
-    {"schema": 1, "peak_bytes": int,
-     "sites": [{"file": str, "line": int, "function": str,
-                "stack": [{"file", "line", "function"}, ...],
-                "bytes": int, "blocks": int}, ...],
-     "peak_sites": [... same shape ...]}
-
-``sites`` is the memory live at the snapshot (at exit, for the CLI) and
-``peak_sites`` the memory live at the peak, both one entry per distinct
-stack, sorted by bytes descending.  Extra keys: mode, depth, sample_bytes
-(the sampling interval in bytes; null in exact mode), bytes (live total),
-stats (the tracker's own figures).
+The document and its contract live with the snapshot
+(:mod:`pymemtrace.snapshots.allocations`, docs/allocations.md): this
+module only serialises it, whole or streamed.
 """
 
 from __future__ import annotations
 
+from pymemtrace.snapshots.allocations import to_dict
 
-def _sorted(sites):
-    return sorted(sites, key=lambda s: (-s.bytes, -s.blocks, s.stack))
-
-
-def to_dict(snapshot) -> dict:
-    return {
-        "schema": 1,
-        "peak_bytes": int(snapshot.peak_bytes),
-        "sites": [s.to_dict() for s in _sorted(snapshot.sites)],
-        "peak_sites": [s.to_dict() for s in _sorted(snapshot.peak_sites)],
-        "bytes": int(snapshot.bytes),
-        "mode": snapshot.mode,
-        "depth": snapshot.depth,
-        "sample_bytes": snapshot.sample_bytes if snapshot.mode == "sampled" else None,
-        "stats": dict(snapshot.stats),
-    }
+__all__ = ["render", "to_dict"]
 
 
 def render(snapshot, indent=None) -> str:
     import json
 
     return json.dumps(to_dict(snapshot), indent=indent)
+
+
+def write_stream(header: dict, items, write) -> None:
+    """The document of a snapshot read one site at a time: ``header`` has
+    its scalar fields, ``items`` yields ``("site" | "peak_site", Site)`` (and
+    anything else, ignored) as :func:`pymemtrace.snapshots.allocations.iter_file`
+    does.  Sites keep the order of ``items`` (``save`` writes them largest
+    first); ``write`` gets the text piece by piece, one site per line.
+    """
+    import json
+
+    scalars = {
+        "schema": 1,
+        "peak_bytes": int(header["peak_bytes"]),
+        "bytes": int(header["bytes"]),
+        "mode": header["mode"],
+        "depth": header["depth"],
+        "sample_bytes": header["sample_bytes"] if header["mode"] == "sampled" else None,
+        "stats": dict(header["stats"]),
+    }
+    write(json.dumps(scalars)[:-1])
+    keys = {"site": "sites", "peak_site": "peak_sites"}
+    written = set()
+    current = None
+    for tag, site in items:
+        key = keys.get(tag)
+        if key is None:
+            continue
+        if key != current:
+            write(("]" if current else "") + f',\n "{key}": [\n  ')
+            written.add(key)
+            current = key
+        else:
+            write(",\n  ")
+        write(json.dumps(site.to_dict()))
+    if current:
+        write("]")
+    for key in ("sites", "peak_sites"):
+        if key not in written:
+            write(f',\n "{key}": []')
+    write("}\n")

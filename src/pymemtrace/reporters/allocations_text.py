@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-
-def human_size(n: float) -> str:
-    """1536 -> '1.5 KiB' (sign kept)."""
-    sign = "-" if n < 0 else ""
-    n = abs(float(n))
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{sign}{int(n)} B"
-            return f"{sign}{n:.1f} {unit}"
-        n /= 1024
-    return f"{sign}{n:.1f} TiB"  # pragma: no cover
+from pymemtrace.analyses.allocations import group_sites
+from pymemtrace.reporters._units import format_bytes
 
 
 def _where(site) -> str:
@@ -32,9 +22,9 @@ def _frame(f) -> str:
 
 
 def _table(title: str, total: int, sites, top: int, key: str = "line") -> list[str]:
-    lines = [f"{title}: {human_size(total)} in {len(sites)} site(s)"]
+    lines = [f"{title}: {format_bytes(total)} in {len(sites)} site(s)"]
     for i, site in enumerate(sites[:top], 1):
-        head = f"  {i:>3}. {human_size(site.bytes):>10} {site.blocks:>9} blocks  "
+        head = f"  {i:>3}. {format_bytes(site.bytes):>10} {site.blocks:>9} blocks  "
         lines.append(head + _where(site))
         if key == "stack":
             # The whole stack, innermost first, each caller under its callee.
@@ -42,7 +32,7 @@ def _table(title: str, total: int, sites, top: int, key: str = "line") -> list[s
     if len(sites) > top:
         rest = sum(s.bytes for s in sites[top:])
         lines.append(
-            f"       {human_size(rest):>10} in {len(sites) - top} more site(s)"
+            f"       {format_bytes(rest):>10} in {len(sites) - top} more site(s)"
         )
     return lines
 
@@ -50,21 +40,35 @@ def _table(title: str, total: int, sites, top: int, key: str = "line") -> list[s
 def render(
     snapshot, top: int = 10, key: str = "line", live_title: str = "live now"
 ) -> str:
-    mode = snapshot.mode
-    if mode == "sampled":
-        mode += f", one sample per {human_size(snapshot.sample_bytes)} (estimates)"
-    lines = [f"allocations ({mode}, stacks of {snapshot.depth} frames, by {key})"]
-    lines += _table(live_title, snapshot.bytes, snapshot.group_by(key), top, key)
-    lines += _table(
-        "live at peak", snapshot.peak_bytes, snapshot.group_by(key, peak=True), top, key
+    return render_groups(
+        snapshot,
+        group_sites(snapshot.sites, key),
+        group_sites(snapshot.peak_sites, key),
+        top=top,
+        key=key,
+        live_title=live_title,
     )
-    dropped = {k: v for k, v in snapshot.stats.items() if k.startswith("dropped") and v}
+
+
+def render_groups(
+    header, live, peak, top: int = 10, key: str = "line", live_title: str = "live now"
+) -> str:
+    """The report of sites already grouped by ``key`` (``live``, ``peak``);
+    ``header`` has the snapshot's scalar fields (mode, depth, sample_bytes,
+    bytes, peak_bytes, stats) as attributes."""
+    mode = header.mode
+    if mode == "sampled":
+        mode += f", one sample per {format_bytes(header.sample_bytes)} (estimates)"
+    lines = [f"allocations ({mode}, stacks of {header.depth} frames, by {key})"]
+    lines += _table(live_title, header.bytes, live, top, key)
+    lines += _table("live at peak", header.peak_bytes, peak, top, key)
+    dropped = {k: v for k, v in header.stats.items() if k.startswith("dropped") and v}
     if dropped:
         lines.append(
             "warning: tables full, not recorded: "
             + ", ".join(f"{k.split('_', 1)[1]} {v}" for k, v in dropped.items())
         )
-    memory = snapshot.stats.get("memory")
+    memory = header.stats.get("memory")
     if memory:
-        lines.append(f"tracker memory: {human_size(memory)}")
+        lines.append(f"tracker memory: {format_bytes(memory)}")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 from xml.sax.saxutils import escape, quoteattr
 
-from pymemtrace.reporters.allocations_text import human_size
+from pymemtrace.reporters._units import format_bytes
 
 FONT_SIZE = 12
 CHAR_WIDTH = 7.0  # average advance of the 12 px sans-serif font
@@ -106,7 +106,7 @@ def render(
         out.append("</svg>")
         return "\n".join(out) + "\n"
     out.append(
-        f'<text x="{MARGIN}" y="{MARGIN + 34}">{escape(human_size(root.bytes))} '
+        f'<text x="{MARGIN}" y="{MARGIN + 34}">{escape(format_bytes(root.bytes))} '
         "in all; hover a box for its site, width is bytes</text>"
     )
     scale = inner / root.bytes
@@ -119,12 +119,12 @@ def render(
         y = bottom - (level + 1) * FRAME_HEIGHT
         share = 100.0 * node.bytes / root.bytes
         if level == 0:
-            tip = f"all: {human_size(node.bytes)} (100%)"
+            tip = f"all: {format_bytes(node.bytes)} (100%)"
             fill = "hsl(0,0%,80%)"
         else:
             tip = (
                 f"{node.label} ({node.file}:{node.line}): "
-                f"{human_size(node.bytes)}, {share:.1f}%"
+                f"{format_bytes(node.bytes)}, {share:.1f}%"
             )
             fill = _colour(node.file, node.label)
         name = f"{node.label}:{node.line}" if node.file else node.label

@@ -1,6 +1,6 @@
 """Text and JSON reports of cPyMemTrace logs (Profile/Trace and
-ReferenceTracing).  Pure functions from the analyses in pymemtrace.util to
-strings; JSON documents carry ``"schema": 1``.
+ReferenceTracing).  Pure functions from the analyses in pymemtrace.analyses
+to strings; JSON documents carry ``"schema": 1``.
 """
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 from typing import List, Sequence
 
-from pymemtrace.reporters.svg_chart import human_bytes
-from pymemtrace.util.profile_analyse import ProfileAnalysis
-from pymemtrace.util.ref_trace_analyse import RefTraceAnalysis
+from pymemtrace.analyses.profile import ProfileAnalysis
+from pymemtrace.analyses.reftrace import RefTraceAnalysis
+from pymemtrace.reporters._units import format_bytes
+from pymemtrace.snapshots.logtext import escape
 
 SCHEMA = 1
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -32,12 +33,9 @@ def sparkline(values: Sequence[float], width: int = 60) -> str:
     return "".join(BLOCKS[int(round((v - low) * scale))] for v in columns)
 
 
-def _one_line(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _signed_bytes(value: int) -> str:
-    return ("+" if value > 0 else "") + human_bytes(value)
+    """``+1.5 KiB``, ``-3 B``; zero without a sign."""
+    return format_bytes(value, signed=value != 0)
 
 
 def _table(header: Sequence[str], rows: List[Sequence[str]], right: Sequence[int] = ()) -> List[str]:
@@ -67,8 +65,8 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
     out.append(f"  {status}; {analysis.n_records} records, {analysis.events} events, {analysis.duration:.3f} s")
     if analysis.first_mem is not None:
         out.append(
-            f"  {measure}: first {human_bytes(analysis.first_mem)}, last {human_bytes(analysis.last_mem)}, "
-            f"peak {human_bytes(analysis.peak_mem)} "
+            f"  {measure}: first {format_bytes(analysis.first_mem)}, last {format_bytes(analysis.last_mem)}, "
+            f"peak {format_bytes(analysis.peak_mem)} "
             f"(net {_signed_bytes(analysis.last_mem - analysis.first_mem)})"
         )
     out.append("")
@@ -77,22 +75,22 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
     if values:
         out.append("  " + sparkline(values))
         out.append(f"  event {analysis.timeline[0][0]} .. {analysis.timeline[-1][0]}, "
-                   f"{human_bytes(min(values))} .. {human_bytes(max(values))}")
+                   f"{format_bytes(min(values))} .. {format_bytes(max(values))}")
     else:
         out.append("  (no records)")
     out.append("")
     out.append(f"Still held at the end, by line (top {top}; each fall cancels the most recent rises first):")
     if analysis.retained:
-        rows = [[human_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.retained[:top]]
+        rows = [[format_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.retained[:top]]
         out += _table(["held", "line", "function"], rows, right=(0,))
     else:
         out.append("  (nothing: every rise was given back)")
     if analysis.released:
-        out.append(f"  released {human_bytes(analysis.released)} held before the log started")
+        out.append(f"  released {format_bytes(analysis.released)} held before the log started")
     out.append("")
     out.append(f"Given back later (churn: rises cancelled by later falls), by line (top {top}):")
     if analysis.churn:
-        rows = [[human_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.churn[:top]]
+        rows = [[format_bytes(t.bytes), f"{t.file}:{t.line}", t.function] for t in analysis.churn[:top]]
         out += _table(["churn", "line", "function"], rows, right=(0,))
     else:
         out.append("  (none)")
@@ -129,7 +127,7 @@ def profile_text(analysis: ProfileAnalysis, top: int = 10) -> str:
         out.append("")
         out.append("Messages:")
         for m in log.messages:
-            out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
+            out.append(f"  event {m.event} at {m.clock:.6f} s: {escape(m.text)}")
         if log.messages_dropped:
             out.append(f"  ... {log.messages_dropped} more messages not shown")
     return "\n".join(out)
@@ -241,7 +239,7 @@ def ref_trace_text(analysis: RefTraceAnalysis, top: int = 10, full_path: bool = 
         out.append("")
         out.append("Messages:")
         for m in analysis.messages:
-            out.append(f"  event {m.event} at {m.clock:.6f} s: {_one_line(m.text)}")
+            out.append(f"  event {m.event} at {m.clock:.6f} s: {escape(m.text)}")
     return "\n".join(out)
 
 

@@ -1,7 +1,9 @@
-"""Readers and analyses of the logs pymemtrace writes (pure Python).
+"""The names of the log readers and analyses before issue 9 (kept working).
 
-``cpymemtrace_log`` reads Profile/Trace logs (docs/log_format.md);
-``ref_trace_analyse`` reads and analyses ReferenceTracing logs
-(docs/reference_tracing.md) and runs as
-``python -m pymemtrace.util.ref_trace_analyse LOG``.
+They moved: the readers to :mod:`pymemtrace.snapshots` (``profile_log``,
+``reftrace_log``, ``logtext``), the analyses to :mod:`pymemtrace.analyses`
+(``profile``, ``reftrace``).  These modules only re-export them (front
+ends, docs/design.md section 1); ``ref_trace_analyse`` also keeps the
+command ``pymemtrace_ref_trace_analyse`` (``python -m
+pymemtrace.util.ref_trace_analyse LOG``).
 """

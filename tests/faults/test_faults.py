@@ -22,6 +22,7 @@ from pymemtrace.allocations import SCHEMA
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 PROFILE_LOG = os.path.join(FIXTURES, "profile_growth.log")
+REFTRACE_LOG = os.path.join(FIXTURES, "reftrace_leak.log")
 FULL = "/dev/full"
 needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full")
 
@@ -213,6 +214,62 @@ def test_a_signal_to_run_still_writes_the_report(tmp_path, signum, status):
         assert "Traceback" not in stderr
 
 
+def wait_until_open(proc, path, timeout=120):
+    """Until proc has path open (Linux /proc): the command is at work."""
+    fds = f"/proc/{proc.pid}/fd"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"ended before it opened {path} ({proc.returncode}): {err}")
+        try:
+            links = [os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds)]
+        except OSError:
+            links = []
+        if str(path) in links:
+            return
+        time.sleep(0.001)
+    proc.kill()
+    pytest.fail(f"{path} never opened")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_report_is_one_line_and_leaves_no_output(tmp_path, signum, status):
+    from synthetic_profile_log import write_log
+
+    # GIVEN `report --svg` at work on a long log
+    log = tmp_path / "long.log"
+    write_log(log, 30_000_000)
+    svg = tmp_path / "out.svg"
+    proc = spawn("report", log, "--svg", svg)
+    wait_until_open(proc, log)
+    # WHEN the signal arrives
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    # THEN the status of that signal, one line, no report and no file
+    assert proc.returncode == status, stderr
+    name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+    assert one_error_line(stderr) == f"pymemtrace report: error: interrupted by {name}: no report"
+    assert stdout == ""
+    assert not svg.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_report_that_is_not_interrupted_writes_its_output(tmp_path):
+    from synthetic_profile_log import write_log
+
+    # The twin of the test above: the same command, left to finish
+    log = tmp_path / "long.log"
+    write_log(log, 1_000_000)
+    svg = tmp_path / "out.svg"
+    proc = spawn("report", log, "--svg", svg)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "Still held at the end" in stdout
+    ET.parse(svg)
+
+
 def test_a_killed_run_leaves_the_previous_output_intact(tmp_path):
     # GIVEN an output file from an earlier run
     script = write(tmp_path, "sleeper.py", SLEEPER)
@@ -311,6 +368,9 @@ def _full_disk_cases():
         ("report", [snap], FULL),
         ("report", [PROFILE_LOG, "--svg", FULL], None),
         ("report", [PROFILE_LOG, "--format", "json"], FULL),
+        ("report", [snap, "--format", "json"], FULL),
+        ("report", [REFTRACE_LOG, "--svg", FULL], None),
+        ("report", [REFTRACE_LOG], FULL),
     ]
 
 
@@ -346,6 +406,7 @@ def test_a_full_disk_is_one_line_and_exit_1(cli, tmp_path, command, args, stdout
     ("report", ["{snap}"]),
     ("report", ["{snap}", "--format", "json"]),
     ("report", [PROFILE_LOG]),
+    ("report", [REFTRACE_LOG, "--format", "json"]),
     ("run", ["{quiet}"]),
     ("tree", ["--count", "3", "-i", "0.01"]),
     ("process", ["--summary", "{log}"]),
@@ -444,14 +505,31 @@ def test_an_out_of_range_number_is_one_line(cli, command, option, value):
     assert line.endswith(f", not {value!r}"), line
 
 
-def test_the_python_api_refuses_a_negative_table_cap():
+@pytest.mark.parametrize("option, value", [
+    ("max_traces", -1), ("max_traces", 2**64 - 1), ("max_traces", 2**63), ("max_traces", 2**41),
+    ("max_stacks", -1), ("max_stacks", 2**64), ("max_traces", 1.5), ("max_traces", True),
+])
+def test_the_python_api_refuses_a_negative_or_absurd_table_cap(option, value):
     from pymemtrace import allocations
 
-    # GIVEN max_traces < 0 (it wrapped to a huge unsigned cap before)
-    # WHEN the tracker is started  THEN ValueError, and it is not running
-    with pytest.raises(ValueError, match="max_traces"):
-        allocations.start(max_traces=-1)
+    # GIVEN a cap < 0 (it wrapped to a huge unsigned cap before) or beyond
+    # what a machine could hold
+    # WHEN the tracker is started  THEN ValueError naming it, and it is not running
+    with pytest.raises(ValueError, match=option):
+        allocations.start(**{option: value})
     assert not allocations.is_tracking()
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**40])
+def test_the_python_api_takes_a_sane_table_cap(value):
+    from pymemtrace import allocations
+
+    # The twin: 0 (no cap) up to the largest cap start
+    allocations.start(max_traces=value, max_stacks=value)
+    try:
+        assert allocations.is_tracking()
+    finally:
+        allocations.stop()
 
 
 # ------------------------------------------------------- bad JSON input
