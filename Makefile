@@ -108,9 +108,9 @@ chromium-deps:
 # `make test-asan` runs the whole suite (minus 'slow') on ASAN_VERSION (the
 # default CPython); to keep CI time down, only the fault suite (FAULT_TESTS)
 # on each other CPython, and tests/unit as well on 3.12 and later (immortal
-# objects, sys.monitoring and PyRefTracer paths); each run is followed by
-# tests/leakcheck.py under LeakSanitizer.  `make test-asan-V` runs one
-# CPython alone.
+# objects, sys.monitoring and PyRefTracer paths).  The runs on ASAN_VERSION
+# and 3.12+ are followed by tests/leakcheck.py under LeakSanitizer.
+# `make test-asan-V` runs one CPython alone.
 ASAN_VERSION ?= $(DEFAULT_VERSION)
 ASAN_EXTRA_VERSIONS ?= $(filter-out $(ASAN_VERSION) system,$(PY_VERSIONS))
 # tests/faults once it exists; until then the one file it grows from.
@@ -130,8 +130,10 @@ ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
 ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1
 LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1:fast_unwind_on_malloc=0 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
-# What pytest runs under ASan on one CPython.
-asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,$(if $(filter 3.9.% 3.10.% 3.11.%,$(1)),,tests/unit) $(FAULT_TESTS))
+# What pytest runs under ASan on one CPython; faults_only: the fault suite
+# alone (no tests/unit, no leakcheck) on the CPythons before 3.12.
+faults_only = $(and $(filter-out $(ASAN_VERSION),$(1)),$(filter 3.9.% 3.10.% 3.11.%,$(1)))
+asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,$(if $(call faults_only,$(1)),,tests/unit) $(FAULT_TESTS))
 
 test-asan-%: $(VENV_ROOT)/%/.stamp
 	@echo "== building build/asan for CPython $* (PYMEMTRACE_SANITIZE=1)"
@@ -140,8 +142,8 @@ test-asan-%: $(VENV_ROOT)/%/.stamp
 		sys.exit(0 if "/build/asan/" in n.__file__ else "wrong extension: " + n.__file__)'
 	@echo "== pytest $(strip $(call asan_tests,$*)) on CPython $* under ASan + UBSan"
 	$(ASAN_ENV) $(VENV_ROOT)/$*/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) $(call asan_tests,$*)
-	@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer"
-	$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py
+	$(if $(call faults_only,$*),,@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer")
+	$(if $(call faults_only,$*),,$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py)
 
 test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython; the fault suite, and tests/unit on 3.12+, on the others)
 	@echo "== test-asan passed on: $(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS)"
