@@ -152,8 +152,9 @@ test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## py
 # Debian's debug interpreter counts every reference (sys.gettotalrefcount):
 # the suite and tests/leakcheck.py run on an extension built for it in
 # build/dbg/, from a venv over Debian's pytest and psutil that adds the
-# setuptools the build needs (Debian's is too old for pyproject.toml).  The
-# packages are installed when missing (as root).
+# setuptools the build needs (Debian's is too old for pyproject.toml) and
+# the packaging it needs (Debian's would be found first).  The packages are
+# installed when missing (as root).
 DBG_PYTHON_NAME := python3.11d
 DBG_PACKAGES := python3.11-dbg python3.11-dev python3.11-venv python3-pytest python3-psutil
 DBG_PYTHON = $(shell command -v $(DBG_PYTHON_NAME) || command -v python3.11-dbg)
@@ -174,7 +175,7 @@ $(DBG_VENV)/.stamp: pyproject.toml | dbg-deps
 	@echo "== creating $(DBG_VENV) ($(DBG_PYTHON_NAME) with Debian's pytest and psutil)"
 	rm -rf $(DBG_VENV)
 	$(DBG_PYTHON) -m venv --system-site-packages $(DBG_VENV)
-	$(DBG_VENV)/bin/python -m pip install -q --disable-pip-version-check 'setuptools>=77'
+	$(DBG_VENV)/bin/python -m pip install -q --disable-pip-version-check 'setuptools>=77' 'packaging>=24.2'
 	touch $@
 
 test-dbg: $(DBG_VENV)/.stamp  ## refcount leak check on Debian's debug CPython (build/dbg)
