@@ -36,11 +36,13 @@ help:  ## list the targets
 # python_for VERSION -> interpreter path ("system" is the python3 on PATH)
 python_for = $(if $(filter system,$(1)),$(shell command -v python3),$(PYENV_ROOT)/versions/$(1)/bin/python)
 
+# One venv per CPython: the test dependencies and an editable install (the
+# extension built in place).  The sanitizer runs use the same venvs.
 $(VENV_ROOT)/%/.stamp: pyproject.toml setup.py
 	@echo "== creating $(VENV_ROOT)/$* (CPython $*)"
 	rm -rf $(VENV_ROOT)/$*
 	$(call python_for,$*) -m venv $(VENV_ROOT)/$*
-	$(VENV_ROOT)/$*/bin/python -m pip install -q --disable-pip-version-check -U pip 'setuptools>=77' wheel
+	$(VENV_ROOT)/$*/bin/python -m pip install -q --disable-pip-version-check 'setuptools>=77'
 	@out=$$(PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python -m pip install --disable-pip-version-check --no-build-isolation -e '.[test]' 2>&1) || { echo "$$out"; exit 1; }
 	touch $@
 
@@ -48,8 +50,18 @@ $(VENV_ROOT)/%/.stamp: pyproject.toml setup.py
 .PRECIOUS: $(VENV_ROOT)/%/.stamp
 
 # setuptools is chatty: print its output only when the build fails.
+quietly = out=$$($(1) 2>&1) || { echo "$$out"; exit 1; }
+
 build-%: $(VENV_ROOT)/%/.stamp
-	@out=$$(PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python setup.py build_ext --inplace 2>&1) || { echo "$$out"; exit 1; }
+	@$(call quietly,PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python setup.py build_ext --inplace)
+
+# build_into DIR,PYTHON,NAME: the package built by setuptools into DIR for
+# PYTHONPATH=DIR (the in-place build is untouched; the .so file names carry
+# the ABI tag, so every CPython shares DIR; objects go to build/temp/NAME).
+# PYTHON may start with variables (PYMEMTRACE_SANITIZE=1 ...).  The Python
+# files are copied afresh: a module removed from src/ must not linger.
+build_into = find $(1) -name '*.py' -delete 2>/dev/null; \
+	$(call quietly,$(2) setup.py build_py --build-lib $(1) build_ext --build-lib $(1) --build-temp build/temp/$(3))
 
 test-py-%: build-% chromium-deps
 	@echo "== pytest on CPython $*"
@@ -88,20 +100,21 @@ chromium-deps:
 		echo "chromium missing (the browser tests will be skipped): apt-get install chromium"
 
 # ---------------------------------------------------------------- sanitizers
-# The extension is built with ASan + UBSan into build/asan/ (a copy of the
-# package with its own .so per CPython: the file names carry the ABI tag; the
-# in-place build of `make test` is untouched) and the suite runs from a venv
-# per CPython that has the test dependencies but not the package.
-# PYTHONMALLOC=malloc lets ASan see every Python allocation.
+# The extension is built with ASan + UBSan into build/asan/ (build_into) and
+# the suite runs from the venv of `make test` with PYTHONPATH=build/asan in
+# front of its editable install.  PYTHONMALLOC=malloc lets ASan see every
+# Python allocation.
 #
 # `make test-asan` runs the whole suite (minus 'slow') on ASAN_VERSION (the
-# default CPython), then, to keep CI time down, only tests/unit on each of
-# ASAN_EXTRA_VERSIONS (the 3.12 and 3.13 that pyenv has: immortal objects,
-# sys.monitoring and PyRefTracer paths), each followed by tests/leakcheck.py
-# under LeakSanitizer.  `make test-asan-V` runs one CPython alone (the whole
-# suite when V is ASAN_VERSION).
+# default CPython); to keep CI time down, only the fault suite (FAULT_TESTS)
+# on each other CPython, and tests/unit as well on 3.12 and later (immortal
+# objects, sys.monitoring and PyRefTracer paths).  The runs on ASAN_VERSION
+# and 3.12+ are followed by tests/leakcheck.py under LeakSanitizer.
+# `make test-asan-V` runs one CPython alone.
 ASAN_VERSION ?= $(DEFAULT_VERSION)
-ASAN_EXTRA_VERSIONS ?= $(filter-out $(ASAN_VERSION),$(filter 3.12.% 3.13.%,$(PY_VERSIONS)))
+ASAN_EXTRA_VERSIONS ?= $(filter-out $(ASAN_VERSION) system,$(PY_VERSIONS))
+# tests/faults once it exists; until then the one file it grows from.
+FAULT_TESTS ?= $(or $(wildcard tests/faults),tests/integration/test_faults.py)
 # LeakSanitizer: the pytest run has it off (tests start other programs,
 # gcc and shells among them, that inherit LD_PRELOAD and leak by design);
 # then tests/leakcheck.py exercises every _native name in one Python process
@@ -117,40 +130,35 @@ ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
 ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1
 LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1:fast_unwind_on_malloc=0 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
-# What pytest runs under ASan on one CPython.
-asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,tests/unit)
+# What pytest runs under ASan on one CPython; faults_only: the fault suite
+# alone (no tests/unit, no leakcheck) on the CPythons before 3.12.
+faults_only = $(and $(filter-out $(ASAN_VERSION),$(1)),$(filter 3.9.% 3.10.% 3.11.%,$(1)))
+asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,$(if $(call faults_only,$(1)),,tests/unit) $(FAULT_TESTS))
 
-$(VENV_ROOT)/asan-%/.stamp: pyproject.toml
-	@echo "== creating $(VENV_ROOT)/asan-$* (test dependencies only)"
-	rm -rf $(VENV_ROOT)/asan-$*
-	$(call python_for,$*) -m venv $(VENV_ROOT)/asan-$*
-	$(VENV_ROOT)/asan-$*/bin/python -m pip install -q --disable-pip-version-check \
-		$$($(VENV_ROOT)/asan-$*/bin/python tests/fixtures/build.py requirements)
-	touch $@
-
-test-asan-%: $(VENV_ROOT)/asan-%/.stamp
+test-asan-%: $(VENV_ROOT)/%/.stamp
 	@echo "== building build/asan for CPython $* (PYMEMTRACE_SANITIZE=1)"
-	@PYMEMTRACE_SANITIZE=1 PYMEMTRACE_WERROR=1 $(VENV_ROOT)/asan-$*/bin/python tests/fixtures/build.py native build/asan
-	@$(ASAN_ENV) $(VENV_ROOT)/asan-$*/bin/python -c 'import pymemtrace._native as n, sys; \
+	@$(call build_into,build/asan,PYMEMTRACE_SANITIZE=1 PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python,asan-$*)
+	@$(ASAN_ENV) $(VENV_ROOT)/$*/bin/python -c 'import pymemtrace._native as n, sys; \
 		sys.exit(0 if "/build/asan/" in n.__file__ else "wrong extension: " + n.__file__)'
-	@echo "== pytest $(call asan_tests,$*) on CPython $* under ASan + UBSan"
-	$(ASAN_ENV) $(VENV_ROOT)/asan-$*/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) $(call asan_tests,$*)
-	@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer"
-	$(LSAN_ENV) $(VENV_ROOT)/asan-$*/bin/python tests/leakcheck.py
+	@echo "== pytest $(strip $(call asan_tests,$*)) on CPython $* under ASan + UBSan"
+	$(ASAN_ENV) $(VENV_ROOT)/$*/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) $(call asan_tests,$*)
+	$(if $(call faults_only,$*),,@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer")
+	$(if $(call faults_only,$*),,$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py)
 
-.PRECIOUS: $(VENV_ROOT)/asan-%/.stamp
-
-test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython, tests/unit on 3.12/3.13)
+test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython; the fault suite, and tests/unit on 3.12+, on the others)
 	@echo "== test-asan passed on: $(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS)"
-	$(if $(strip $(ASAN_EXTRA_VERSIONS)),,@echo "== note: pyenv has no CPython 3.12 or 3.13: test-asan ran on $(ASAN_VERSION) only")
 
 # ------------------------------------------------------ debug CPython (refs)
 # Debian's debug interpreter counts every reference (sys.gettotalrefcount):
 # the suite and tests/leakcheck.py run on an extension built for it in
-# build/dbg/.  The packages are installed when missing (as root).
+# build/dbg/, from a venv over Debian's pytest and psutil that adds the
+# setuptools the build needs (Debian's is too old for pyproject.toml) and
+# the packaging it needs (Debian's would be found first).  The packages are
+# installed when missing (as root).
 DBG_PYTHON_NAME := python3.11d
-DBG_PACKAGES := python3.11-dbg python3.11-dev python3-pytest python3-psutil
+DBG_PACKAGES := python3.11-dbg python3.11-dev python3.11-venv python3-pytest python3-psutil
 DBG_PYTHON = $(shell command -v $(DBG_PYTHON_NAME) || command -v python3.11-dbg)
+DBG_VENV := $(VENV_ROOT)/dbg
 DBG_ENV = PYTHONPATH=$(CURDIR)/build/dbg
 
 # Installs only what is missing; apt-get update only when the install fails.
@@ -163,15 +171,22 @@ dbg-deps:
 	apt-get install -y -qq $(DBG_PACKAGES) >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null && apt-get install -y -qq $(DBG_PACKAGES) >/dev/null; }
 
-test-dbg: dbg-deps  ## refcount leak check on Debian's debug CPython (build/dbg)
-	@echo "== building build/dbg for $(DBG_PYTHON) (PYMEMTRACE_DEBUG=1)"
-	@PYMEMTRACE_DEBUG=1 PYMEMTRACE_WERROR=1 $(DBG_PYTHON) tests/fixtures/build.py native build/dbg
-	@$(DBG_ENV) $(DBG_PYTHON) -c 'import pymemtrace._native as n, sys; \
+$(DBG_VENV)/.stamp: pyproject.toml | dbg-deps
+	@echo "== creating $(DBG_VENV) ($(DBG_PYTHON_NAME) with Debian's pytest and psutil)"
+	rm -rf $(DBG_VENV)
+	$(DBG_PYTHON) -m venv --system-site-packages $(DBG_VENV)
+	$(DBG_VENV)/bin/python -m pip install -q --disable-pip-version-check 'setuptools>=77' 'packaging>=24.2'
+	touch $@
+
+test-dbg: $(DBG_VENV)/.stamp  ## refcount leak check on Debian's debug CPython (build/dbg)
+	@echo "== building build/dbg for $(DBG_PYTHON_NAME) (PYMEMTRACE_DEBUG=1)"
+	@$(call build_into,build/dbg,PYMEMTRACE_DEBUG=1 PYMEMTRACE_WERROR=1 $(DBG_VENV)/bin/python,dbg)
+	@$(DBG_ENV) $(DBG_VENV)/bin/python -c 'import pymemtrace._native as n, sys; \
 		sys.exit(0 if "/build/dbg/" in n.__file__ and hasattr(sys, "gettotalrefcount") else "wrong build: " + n.__file__)'
 	@echo "== pytest on $(DBG_PYTHON_NAME)"
-	$(DBG_ENV) $(DBG_PYTHON) -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) tests
+	$(DBG_ENV) $(DBG_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) tests
 	@echo "== tests/leakcheck.py on $(DBG_PYTHON_NAME)"
-	$(DBG_ENV) $(DBG_PYTHON) tests/leakcheck.py
+	$(DBG_ENV) $(DBG_VENV)/bin/python tests/leakcheck.py
 
 # ------------------------------------------------------------------- style
 RUFF_VERSION := 0.17.6

@@ -16,14 +16,13 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
 from pymemtrace import allocations
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from fixtures.build import FIXTURES, build_fixture, compile_extension, interpreter_tag  # noqa: E402
+from fixtures.build import build_fixture  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GOT patching is ELF only")
 
@@ -315,15 +314,8 @@ def test_stop_puts_back_exactly_what_the_slot_held(ext):
 
 
 def _variant(flags, suffix):
-    out_dir = Path(__file__).resolve().parents[2] / "build" / "fixtures" / f"{interpreter_tag()}-{suffix}"
-    compile_extension(
-        "leaky_ext",
-        [FIXTURES / "leaky_ext.c"],
-        out_dir,
-        extra_compile_args=["-std=gnu11", "-O0", "-g", "-Wno-unused-parameter"] + flags[0],
-        extra_link_args=flags[1],
-    )
-    return str(out_dir)
+    compile_args = ["-std=gnu11", "-O0", "-g", "-Wno-unused-parameter"] + flags[0]
+    return str(build_fixture("leaky_ext", compile_args, flags[1], variant=suffix))
 
 
 @pytest.mark.parametrize(

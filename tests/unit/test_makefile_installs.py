@@ -49,8 +49,8 @@ def run_make(tmp_path, target, *variables):
         ("chromium-deps", ["CHROMIUM=no-such-chromium-for-test"], ["chromium"]),
         ("clang-format-deps", ["CLANG_FORMAT=no-such-clang-format-for-test"],
          ["clang-format"]),
-        ("dbg-deps", [], ["python3.11-dbg", "python3.11-dev", "python3-pytest",
-                          "python3-psutil"]),
+        ("dbg-deps", [], ["python3.11-dbg", "python3.11-dev", "python3.11-venv",
+                          "python3-pytest", "python3-psutil"]),
     ],
 )
 def test_each_system_install_is_announced_first(tmp_path, target, variables, packages):
