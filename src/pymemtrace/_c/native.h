@@ -5,7 +5,7 @@
  *   module.c    module definition, state, exec (calls each concern's exec)
  *   rss.c       rss(), rss_peak(): process memory through core/rss.h
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
- *   hooks.c     Profile and Trace (cPyMemTrace)
+ *   tracer*.c   Profile and Trace (cPyMemTrace); tracer.h lists them
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
  *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
@@ -43,7 +43,7 @@ typedef struct {
     PyObject *unused_placeholder; /* keeps the struct non-empty */
     /* sampler.c */
     PyObject *sampler_type;
-    /* hooks.c */
+    /* tracer.c, tracer_monitoring.c */
     PyObject *profile_type;
     PyObject *trace_type;
     PyObject *mon_callbacks; /* sys.monitoring callbacks (3.12+), a tuple */
