@@ -3,6 +3,7 @@
  *
  * One extension module is built from one C file per concern:
  *   module.c    module definition, state, exec (calls each concern's exec)
+ *   errors.c    OSError from errno values
  *   rss.c       rss(), rss_peak(): process memory through core/rss.h
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
  *   tracer*.c   Profile and Trace (cPyMemTrace); tracer.h lists them
@@ -68,8 +69,10 @@ pmt_get_state(PyObject *module)
    an exception set when none is found. */
 pmt_state *pmt_state_from_type(PyTypeObject *type);
 
-/* Raise OSError from an errno value, naming what failed; returns NULL. */
+/* errors.c: raise OSError from an errno value, naming what failed (a C
+   string, or the path of a file as a str); return NULL. */
 PyObject *pmt_raise_errno(int err, const char *what);
+PyObject *pmt_raise_errno_path(int err, PyObject *path);
 
 /* Each concern adds its functions and types to the module. */
 int pmt_rss_exec(PyObject *module);

@@ -354,8 +354,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
     }
     if (err) {
-        errno = err;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+        pmt_raise_errno_path(err, self->filepath);
         goto error;
     }
     self->log_open = 1;
@@ -526,9 +525,7 @@ pmt_tracer_exit(PyObject *op, PyObject *args)
     }
     err = tracer_finish(self, 1);
     if (err) {
-        errno = err;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
-        return NULL;
+        return pmt_raise_errno_path(err, self->filepath);
     }
     if (self->displaced &&
         PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
