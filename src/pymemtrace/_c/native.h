@@ -4,6 +4,7 @@
  * One extension module is built from one C file per concern:
  *   module.c    module definition, state, exec (calls each concern's exec)
  *   errors.c    OSError from errno values
+ *   logfmt.c    str and code locations as log text, object-free
  *   rss.c       rss(), rss_peak(): process memory through core/rss.h
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
  *   tracer*.c   Profile and Trace (cPyMemTrace); tracer.h lists them
@@ -73,6 +74,19 @@ pmt_state *pmt_state_from_type(PyTypeObject *type);
    string, or the path of a file as a str); return NULL. */
 PyObject *pmt_raise_errno(int err, const char *what);
 PyObject *pmt_raise_errno_path(int err, PyObject *path);
+
+/* logfmt.c: a str as escaped UTF-8 for a log (the rule of core/logwriter's
+   pmt_put_escaped), object-free (no object, no exception, no allocation:
+   safe in a PyRefTracer callback).  At most max bytes of the UTF-8 are
+   written (cut on a byte); NULL or a non-str gives "?".  A lone surrogate
+   gives "?", or with PMT_STR_SURROGATE_ESCAPE the \uXXXX that the
+   "backslashreplace" error handler gives.  out has room for
+   pmt_escaped_str_room(s, max) bytes; returns the end.  GIL held. */
+enum {
+    PMT_STR_SURROGATE_ESCAPE = 1
+};
+size_t pmt_escaped_str_room(PyObject *s, size_t max);
+char *pmt_put_escaped_str(char *out, PyObject *s, size_t max, int flags);
 
 /* Each concern adds its functions and types to the module. */
 int pmt_rss_exec(PyObject *module);

@@ -19,15 +19,12 @@ static const char what_names[N_WHATS][8] = {
 };
 static const size_t what_lens[N_WHATS] = {4, 6, 4, 6, 6, 8, 8, 6, 4};
 
-/* A str as UTF-8, escaped.  Never raises: a string that cannot be encoded
-   (lone surrogates) is written with replacement characters.  whole: the
-   whole text (messages); else at most PMT_LOG_MAX_FIELD bytes of it (names
-   inside a record, whose room is reserved at once). */
+/* A message (text of any length) as UTF-8, escaped.  Never raises: a
+   string that cannot be encoded (lone surrogates) is written with
+   replacement characters. */
 static void
-log_str(pmt_logwriter *log, PyObject *s, int whole)
+log_text(pmt_logwriter *log, PyObject *s)
 {
-    void (*escaped)(pmt_logwriter *, const char *, size_t) =
-        whole ? pmt_log_escaped_whole : pmt_log_escaped;
     const char *utf8;
     Py_ssize_t n;
 
@@ -38,24 +35,24 @@ log_str(pmt_logwriter *log, PyObject *s, int whole)
     if (PyUnicode_IS_ASCII(s)) {
         utf8 = (const char *)PyUnicode_DATA(s);
         n = PyUnicode_GET_LENGTH(s);
-        escaped(log, utf8, (size_t)n);
+        pmt_log_escaped_whole(log, utf8, (size_t)n);
         return;
     }
     {
         pmt_exc_t saved;
         PMT_EXC_SAVE(saved);
-        /* Caches the UTF-8 form in the object: paid once per name. */
+        /* Caches the UTF-8 form in the object: paid once per message. */
         utf8 = PyUnicode_AsUTF8AndSize(s, &n);
         if (utf8 != NULL) {
-            escaped(log, utf8, (size_t)n);
+            pmt_log_escaped_whole(log, utf8, (size_t)n);
         }
         else {
             PyObject *b;
             PyErr_Clear();
             b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
             if (b != NULL) {
-                escaped(log, PyBytes_AS_STRING(b),
-                        (size_t)PyBytes_GET_SIZE(b));
+                pmt_log_escaped_whole(log, PyBytes_AS_STRING(b),
+                                      (size_t)PyBytes_GET_SIZE(b));
                 Py_DECREF(b);
             }
             else {
@@ -111,6 +108,16 @@ event_line(TracerObject *self, const pmt_event *ev)
     return line;
 }
 
+/* A name inside a record (File, Function), escaped: at most
+   PMT_LOG_MAX_FIELD bytes of its UTF-8, whose room the record reserved. */
+static void
+log_name(pmt_logwriter *log, PyObject *s)
+{
+    char *p = pmt_log_reserve(log, pmt_escaped_str_room(s, PMT_LOG_MAX_FIELD));
+    pmt_log_commit(log, pmt_put_escaped_str(p, s, PMT_LOG_MAX_FIELD,
+                                            PMT_STR_SURROGATE_ESCAPE));
+}
+
 /* File and Function columns of code, escaped, through the cache. */
 static void
 log_code_names(TracerObject *self, PyCodeObject *code, int line)
@@ -122,14 +129,14 @@ log_code_names(TracerObject *self, PyCodeObject *code, int line)
         /* Room for the whole record was reserved: no flush happens while
            the names are formatted, so they can be copied from the log. */
         start = log->len;
-        log_str(log, code ? code->co_filename : NULL, 0);
+        log_name(log, code ? code->co_filename : NULL);
         self->name_file_len = log->len - start;
         pmt_log_char(log, '\t');
         pmt_log_i64(log, line, 0);
         pmt_log_char(log, '\t');
         {
             size_t fstart = log->len;
-            log_str(log, code ? code_function_name(code) : NULL, 0);
+            log_name(log, code ? code_function_name(code) : NULL);
             self->name_func_len = log->len - fstart;
             if (self->name_buf != NULL && code != NULL &&
                 self->name_file_len + self->name_func_len <= NAME_BUF_SIZE) {
@@ -296,7 +303,7 @@ pmt_tracer_write_text_record(TracerObject *self, const char *tag,
         pmt_log_char(log, '\t');
         pmt_log_seconds(log, tracer_now(self) - self->t0_ns);
         pmt_log_char(log, '\t');
-        log_str(log, text, 1);
+        log_text(log, text);
         pmt_log_char(log, '\n');
     }
     record_unlock(self);
@@ -308,7 +315,7 @@ pmt_tracer_write_header(TracerObject *self)
     pmt_logwriter *log = &self->log;
 
     if (self->message != NULL) {
-        log_str(log, self->message, 1);
+        log_text(log, self->message);
         pmt_log_char(log, '\n');
     }
     pmt_log_cstr(log, "SOF\n# tracer: ");
