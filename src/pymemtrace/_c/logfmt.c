@@ -50,6 +50,9 @@ pmt_escaped_str_room(PyObject *s, size_t max)
     if (s == NULL || !PyUnicode_Check(s)) {
         return 1;
     }
+    if (max > SIZE_MAX / 2) {
+        max = SIZE_MAX / 2; /* no cut: 2 * max must not wrap */
+    }
     n = (size_t)PyUnicode_GET_LENGTH(s);
     if (PyUnicode_IS_ASCII(s)) {
         n = n < max ? n : max;

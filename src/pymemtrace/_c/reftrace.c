@@ -68,6 +68,7 @@
 #include <unistd.h>
 
 #if PMT_PY313_PLUS
+#include "core/logwriter.h"
 #include "core/ptrmap.h"
 #endif
 
@@ -679,37 +680,14 @@ rt_type_names(PyTypeObject *tp, char *full, char *qual)
 static char *
 rt_escape_cstr(const char *s, size_t *len)
 {
-    size_t n = strlen(s), i, j = 0;
+    size_t n = strlen(s);
     char *out = malloc(2 * n + 1);
 
     if (out == NULL) {
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        switch (s[i]) {
-        case '\\':
-            out[j++] = '\\';
-            out[j++] = '\\';
-            break;
-        case '\t':
-            out[j++] = '\\';
-            out[j++] = 't';
-            break;
-        case '\n':
-            out[j++] = '\\';
-            out[j++] = 'n';
-            break;
-        case '\r':
-            out[j++] = '\\';
-            out[j++] = 'r';
-            break;
-        default:
-            out[j++] = s[i];
-            break;
-        }
-    }
-    out[j] = '\0';
-    *len = j;
+    *len = (size_t)(pmt_put_escaped(out, s, n) - out);
+    out[*len] = '\0';
     return out;
 }
 
@@ -847,52 +825,14 @@ rt_cache_clear(void)
 static char *
 rt_append_escaped(char *buf, size_t *len, PyObject *s)
 {
-    Py_ssize_t i, n = 0;
-    int kind = 0;
-    const void *data = NULL;
-    char *out;
+    /* One byte more: never a realloc to 0 bytes. */
+    char *out = realloc(buf, *len + pmt_escaped_str_room(s, SIZE_MAX) + 1);
 
-    if (s != NULL && PyUnicode_Check(s)) {
-        n = PyUnicode_GET_LENGTH(s);
-        kind = PyUnicode_KIND(s);
-        data = PyUnicode_DATA(s);
-    }
-    /* Worst case: 4 UTF-8 bytes per character, or 2 for an escape. */
-    out = realloc(buf, *len + 4 * (size_t)n + 2);
     if (out == NULL) {
         free(buf);
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-        char esc = 0;
-        switch (ch) {
-        case '\\':
-            esc = '\\';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        default:
-            break;
-        }
-        if (esc) {
-            out[(*len)++] = '\\';
-            out[(*len)++] = esc;
-        }
-        else {
-            *len += (size_t)rt_utf8_encode(ch, out + *len);
-        }
-    }
-    if (n == 0 && (s == NULL || !PyUnicode_Check(s))) {
-        out[(*len)++] = '?';
-    }
+    *len = (size_t)(pmt_put_escaped_str(out + *len, s, SIZE_MAX, 0) - out);
     return out;
 }
 
