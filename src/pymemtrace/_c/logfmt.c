@@ -126,3 +126,23 @@ pmt_put_escaped_str(char *out, PyObject *s, size_t max, int flags)
     }
     return out;
 }
+
+size_t
+pmt_codenames_room(PyCodeObject *code, size_t max)
+{
+    return pmt_escaped_str_room(code->co_filename, max) +
+           pmt_escaped_str_room(pmt_code_function_name(code), max);
+}
+
+void
+pmt_codenames_fill(pmt_codenames *names, PyCodeObject *code, size_t max,
+                   int flags)
+{
+    char *end =
+        pmt_put_escaped_str(names->text, code->co_filename, max, flags);
+
+    names->file_len = (size_t)(end - names->text);
+    end = pmt_put_escaped_str(end, pmt_code_function_name(code), max, flags);
+    names->func_len = (size_t)(end - names->text) - names->file_len;
+    names->code = code;
+}

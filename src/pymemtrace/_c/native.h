@@ -88,6 +88,62 @@ enum {
 size_t pmt_escaped_str_room(PyObject *s, size_t max);
 char *pmt_put_escaped_str(char *out, PyObject *s, size_t max, int flags);
 
+/* logfmt.c: the location the tracers and ReferenceTracing write (File,
+   #line, Function), cached by code object.  An entry's key is a code
+   object's address, not a reference: its owner keeps the code alive while
+   it is cached (a tracer holds a reference) or empties its tables when a
+   code object dies (ReferenceTracing).  The tables (their size, the
+   text's storage) are the owner's.  Object-free, GIL held. */
+typedef struct {
+    const void *code; /* key; NULL: empty */
+    char *text;       /* the owner's storage: File, then Function, escaped */
+    size_t file_len;  /* bytes of File at text */
+    size_t func_len;  /* bytes of Function after it */
+} pmt_codenames;
+/* The Function column's name: the qualified name where there is one. */
+static inline PyObject *
+pmt_code_function_name(PyCodeObject *code)
+{
+#if PMT_PY311_PLUS
+    return code->co_qualname;
+#else
+    return code->co_name;
+#endif
+}
+/* The bytes pmt_codenames_fill writes for code. */
+size_t pmt_codenames_room(PyCodeObject *code, size_t max);
+/* names->text (room: pmt_codenames_room) gets code's co_filename and
+   co_qualname (co_name before 3.11) as pmt_put_escaped_str writes them
+   with max and flags; names->code becomes code. */
+void pmt_codenames_fill(pmt_codenames *names, PyCodeObject *code, size_t max,
+                        int flags);
+
+/* The line of an instruction offset (PyCode_Addr2Line walks the line
+   table), in a direct-mapped table of mask + 1 entries (a power of two,
+   zeroed: empty): consecutive offsets of one code object take consecutive
+   entries. */
+typedef struct {
+    const void *code; /* key, with lasti; NULL: empty */
+    int lasti;
+    int line;
+} pmt_codeline;
+
+static inline int
+pmt_codeline_get(pmt_codeline *table, size_t mask, PyCodeObject *code,
+                 int lasti)
+{
+    size_t h = (size_t)(((uintptr_t)code >> 4) * 2654435761u);
+    /* Offsets are even (code units): drop the low bit. */
+    pmt_codeline *entry = &table[(h + ((unsigned)lasti >> 1)) & mask];
+
+    if (entry->code != (const void *)code || entry->lasti != lasti) {
+        entry->code = code;
+        entry->lasti = lasti;
+        entry->line = PyCode_Addr2Line(code, lasti);
+    }
+    return entry->line;
+}
+
 /* Each concern adds its functions and types to the module. */
 int pmt_rss_exec(PyObject *module);
 int pmt_sampler_exec(PyObject *module);

@@ -33,6 +33,7 @@ tracer_release_resources(TracerObject *self)
 {
     PyMem_RawFree(self->name_buf);
     self->name_buf = NULL;
+    memset(&self->names, 0, sizeof(self->names));
     Py_CLEAR(self->name_code);
     pmt_tracer_memory_release(self);
 }
@@ -359,6 +360,7 @@ tracer_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     self->log_open = 1;
     self->name_buf = PyMem_RawMalloc(NAME_BUF_SIZE);
+    self->names.text = self->name_buf;
     pmt_tracer_write_header(self);
 
     self->owner = PyThread_get_thread_ident();

@@ -146,18 +146,15 @@ typedef struct tracer_object {
     pmt_event prev;     /* the last event seen */
     int capped;         /* max_log_bytes reached */
     int displaced;      /* another tool replaced the hook (WARN: written) */
-    /* The escaped "File\t#line-less" text of the last code object written:
-       File and Function columns are copied, not re-encoded, while the
+    /* The File and Function columns of the last code object written
+       (logfmt.c's cache, one entry): copied, not re-encoded, while the
        code object stays the same (the common case: loops, recursion). */
-    PyObject *name_code;  /* strong reference, or NULL */
-    char *name_buf;       /* NAME_BUF_SIZE bytes while active */
-    size_t name_file_len; /* escaped File bytes at name_buf */
-    size_t name_func_len; /* escaped Function bytes after them */
-    /* Lines of instruction offsets of name_code, direct-mapped by offset
-       (PyCode_Addr2Line scans the line table): valid while name_code
-       stays the same, emptied (lasti -1) when it changes.  GIL. */
-    int line_lasti[LINE_CACHE_SIZE];
-    int line_value[LINE_CACHE_SIZE];
+    PyObject *name_code; /* strong reference keeping names.code alive */
+    char *name_buf;      /* NAME_BUF_SIZE bytes while active: names.text */
+    pmt_codenames names; /* of name_code when it is not NULL */
+    /* Lines of instruction offsets of name_code (PyCode_Addr2Line scans
+       the line table): emptied when name_code changes.  GIL. */
+    pmt_codeline lines[LINE_CACHE_SIZE];
     /* The RSS column of the last record, formatted: memory moves far less
        often than records are written.  rss_text_len 0 = empty.  GIL. */
     int64_t rss_text_value;

@@ -64,30 +64,9 @@ log_text(pmt_logwriter *log, PyObject *s)
     }
 }
 
-static PyObject *
-code_function_name(PyCodeObject *code)
-{
-#if PMT_PY311_PLUS
-    return code->co_qualname;
-#else
-    return code->co_name;
-#endif
-}
-
-static inline void
-line_cache_clear(TracerObject *self)
-{
-    int i;
-    for (i = 0; i < LINE_CACHE_SIZE; i++) {
-        self->line_lasti[i] = -1;
-    }
-}
-
 static int
 event_line(TracerObject *self, const pmt_event *ev)
 {
-    int slot, line;
-
     if (ev->line >= 0) {
         return ev->line;
     }
@@ -97,15 +76,8 @@ event_line(TracerObject *self, const pmt_event *ev)
     if (ev->code != self->name_code || ev->lasti < 0) {
         return PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
     }
-    /* Offsets are even (code units): drop the low bit. */
-    slot = (ev->lasti >> 1) & (LINE_CACHE_SIZE - 1);
-    if (self->line_lasti[slot] == ev->lasti) {
-        return self->line_value[slot];
-    }
-    line = PyCode_Addr2Line((PyCodeObject *)ev->code, ev->lasti);
-    self->line_lasti[slot] = ev->lasti;
-    self->line_value[slot] = line;
-    return line;
+    return pmt_codeline_get(self->lines, LINE_CACHE_SIZE - 1,
+                            (PyCodeObject *)ev->code, ev->lasti);
 }
 
 /* A name inside a record (File, Function), escaped: at most
@@ -118,47 +90,40 @@ log_name(pmt_logwriter *log, PyObject *s)
                                             PMT_STR_SURROGATE_ESCAPE));
 }
 
-/* File and Function columns of code, escaped, through the cache. */
+/* File, #line and Function columns of code, escaped, through the cache.
+   Room for the whole record was reserved. */
 static void
 log_code_names(TracerObject *self, PyCodeObject *code, int line)
 {
     pmt_logwriter *log = &self->log;
-    size_t start;
+    pmt_codenames *names = &self->names;
+    char *p;
 
     if ((PyObject *)code != self->name_code || self->name_buf == NULL) {
-        /* Room for the whole record was reserved: no flush happens while
-           the names are formatted, so they can be copied from the log. */
-        start = log->len;
-        log_name(log, code ? code->co_filename : NULL);
-        self->name_file_len = log->len - start;
-        pmt_log_char(log, '\t');
-        pmt_log_i64(log, line, 0);
-        pmt_log_char(log, '\t');
-        {
-            size_t fstart = log->len;
-            log_name(log, code ? code_function_name(code) : NULL);
-            self->name_func_len = log->len - fstart;
-            if (self->name_buf != NULL && code != NULL &&
-                self->name_file_len + self->name_func_len <= NAME_BUF_SIZE) {
-                memcpy(self->name_buf, log->buf + start, self->name_file_len);
-                memcpy(self->name_buf + self->name_file_len, log->buf + fstart,
-                       self->name_func_len);
-                Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
-                line_cache_clear(self);
-            }
-            else {
-                Py_CLEAR(self->name_code);
-                line_cache_clear(self);
-            }
+        memset(self->lines, 0, sizeof(self->lines));
+        if (self->name_buf == NULL || code == NULL) {
+            /* Nothing to cache (no code, or no memory at enter). */
+            Py_CLEAR(self->name_code);
+            log_name(log, code ? code->co_filename : NULL);
+            pmt_log_char(log, '\t');
+            pmt_log_i64(log, line, 0);
+            pmt_log_char(log, '\t');
+            log_name(log, code ? pmt_code_function_name(code) : NULL);
+            return;
         }
-        return;
+        /* At most twice PMT_LOG_MAX_FIELD per name: NAME_BUF_SIZE. */
+        names->text = self->name_buf;
+        pmt_codenames_fill(names, code, PMT_LOG_MAX_FIELD,
+                           PMT_STR_SURROGATE_ESCAPE);
+        Py_XSETREF(self->name_code, Py_NewRef((PyObject *)code));
     }
-    pmt_log_bytes(log, self->name_buf, self->name_file_len);
-    pmt_log_char(log, '\t');
-    pmt_log_i64(log, line, 0);
-    pmt_log_char(log, '\t');
-    pmt_log_bytes(log, self->name_buf + self->name_file_len,
-                  self->name_func_len);
+    p = log->buf + log->len;
+    p = pmt_put_bytes(p, names->text, names->file_len);
+    *p++ = '\t';
+    p = pmt_put_i64(p, line, 0);
+    *p++ = '\t';
+    p = pmt_put_bytes(p, names->text + names->file_len, names->func_len);
+    pmt_log_commit(log, p);
 }
 
 /* The cap reached: say so in the log.  Returns 0. */
@@ -229,12 +194,12 @@ pmt_tracer_write_event(TracerObject *self, const char *tag,
     *p++ = '\t';
     if ((PyObject *)code == self->name_code && code != NULL) {
         /* The common case: the names of the last code object written. */
-        p = pmt_put_bytes(p, self->name_buf, self->name_file_len);
+        p = pmt_put_bytes(p, self->names.text, self->names.file_len);
         *p++ = '\t';
         p = pmt_put_i64(p, line, 0);
         *p++ = '\t';
-        p = pmt_put_bytes(p, self->name_buf + self->name_file_len,
-                          self->name_func_len);
+        p = pmt_put_bytes(p, self->names.text + self->names.file_len,
+                          self->names.func_len);
     }
     else {
         pmt_log_commit(log, p);
