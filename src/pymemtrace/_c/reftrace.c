@@ -782,9 +782,10 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
 
 /* Location caches: formatting a location costs a line-table walk
  * (PyCode_Addr2Line) and the escaping of two strings, so both are cached
- * by code object and by (code, instruction offset).  Direct-mapped, fixed
- * size (bounded memory); emptied whenever a code object is destroyed, as
- * its address may then be reused by another. */
+ * by code object and by (code, instruction offset), through logfmt.c's
+ * pmt_codenames and pmt_codeline (the tracers' too).  Direct-mapped,
+ * fixed size (bounded memory); emptied whenever a code object is
+ * destroyed, as its address may then be reused by another. */
 
 #define RT_CODE_SLOTS 512
 #define RT_LINE_SLOTS 4096
@@ -797,17 +798,11 @@ typedef struct {
     size_t func_len;
 } rt_code_slot;
 
-typedef struct {
-    PyObject *code; /* key, with lasti */
-    int lasti;
-    int line;
-} rt_line_slot;
-
 /* Process-wide like the runtime (one active tracer): GIL. */
 /* pmt-lint: allow-static a cache of the one active tracer, GIL */
 static rt_code_slot rt_code_cache[RT_CODE_SLOTS];
 /* pmt-lint: allow-static a cache of the one active tracer, GIL */
-static rt_line_slot rt_line_cache[RT_LINE_SLOTS];
+static pmt_codeline rt_line_cache[RT_LINE_SLOTS];
 
 static void
 rt_cache_clear(void)
@@ -821,46 +816,27 @@ rt_cache_clear(void)
     memset(rt_line_cache, 0, sizeof(rt_line_cache));
 }
 
-/* Append the escaped UTF-8 of s to a malloc'd buffer; NULL on no memory. */
-static char *
-rt_append_escaped(char *buf, size_t *len, PyObject *s)
-{
-    /* One byte more: never a realloc to 0 bytes. */
-    char *out = realloc(buf, *len + pmt_escaped_str_room(s, SIZE_MAX) + 1);
-
-    if (out == NULL) {
-        free(buf);
-        return NULL;
-    }
-    *len = (size_t)(pmt_put_escaped_str(out + *len, s, SIZE_MAX, 0) - out);
-    return out;
-}
-
 static rt_code_slot *
 rt_code_lookup(PyCodeObject *code)
 {
     size_t h = ((uintptr_t)code >> 4) * 2654435761u;
     rt_code_slot *slot = &rt_code_cache[h % RT_CODE_SLOTS];
-    char *text = NULL;
-    size_t len = 0, file_len;
+    pmt_codenames names;
 
     if (slot->code == (PyObject *)code) {
         return slot;
     }
-    text = rt_append_escaped(text, &len, code->co_filename);
-    if (text == NULL) {
+    /* One byte more: never a malloc of 0 bytes. */
+    names.text = malloc(pmt_codenames_room(code, SIZE_MAX) + 1);
+    if (names.text == NULL) {
         return NULL;
     }
-    file_len = len;
-    text = rt_append_escaped(text, &len, code->co_qualname);
-    if (text == NULL) {
-        return NULL;
-    }
+    pmt_codenames_fill(&names, code, SIZE_MAX, 0);
     free(slot->text);
-    slot->text = text;
-    slot->file_len = file_len;
-    slot->func_off = file_len;
-    slot->func_len = len - file_len;
+    slot->text = names.text;
+    slot->file_len = names.file_len;
+    slot->func_off = names.file_len;
+    slot->func_len = names.func_len;
     slot->code = (PyObject *)code;
     return slot;
 }
@@ -868,17 +844,11 @@ rt_code_lookup(PyCodeObject *code)
 static int
 rt_line_lookup(struct _PyInterpreterFrame *frame, PyObject *code)
 {
-    int lasti = PyUnstable_InterpreterFrame_GetLasti(frame);
-    size_t h =
-        (((uintptr_t)code >> 4) ^ ((size_t)lasti * 40503u)) * 2654435761u;
-    rt_line_slot *slot = &rt_line_cache[(h >> 8) % RT_LINE_SLOTS];
-
-    if (slot->code != code || slot->lasti != lasti) {
-        slot->code = code;
-        slot->lasti = lasti;
-        slot->line = PyUnstable_InterpreterFrame_GetLine(frame);
-    }
-    return slot->line;
+    /* PyUnstable_InterpreterFrame_GetLine(frame) is PyCode_Addr2Line of
+       this offset. */
+    return pmt_codeline_get(rt_line_cache, RT_LINE_SLOTS - 1,
+                            (PyCodeObject *)code,
+                            PyUnstable_InterpreterFrame_GetLasti(frame));
 }
 
 /* File, line and function of the code running on this thread, from the
