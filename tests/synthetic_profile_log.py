@@ -1,5 +1,5 @@
 """Long synthetic Profile logs in the format the C writer produces
-(docs/log_format.md; src/pymemtrace/_c/hooks.c write_event), for the
+(docs/log_format.md; src/pymemtrace/_c/tracer_record.c), for the
 streaming tests of `pymemtrace report`.
 
 Each cycle: a churner rises 5 MB and gives it back, then a leaker keeps

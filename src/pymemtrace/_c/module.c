@@ -146,14 +146,6 @@ pmt_state_from_type(PyTypeObject *type)
 #endif
 }
 
-PyObject *
-pmt_raise_errno(int err, const char *what)
-{
-    errno = err;
-    PyErr_SetFromErrnoWithFilename(PyExc_OSError, what);
-    return NULL;
-}
-
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
 #if PMT_PY312_PLUS

@@ -3,9 +3,11 @@
  *
  * One extension module is built from one C file per concern:
  *   module.c    module definition, state, exec (calls each concern's exec)
+ *   errors.c    OSError from errno values
+ *   logfmt.c    str and code locations as log text, object-free
  *   rss.c       rss(), rss_peak(): process memory through core/rss.h
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
- *   hooks.c     Profile and Trace (cPyMemTrace)
+ *   tracer*.c   Profile and Trace (cPyMemTrace); tracer.h lists them
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
  *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
@@ -43,7 +45,7 @@ typedef struct {
     PyObject *unused_placeholder; /* keeps the struct non-empty */
     /* sampler.c */
     PyObject *sampler_type;
-    /* hooks.c */
+    /* tracer.c, tracer_monitoring.c */
     PyObject *profile_type;
     PyObject *trace_type;
     PyObject *mon_callbacks; /* sys.monitoring callbacks (3.12+), a tuple */
@@ -68,8 +70,79 @@ pmt_get_state(PyObject *module)
    an exception set when none is found. */
 pmt_state *pmt_state_from_type(PyTypeObject *type);
 
-/* Raise OSError from an errno value, naming what failed; returns NULL. */
+/* errors.c: raise OSError from an errno value, naming what failed (a C
+   string, or the path of a file as a str); return NULL. */
 PyObject *pmt_raise_errno(int err, const char *what);
+PyObject *pmt_raise_errno_path(int err, PyObject *path);
+
+/* logfmt.c: a str as escaped UTF-8 for a log (the rule of core/logwriter's
+   pmt_put_escaped), object-free (no object, no exception, no allocation:
+   safe in a PyRefTracer callback).  At most max bytes of the UTF-8 are
+   written (cut on a byte); NULL or a non-str gives "?".  A lone surrogate
+   gives "?", or with PMT_STR_SURROGATE_ESCAPE the \uXXXX that the
+   "backslashreplace" error handler gives.  out has room for
+   pmt_escaped_str_room(s, max) bytes; returns the end.  GIL held. */
+enum {
+    PMT_STR_SURROGATE_ESCAPE = 1
+};
+size_t pmt_escaped_str_room(PyObject *s, size_t max);
+char *pmt_put_escaped_str(char *out, PyObject *s, size_t max, int flags);
+
+/* logfmt.c: the location the tracers and ReferenceTracing write (File,
+   #line, Function), cached by code object.  An entry's key is a code
+   object's address, not a reference: its owner keeps the code alive while
+   it is cached (a tracer holds a reference) or empties its tables when a
+   code object dies (ReferenceTracing).  The tables (their size, the
+   text's storage) are the owner's.  Object-free, GIL held. */
+typedef struct {
+    const void *code; /* key; NULL: empty */
+    char *text;       /* the owner's storage: File, then Function, escaped */
+    size_t file_len;  /* bytes of File at text */
+    size_t func_len;  /* bytes of Function after it */
+} pmt_codenames;
+/* The Function column's name: the qualified name where there is one. */
+static inline PyObject *
+pmt_code_function_name(PyCodeObject *code)
+{
+#if PMT_PY311_PLUS
+    return code->co_qualname;
+#else
+    return code->co_name;
+#endif
+}
+/* The bytes pmt_codenames_fill writes for code. */
+size_t pmt_codenames_room(PyCodeObject *code, size_t max);
+/* names->text (room: pmt_codenames_room) gets code's co_filename and
+   co_qualname (co_name before 3.11) as pmt_put_escaped_str writes them
+   with max and flags; names->code becomes code. */
+void pmt_codenames_fill(pmt_codenames *names, PyCodeObject *code, size_t max,
+                        int flags);
+
+/* The line of an instruction offset (PyCode_Addr2Line walks the line
+   table), in a direct-mapped table of mask + 1 entries (a power of two,
+   zeroed: empty): consecutive offsets of one code object take consecutive
+   entries. */
+typedef struct {
+    const void *code; /* key, with lasti; NULL: empty */
+    int lasti;
+    int line;
+} pmt_codeline;
+
+static inline int
+pmt_codeline_get(pmt_codeline *table, size_t mask, PyCodeObject *code,
+                 int lasti)
+{
+    size_t h = (size_t)(((uintptr_t)code >> 4) * 2654435761u);
+    /* Offsets are even (code units): drop the low bit. */
+    pmt_codeline *entry = &table[(h + ((unsigned)lasti >> 1)) & mask];
+
+    if (entry->code != (const void *)code || entry->lasti != lasti) {
+        entry->code = code;
+        entry->lasti = lasti;
+        entry->line = PyCode_Addr2Line(code, lasti);
+    }
+    return entry->line;
+}
 
 /* Each concern adds its functions and types to the module. */
 int pmt_rss_exec(PyObject *module);

@@ -68,6 +68,7 @@
 #include <unistd.h>
 
 #if PMT_PY313_PLUS
+#include "core/logwriter.h"
 #include "core/ptrmap.h"
 #endif
 
@@ -679,37 +680,14 @@ rt_type_names(PyTypeObject *tp, char *full, char *qual)
 static char *
 rt_escape_cstr(const char *s, size_t *len)
 {
-    size_t n = strlen(s), i, j = 0;
+    size_t n = strlen(s);
     char *out = malloc(2 * n + 1);
 
     if (out == NULL) {
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        switch (s[i]) {
-        case '\\':
-            out[j++] = '\\';
-            out[j++] = '\\';
-            break;
-        case '\t':
-            out[j++] = '\\';
-            out[j++] = 't';
-            break;
-        case '\n':
-            out[j++] = '\\';
-            out[j++] = 'n';
-            break;
-        case '\r':
-            out[j++] = '\\';
-            out[j++] = 'r';
-            break;
-        default:
-            out[j++] = s[i];
-            break;
-        }
-    }
-    out[j] = '\0';
-    *len = j;
+    *len = (size_t)(pmt_put_escaped(out, s, n) - out);
+    out[*len] = '\0';
     return out;
 }
 
@@ -804,9 +782,10 @@ rt_type_lookup(rt_object *self, PyTypeObject *tp)
 
 /* Location caches: formatting a location costs a line-table walk
  * (PyCode_Addr2Line) and the escaping of two strings, so both are cached
- * by code object and by (code, instruction offset).  Direct-mapped, fixed
- * size (bounded memory); emptied whenever a code object is destroyed, as
- * its address may then be reused by another. */
+ * by code object and by (code, instruction offset), through logfmt.c's
+ * pmt_codenames and pmt_codeline (the tracers' too).  Direct-mapped,
+ * fixed size (bounded memory); emptied whenever a code object is
+ * destroyed, as its address may then be reused by another. */
 
 #define RT_CODE_SLOTS 512
 #define RT_LINE_SLOTS 4096
@@ -819,17 +798,11 @@ typedef struct {
     size_t func_len;
 } rt_code_slot;
 
-typedef struct {
-    PyObject *code; /* key, with lasti */
-    int lasti;
-    int line;
-} rt_line_slot;
-
 /* Process-wide like the runtime (one active tracer): GIL. */
 /* pmt-lint: allow-static a cache of the one active tracer, GIL */
 static rt_code_slot rt_code_cache[RT_CODE_SLOTS];
 /* pmt-lint: allow-static a cache of the one active tracer, GIL */
-static rt_line_slot rt_line_cache[RT_LINE_SLOTS];
+static pmt_codeline rt_line_cache[RT_LINE_SLOTS];
 
 static void
 rt_cache_clear(void)
@@ -843,84 +816,27 @@ rt_cache_clear(void)
     memset(rt_line_cache, 0, sizeof(rt_line_cache));
 }
 
-/* Append the escaped UTF-8 of s to a malloc'd buffer; NULL on no memory. */
-static char *
-rt_append_escaped(char *buf, size_t *len, PyObject *s)
-{
-    Py_ssize_t i, n = 0;
-    int kind = 0;
-    const void *data = NULL;
-    char *out;
-
-    if (s != NULL && PyUnicode_Check(s)) {
-        n = PyUnicode_GET_LENGTH(s);
-        kind = PyUnicode_KIND(s);
-        data = PyUnicode_DATA(s);
-    }
-    /* Worst case: 4 UTF-8 bytes per character, or 2 for an escape. */
-    out = realloc(buf, *len + 4 * (size_t)n + 2);
-    if (out == NULL) {
-        free(buf);
-        return NULL;
-    }
-    for (i = 0; i < n; i++) {
-        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-        char esc = 0;
-        switch (ch) {
-        case '\\':
-            esc = '\\';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        default:
-            break;
-        }
-        if (esc) {
-            out[(*len)++] = '\\';
-            out[(*len)++] = esc;
-        }
-        else {
-            *len += (size_t)rt_utf8_encode(ch, out + *len);
-        }
-    }
-    if (n == 0 && (s == NULL || !PyUnicode_Check(s))) {
-        out[(*len)++] = '?';
-    }
-    return out;
-}
-
 static rt_code_slot *
 rt_code_lookup(PyCodeObject *code)
 {
     size_t h = ((uintptr_t)code >> 4) * 2654435761u;
     rt_code_slot *slot = &rt_code_cache[h % RT_CODE_SLOTS];
-    char *text = NULL;
-    size_t len = 0, file_len;
+    pmt_codenames names;
 
     if (slot->code == (PyObject *)code) {
         return slot;
     }
-    text = rt_append_escaped(text, &len, code->co_filename);
-    if (text == NULL) {
+    /* One byte more: never a malloc of 0 bytes. */
+    names.text = malloc(pmt_codenames_room(code, SIZE_MAX) + 1);
+    if (names.text == NULL) {
         return NULL;
     }
-    file_len = len;
-    text = rt_append_escaped(text, &len, code->co_qualname);
-    if (text == NULL) {
-        return NULL;
-    }
+    pmt_codenames_fill(&names, code, SIZE_MAX, 0);
     free(slot->text);
-    slot->text = text;
-    slot->file_len = file_len;
-    slot->func_off = file_len;
-    slot->func_len = len - file_len;
+    slot->text = names.text;
+    slot->file_len = names.file_len;
+    slot->func_off = names.file_len;
+    slot->func_len = names.func_len;
     slot->code = (PyObject *)code;
     return slot;
 }
@@ -928,17 +844,11 @@ rt_code_lookup(PyCodeObject *code)
 static int
 rt_line_lookup(struct _PyInterpreterFrame *frame, PyObject *code)
 {
-    int lasti = PyUnstable_InterpreterFrame_GetLasti(frame);
-    size_t h =
-        (((uintptr_t)code >> 4) ^ ((size_t)lasti * 40503u)) * 2654435761u;
-    rt_line_slot *slot = &rt_line_cache[(h >> 8) % RT_LINE_SLOTS];
-
-    if (slot->code != code || slot->lasti != lasti) {
-        slot->code = code;
-        slot->lasti = lasti;
-        slot->line = PyUnstable_InterpreterFrame_GetLine(frame);
-    }
-    return slot->line;
+    /* PyUnstable_InterpreterFrame_GetLine(frame) is PyCode_Addr2Line of
+       this offset. */
+    return pmt_codeline_get(rt_line_cache, RT_LINE_SLOTS - 1,
+                            (PyCodeObject *)code,
+                            PyUnstable_InterpreterFrame_GetLasti(frame));
 }
 
 /* File, line and function of the code running on this thread, from the

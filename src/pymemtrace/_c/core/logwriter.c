@@ -376,18 +376,14 @@ pmt_log_seconds(pmt_logwriter *w, uint64_t ns)
     pmt_log_commit(w, pmt_put_seconds(p, ns));
 }
 
-void
-pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n)
+char *
+pmt_put_escaped(char *out, const char *s, size_t n)
 {
     size_t i, start = 0;
 
-    if (n > PMT_LOG_MAX_FIELD) {
-        n = PMT_LOG_MAX_FIELD;
-    }
     for (i = 0; i < n; i++) {
-        char c = s[i];
         char esc;
-        switch (c) {
+        switch (s[i]) {
         case '\\':
             esc = '\\';
             break;
@@ -403,16 +399,26 @@ pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n)
         default:
             continue;
         }
-        if (i > start) {
-            pmt_log_bytes(w, s + start, i - start);
-        }
-        pmt_log_char(w, '\\');
-        pmt_log_char(w, esc);
+        out = pmt_put_bytes(out, s + start, i - start);
+        out[0] = '\\';
+        out[1] = esc;
+        out += 2;
         start = i + 1;
     }
-    if (n > start) {
-        pmt_log_bytes(w, s + start, n - start);
+    return pmt_put_bytes(out, s + start, n - start);
+}
+
+void
+pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n)
+{
+    char *p;
+
+    if (n > PMT_LOG_MAX_FIELD) {
+        n = PMT_LOG_MAX_FIELD;
     }
+    /* At most twice PMT_LOG_MAX_FIELD: within what reserve allows. */
+    p = pmt_log_reserve(w, 2 * n);
+    pmt_log_commit(w, pmt_put_escaped(p, s, n));
 }
 
 void

@@ -293,7 +293,16 @@ pmt_log_commit(pmt_logwriter *w, const char *end)
 
 /* Seconds with six decimals (%.6f) from nanoseconds. */
 void pmt_log_seconds(pmt_logwriter *w, uint64_t ns);
-/* A string escaped per docs/log_format.md: \\ \t \n \r. */
+
+/* The escaping rule of every log of ours (docs/log_format.md), written
+   once: a backslash, tab, newline and carriage return become two
+   characters, \\ \t \n \r, so that a record stays on one line and its
+   fields split on tabs.  The n bytes at s, escaped, at out, which has room
+   for 2 * n bytes; returns the end.  Every other escaping function (the
+   ones below, logfmt.c's for str) calls this one. */
+char *pmt_put_escaped(char *out, const char *s, size_t n);
+/* A string escaped per docs/log_format.md: \\ \t \n \r.  At most
+   PMT_LOG_MAX_FIELD bytes of it. */
 void pmt_log_escaped(pmt_logwriter *w, const char *s, size_t n);
 /* The same for text of any length (messages): written whole, in pieces
    of at most PMT_LOG_MAX_FIELD bytes. */
