@@ -82,6 +82,7 @@ from pymemtrace.snapshots.process_log import (
     LOGGER_PREFIX_STOP,
     PREFIX_FOR_EVENT,
     LogContents,
+    RecordReader,
     StreamedFile,
     jsonl_line,
     make_record,
@@ -517,16 +518,27 @@ def summarise_log(log_path: str, outdir: Optional[str] = None,
     if out is None:
         out = sys.stdout
     try:
-        contents = read_log(log_path)
+        if outdir is None:
+            # The table alone: records are summarised as they are read,
+            # in constant memory whatever the log's length.
+            with open(log_path, encoding="utf-8", errors="replace") as stream:
+                reader = RecordReader(stream)
+                summaries = summarise(reader)
+            records: Sequence[Dict[str, Any]] = ()
+            skipped = reader.skipped
+        else:
+            contents = read_log(log_path)
+            records, skipped = contents.records, contents.skipped
+            summaries = summarise(records)
     except OSError as exc:
         raise PymemtraceError(f"cannot read {log_path}: {exc.strerror or exc}") from exc
-    if not contents.records:
-        skipped = f" ({contents.skipped} unreadable skipped)" if contents.skipped else ""
-        raise PymemtraceError(f"no process records in {log_path}{skipped}")
-    print(format_summary(summarise(contents.records), contents.skipped), file=out)
+    if not summaries:
+        why = f" ({skipped} unreadable skipped)" if skipped else ""
+        raise PymemtraceError(f"no process records in {log_path}{why}")
+    print(format_summary(summaries, skipped), file=out)
     if outdir is not None:
         try:
-            paths = write_plots(contents.records, log_path, outdir)
+            paths = write_plots(records, log_path, outdir)
         except OSError as exc:
             where = exc.filename or outdir
             raise PymemtraceError(f"cannot write {where}: {exc.strerror or exc}") from exc

@@ -180,6 +180,33 @@ def test_a_signal_to_tree_reaches_the_command_and_the_outputs_are_complete(
             pass
 
 
+@pytest.mark.parametrize("signum, status, reason", [
+    (signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_to_tree_on_a_pid_ends_its_outputs_and_spares_the_pid(
+        tmp_path, signum, status, reason):
+    # GIVEN `tree --pid` watching a process that is not its child
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    table, jsonl = tmp_path / "tree.txt", tmp_path / "tree.jsonl"
+    try:
+        proc = spawn("tree", "--pid", watched.pid, "-i", "0.02", "-o", table, "--json", jsonl)
+        wait_until(lambda: lines_in(partial(jsonl)) >= 2, proc, "a sample was written")
+        # WHEN the signal arrives
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+        # THEN both files are complete, the last record says why; the
+        # watched process lives on
+        assert proc.returncode == status, stderr
+        assert stderr == ""
+        last = json.loads(jsonl.read_text().splitlines()[-1])
+        assert last["event"] == "end" and last["reason"] == reason, last
+        assert str(watched.pid) in table.read_text()
+        assert leftovers(tmp_path) == []
+        assert watched.poll() is None
+    finally:
+        watched.kill()
+        watched.wait()
+
+
 def test_kill_9_leaves_no_partial_file_at_the_path(tmp_path):
     # GIVEN `process -o LOG` and `tree --json` running
     log, jsonl = tmp_path / "run.jsonl", tmp_path / "tree.jsonl"

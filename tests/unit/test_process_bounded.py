@@ -114,3 +114,34 @@ def test_process_run_keeps_statistics_not_samples():
     assert len(s.labels) == MAX_LABELS and s.label_count == 19999
     assert len(run.series[7].points()) <= 100
     assert run.samples == 20000
+
+
+def test_a_log_is_summarised_as_it_is_read(tmp_path, capsys, monkeypatch):
+    # GIVEN a log of many records, read through a generator of lines
+    import json
+
+    from pymemtrace import process
+    from pymemtrace.snapshots.process_log import RecordReader
+
+    def lines():
+        for i in range(100000):
+            yield json.dumps(record(i * 0.001, 2**20 + i)) + "\n"
+        yield "{broken\n"
+
+    reader = RecordReader(lines())
+    # WHEN summarised straight from the reader (no list of records)
+    summaries = summarise(reader)
+    assert summaries[7].samples == 100000 and summaries[7].max_rss == 2**20 + 99999
+    assert reader.skipped == 1
+    # AND `python -m pymemtrace.process LOG` (no OUTDIR) reads that way
+    log = tmp_path / "run.jsonl"
+    log.write_text("".join(json.dumps(record(i, 2**20 * (i + 1))) + "\n" for i in range(3)))
+
+    def no_whole_reads(path):
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(process, "read_log", no_whole_reads)
+    assert process.summarise_log(str(log)) == 0
+    with pytest.raises(AssertionError, match="read whole"):
+        process.summarise_log(str(log), str(tmp_path / "plots"))  # the twin needs them all
+    assert "+2.0 MiB" in capsys.readouterr().out

@@ -23,7 +23,7 @@ import json
 import os
 import stat
 import tempfile
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from pymemtrace import _output
 
@@ -96,42 +96,53 @@ def _valid(record: Any) -> bool:
     )
 
 
-def parse_lines(lines: Iterable[str]) -> LogContents:
-    """Records from logging output lines and/or JSON Lines.
+class RecordReader:
+    """Records from logging output lines and/or JSON Lines, one at a time.
 
     Lines holding ``ProcessLoggingThread-JSON`` are records of a logging
     output; lines starting with ``{`` are JSON Lines records; other lines
     are ignored.  Records that do not parse are counted in ``skipped``.
+    Iterating keeps nothing: a log of any length is read in constant memory.
     """
-    records: List[Dict[str, Any]] = []
-    skipped = 0
-    for line in lines:
-        at = line.find(LOGGER_PREFIX)
-        if at >= 0:
-            rest = line[at + len(LOGGER_PREFIX):]
-            event = EVENT_SAMPLE
-            for name in (EVENT_START, EVENT_STOP):
-                if rest.startswith("-" + name):
-                    event, rest = name, rest[len(name) + 1:]
-            text = rest.strip()
-        elif line.lstrip().startswith("{"):
-            text, event = line.strip(), None
-        else:
-            continue
-        try:
-            record = json.loads(text)
-        except (ValueError, RecursionError):
-            skipped += 1
-            continue
-        if not _valid(record):
-            skipped += 1
-            continue
-        if event is not None:
-            record[KEY_EVENT] = event
-        elif record.get(KEY_EVENT) not in PREFIX_FOR_EVENT:
-            record[KEY_EVENT] = EVENT_SAMPLE
-        records.append(record)
-    return LogContents(records, skipped)
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = lines
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        for line in self._lines:
+            at = line.find(LOGGER_PREFIX)
+            if at >= 0:
+                rest = line[at + len(LOGGER_PREFIX):]
+                event = EVENT_SAMPLE
+                for name in (EVENT_START, EVENT_STOP):
+                    if rest.startswith("-" + name):
+                        event, rest = name, rest[len(name) + 1:]
+                text = rest.strip()
+            elif line.lstrip().startswith("{"):
+                text, event = line.strip(), None
+            else:
+                continue
+            try:
+                record = json.loads(text)
+            except (ValueError, RecursionError):
+                self.skipped += 1
+                continue
+            if not _valid(record):
+                self.skipped += 1
+                continue
+            if event is not None:
+                record[KEY_EVENT] = event
+            elif record.get(KEY_EVENT) not in PREFIX_FOR_EVENT:
+                record[KEY_EVENT] = EVENT_SAMPLE
+            yield record
+
+
+def parse_lines(lines: Iterable[str]) -> LogContents:
+    """Every record of ``lines`` (see :class:`RecordReader`), in a list."""
+    reader = RecordReader(lines)
+    records = list(reader)
+    return LogContents(records, reader.skipped)
 
 
 def read_log(path) -> LogContents:
