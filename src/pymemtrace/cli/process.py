@@ -88,7 +88,8 @@ class Command:
                             default=DEFAULT_INTERVAL,
                             metavar="S", help="seconds between samples (default %(default)s)")
         parser.add_argument("-o", "--output", metavar="LOG",
-                            help="write every record to this JSON Lines file (flushed per record)")
+                            help="write every record to this JSON Lines file (written per record "
+                                 "to .LOG.XXXXXXXX.tmp beside it, renamed to LOG at the end)")
         parser.add_argument("--svg", metavar="SVG", help="write an SVG chart of RSS over time")
         parser.add_argument("-p", "--pid", type=number(1, MAX_PID, integer=True), help="watch this running process")
         parser.add_argument("--duration", type=number(MIN_INTERVAL, MAX_DURATION), metavar="S",
