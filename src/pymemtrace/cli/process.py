@@ -155,7 +155,8 @@ class Command:
         try:
             thread.start()
         except OSError as exc:
-            if exc.errno not in _output.WRITE_ERRNOS or not args.output:
+            if not args.output or (exc.errno not in _output.WRITE_ERRNOS
+                                   and exc.filename != args.output):
                 raise
             raise PymemtraceError(f"cannot write {args.output}: {_output.reason(exc)}") from None
         return thread
