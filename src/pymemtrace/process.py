@@ -17,9 +17,11 @@ Every record is one logging call at ``log_level`` on the logger
 ``timestamp``, ``memory_info``, ``cpu_times``, ``elapsed_time`` (seconds
 since the process started), ``pid`` and, for records that follow a
 message, ``label``.  With ``path=`` the same records also go to a JSON
-Lines file (one object per line with an ``event`` key, flushed per
-record, so the file stays readable while the process runs or after it is
-killed).
+Lines file (one object per line with an ``event`` key, each record handed
+to the kernel in one write).  The file is written under a temporary name
+in the same directory (``thread.partial_path``) and renamed to ``path``
+when the STOP record is written: ``path`` holds a whole log or nothing; a
+``kill -9`` leaves the temporary file, every line of it whole.
 
 For the current process the sampling runs in a C thread
 (``pymemtrace._native.Sampler``) that never holds the GIL; the logging
@@ -29,13 +31,19 @@ program very little.  Another process (``pid=``) is sampled with psutil.
 ``python -m pymemtrace.process LOG [OUTDIR]`` summarises a log (a logging
 output file or a JSON Lines file) per process, and with OUTDIR writes
 gnuplot ``.dat``/``.plt`` files and a self-contained SVG chart per pid.
+
+This module is the seed-named front end; the layers it wires together
+(and re-exports, so every public name of the seed keeps working):
+the probe :mod:`pymemtrace.probes.process`, the log records
+:mod:`pymemtrace.snapshots.process_log`, the running statistics
+:mod:`pymemtrace.analyses.process`, the text and charts
+:mod:`pymemtrace.reporters.process_text` and
+:mod:`pymemtrace.reporters.process_chart`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import datetime
 import functools
 import json
 import logging
@@ -46,17 +54,41 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
-
-import psutil
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from pymemtrace import _output
+from pymemtrace._argtypes import MAX_PID, number
+from pymemtrace.analyses.process import ProcessSummary, Series, summarise
 from pymemtrace.errors import PymemtraceError
-
-try:  # the C core; without it every process is sampled with psutil
-    from pymemtrace import _native
-except ImportError:  # pragma: no cover - the extension is always built here
-    _native = None
+from pymemtrace.probes import process as probe
+from pymemtrace.probes.process import wait_for_exec
+from pymemtrace.reporters._units import format_bytes
+from pymemtrace.reporters.process_chart import rss_chart, write_plots
+from pymemtrace.reporters.process_text import _labels_cell, format_summary
+from pymemtrace.snapshots.process_log import (
+    DATETIME_NOW_FORMAT,
+    EVENT_SAMPLE,
+    EVENT_START,
+    EVENT_STOP,
+    KEY_CPU_TIMES,
+    KEY_ELAPSED_TIME,
+    KEY_EVENT,
+    KEY_LABEL,
+    KEY_MEMORY_INFO,
+    KEY_PROCESS_ID,
+    KEY_TIMESTAMP,
+    LOGGER_PREFIX,
+    LOGGER_PREFIX_START,
+    LOGGER_PREFIX_STOP,
+    PREFIX_FOR_EVENT,
+    LogContents,
+    RecordReader,
+    StreamedFile,
+    jsonl_line,
+    make_record,
+    parse_lines,
+    read_log,
+)
 
 __all__ = [
     "LOGGER_PREFIX",
@@ -73,36 +105,27 @@ __all__ = [
     "main",
 ]
 
-logger = logging.getLogger("pymemtrace.process")
+# Names this module had before the split, still importable from here.
+_REEXPORTED = (DATETIME_NOW_FORMAT, KEY_CPU_TIMES, KEY_ELAPSED_TIME, KEY_EVENT, KEY_LABEL,
+               KEY_MEMORY_INFO, KEY_PROCESS_ID, KEY_TIMESTAMP, LogContents, Series,
+               _labels_cell, format_bytes, parse_lines, rss_chart, wait_for_exec)
 
-#: Unique string in every log line of a record.
-LOGGER_PREFIX = "ProcessLoggingThread-JSON"
-LOGGER_PREFIX_START = f"{LOGGER_PREFIX}-START"
-LOGGER_PREFIX_STOP = f"{LOGGER_PREFIX}-STOP"
-#: Format of the ``timestamp`` value (local time), e.g. '2019-06-07 11:57:58.390921'.
-DATETIME_NOW_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-KEY_TIMESTAMP = "timestamp"
-KEY_ELAPSED_TIME = "elapsed_time"
-KEY_LABEL = "label"
-KEY_PROCESS_ID = "pid"
-KEY_MEMORY_INFO = "memory_info"
-KEY_CPU_TIMES = "cpu_times"
-#: Only in the JSON Lines file: "START", "SAMPLE" or "STOP".
-KEY_EVENT = "event"
-EVENT_START = "START"
-EVENT_SAMPLE = "SAMPLE"
-EVENT_STOP = "STOP"
-_PREFIX_FOR_EVENT = {
-    EVENT_START: LOGGER_PREFIX_START,
-    EVENT_SAMPLE: LOGGER_PREFIX,
-    EVENT_STOP: LOGGER_PREFIX_STOP,
-}
+logger = logging.getLogger("pymemtrace.process")
+_PREFIX_FOR_EVENT = PREFIX_FOR_EVENT
 
 #: Longest interval accepted, in seconds (the C sampler's limit too).
 MAX_INTERVAL = 86400.0
+#: Shortest interval of the command lines, in seconds.
+MIN_INTERVAL = 0.001
 #: Seconds between two drains of the C sampler (records reach the log and
 #: the file up to this late) when the interval is shorter.
 DEFAULT_BATCH = 1.0
+
+_native = probe._native
+_Sample = probe.Reading
+_from_native = probe.from_native
+_open_process = probe.open_process
+_create_time = probe.create_time
 
 
 def _check_interval(interval: Any) -> float:
@@ -144,70 +167,6 @@ def _check_log_level(log_level: Any) -> int:
     elif isinstance(log_level, int) and not isinstance(log_level, bool) and log_level >= 0:
         return log_level
     raise ValueError(f"log_level must be a logging level such as logging.INFO, got {log_level!r}")
-
-
-def _open_process(pid: int) -> psutil.Process:
-    """psutil.Process(pid), its errors turned into clear built-in ones."""
-    try:
-        proc = psutil.Process(pid)
-        proc.create_time()
-        return proc
-    except psutil.NoSuchProcess as exc:
-        raise ProcessLookupError(f"no process with pid {pid}") from exc
-    except psutil.AccessDenied as exc:
-        raise PermissionError(f"access denied to process {pid}") from exc
-
-
-def _create_time(proc: psutil.Process) -> float:
-    """Start time of the process, seconds since the epoch.
-
-    On Linux psutil adds the start tick to the boot time, which /proc/stat
-    gives in whole seconds: elapsed times would be off by up to a second.
-    The age from CLOCK_BOOTTIME is exact to a clock tick.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            with open(f"/proc/{proc.pid}/stat", "rb") as stream:
-                data = stream.read()
-            start_ticks = int(data[data.rindex(b")") + 2:].split()[19])
-            age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-            return time.time() - age
-        except (OSError, ValueError, IndexError, AttributeError):
-            pass
-    return proc.create_time()
-
-
-def wait_for_exec(pid: int, timeout: float = 1.0) -> None:
-    """Wait until a child started by ``subprocess.Popen`` has its program
-    loaded.  Popen returns when the exec has begun (the close-on-exec pipe
-    closes), while the kernel may still be mapping the new program: a
-    sample then reads an empty address space (RSS of one page).  On Linux
-    the code range of /proc/PID/stat is set once the program is mapped;
-    elsewhere, or when the child ends, this returns at once."""
-    if not sys.platform.startswith("linux"):
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stream:
-                data = stream.read()
-            fields = data[data.rindex(b")") + 2:].split()
-            if fields[0] in (b"Z", b"X") or int(fields[23]) != 0:  # state, startcode
-                return
-        except (OSError, ValueError, IndexError):
-            return
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.0005)
-
-
-# A sample inside this module: (monotonic s, wall s, memory_info, cpu_times).
-_Sample = Tuple[float, float, Dict[str, Any], Dict[str, Any]]
-
-
-def _from_native(sample: Tuple[float, float, int, float, float]) -> _Sample:
-    mono, wall, rss, user, system = sample
-    return mono, wall, {"rss": rss}, {"user": round(user, 6), "system": round(system, 6)}
 
 
 class ProcessLoggingThread(threading.Thread):
@@ -267,10 +226,10 @@ class ProcessLoggingThread(threading.Thread):
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
         own = pid in (-1, os.getpid())
-        self._process = psutil.Process() if own else _open_process(pid)
+        self._process = probe.this_process() if own else _open_process(pid)
         self._pid = self._process.pid
         self._create_time = _create_time(self._process)
-        self._use_native = own and _native is not None
+        self._use_native = own and probe.HAVE_NATIVE
         super().__init__(
             group=group,
             target=target,
@@ -286,7 +245,7 @@ class ProcessLoggingThread(threading.Thread):
         self._pending_labels: List[Tuple[float, str]] = []
         self._stop_event = threading.Event()
         self._start_called = False
-        self._file: Optional[TextIO] = None
+        self._file: Optional[StreamedFile] = None
         self._sampler = None
         self._last: Optional[_Sample] = None
         #: Records written (all events).
@@ -297,6 +256,8 @@ class ProcessLoggingThread(threading.Thread):
         self.error: Optional[BaseException] = None
         #: True when the watched process exited before the thread stopped.
         self.process_exited = False
+        # None until the thread ends; then whether its STOP record was written.
+        self._stop_written: Optional[bool] = None
 
     # -- public ------------------------------------------------------------
 
@@ -311,6 +272,12 @@ class ProcessLoggingThread(threading.Thread):
     @property
     def path(self) -> Optional[str]:
         return self._path
+
+    @property
+    def partial_path(self) -> Optional[str]:
+        """While running: the temporary file that holds the records so far
+        (renamed to ``path`` when the STOP record is written)."""
+        return None if self._file is None else self._file.partial_path
 
     @property
     def uses_native_sampler(self) -> bool:
@@ -328,12 +295,12 @@ class ProcessLoggingThread(threading.Thread):
         self._start_called = True
         try:
             if self._path is not None:
-                self._file = open(self._path, "w", encoding="utf-8")
+                self._file = StreamedFile(self._path)
             if self._use_native:
                 # START is sampled here; the thread's first sample comes one
                 # interval later, and start() does not wait for the thread.
-                self._sampler = _native.Sampler(self._interval, capacity=self._capacity)
-                first = _from_native(_native.process_sample())
+                self._sampler = probe.native_sampler(self._interval, self._capacity)
+                first = probe.native_reading()
                 self._sampler.start(immediate=False)
             else:
                 first = self._psutil_sample()
@@ -402,7 +369,7 @@ class ProcessLoggingThread(threading.Thread):
             self._sampler.stop()
             try:
                 self._drain_native()
-                final = _from_native(_native.process_sample())
+                final = probe.native_reading()
             except OSError as exc:
                 if self.error is None:
                     self.error = exc
@@ -421,23 +388,14 @@ class ProcessLoggingThread(threading.Thread):
         for _, text in self._pending_labels:
             self._write(EVENT_SAMPLE, final, text)
         self._pending_labels.clear()
+        self._stop_written = False
         self._write(EVENT_STOP, final, None)
+        self._stop_written = True
 
     # -- helpers -----------------------------------------------------------
 
     def _psutil_sample(self) -> _Sample:
-        try:
-            with self._process.oneshot():
-                memory = self._process.memory_info()._asdict()
-                cpu = self._process.cpu_times()._asdict()
-                # An exited child not yet waited for reads as all zeros.
-                if not memory.get("rss") and self._process.status() == psutil.STATUS_ZOMBIE:
-                    raise psutil.NoSuchProcess(self._pid)
-        except psutil.NoSuchProcess as exc:
-            raise ProcessLookupError(f"process {self._pid} has exited") from exc
-        except psutil.AccessDenied as exc:
-            raise PermissionError(f"access denied to process {self._pid}") from exc
-        return time.monotonic(), time.time(), memory, cpu
+        return probe.psutil_reading(self._process)
 
     def _collect_labels(self) -> None:
         while True:
@@ -463,16 +421,7 @@ class ProcessLoggingThread(threading.Thread):
 
     def _record(self, sample: _Sample, label: Optional[str]) -> Dict[str, Any]:
         _, wall, memory, cpu = sample
-        record = {
-            KEY_TIMESTAMP: datetime.datetime.fromtimestamp(wall).strftime(DATETIME_NOW_FORMAT),
-            KEY_MEMORY_INFO: memory,
-            KEY_CPU_TIMES: cpu,
-            KEY_ELAPSED_TIME: round(wall - self._create_time, 6),
-            KEY_PROCESS_ID: self._pid,
-        }
-        if label is not None:
-            record[KEY_LABEL] = label
-        return record
+        return make_record(wall, memory, cpu, self._pid, self._create_time, label)
 
     def _write(self, event: str, sample: _Sample, label: Optional[str]) -> None:
         self._last = sample
@@ -486,20 +435,29 @@ class ProcessLoggingThread(threading.Thread):
         if to_log:
             logger.log(self._log_level, "%s %s", _PREFIX_FOR_EVENT[event], json.dumps(record))
         if self._file is not None:
-            self._file.write(json.dumps({KEY_EVENT: event, **record}) + "\n")
-            self._file.flush()
+            self._file.write(jsonl_line(event, record))
         self.records_written += 1
         if self._on_record is not None:
             self._on_record(event, record)
 
     def _close(self) -> None:
+        """Stop the sampler; the file gets its name, or, cut short by an
+        error writing it, is removed (the path never holds a partial log)."""
         if self._sampler is not None:
             self._sampler.stop()
         if self._file is not None:
+            file, self._file = self._file, None
+            failed = self._stop_written is not True or (
+                isinstance(self.error, OSError) and self.error.filename == file.path)
+            if failed:
+                file.discard()
+                return
             try:
-                self._file.close()
-            finally:
-                self._file = None
+                file.commit()
+            except OSError as exc:
+                if self.error is None:
+                    self.error = exc
+                logger.error("pymemtrace.process: cannot write %s: %s", file.path, exc)
 
 
 @contextlib.contextmanager
@@ -549,219 +507,6 @@ def log_process_dec(interval=1.0, log_level=logging.INFO, pid=-1, **kwargs):
     return decorator
 
 
-# ---------------------------------------------------------------------------
-# Reading and summarising logs.
-
-
-@dataclasses.dataclass
-class LogContents:
-    """Records found in a log, in file order, and lines that could not be read."""
-
-    records: List[Dict[str, Any]]
-    skipped: int = 0
-
-
-def _valid(record: Any) -> bool:
-    if not isinstance(record, dict):
-        return False
-    memory = record.get(KEY_MEMORY_INFO)
-    return (
-        isinstance(record.get(KEY_PROCESS_ID), int)
-        and isinstance(memory, dict)
-        and isinstance(memory.get("rss"), int)
-        and isinstance(record.get(KEY_ELAPSED_TIME), (int, float))
-    )
-
-
-def parse_lines(lines: Iterable[str]) -> LogContents:
-    """Records from logging output lines and/or JSON Lines.
-
-    Lines holding ``ProcessLoggingThread-JSON`` are records of a logging
-    output; lines starting with ``{`` are JSON Lines records; other lines
-    are ignored.  Records that do not parse are counted in ``skipped``.
-    """
-    records: List[Dict[str, Any]] = []
-    skipped = 0
-    for line in lines:
-        at = line.find(LOGGER_PREFIX)
-        if at >= 0:
-            rest = line[at + len(LOGGER_PREFIX):]
-            event = EVENT_SAMPLE
-            for name in (EVENT_START, EVENT_STOP):
-                if rest.startswith("-" + name):
-                    event, rest = name, rest[len(name) + 1:]
-            text = rest.strip()
-        elif line.lstrip().startswith("{"):
-            text, event = line.strip(), None
-        else:
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError:
-            skipped += 1
-            continue
-        if not _valid(record):
-            skipped += 1
-            continue
-        if event is not None:
-            record[KEY_EVENT] = event
-        elif record.get(KEY_EVENT) not in _PREFIX_FOR_EVENT:
-            record[KEY_EVENT] = EVENT_SAMPLE
-        records.append(record)
-    return LogContents(records, skipped)
-
-
-def read_log(path) -> LogContents:
-    """Records of the log at ``path``; OSError when it cannot be read."""
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        return parse_lines(stream)
-
-
-@dataclasses.dataclass
-class ProcessSummary:
-    """RSS over one process's records."""
-
-    pid: int
-    samples: int
-    first_rss: int
-    last_rss: int
-    min_rss: int
-    max_rss: int
-    t_first: float
-    t_last: float
-    labels: List[Tuple[float, str]]
-    dropped: int = 0
-
-    @property
-    def growth(self) -> int:
-        return self.last_rss - self.first_rss
-
-    @property
-    def duration(self) -> float:
-        return self.t_last - self.t_first
-
-    @property
-    def rate(self) -> float:
-        """Growth in bytes per second (0 when the log covers no time)."""
-        return self.growth / self.duration if self.duration > 0 else 0.0
-
-
-def summarise(records: Sequence[Dict[str, Any]]) -> Dict[int, ProcessSummary]:
-    """One :class:`ProcessSummary` per pid, in order of first appearance."""
-    out: Dict[int, ProcessSummary] = {}
-    for record in records:
-        pid = record[KEY_PROCESS_ID]
-        rss = record[KEY_MEMORY_INFO]["rss"]
-        t = float(record[KEY_ELAPSED_TIME])
-        s = out.get(pid)
-        if s is None:
-            s = out[pid] = ProcessSummary(pid, 0, rss, rss, rss, rss, t, t, [])
-        s.samples += 1
-        s.last_rss = rss
-        s.min_rss = min(s.min_rss, rss)
-        s.max_rss = max(s.max_rss, rss)
-        s.t_last = t
-        if record.get(KEY_LABEL) is not None:
-            s.labels.append((t, str(record[KEY_LABEL])))
-        if isinstance(record.get("dropped"), int):
-            s.dropped += record["dropped"]
-    return out
-
-
-def format_bytes(value: float, signed: bool = False) -> str:
-    """1536 -> '1.5 KiB' (binary units)."""
-    sign = "+" if signed and value > 0 else ("-" if value < 0 else "")
-    value = abs(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            if unit == "B":
-                return f"{sign}{value:.0f} {unit}"
-            return f"{sign}{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _labels_cell(labels: List[Tuple[float, str]], width: int = 40) -> str:
-    if not labels:
-        return "-"
-    text = ", ".join(label for _, label in labels)
-    if len(text) > width:
-        text = text[: width - 3] + "..."
-    return f"{len(labels)}: {text}"
-
-
-def format_summary(summaries: Dict[int, ProcessSummary], skipped: int = 0) -> str:
-    """The per-pid table printed by ``python -m pymemtrace.process LOG``."""
-    header = ("pid", "samples", "first RSS", "last RSS", "min RSS", "max RSS",
-              "growth", "rate", "duration", "labels")
-    rows = [header]
-    for s in summaries.values():
-        rows.append(
-            (
-                str(s.pid),
-                str(s.samples),
-                format_bytes(s.first_rss),
-                format_bytes(s.last_rss),
-                format_bytes(s.min_rss),
-                format_bytes(s.max_rss),
-                format_bytes(s.growth, signed=True),
-                format_bytes(s.rate, signed=True) + "/s",
-                f"{s.duration:.2f} s",
-                _labels_cell(s.labels),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.ljust(w) if i in (0, len(row) - 1) else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    if not summaries:
-        lines.append("(no records)")
-    if skipped:
-        lines.append(f"skipped {skipped} unreadable line{'s' if skipped != 1 else ''}")
-    return "\n".join(lines)
-
-
-def write_plots(records: Sequence[Dict[str, Any]], log_path: str, outdir: str) -> List[str]:
-    """gnuplot .dat/.plt and an SVG chart per pid in ``outdir``; returns the paths."""
-    from pymemtrace.reporters import gnuplot
-
-    os.makedirs(outdir, exist_ok=True)
-    by_pid: Dict[int, List[Dict[str, Any]]] = {}
-    for record in records:
-        by_pid.setdefault(record[KEY_PROCESS_ID], []).append(record)
-    written = []
-    base = os.path.basename(log_path) or "process"
-    for pid, recs in by_pid.items():
-        name = f"{base}_{pid}"
-        dat = os.path.join(outdir, name + ".dat")
-        plt = os.path.join(outdir, name + ".plt")
-        svg = os.path.join(outdir, name + ".svg")
-        gnuplot.write_process_dat(dat, recs)
-        gnuplot.write_process_plt(plt, name, recs)
-        _output.write_file(svg, rss_chart(recs, title=f"RSS of pid {pid} ({base})"))
-        written += [dat, plt, svg]
-    return written
-
-
-def rss_chart(records: Sequence[Dict[str, Any]], title: str = "RSS over time") -> str:
-    """An SVG chart of RSS (MiB) against elapsed time, labels marked."""
-    from pymemtrace.reporters import svg_chart
-
-    points = [(float(r[KEY_ELAPSED_TIME]), r[KEY_MEMORY_INFO]["rss"] / 2**20) for r in records]
-    markers = [(float(r[KEY_ELAPSED_TIME]), str(r[KEY_LABEL]))
-               for r in records if r.get(KEY_LABEL) is not None]
-    return svg_chart.line_chart(
-        points,
-        title=title,
-        x_label="time since process start (s)",
-        y_label="RSS (MiB)",
-        markers=markers,
-    )
-
 
 def summarise_log(log_path: str, outdir: Optional[str] = None,
                   out: Optional[TextIO] = None) -> int:
@@ -773,16 +518,27 @@ def summarise_log(log_path: str, outdir: Optional[str] = None,
     if out is None:
         out = sys.stdout
     try:
-        contents = read_log(log_path)
+        if outdir is None:
+            # The table alone: records are summarised as they are read,
+            # in constant memory whatever the log's length.
+            with open(log_path, encoding="utf-8", errors="replace") as stream:
+                reader = RecordReader(stream)
+                summaries = summarise(reader)
+            records: Sequence[Dict[str, Any]] = ()
+            skipped = reader.skipped
+        else:
+            contents = read_log(log_path)
+            records, skipped = contents.records, contents.skipped
+            summaries = summarise(records)
     except OSError as exc:
         raise PymemtraceError(f"cannot read {log_path}: {exc.strerror or exc}") from exc
-    if not contents.records:
-        skipped = f" ({contents.skipped} unreadable skipped)" if contents.skipped else ""
-        raise PymemtraceError(f"no process records in {log_path}{skipped}")
-    print(format_summary(summarise(contents.records), contents.skipped), file=out)
+    if not summaries:
+        why = f" ({skipped} unreadable skipped)" if skipped else ""
+        raise PymemtraceError(f"no process records in {log_path}{why}")
+    print(format_summary(summaries, skipped), file=out)
     if outdir is not None:
         try:
-            paths = write_plots(contents.records, log_path, outdir)
+            paths = write_plots(records, log_path, outdir)
         except OSError as exc:
             where = exc.filename or outdir
             raise PymemtraceError(f"cannot write {where}: {exc.strerror or exc}") from exc
@@ -811,9 +567,15 @@ def _watch(pid: int, interval: float, log_level: int) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pymemtrace.process LOG [OUTDIR]``, or the seed's
-    ``python -m pymemtrace.process [-p PID] [-i INTERVAL] [-l LEVEL]``."""
+    ``python -m pymemtrace.process [-p PID] [-i INTERVAL] [-l LEVEL]``.
+
+    Every failure is one line on stderr: usage 2, anything else 1 (a
+    reader that left, as ``| head -1``: 1 without a word)."""
+    from pymemtrace._argtypes import one_line_errors
+
+    prog = "python -m pymemtrace.process"
     parser = argparse.ArgumentParser(
-        prog="python -m pymemtrace.process",
+        prog=prog,
         description="Summarise a log written by pymemtrace.process (logging output "
         "or JSON Lines) per process; with OUTDIR also write gnuplot files and "
         "an SVG chart per process.  Without LOG, log the memory of a process "
@@ -822,18 +584,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "  python -m pymemtrace.process -p 1234 -i 0.5 -l 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    def one_line_error(message: str) -> None:
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    parser.error = one_line_error  # type: ignore[method-assign]
+    one_line_errors(parser, prog)
     parser.add_argument("log", metavar="LOG", nargs="?", help="log file to read")
     parser.add_argument("outdir", metavar="OUTDIR", nargs="?",
                         help="directory for .dat, .plt and .svg files")
-    parser.add_argument("-p", "--pid", type=int, default=-1,
+    parser.add_argument("-p", "--pid", type=number(-1, MAX_PID, integer=True), default=-1,
                         help="without LOG: the process to log, -1 is this one "
                              "[default: %(default)s]")
-    parser.add_argument("-i", "--interval", type=float, default=1.0,
+    parser.add_argument("-i", "--interval", type=number(MIN_INTERVAL, MAX_INTERVAL),
+                        default=1.0,
                         help="without LOG: seconds between samples [default: %(default)s]")
     parser.add_argument("-l", "--log_level", "--log-level", dest="log_level",
                         type=log_level_arg, default=logging.INFO,
@@ -844,10 +603,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.log is None:
             logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
             return _watch(args.pid, args.interval, args.log_level)
-        return summarise_log(args.log, args.outdir)
+        status = summarise_log(args.log, args.outdir)
+        sys.stdout.flush()
+        return status
     except PymemtraceError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        _error(prog, str(exc))
         return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _output.silence_stdout()
+        return 1
+    except OSError as exc:
+        if exc.errno not in _output.WRITE_ERRNOS:
+            raise
+        _output.silence_stdout()
+        _error(prog, f"cannot write {exc.filename or 'stdout'}: {_output.reason(exc)}")
+        return 1
+
+
+def _error(prog: str, message: str) -> None:
+    with contextlib.suppress(OSError):
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

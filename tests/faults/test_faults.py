@@ -324,9 +324,11 @@ def test_sigterm_to_tree_on_a_pid_ends_the_json_lines(tmp_path):
     jsonl = tmp_path / "tree.jsonl"
     try:
         proc = spawn("tree", "--pid", watched.pid, "-i", "0.02", "--json", jsonl)
-        for _ in range(60000):  # ready: a sample record is written
-            if proc.poll() is not None or '"event":"sample"' in (
-                    jsonl.read_text() if jsonl.exists() else ""):
+        # ready: a sample record is written (to the temporary name, which
+        # becomes tree.jsonl when monitoring ends)
+        for _ in range(60000):
+            partial = "".join(p.read_text() for p in tmp_path.glob(".tree.jsonl.*.tmp"))
+            if proc.poll() is not None or '"event":"sample"' in partial:
                 break
             time.sleep(0.005)
         assert proc.poll() is None, proc.communicate()
@@ -341,6 +343,7 @@ def test_sigterm_to_tree_on_a_pid_ends_the_json_lines(tmp_path):
     assert "Traceback" not in stderr
     last = json.loads(jsonl.read_text().splitlines()[-1])
     assert last["event"] == "end" and last["reason"] == "terminated", last
+    assert list(tmp_path.glob(".tree.jsonl.*")) == []
 
 
 # ------------------------------------------------------------ full disk

@@ -110,7 +110,9 @@ def test_summary_of_an_existing_log_with_plots(cli, tmp_path):
         (["--pid", "1", "--", "true"], 2, "exactly one"),
         (["--duration", "1", "--", "true"], 2, "--duration"),
         (["--summary", "a", "b", "c"], 2, "--summary"),
-        (["--", "no-such-command-pmt"], 1, "cannot run no-such-command-pmt"),
+        # the one child runner's statuses, as a shell's
+        (["--", "no-such-command-pmt"], 127, "command not found: no-such-command-pmt"),
+        (["--", __file__], 126, "permission denied"),
         (["-o", "/nonexistent-dir/x.jsonl", "--", "true"], 1, "/nonexistent-dir/x.jsonl"),
         (["--svg", "/nonexistent-dir/x.svg", "--", "true"], 1, "/nonexistent-dir/x.svg"),
         (["--summary", "/nonexistent-dir/x.log"], 1, "cannot read /nonexistent-dir/x.log"),

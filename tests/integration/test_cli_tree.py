@@ -12,12 +12,18 @@ import pytest
 # step waits until the monitor's JSON file shows the previous one, so the
 # test depends on the order of events, never on how fast the machine is.
 STAGGERED = r"""
-import json, subprocess, sys, time
+import glob, json, os, subprocess, sys, time
 path = sys.argv[1]
+
+def current():
+    # until the log is complete it is under a temporary name next to path
+    found = glob.glob(os.path.join(os.path.dirname(path),
+                                   "." + os.path.basename(path) + ".*.tmp"))
+    return found[0] if found else path
 
 def seen(pid, state):
     try:
-        with open(path) as f:
+        with open(current()) as f:
             lines = [ln for ln in f.read().splitlines(keepends=True) if ln.endswith("\n")]
     except FileNotFoundError:
         return False
@@ -62,6 +68,14 @@ def wait_until(predicate, what):
 
 def lines_in(path):
     return path.read_text().count("\n") if path.exists() else 0
+
+
+def partial(path):
+    """Where a streamed output is until it is complete: ``.NAME.XXXXXXXX.tmp``
+    next to it (renamed to its path at the end)."""
+    found = list(path.parent.glob(f".{path.name}.*.tmp"))
+    assert len(found) <= 1, found
+    return found[0] if found else path.parent / "(none yet)"
 
 
 def read_jsonl(path):
@@ -135,16 +149,18 @@ def test_kill_9_leaves_parseable_json_lines(tmp_path, family):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # WHEN it is killed with SIGKILL in the middle of its run
-        wait_until(lambda: monitor.poll() is not None or lines_in(jsonl) >= 30,
+        wait_until(lambda: monitor.poll() is not None or lines_in(partial(jsonl)) >= 30,
                    "30 records")
         assert monitor.poll() is None, monitor.stderr.read()
         monitor.send_signal(signal.SIGKILL)
     finally:
         monitor.wait()
         monitor.stderr.close()
-    # THEN every line of the file is a whole JSON record
+    # THEN nothing is at the path (the log is not complete), and every line
+    # of the temporary file left behind is a whole JSON record
     assert monitor.returncode == -signal.SIGKILL
-    records = read_jsonl(jsonl)
+    assert not jsonl.exists()
+    records = read_jsonl(partial(jsonl))
     assert len(records) >= 30
     for r in samples(records):
         assert len(r["processes"]) == 4
@@ -159,7 +175,8 @@ def test_ctrl_c_ends_cleanly(tmp_path, family):
         [sys.executable, "-m", "pymemtrace", "tree", "-p", str(family.pid), "-i",
          "0.02", "--json", str(jsonl)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: monitor.poll() is not None or lines_in(jsonl) >= 3, "3 records")
+    wait_until(lambda: monitor.poll() is not None or lines_in(partial(jsonl)) >= 3,
+               "3 records")
     assert monitor.poll() is None
     # WHEN it gets SIGINT (Ctrl-C)
     monitor.send_signal(signal.SIGINT)
@@ -169,6 +186,7 @@ def test_ctrl_c_ends_cleanly(tmp_path, family):
     assert "Traceback" not in err and err == ""
     records = read_jsonl(jsonl)
     assert records[-1]["event"] == "end" and records[-1]["reason"] == "interrupted"
+    assert not list(tmp_path.glob(".*.tmp"))  # renamed: no temporary file left
     # AND the watched process is untouched
     assert family.poll() is None
 
@@ -182,7 +200,7 @@ def test_monitoring_ends_when_the_root_exits(cli, tmp_path):
         [sys.executable, "-m", "pymemtrace.process_tree", "-p", str(proc.pid),
          "-i", "0.02", "--json", str(jsonl)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: lines_in(jsonl) >= 2, "2 records")
+    wait_until(lambda: lines_in(partial(jsonl)) >= 2, "2 records")
     # WHEN it exits
     proc.stdin.close()
     proc.wait()

@@ -40,6 +40,7 @@ LAYERS = {
     "pymemtrace.util": FRONT_ENDS,
     "pymemtrace.__main__": FRONT_ENDS,
     "pymemtrace._runner": FRONT_ENDS,
+    "pymemtrace._child": FRONT_ENDS,
     "pymemtrace.allocations": FRONT_ENDS,
     "pymemtrace.cPyMemTrace": FRONT_ENDS,
     "pymemtrace.cpymemtrace_decs": FRONT_ENDS,
@@ -49,21 +50,6 @@ LAYERS = {
     "pymemtrace.process": FRONT_ENDS,
     "pymemtrace.process_tree": FRONT_ENDS,
 }
-
-#: TEMPORARY (issue 9): the process/process_tree split is done on another
-#: branch, which lands after this test.  Until then these modules (each a
-#: probe, a reader, reporters and a CLI in one file) may break the rule.
-#: The lead removes this set when that branch is merged.
-ALLOWED_UNTIL_PROCESS_SPLIT = frozenset({
-    "pymemtrace.process",
-    "pymemtrace.process_tree",
-    "pymemtrace.cli.process",
-    "pymemtrace.cli.tree",
-    "pymemtrace.reporters.svg_chart",
-    "pymemtrace.reporters.gnuplot",
-    "pymemtrace.reporters.timeline_svg",
-})
-
 
 def layer_of(module: str) -> int:
     best = None
@@ -139,13 +125,7 @@ def test_no_module_imports_a_later_layer(module):
     with open(path, encoding="utf-8") as fh:
         source = fh.read()
     bad = violations(module, source, path.endswith("__init__.py"))
-    if bad and module in ALLOWED_UNTIL_PROCESS_SPLIT:
-        pytest.skip(f"allowed until the process split: {bad}")
     assert bad == []
-
-
-def test_the_allowlist_names_only_modules_that_exist():
-    assert ALLOWED_UNTIL_PROCESS_SPLIT <= set(MODULES)
 
 
 # The twins: the check finds what it must find.

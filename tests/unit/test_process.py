@@ -133,19 +133,55 @@ def test_log_process_sees_rss_grow_by_the_memory_touched(tmp_path):
     assert summary.max_rss - summary.min_rss == peak - start
 
 
-def test_jsonl_is_valid_and_flushed_per_record_while_running(tmp_path):
+def lines_of(path):
+    with open(path, encoding="utf-8") as stream:
+        return stream.read().splitlines()
+
+
+def test_jsonl_is_written_per_record_under_a_temporary_name_then_renamed(tmp_path):
     path = tmp_path / "live.jsonl"
     with process.log_process(interval=0.01, batch=0.02, path=path) as thread:
-        # read it while the thread runs: every line already complete
-        assert wait_for(lambda: len(path.read_text().splitlines()) >= 4)
-        lines = path.read_text().splitlines()
+        # WHILE the thread runs: the records are in the temporary file next
+        # to the path, every line already complete; the path is not there yet
+        partial = thread.partial_path
+        assert os.path.dirname(partial) == str(tmp_path) and partial.endswith(".tmp")
+        assert wait_for(lambda: len(lines_of(partial)) >= 4)
+        lines = lines_of(partial)
         assert thread.is_alive()
+        assert not path.exists()
     records = [json.loads(line) for line in lines]
     assert records[0]["event"] == "START"
     assert all(r["event"] == "SAMPLE" for r in records[1:])
+    # WHEN it stops  THEN the file has its name, the temporary one is gone
     final = [json.loads(line) for line in path.read_text().splitlines()]
     assert final[-1]["event"] == "STOP"
     assert "dropped" in final[-1]
+    assert final[:len(records)] == records
+    assert not os.path.exists(partial)
+    assert [p.name for p in tmp_path.iterdir()] == ["live.jsonl"]
+    assert thread.partial_path is None
+
+
+def test_a_log_cut_short_by_a_write_error_leaves_no_file(tmp_path, monkeypatch):
+    # GIVEN a log whose writes fail after the START record (a full disk)
+    from pymemtrace.snapshots import process_log
+
+    path = tmp_path / "full.jsonl"
+    real_write = process_log.StreamedFile.write
+    writes = []
+
+    def write(self, text):
+        writes.append(text)
+        if len(writes) > 2:
+            raise OSError(28, "No space left on device", self.path)
+        real_write(self, text)
+
+    monkeypatch.setattr(process_log.StreamedFile, "write", write)
+    with process.log_process(interval=0.01, batch=0.02, path=path) as thread:
+        assert wait_for(lambda: thread.error is not None or len(writes) > 3)
+    # THEN the error is kept, and neither the path nor a temporary file remains
+    assert isinstance(thread.error, OSError) and thread.error.errno == 28
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_thread_stops_when_the_body_raises(tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,10 @@ from typing import Any, Dict, List, Optional
 
 from pymemtrace import _output, process
 from pymemtrace._argtypes import MAX_DURATION, MAX_PID, number
+from pymemtrace._child import Child
+from pymemtrace.analyses.process import ProcessRun
 from pymemtrace.errors import PymemtraceError, UsageError
+from pymemtrace.reporters import process_chart, process_text
 
 DEFAULT_INTERVAL = 0.5
 #: Least time between two live lines on the terminal, in seconds.
@@ -33,36 +35,28 @@ LIVE_PERIOD = 0.5
 #: Seconds the command gets to end on a ^C before SIGINT is passed on to it.
 FORWARD_GRACE = 1.0
 #: Shortest --interval of the command line, in seconds.
-MIN_INTERVAL = 0.001
+MIN_INTERVAL = process.MIN_INTERVAL
 
 
 class _Watcher:
-    """Collects records from the logging thread and prints live lines."""
+    """Keeps what the report needs of each record, in bounded memory
+    (running statistics and a bounded series: :class:`ProcessRun`), and
+    prints live lines."""
 
-    def __init__(self, live: bool, out) -> None:
+    def __init__(self, live: bool, out, max_points: int = 4096) -> None:
         self.live = live
         self.out = out
-        self.records: List[Dict[str, Any]] = []
-        self._first_rss: Optional[int] = None
+        self.run = ProcessRun(max_points)
+        self._first: Optional[tuple] = None  # (elapsed, rss) of the first record
         self._last_print = 0.0
         self._lock = threading.Lock()
 
     def __call__(self, event: str, record: Dict[str, Any]) -> None:
-        rss = record["memory_info"]["rss"]
-        kept = {
-            "pid": record["pid"],
-            "elapsed_time": record["elapsed_time"],
-            "memory_info": {"rss": rss},
-            "event": event,
-        }
-        if "label" in record:
-            kept["label"] = record["label"]
-        if "dropped" in record:
-            kept["dropped"] = record["dropped"]
         with self._lock:
-            self.records.append(kept)
-            if self._first_rss is None:
-                self._first_rss = rss
+            self.run.add(event, record)
+            rss = record["memory_info"]["rss"]
+            if self._first is None:
+                self._first = (record["elapsed_time"], rss)
             if not self.live:
                 return
             now = time.monotonic()
@@ -70,30 +64,10 @@ class _Watcher:
                     and now - self._last_print < LIVE_PERIOD:
                 return
             self._last_print = now
-            t = record["elapsed_time"] - self.records[0]["elapsed_time"]
-            delta = rss - self._first_rss
-            tag = {"START": "start", "STOP": "stop"}.get(event, "")
-            label = f"  [{record['label']}]" if "label" in record else ""
-            print(
-                f"{t:9.2f} s  RSS {process.format_bytes(rss):>10}  "
-                f"{process.format_bytes(delta, signed=True):>11}  {tag}{label}".rstrip(),
-                file=self.out,
-                flush=True,
-            )
-
-
-def _summary_lines(records: List[Dict[str, Any]]) -> str:
-    summaries = process.summarise(records)
-    lines = [process.format_summary(summaries)]
-    for s in summaries.values():
-        lines.append(
-            f"pid {s.pid}: RSS {process.format_bytes(s.first_rss)} -> "
-            f"{process.format_bytes(s.last_rss)}, "
-            f"growth {process.format_bytes(s.growth, signed=True)} in {s.duration:.2f} s "
-            f"({process.format_bytes(s.rate, signed=True)}/s), "
-            f"peak {process.format_bytes(s.max_rss)}"
-        )
-    return "\n".join(lines)
+            t0, rss0 = self._first
+            print(process_text.live_line(record["elapsed_time"] - t0, rss, rss - rss0, event,
+                                         record.get("label")),
+                  file=self.out, flush=True)
 
 
 class Command:
@@ -114,7 +88,8 @@ class Command:
                             default=DEFAULT_INTERVAL,
                             metavar="S", help="seconds between samples (default %(default)s)")
         parser.add_argument("-o", "--output", metavar="LOG",
-                            help="write every record to this JSON Lines file (flushed per record)")
+                            help="write every record to this JSON Lines file (written per record "
+                                 "to .LOG.XXXXXXXX.tmp beside it, renamed to LOG at the end)")
         parser.add_argument("--svg", metavar="SVG", help="write an SVG chart of RSS over time")
         parser.add_argument("-p", "--pid", type=number(1, MAX_PID, integer=True), help="watch this running process")
         parser.add_argument("--duration", type=number(MIN_INTERVAL, MAX_DURATION), metavar="S",
@@ -180,69 +155,37 @@ class Command:
         try:
             thread.start()
         except OSError as exc:
-            if exc.errno not in _output.WRITE_ERRNOS or not args.output:
+            if not args.output or (exc.errno not in _output.WRITE_ERRNOS
+                                   and exc.filename != args.output):
                 raise
             raise PymemtraceError(f"cannot write {args.output}: {_output.reason(exc)}") from None
         return thread
 
     def _run_command(self, command: List[str], args, watcher: _Watcher):
-        try:
-            child = subprocess.Popen(command)
-        except OSError as exc:
-            raise PymemtraceError(f"cannot run {command[0]}: {exc.strerror or exc}") from exc
         thread = None
-        old_term = None
-        if threading.current_thread() is threading.main_thread():
-            # SIGTERM to us goes on to the command; we wait for it to end
-            # and write the outputs (exit status 128 + 15 when it dies of it).
-            old_term = signal.signal(
-                signal.SIGTERM, lambda signum, frame: _forward(child, signum))
-        try:
-            try:
-                # The first sample is of the command, not of the exec under way.
-                process.wait_for_exec(child.pid)
-                thread = self._thread(child.pid, args, watcher)
-            except ProcessLookupError:
-                thread = None  # it ended before the first sample
-            interrupts = 0
-            forwarded = False
-            while True:
+        with Child.start(command) as child:
+            # SIGTERM to us goes on to the command; we wait for it to end and
+            # write the outputs (exit status 128 + 15 when it dies of it).
+            with child.forwarding((signal.SIGTERM,)):
                 try:
-                    if interrupts == 1 and not forwarded:
-                        # A ^C from the terminal reached the child too; a
-                        # SIGINT sent to us alone did not: pass it on when
-                        # the child has not ended after a moment.
-                        try:
-                            returncode = child.wait(timeout=FORWARD_GRACE)
-                            break
-                        except subprocess.TimeoutExpired:
-                            forwarded = True
-                            _forward(child, signal.SIGINT)
-                    returncode = child.wait()
-                    break
-                except KeyboardInterrupt:
-                    # Insist on the second and third ^C.
-                    interrupts += 1
-                    if interrupts == 2:
-                        child.terminate()
-                    elif interrupts >= 3:
-                        child.kill()
-        finally:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
-            if thread is not None:
-                thread.join()
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+                    try:
+                        # The first sample is of the command, not of the exec under way.
+                        process.wait_for_exec(child.pid)
+                        thread = self._thread(child.pid, args, watcher)
+                    except ProcessLookupError:
+                        thread = None  # it ended before the first sample
+                    status = child.wait_through_interrupts(FORWARD_GRACE)
+                finally:
+                    if thread is not None:
+                        thread.join()
         if thread is None:
             print(f"pymemtrace process: warning: {command[0]} ended before it could be "
                   "sampled", file=sys.stderr)
-        elif not any(r["event"] == process.EVENT_SAMPLE for r in watcher.records):
+        elif watcher.run.samples == 0:
             print(f"pymemtrace process: warning: {command[0]} ended before the first "
                   f"sample ({args.interval:g} s): only its start and end were recorded; "
                   "try a shorter --interval", file=sys.stderr)
-        return (128 + -returncode if returncode < 0 else returncode), thread
+        return status, thread
 
     def _watch_pid(self, args, watcher: _Watcher):
         try:
@@ -274,23 +217,19 @@ class Command:
         return 0, thread
 
     def _report(self, args, watcher: _Watcher) -> None:
-        if not watcher.records:
+        run = watcher.run
+        if not run.records:
             return
-        print(_summary_lines(watcher.records), flush=True)
+        print(process_text.summary_lines(run.summaries), flush=True)
         if args.output:
             print(f"log: {args.output}")
         if args.svg:
-            pid = watcher.records[0]["pid"]
-            text = process.rss_chart(watcher.records, title=f"RSS of pid {pid}")
+            pid = run.first_pid
+            text = process_chart.series_chart(run.series[pid], run.summaries[pid].labels,
+                                              title=f"RSS of pid {pid}")
             _output.write_file(args.svg, text)
             print(f"chart: {args.svg}")
 
 
-def _forward(child: subprocess.Popen, signum: int) -> None:
-    if child.poll() is None:
-        child.send_signal(signum)
-
-
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-

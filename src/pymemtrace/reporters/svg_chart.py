@@ -21,20 +21,13 @@ import math
 from typing import Callable, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
+from pymemtrace.reporters._units import BYTE_UNITS, format_bytes  # noqa: F401
+
 Point = Tuple[float, float]
 
-BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def human_bytes(value: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``: a size in the largest binary unit below it."""
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    for unit in BYTE_UNITS:
-        if value < 1024 or unit == BYTE_UNITS[-1]:
-            return f"{sign}{value:.0f} {unit}" if unit == "B" else f"{sign}{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+#: The old name of the one byte formatter (``1536`` -> ``'1.5 KiB'``), kept
+#: for the modules that import it; new code calls ``format_bytes``.
+human_bytes = format_bytes
 
 
 def nice_ticks(lo: float, hi: float, count: int = 6) -> List[float]:
@@ -168,7 +161,7 @@ def _draw(
         return ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
 
     x_step, y_step = step_of(x_ticks), step_of(y_ticks)
-    y_text: Callable[[float], str] = (human_bytes if y_is_bytes
+    y_text: Callable[[float], str] = (format_bytes if y_is_bytes
                                       else lambda t: _format_tick(t, y_step))
     # grid, axes, ticks and tick labels
     add('<g class="grid" stroke="#e3e3e3" stroke-width="1">')
