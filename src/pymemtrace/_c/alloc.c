@@ -1771,37 +1771,28 @@ static PyMethodDef alloc_methods[] = {
 };
 
 /* fork(): the child must not inherit raw_lock held by a thread that does
-   not exist there. */
-static void
-atfork_prepare(void)
+   not exist there.  fork.c calls these in its written order. */
+void
+pmt_alloc_fork_prepare(void)
 {
     pthread_mutex_lock(&rt.raw_lock);
 }
 
-static void
-atfork_parent(void)
+void
+pmt_alloc_fork_release(void)
 {
-    pthread_mutex_unlock(&rt.raw_lock);
-}
-
-static void
-atfork_child(void)
-{
-    /* Only the forking thread exists here, and it holds the lock. */
+    /* In the child only the forking thread exists, and it holds it. */
     pthread_mutex_unlock(&rt.raw_lock);
 }
 
 int
 pmt_alloc_exec(PyObject *module)
 {
-    static int atfork_done; /* written once, with the GIL held */
-
-    if (!atfork_done) {
-        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
-            return -1;
-        }
-        atfork_done = 1;
+    /* fork.c's one registration, made once per process; here because the
+       allocator hooks are the first concern whose lock a fork must not
+       copy held. */
+    if (pmt_fork_register() < 0) {
+        return -1;
     }
     return PyModule_AddFunctions(module, alloc_methods);
 }

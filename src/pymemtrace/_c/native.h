@@ -131,6 +131,19 @@ void pmt_traced_counters(int64_t *bytes, int64_t *blocks);
 int pmt_traced_check_hooks(void);
 int pmt_traced_add_stats(PyObject *dict);
 
+/* fork.c: one pthread_atfork registration for the whole extension, made
+   once per process (0, or -1 with an exception set).  The handlers call
+   each concern's functions below (and core/'s) in the order written at the
+   top of fork.c. */
+int pmt_fork_register(void);
+void pmt_sampler_fork_prepare(void);
+void pmt_sampler_fork_parent(void);
+void pmt_sampler_fork_child(void);
+void pmt_traced_fork_prepare(void);
+void pmt_traced_fork_release(void);
+void pmt_alloc_fork_prepare(void);
+void pmt_alloc_fork_release(void);
+
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
    innermost first, without creating frame objects, and their hash.  The
    walk stops before the frame base (an outer frame to leave out, or NULL).

@@ -48,11 +48,12 @@ static struct {
     /* Serialises install/uninstall of the signal handlers (guards
        signal_users, installed, previous).  Never taken by a handler. */
     pthread_mutex_t signals_mutex;
-    /* Registers the fork handler once; pthread_once is its own lock. */
-    pthread_once_t atfork_once;
+    /* The writers whose locks pmt_log_fork_prepare took, by registry
+       slot, for the parent handler to release.  Written and read only by
+       the forking thread, between prepare and parent. */
+    pmt_logwriter *fork_held[REGISTRY_SLOTS];
 } logwriter_runtime = {
     .signals_mutex = PTHREAD_MUTEX_INITIALIZER,
-    .atfork_once = PTHREAD_ONCE_INIT,
 };
 
 /* Buffers come straight from mmap and go back with munmap: a closed log
@@ -147,14 +148,50 @@ registry_remove(pmt_logwriter *w)
     }
 }
 
+/* fork(): every open log's record lock, then its queue lock (the order
+   the hooks take them in), then the signal-handler lock. */
+void
+pmt_log_fork_prepare(void)
+{
+    int i;
+
+    for (i = 0; i < REGISTRY_SLOTS; i++) {
+        pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
+        logwriter_runtime.fork_held[i] = w;
+        if (w != NULL) {
+            pthread_mutex_lock(&w->mutex);
+            pthread_mutex_lock(&w->qmutex);
+        }
+    }
+    pthread_mutex_lock(&logwriter_runtime.signals_mutex);
+}
+
+void
+pmt_log_fork_parent(void)
+{
+    int i;
+
+    pthread_mutex_unlock(&logwriter_runtime.signals_mutex);
+    for (i = REGISTRY_SLOTS - 1; i >= 0; i--) {
+        pmt_logwriter *w = logwriter_runtime.fork_held[i];
+        if (w != NULL) {
+            pthread_mutex_unlock(&w->qmutex);
+            pthread_mutex_unlock(&w->mutex);
+        }
+        logwriter_runtime.fork_held[i] = NULL;
+    }
+}
+
 /* In a fork()ed child the writer threads do not exist and the files are
    the parent's: inherited logs stop writing (their buffered and queued
    bytes are the parent's to write), so the child neither deadlocks
    waiting for a writer nor interleaves its records into the parent's. */
-static void
-forget_writers_in_child(void)
+void
+pmt_log_fork_child(void)
 {
     int i;
+
+    pthread_mutex_init(&logwriter_runtime.signals_mutex, NULL);
 
     for (i = 0; i < REGISTRY_SLOTS; i++) {
         pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
@@ -170,13 +207,8 @@ forget_writers_in_child(void)
         w->busy = 0;
         w->len = 0;
         w->forked = 1;
+        logwriter_runtime.fork_held[i] = NULL;
     }
-}
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, forget_writers_in_child);
 }
 
 int
@@ -186,8 +218,6 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes, int flags)
     int oflags = O_WRONLY | O_CREAT | O_CLOEXEC;
 
     oflags |= (flags & PMT_LOG_NEW_FILE) ? O_EXCL | O_NOFOLLOW : O_TRUNC;
-
-    (void)pthread_once(&logwriter_runtime.atfork_once, register_atfork);
 
     memset(w, 0, sizeof(*w));
     w->fd = -1;

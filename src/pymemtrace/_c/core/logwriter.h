@@ -332,6 +332,14 @@ void pmt_log_escaped_whole(pmt_logwriter *w, const char *s, size_t n);
    Async-signal-safe; takes no lock and changes no state but the files. */
 void pmt_log_flush_all_signal_safe(void);
 
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order: prepare takes every open log's record lock and queue
+   lock, then the signal-handler lock; parent releases them; in the child
+   inherited logs write nothing more (the bytes are the parent's). */
+void pmt_log_fork_prepare(void);
+void pmt_log_fork_parent(void);
+void pmt_log_fork_child(void);
+
 /* Install the fatal-signal flushers (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
    SIGABRT, and SIGTERM while its disposition is the default).  Reference
    counted: the last uninstall restores the previous actions. */
