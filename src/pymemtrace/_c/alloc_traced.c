@@ -20,7 +20,7 @@
  * block).  Addresses the table cannot hold (not 16-byte aligned) are
  * counted as dropped.
  *
- * Threading and lock order: GIL, then traced_runtime.lock, then alloc.c's
+ * Threading and lock order: GIL, then traced_runtime.lock, then alloc_hooks.c's
  * raw_lock (taken by pmt_alloc_foreign_account without the GIL).  The
  * wrappers may run on any thread, with or without the GIL; start and stop
  * run with the GIL held.  Re-entrancy: the tracker's thread-local guard

@@ -17,7 +17,7 @@
  *   2  sampler.c               the registry lock, then each  no thread: idle,
  *                              sampler's lock                fresh conds
  *   3  alloc_traced.c          the traced table lock         released
- *   4  alloc.c                 raw_lock                      released
+ *   4  alloc_hooks.c           raw_lock                      released
  *   5  core/shrinkwatch        its lock                      counters reset
  *   6  core/gotpatch           its lock                      released
  *   7  core/faultcount         its lock                      rings closed

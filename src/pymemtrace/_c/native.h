@@ -7,10 +7,13 @@
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
  *   hooks.c     Profile and Trace (cPyMemTrace)
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
- *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
+ *   alloc_hooks.c  PEP 445 allocator hooks: live-byte counters and the
+ *                  tracker (alloc.h: their interface for alloc_api.c)
+ *   alloc_api.c    the alloc_* Python functions
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
  *   shrinkwatch.c   private test hooks of core/shrinkwatch (the shrink
  *                   generation)
+ *   fork.c      the one pthread_atfork registration (the lock order)
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
@@ -88,7 +91,7 @@ void pmt_alloc_shutdown(void);
 void pmt_shrinkwatch_shutdown(void);
 
 /*
- * alloc.c: always-on counters of memory live through Python's allocators,
+ * alloc_hooks.c: always-on counters of memory live through Python's allocators,
  * all domains together.  pmt_alloc_counting() is 1 while the counting hook
  * is installed; pmt_alloc_live_bytes() is then exact and costs one atomic
  * load, so other hooks (Profile with measure="heap") may call it per event.
@@ -101,7 +104,7 @@ int64_t pmt_alloc_live_bytes(void);
 int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
 
-/* alloc.c, for alloc_traced.c: foreign blocks (PyTraceMalloc_Track).
+/* alloc_hooks.c, for alloc_traced.c: foreign blocks (PyTraceMalloc_Track).
    enter: 0 when nothing is to be recorded (tracker off, or this thread is
    inside the tracker already); else 1 with the tracker's re-entrancy guard
    set and *with_gil telling whether the caller holds the GIL; every 1 is
