@@ -882,10 +882,14 @@ def test_a_log_that_fills_the_disk_ends_with_whole_records_and_says_so(tmp_path,
             resource.setrlimit(resource.RLIMIT_FSIZE, ({limit!r}, hard))
         class Node: pass
         try:
-            with cPyMemTrace.ReferenceTracing(filepath={str(log)!r}):
+            with cPyMemTrace.ReferenceTracing(filepath={str(log)!r}) as rt:
                 kept = [Node() for _ in range(20000)]
+                try:
+                    rt.write_message_to_log("after the nodes")
+                except OSError as exc:
+                    print("message", exc.errno)
         except OSError as exc:
-            print("OSError", exc.errno)
+            print("exit", exc.errno)
         else:
             print("ok")
         """,
@@ -898,11 +902,41 @@ def test_a_log_that_fills_the_disk_ends_with_whole_records_and_says_so(tmp_path,
         assert result.stdout.split() == ["ok"]
         assert len(new) == 20000 and text.endswith("EOF\n")
     else:
-        # THEN __exit__ raised the errno (EFBIG), and the file stops at the
-        # last whole record before the limit
-        assert result.stdout.split() == ["OSError", "27"]
+        # THEN the next Python-visible call and __exit__ raise the errno
+        # (EFBIG), and the file stops at the last whole record before the
+        # limit
+        assert result.stdout.split() == ["message", "27", "exit", "27"]
         assert 0 < len(new) < 20000 and len(text.encode()) <= limit
         assert "EOF" not in text
+
+
+@NEEDS_313
+def test_a_log_that_fills_the_disk_at_interpreter_exit_says_so_on_stderr(tmp_path):
+    # GIVEN a block never left, whose log hits the file size limit
+    log = tmp_path / "full_at_exit.log"
+    result = _run(
+        f"""
+        import resource, signal, sys
+        from pymemtrace import cPyMemTrace
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))
+        class Node: pass
+        rt = cPyMemTrace.ReferenceTracing(filepath={str(log)!r})
+        rt.__enter__()
+        kept = [Node() for _ in range(20000)]
+        sys.exit(0)
+        """,
+        tmp_path,
+    )
+    # THEN one line says the log could not be written, and which
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"pymemtrace: ReferenceTracing could not write its log {str(log)!r}: "
+        "File too large"
+    ]
+    _whole_records(log.read_text(encoding="utf-8"))
 
 
 @NEEDS_313

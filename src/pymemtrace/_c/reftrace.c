@@ -1289,7 +1289,7 @@ rt_atexit(void *unused)
         if (self->log_error != 0) {
             PySys_FormatStderr(
                 "pymemtrace: ReferenceTracing could not write "
-                "its log %S: %s\n",
+                "its log %R: %s\n",
                 self->filepath, strerror(self->log_error));
             PyErr_Clear();
         }
