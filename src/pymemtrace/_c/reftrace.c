@@ -1699,6 +1699,11 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
         if (pmt_log_flush(self->writer) != 0) {
             rt_writer_close(self);
             pmt_ptrmap_fini(&self->objects);
+            if (outer == NULL) {
+                rt_runtime.prev_func = NULL;
+                rt_runtime.prev_data = NULL;
+                rt_runtime.str_module = NULL;
+            }
             (void)rt_raise_log_error(self);
             self->log_error = 0;
             return NULL;
