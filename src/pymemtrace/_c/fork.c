@@ -28,8 +28,9 @@
  * Why this order: the tracers' hooks hold a log's record lock while they
  * format (and may read faults, 7, or allocate, 4, meanwhile); a traced
  * wrapper holds 3 while it accounts under 4; shrinkwatch installs through
- * gotpatch under its own lock (5 before 6); the queue and signal locks of
- * 1, and 2, 7, 8 are leaves that nothing else is taken under.
+ * gotpatch under its own lock (5 before 6); 2 and 8 nest only within
+ * their concern (registry before sampler, start/stop before the thread's
+ * lock); the queue and signal locks of 1, and 7, are leaves.
  *
  * The GIL is not ours: os.fork() holds it around fork(), and CPython's
  * own handlers run before ours.
