@@ -91,6 +91,11 @@ enum {
 #define VALUE_SIZE(v) ((size_t)((v)&SIZE_MASK))
 #define VALUE_SID(v) ((uint32_t)((v) >> SIZE_BITS))
 
+/* The hooks every allocation runs: aligned to a cache line, so that their
+   speed does not depend on where the linker happens to place them (a
+   neighbour's size moved them by a few bytes and sampled mode by 3%). */
+#define PMT_HOT __attribute__((aligned(64)))
+
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -731,7 +736,7 @@ DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
    subtract and compare, then a tail call to the allocator (no nested call
    to guard against below pymalloc's threshold); the rest goes to the
    general hook, kept out of line so this one needs no stack frame. */
-static void *
+static PMT_HOT void *
 hook_malloc_gil(void *ctx, size_t size)
 {
     if (STATE() == ST_SAMPLED_ONLY && size <= rt.sample_fast_max &&
@@ -746,7 +751,7 @@ hook_malloc_gil(void *ctx, size_t size)
     return hook_malloc_gil_slow(ctx, size);
 }
 
-static void *
+static PMT_HOT void *
 hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
 {
     size_t size;
@@ -763,7 +768,7 @@ hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
     return hook_calloc_gil_slow(ctx, nelem, elsize);
 }
 
-static __attribute__((noinline)) void
+static PMT_HOT __attribute__((noinline)) void
 hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
 {
     pmt_ptr_young *y;
@@ -798,7 +803,7 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
     tls.guard = 0;
 }
 
-static void
+static PMT_HOT void
 hook_free_gil(void *ctx, void *ptr)
 {
     hook_ctx *h = (hook_ctx *)ctx;
@@ -842,7 +847,7 @@ hook_free_raw(void *ctx, void *ptr)
 /* The old block is forgotten before the call (another thread may get its
    address back from malloc as soon as it is freed) and remembered again
    if realloc fails. */
-static void *
+static PMT_HOT void *
 hook_realloc(void *ctx, void *ptr, size_t size)
 {
     hook_ctx *h = (hook_ctx *)ctx;
