@@ -9,15 +9,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/clocks.h"
 #include "core/gotpatch.h"
 #include "core/shrinkwatch.h"
+#include "core/faultcount.h"
 #include "core/logwriter.h"
+#include "core/periodic.h"
 #include "core/ringbuf.h"
+#include "core/rsspoll.h"
 #include "core/ptrtable.h"
 #include "core/rss.h"
 #include "core/stacktable.h"
@@ -814,9 +821,284 @@ test_shrinkwatch_fork_child(void)
     pmt_shrinkwatch_release();
 }
 
+/* ---- fork: the core part of fork.c's order ----------------------------
+ * The extension registers one pthread_atfork handler (fork.c) that calls
+ * every concern in one written order; this program has no fork.c, so it
+ * registers the same calls for the core concerns, in the same order. */
+
+static void
+core_fork_prepare(void)
+{
+    pmt_log_fork_prepare();
+    pmt_shrinkwatch_fork_prepare();
+    pmt_gotpatch_fork_prepare();
+    pmt_faultcount_fork_prepare();
+    pmt_rsspoll_fork_prepare();
+}
+
+static void
+core_fork_parent(void)
+{
+    pmt_rsspoll_fork_parent();
+    pmt_faultcount_fork_parent();
+    pmt_gotpatch_fork_release();
+    pmt_shrinkwatch_fork_parent();
+    pmt_log_fork_parent();
+}
+
+static void
+core_fork_child(void)
+{
+    pmt_rss_fork_child();
+    pmt_rsspoll_fork_child();
+    pmt_faultcount_fork_child();
+    pmt_gotpatch_fork_release();
+    pmt_shrinkwatch_fork_child();
+    pmt_log_fork_child();
+}
+
+/* ---- periodic ---------------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    int ticks;
+} tick_count;
+
+static void
+count_tick(void *arg)
+{
+    tick_count *t = arg;
+    pthread_mutex_lock(&t->lock);
+    t->ticks++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+static int
+ticks_of(tick_count *t)
+{
+    int n;
+    pthread_mutex_lock(&t->lock);
+    n = t->ticks;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+/* Wait (by polling, no time bound asserted) until the count reaches n;
+   gives up after many tries so a broken thread fails rather than hangs. */
+static int
+wait_ticks(tick_count *t, int n)
+{
+    long i;
+    for (i = 0; i < 200000 && ticks_of(t) < n; i++) {
+        usleep(50);
+    }
+    return ticks_of(t);
+}
+
+static void
+test_periodic_ticks_every_period(void)
+{
+    tick_count t = {PTHREAD_MUTEX_INITIALIZER, 0};
+    pmt_periodic p;
+
+    CHECK(pmt_periodic_init(&p, 1000000, count_tick, &t) == 0);
+    CHECK(!pmt_periodic_running(&p));
+    CHECK(pmt_periodic_start(&p) == 0);
+    CHECK(pmt_periodic_start(&p) == 0); /* already running: no second one */
+    CHECK(wait_ticks(&t, 3) >= 3);
+    pmt_periodic_stop(&p);
+    CHECK(!pmt_periodic_running(&p));
+    CHECK(pmt_periodic_ticks(&p) == (uint64_t)ticks_of(&t));
+    pmt_periodic_fini(&p);
+}
+
+static void
+test_periodic_stop_is_immediate(void)
+{
+    tick_count t = {PTHREAD_MUTEX_INITIALIZER, 0};
+    pmt_periodic p;
+
+    /* An hour's period: stop returns without a tick (it would hang the
+       test for an hour if the thread slept through the stop). */
+    CHECK(pmt_periodic_init(&p, UINT64_C(3600000000000), count_tick, &t) == 0);
+    CHECK(pmt_periodic_start(&p) == 0);
+    pmt_periodic_stop(&p);
+    CHECK(ticks_of(&t) == 0);
+    CHECK(!pmt_periodic_running(&p));
+    pmt_periodic_stop(&p); /* twice: nothing to join */
+    pmt_periodic_fini(&p);
+}
+
+static void
+test_periodic_signal_wakes_a_parked_thread(void)
+{
+    tick_count t = {PTHREAD_MUTEX_INITIALIZER, 0};
+    pmt_periodic p;
+
+    CHECK(pmt_periodic_init(&p, 0, count_tick, &t) == 0);
+    CHECK(pmt_periodic_start(&p) == 0);
+    pmt_periodic_signal(&p);
+    CHECK(wait_ticks(&t, 1) == 1);
+    pmt_periodic_signal(&p);
+    CHECK(wait_ticks(&t, 2) == 2);
+    /* Parked again: a new period starts it ticking. */
+    pmt_periodic_set_period(&p, 1000000);
+    CHECK(wait_ticks(&t, 4) >= 4);
+    pmt_periodic_stop(&p);
+    pmt_periodic_fini(&p);
+}
+
+static void
+test_periodic_thread_is_forgotten_in_a_child(void)
+{
+    tick_count t = {PTHREAD_MUTEX_INITIALIZER, 0};
+    pmt_periodic p;
+    pid_t pid;
+    int status = -1;
+
+    CHECK(pmt_periodic_init(&p, 1000000, count_tick, &t) == 0);
+    CHECK(pmt_periodic_start(&p) == 0);
+    pmt_periodic_fork_prepare(&p);
+    pid = fork();
+    if (pid == 0) {
+        int bad;
+        pmt_periodic_fork_child(&p);
+        bad = pmt_periodic_running(&p);
+        t.ticks = 0;
+        pthread_mutex_init(&t.lock, NULL);
+        /* a fresh thread in the child, and it stops */
+        bad |= pmt_periodic_start(&p) != 0;
+        bad |= wait_ticks(&t, 2) < 2;
+        pmt_periodic_stop(&p);
+        _exit(bad);
+    }
+    pmt_periodic_fork_parent(&p);
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pmt_periodic_stop(&p);
+    pmt_periodic_fini(&p);
+}
+
+/* ---- logwriter: whole records only ------------------------------------ */
+
+static size_t
+read_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n;
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, cap - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void
+test_log_signal_flush_writes_whole_lines_and_the_tail(void)
+{
+    char path[] = "/tmp/pmt_test_logXXXXXX";
+    char buf[256];
+    pmt_logwriter w;
+    int fd = mkstemp(path);
+
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(pmt_log_open(&w, path, 0, 0) == 0);
+    pmt_log_set_signal_tail(&w, "# ends here\n");
+    pmt_log_cstr(&w, "one\ntwo\nthr"); /* a record being formatted */
+    pmt_log_flush_all_signal_safe();
+    read_file(path, buf, sizeof(buf));
+    CHECK(strcmp(buf, "one\ntwo\n# ends here\n") == 0);
+    /* twice (a second signal): the same bytes at the same place */
+    pmt_log_flush_all_signal_safe();
+    read_file(path, buf, sizeof(buf));
+    CHECK(strcmp(buf, "one\ntwo\n# ends here\n") == 0);
+    pmt_log_cstr(&w, "ee\n");
+    CHECK(pmt_log_close(&w) == 0);
+    read_file(path, buf, sizeof(buf));
+    CHECK(strncmp(buf, "one\ntwo\nthree\n", 14) == 0);
+    unlink(path);
+}
+
+/* A write that fails half-way (the file size limit, as a full disk) cuts
+   the file back to its last newline and the close reports the errno. */
+static void
+test_log_failed_write_cuts_back_to_a_whole_line(void)
+{
+    char path[] = "/tmp/pmt_test_logXXXXXX";
+    int fd = mkstemp(path);
+    pid_t pid;
+    int status = -1;
+    struct stat st;
+    char last = 0;
+
+    CHECK(fd >= 0);
+    close(fd);
+    pid = fork();
+    if (pid == 0) {
+        struct rlimit lim = {1000, 1000};
+        pmt_logwriter w;
+        int i, err;
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0 ||
+            pmt_log_open(&w, path, 0, 0) != 0) {
+            _exit(2);
+        }
+        /* 28 bytes and a newline: the limit falls inside line 35 */
+        for (i = 0; i < 40000; i++) {
+            pmt_log_cstr(&w, "abcdefghijklmnopqrstuvwxyz01\n");
+            if (pmt_log_error(&w) != 0) {
+                break;
+            }
+        }
+        err = pmt_log_close(&w);
+        _exit(err == EFBIG ? 0 : 1);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(stat(path, &st) == 0 && st.st_size == 1000 / 29 * 29);
+    fd = open(path, O_RDONLY);
+    CHECK(fd >= 0 && pread(fd, &last, 1, 1000 / 29 * 29 - 1) == 1 &&
+          last == '\n');
+    close(fd);
+    unlink(path);
+}
+
+/* A child of fork() writes nothing into a log it inherited. */
+static void
+test_log_child_writes_nothing(void)
+{
+    char path[] = "/tmp/pmt_test_logXXXXXX";
+    char buf[256];
+    pmt_logwriter w;
+    pid_t pid;
+    int status = -1;
+    int fd = mkstemp(path);
+
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(pmt_log_open(&w, path, 0, 0) == 0);
+    pmt_log_cstr(&w, "parent\n");
+    pid = fork();
+    if (pid == 0) {
+        pmt_log_cstr(&w, "child\n");
+        (void)pmt_log_flush(&w);
+        _exit(pmt_log_close(&w) == 0 ? 0 : 1);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(pmt_log_close(&w) == 0);
+    read_file(path, buf, sizeof(buf));
+    CHECK(strcmp(buf, "parent\n") == 0);
+    unlink(path);
+}
+
 int
 main(void)
 {
+    (void)pthread_atfork(core_fork_prepare, core_fork_parent, core_fork_child);
     test_rss_matches_slow_path();
     test_rss_grows_when_pages_are_touched();
     test_peak_is_at_least_current();
@@ -839,6 +1121,13 @@ main(void)
     test_two_gotpatch_clients_are_removed_independently();
     test_shrinkwatch_threads_lose_no_count();
     test_shrinkwatch_fork_child();
+    test_periodic_ticks_every_period();
+    test_periodic_stop_is_immediate();
+    test_periodic_signal_wakes_a_parked_thread();
+    test_periodic_thread_is_forgotten_in_a_child();
+    test_log_signal_flush_writes_whole_lines_and_the_tail();
+    test_log_failed_write_cuts_back_to_a_whole_line();
+    test_log_child_writes_nothing();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

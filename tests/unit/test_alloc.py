@@ -1,4 +1,4 @@
-"""The C allocation tracker (alloc.c) through pymemtrace.allocations and _native."""
+"""The C allocation tracker (alloc_hooks.c, alloc_api.c) through pymemtrace.allocations and _native."""
 
 import asyncio
 import gc
@@ -522,3 +522,42 @@ def test_no_hook_is_left_behind_after_tracemalloc_was_on_top():
     assert out.returncode == 0, out.stderr
     before, after = out.stdout.split()
     assert after == before != "hooked"
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("max_traces", -1),
+        ("max_traces", -(2**63)),
+        ("max_traces", 2**63),
+        ("max_traces", 2**200),
+        ("max_stacks", -1),
+        ("seed", -1),
+        ("seed", 2**64),
+    ],
+)
+def test_native_start_refuses_counts_that_would_wrap(option, value):
+    # GIVEN a negative or absurd count given to the C function itself
+    # THEN ValueError names it (before, -1 wrapped round to 2**64-1), and
+    # nothing was started
+    with pytest.raises(ValueError, match=f"{option} must be an integer between 0 and"):
+        _native.alloc_start(mode="exact", **{option: value})
+    assert not _native.alloc_is_tracking()
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("max_traces", 0), ("max_traces", 2**63 - 1), ("max_stacks", 2**63 - 1), ("seed", 2**64 - 1)],
+)
+def test_native_start_takes_every_count_in_range(option, value):
+    # the twin: the edges of each range start the tracker
+    _native.alloc_start(mode="sampled", **{option: value})
+    try:
+        assert _native.alloc_is_tracking()
+    finally:
+        _native.alloc_stop()
+
+
+def test_native_start_wants_int_counts():
+    with pytest.raises(TypeError, match="max_traces must be an int, not float"):
+        _native.alloc_start(max_traces=1.5)

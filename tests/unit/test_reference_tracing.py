@@ -833,3 +833,171 @@ def test_seed_decorator_example_runs_unchanged(tmp_path):
     assert len(records_of(str(tmp_path / path), "NEW:", "__main__.StringAndTime")) == 4
     assert len(records_of(str(tmp_path / path), "DEL:", "__main__.StringAndTime")) == 4
     assert len(records_of(str(tmp_path / path), "NEW:", "datetime.datetime")) == 4
+
+
+# --------------------------------------------------------------------------
+# Faults: a full disk, SIGTERM, fork (the log goes through core/logwriter)
+
+
+def _whole_records(text):
+    """The NEW:/DEL: lines of a log, each checked to be a whole record."""
+    lines = text.split("\n")
+    assert lines[-1] == "", "the log ends inside a line"
+    out = []
+    for line in lines[:-1]:
+        if line.startswith(("NEW:\t", "DEL:\t")):
+            fields = line.split("\t")
+            assert len(fields) == 9, f"torn record: {line!r}"
+            int(fields[3], 16)
+            int(fields[7])
+            out.append(fields)
+    return out
+
+
+@NEEDS_313
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_log_on_a_full_disk_is_refused_at_enter():
+    # GIVEN a log that cannot be written (every write: ENOSPC)
+    rt = cPyMemTrace.ReferenceTracing(filepath="/dev/full")
+    # WHEN entered  THEN the error says so, and nothing is left tracing
+    with pytest.raises(OSError) as info:
+        rt.__enter__()
+    assert info.value.errno == 28 and info.value.filename == "/dev/full"
+    assert cPyMemTrace.reference_tracing_wrapper_depth() == 0
+    assert _native._reftrace_stack() == []
+
+
+@NEEDS_313
+@pytest.mark.parametrize("limit", [None, 300_000])
+def test_a_log_that_fills_the_disk_ends_with_whole_records_and_says_so(tmp_path, limit):
+    # GIVEN a file size limit (the disk fills half-way) or, the twin, none
+    log = tmp_path / "full.log"
+    result = _run(
+        f"""
+        import resource, signal
+        from pymemtrace import cPyMemTrace
+        if {limit!r} is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, ({limit!r}, hard))
+        class Node: pass
+        try:
+            with cPyMemTrace.ReferenceTracing(filepath={str(log)!r}) as rt:
+                kept = [Node() for _ in range(20000)]
+                try:
+                    rt.write_message_to_log("after the nodes")
+                except OSError as exc:
+                    print("message", exc.errno)
+        except OSError as exc:
+            print("exit", exc.errno)
+        else:
+            print("ok")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    text = log.read_text(encoding="utf-8")
+    new = [r for r in _whole_records(text) if r[0] == "NEW:" and r[4] == "__main__.Node"]
+    if limit is None:
+        assert result.stdout.split() == ["ok"]
+        assert len(new) == 20000 and text.endswith("EOF\n")
+    else:
+        # THEN the next Python-visible call and __exit__ raise the errno
+        # (EFBIG), and the file stops at the last whole record before the
+        # limit
+        assert result.stdout.split() == ["message", "27", "exit", "27"]
+        assert 0 < len(new) < 20000 and len(text.encode()) <= limit
+        assert "EOF" not in text
+
+
+@NEEDS_313
+def test_a_log_that_fills_the_disk_at_interpreter_exit_says_so_on_stderr(tmp_path):
+    # GIVEN a block never left, whose log hits the file size limit
+    log = tmp_path / "full_at_exit.log"
+    result = _run(
+        f"""
+        import resource, signal, sys
+        from pymemtrace import cPyMemTrace
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))
+        class Node: pass
+        rt = cPyMemTrace.ReferenceTracing(filepath={str(log)!r})
+        rt.__enter__()
+        kept = [Node() for _ in range(20000)]
+        sys.exit(0)
+        """,
+        tmp_path,
+    )
+    # THEN one line says the log could not be written, and which
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"pymemtrace: ReferenceTracing could not write its log {str(log)!r}: "
+        "File too large"
+    ]
+    _whole_records(log.read_text(encoding="utf-8"))
+
+
+@NEEDS_313
+def test_sigterm_inside_the_block_leaves_every_record_whole(tmp_path):
+    # GIVEN a program killed by SIGTERM while two threads trace: records
+    # in the writer's queue and in the buffer, one perhaps half formatted
+    log = tmp_path / "term.log"
+    result = _run(
+        f"""
+        import os, signal, threading
+        from pymemtrace import cPyMemTrace
+        class Node: pass
+        class Busy: pass
+        rt = cPyMemTrace.ReferenceTracing(filepath={str(log)!r})
+        rt.__enter__()
+        kept = [Node() for _ in range(30000)]
+        def churn():
+            while True:
+                Busy()
+        threading.Thread(target=churn, daemon=True).start()
+        while rt.count_new() < 60000:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == -15, result.stderr
+    # THEN nothing buffered is lost, no record is torn, and the log says why
+    # it ends
+    text = log.read_text(encoding="utf-8")
+    rows = _whole_records(text)
+    assert sum(1 for r in rows if r[0] == "NEW:" and r[4] == "__main__.Node") == 30000
+    assert text.endswith("\n# fatal signal: log ends here\n")
+    assert not analyse_file(log).complete
+
+
+@NEEDS_313
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_that_fills_buffers_and_exits_the_block_writes_nothing(logpath):
+    # GIVEN a child that records more than a buffer holds and leaves the block
+    with cPyMemTrace.ReferenceTracing(filepath=logpath) as rt:
+        kept = [Leaky() for _ in range(3)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                more = [Fine() for _ in range(20000)]  # noqa: F841
+                rt.__exit__(None, None, None)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        kept.append(Leaky())
+    # THEN the child ended cleanly and the parent's log holds only its own
+    assert os.waitstatus_to_exitcode(status) == 0
+    with open(logpath, encoding="utf-8") as stream:
+        text = stream.read()
+    assert f"\t{MODULE}.Fine\t" not in text
+    assert text.count("\nEOF\n") == 1
+    analysis = analyse_file(logpath)
+    assert analysis.complete and analysis.types[f"{MODULE}.Leaky"].created == 4
+    del kept

@@ -20,7 +20,7 @@
  * block).  Addresses the table cannot hold (not 16-byte aligned) are
  * counted as dropped.
  *
- * Threading and lock order: GIL, then traced_runtime.lock, then alloc.c's
+ * Threading and lock order: GIL, then traced_runtime.lock, then alloc_hooks.c's
  * raw_lock (taken by pmt_alloc_foreign_account without the GIL).  The
  * wrappers may run on any thread, with or without the GIL; start and stop
  * run with the GIL held.  Re-entrancy: the tracker's thread-local guard
@@ -57,7 +57,6 @@ static struct traced_runtime {
     int patched_at_start; /* slots patched by the last start */
     int installed;        /* our names are installed (until stop) */
     int hooks_removed;    /* a check found our allocator hooks gone */
-    int atfork_done;      /* the fork handlers are registered */
 } trt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -172,16 +171,16 @@ traced_untrack(unsigned int domain, uintptr_t ptr)
 }
 
 /* fork(): the child must not inherit the lock held by a thread that does
-   not exist there.  Registered after alloc.c's, so prepare takes this lock
-   before raw_lock (the lock order). */
-static void
-atfork_prepare(void)
+   not exist there.  fork.c takes it before alloc's raw_lock (the lock
+   order: a wrapper holds it while accounting under raw_lock). */
+void
+pmt_traced_fork_prepare(void)
 {
     pthread_mutex_lock(&trt.lock);
 }
 
-static void
-atfork_release(void)
+void
+pmt_traced_fork_release(void)
 {
     pthread_mutex_unlock(&trt.lock);
 }
@@ -195,10 +194,6 @@ pmt_traced_start(void)
     const void *hosts[1] = {(const void *)&PyTraceMalloc_Track};
     int n;
 
-    if (!trt.atfork_done) {
-        trt.atfork_done = pthread_atfork(atfork_prepare, atfork_release,
-                                         atfork_release) == 0;
-    }
     pthread_mutex_lock(&trt.lock);
     if (!trt.table_ready) {
         trt.table_ready =

@@ -9,10 +9,13 @@
  *   sampler.c   the RSS sampler thread behind pymemtrace.process
  *   tracer*.c   Profile and Trace (cPyMemTrace); tracer.h lists them
  *   reftrace.c  ReferenceTracing (PyRefTracer, 3.13+)
- *   alloc.c     PEP 445 allocator hooks: live-byte counters and the tracker
+ *   alloc_hooks.c  PEP 445 allocator hooks: live-byte counters and the
+ *                  tracker (alloc.h: their interface for alloc_api.c)
+ *   alloc_api.c    the alloc_* Python functions
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
  *   shrinkwatch.c   private test hooks of core/shrinkwatch (the shrink
  *                   generation)
+ *   fork.c      the one pthread_atfork registration (the lock order)
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
@@ -161,7 +164,7 @@ void pmt_alloc_shutdown(void);
 void pmt_shrinkwatch_shutdown(void);
 
 /*
- * alloc.c: always-on counters of memory live through Python's allocators,
+ * alloc_hooks.c: always-on counters of memory live through Python's allocators,
  * all domains together.  pmt_alloc_counting() is 1 while the counting hook
  * is installed; pmt_alloc_live_bytes() is then exact and costs one atomic
  * load, so other hooks (Profile with measure="heap") may call it per event.
@@ -174,7 +177,7 @@ int64_t pmt_alloc_live_bytes(void);
 int pmt_alloc_counting_acquire(void);
 void pmt_alloc_counting_release(void);
 
-/* alloc.c, for alloc_traced.c: foreign blocks (PyTraceMalloc_Track).
+/* alloc_hooks.c, for alloc_traced.c: foreign blocks (PyTraceMalloc_Track).
    enter: 0 when nothing is to be recorded (tracker off, or this thread is
    inside the tracker already); else 1 with the tracker's re-entrancy guard
    set and *with_gil telling whether the caller holds the GIL; every 1 is
@@ -203,6 +206,19 @@ void pmt_traced_counters(int64_t *bytes, int64_t *blocks);
    set when the warning is an error. */
 int pmt_traced_check_hooks(void);
 int pmt_traced_add_stats(PyObject *dict);
+
+/* fork.c: one pthread_atfork registration for the whole extension, made
+   once per process (0, or -1 with an exception set).  The handlers call
+   each concern's functions below (and core/'s) in the order written at the
+   top of fork.c. */
+int pmt_fork_register(void);
+void pmt_sampler_fork_prepare(void);
+void pmt_sampler_fork_parent(void);
+void pmt_sampler_fork_child(void);
+void pmt_traced_fork_prepare(void);
+void pmt_traced_fork_release(void);
+void pmt_alloc_fork_prepare(void);
+void pmt_alloc_fork_release(void);
 
 /* alloc_frames.c: up to max frames of the calling thread's Python stack,
    innermost first, without creating frame objects, and their hash.  The

@@ -17,7 +17,7 @@
  * be created, no Python code run, no exception set or cleared.  So the
  * callback reads C strings and flags only, keeps its tables in malloc'd
  * memory (core/ptrmap.h), encodes str to UTF-8 itself and writes through
- * its own buffer with write(2) when the buffer is full; the type name and
+ * core/logwriter (the writer Profile and Trace use); the type name and
  * filter verdict of each type are computed once, at the first object of
  * that type, and cached by type address (a type's entry is dropped when
  * the type object itself is destroyed, so a new type at a reused address
@@ -49,20 +49,23 @@
  * longer knows are closed too (rt_reconcile).  Those DEL: records say
  * <inferred> instead of a location.
  *
- * Nothing lost.  Records are buffered (256 KiB) and written when the
- * buffer fills, at exit, from a PyUnstable_AtExit hook when the
- * interpreter exits inside the block, and from a fatal-signal handler
- * (write(2) only, then the previous handler runs).  A forked child drops
- * its copy of the buffer and stops writing (pthread_atfork).
+ * Nothing lost, nothing torn.  Records go through core/logwriter: its
+ * buffers are written by its thread when full, at exit, from a
+ * PyUnstable_AtExit hook when the interpreter exits inside the block, and
+ * from its fatal-signal flush (SIGTERM too, while nobody else handles
+ * it), which writes whole records only and then "# fatal signal: log ends
+ * here".  Room for a whole record is reserved before it is formatted, so a
+ * buffer ends between records.  A write that fails (a full disk) cuts the
+ * file back to its last whole record and stops the log; the errno is
+ * raised as OSError by write_message_to_log() and __exit__ (or, when the
+ * interpreter exits inside the block, printed on stderr).  A forked child
+ * writes nothing (the logwriter forgets inherited logs in the child).
  *
  * Before 3.13 the type exists but constructing it raises RuntimeError.
  */
 #include "native.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,133 +127,41 @@ PyDoc_STRVAR(
 #if PMT_PY313_PLUS
 
 /* ---------------------------------------------------------------------- */
-/* Buffered writer: our own buffer, flushed with write(2) when full, at
- * exit, at interpreter shutdown and from a fatal-signal handler.  Lives in
- * malloc'd memory so the signal handler and the shutdown path never touch
- * a Python object. */
+/* Writing: core/logwriter, in pieces of any length. */
 
-#define RT_BUF_SIZE (256 * 1024)
+/* The fatal-signal flush ends the file with this (docs/reference_tracing.md). */
+static const char rt_signal_tail[] = "\n# fatal signal: log ends here\n";
 
-typedef struct {
-    int fd;           /* the log, -1 when closed */
-    char *buf;        /* RT_BUF_SIZE bytes */
-    size_t len;       /* bytes in buf not yet written */
-    uint64_t written; /* bytes written to fd so far */
-    uint64_t cap;     /* max_log_bytes; 0: none */
-    int capped;       /* the cap was reached: records are dropped */
-    int error;        /* errno of the first failed write, 0 if none */
-} rt_writer;
-
-static void
-rt_writer_flush(rt_writer *w)
+/* Room reserved before a record of about n bytes: a buffer is handed to
+   the writer thread only between records, so the fatal-signal flush
+   (which writes whole lines of the current buffer) never cuts one. */
+static inline void
+rt_reserve_record(pmt_logwriter *w, size_t n)
 {
-    size_t done = 0;
-
-    while (done < w->len && w->fd >= 0 && w->error == 0) {
-        ssize_t n = write(w->fd, w->buf + done, w->len - done);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            w->error = errno;
-            break;
-        }
-        done += (size_t)n;
-    }
-    w->written += done;
-    w->len = 0;
+    (void)pmt_log_reserve(w,
+                          n < PMT_LOG_BUFSIZE / 2 ? n : PMT_LOG_BUFSIZE / 2);
 }
 
 static inline void
-rt_put(rt_writer *w, const char *s, size_t n)
+rt_put(pmt_logwriter *w, const char *s, size_t n)
 {
-    while (n > 0) {
-        size_t room = RT_BUF_SIZE - w->len;
-        size_t take = n < room ? n : room;
-        memcpy(w->buf + w->len, s, take);
-        w->len += take;
-        s += take;
-        n -= take;
-        if (w->len == RT_BUF_SIZE) {
-            rt_writer_flush(w);
-        }
+    /* pmt_log_bytes cuts a piece at PMT_LOG_MAX_FIELD: ours are whole. */
+    while (n > PMT_LOG_MAX_FIELD) {
+        pmt_log_bytes(w, s, PMT_LOG_MAX_FIELD);
+        s += PMT_LOG_MAX_FIELD;
+        n -= PMT_LOG_MAX_FIELD;
     }
+    pmt_log_bytes(w, s, n);
 }
 
 static inline void
-rt_putc(rt_writer *w, char c)
-{
-    w->buf[w->len++] = c;
-    if (w->len == RT_BUF_SIZE) {
-        rt_writer_flush(w);
-    }
-}
-
-static inline void
-rt_put_str(rt_writer *w, const char *s)
+rt_put_str(pmt_logwriter *w, const char *s)
 {
     rt_put(w, s, strlen(s));
 }
 
-/* Bytes with \\ \t \n \r escaped, so a record stays on one line. */
 static void
-rt_put_escaped(rt_writer *w, const char *s, size_t n)
-{
-    size_t start = 0, i;
-
-    for (i = 0; i < n; i++) {
-        char esc;
-        switch (s[i]) {
-        case '\\':
-            esc = '\\';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        default:
-            continue;
-        }
-        rt_put(w, s + start, i - start);
-        rt_putc(w, '\\');
-        rt_putc(w, esc);
-        start = i + 1;
-    }
-    rt_put(w, s + start, n - start);
-}
-
-static void
-rt_put_u64(rt_writer *w, uint64_t v)
-{
-    char tmp[24];
-    int i = (int)sizeof(tmp);
-
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    rt_put(w, tmp + i, sizeof(tmp) - (size_t)i);
-}
-
-static void
-rt_put_i64(rt_writer *w, int64_t v)
-{
-    if (v < 0) {
-        rt_putc(w, '-');
-        rt_put_u64(w, (uint64_t)0 - (uint64_t)v);
-    }
-    else {
-        rt_put_u64(w, (uint64_t)v);
-    }
-}
-
-static void
-rt_put_hex(rt_writer *w, uintptr_t v)
+rt_put_hex(pmt_logwriter *w, uintptr_t v)
 {
     static const char digits[] = "0123456789abcdef";
     char tmp[2 + 2 * sizeof(uintptr_t)];
@@ -262,25 +173,15 @@ rt_put_hex(rt_writer *w, uintptr_t v)
     } while (v != 0);
     tmp[--i] = 'x';
     tmp[--i] = '0';
-    rt_put(w, tmp + i, sizeof(tmp) - (size_t)i);
+    pmt_log_bytes(w, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
-/* Seconds as %.6f from nanoseconds. */
+/* Seconds as %.6f from nanoseconds, truncated to the microsecond. */
 static void
-rt_put_clock(rt_writer *w, uint64_t ns)
+rt_put_clock(pmt_logwriter *w, uint64_t ns)
 {
-    uint64_t us = ns / 1000;
-    uint64_t frac = us % 1000000;
-    char tmp[7];
-    int i;
-
-    rt_put_u64(w, us / 1000000);
-    tmp[0] = '.';
-    for (i = 6; i >= 1; i--) {
-        tmp[i] = (char)('0' + frac % 10);
-        frac /= 10;
-    }
-    rt_put(w, tmp, sizeof(tmp));
+    char *p = pmt_log_reserve(w, 32);
+    pmt_log_commit(w, pmt_put_seconds(p, ns / 1000 * 1000));
 }
 
 /* UTF-8 of one code point into out (4 bytes); lone surrogates become '?'.
@@ -317,7 +218,7 @@ rt_utf8_encode(Py_UCS4 ch, char *out)
 /* A str written as escaped UTF-8, without creating any object (the UTF-8
    cache of a str may not exist, and making it allocates). */
 static void
-rt_put_pystr(rt_writer *w, PyObject *s)
+rt_put_pystr(pmt_logwriter *w, PyObject *s)
 {
     Py_ssize_t i, n;
     int kind;
@@ -329,7 +230,7 @@ rt_put_pystr(rt_writer *w, PyObject *s)
     }
     n = PyUnicode_GET_LENGTH(s);
     if (PyUnicode_IS_ASCII(s)) {
-        rt_put_escaped(w, (const char *)PyUnicode_DATA(s), (size_t)n);
+        pmt_log_escaped_whole(w, (const char *)PyUnicode_DATA(s), (size_t)n);
         return;
     }
     kind = PyUnicode_KIND(s);
@@ -337,7 +238,7 @@ rt_put_pystr(rt_writer *w, PyObject *s)
     for (i = 0; i < n; i++) {
         char tmp[4];
         int len = rt_utf8_encode(PyUnicode_READ(kind, data, i), tmp);
-        rt_put_escaped(w, tmp, (size_t)len);
+        pmt_log_escaped_whole(w, tmp, (size_t)len);
     }
 }
 
@@ -422,7 +323,7 @@ typedef struct rt_object {
     size_t n_types, cap_types;
     pmt_ptrmap type_index;  /* PyTypeObject * -> index in types */
     pmt_ptrmap objects;     /* live recorded object -> index in types */
-    rt_writer *writer;      /* malloc'd; NULL before enter/after close */
+    pmt_logwriter *writer;  /* malloc'd; NULL before enter/after close */
     struct timespec t0;     /* CLOCK_MONOTONIC at enter */
     uint64_t last_ns;       /* clock of the last record written */
     uint64_t events;        /* every callback call (CREATE + DESTROY) */
@@ -436,6 +337,9 @@ typedef struct rt_object {
                                  rt_reconcile) */
     uint64_t n_unknown_loc; /* records without a Python location */
     uint64_t log_bytes;     /* size of the closed log */
+    int capped;             /* max_log_bytes reached: records dropped */
+    int log_error;          /* errno of the log's first failed write (kept
+                               after close), 0 if none */
 } rt_object;
 
 enum {
@@ -464,114 +368,8 @@ static struct {
     PyObject *str_module;    /* borrowed "__module__" (owned by the module
                                 state) for the active tracer */
     unsigned long n_started; /* tracers entered so far, for file names */
-    int atexit_registered;   /* PyUnstable_AtExit and pthread_atfork
-                                done */
-    int signals_installed;   /* our fatal-signal handlers are in place */
+    int atexit_registered;   /* PyUnstable_AtExit done */
 } rt_runtime;
-
-/* Fatal signals whose handler flushes the log first.  Written only with
-   the GIL held, read by the handler. */
-static const int rt_fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
-                                       SIGILL};
-#define RT_N_SIGNALS (sizeof(rt_fatal_signals) / sizeof(rt_fatal_signals[0]))
-/* pmt-lint: allow-static read by the signal handler (no other way in) */
-static struct sigaction rt_old_actions[RT_N_SIGNALS];
-/* The innermost tracer: the signal handler flushes its log and those of
-   the tracers below it (async-signal-safe: write(2) only).
-   pmt-lint: allow-static read by the signal handler */
-static rt_object *volatile rt_signal_top;
-
-static void
-rt_signal_handler(int signum)
-{
-    rt_object *t;
-    size_t i;
-
-    for (t = rt_signal_top; t != NULL; t = t->outer) {
-        static const char tail[] = "\n# fatal signal: log ends here\n";
-        rt_writer *w = t->writer;
-        if (w == NULL) {
-            continue;
-        }
-        rt_writer_flush(w);
-        if (w->fd >= 0) {
-            ssize_t ignored = write(w->fd, tail, sizeof(tail) - 1);
-            (void)ignored;
-        }
-    }
-    /* Put the previous handler back and let it (or the default) act. */
-    for (i = 0; i < RT_N_SIGNALS; i++) {
-        if (rt_fatal_signals[i] == signum) {
-            sigaction(signum, &rt_old_actions[i], NULL);
-        }
-    }
-    raise(signum);
-}
-
-/* Point the handler at the current stack; install it if not yet. */
-static void
-rt_signals_install(void)
-{
-    struct sigaction sa;
-    size_t i;
-
-    rt_signal_top = rt_runtime.active;
-    if (rt_runtime.signals_installed) {
-        return;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = rt_signal_handler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_NODEFER | SA_RESETHAND;
-    for (i = 0; i < RT_N_SIGNALS; i++) {
-        sigaction(rt_fatal_signals[i], &sa, &rt_old_actions[i]);
-    }
-    rt_runtime.signals_installed = 1;
-}
-
-static void
-rt_signals_remove(void)
-{
-    size_t i;
-
-    rt_signal_top = NULL;
-    if (!rt_runtime.signals_installed) {
-        return;
-    }
-    for (i = 0; i < RT_N_SIGNALS; i++) {
-        struct sigaction current;
-        /* Leave alone a handler someone installed after ours. */
-        if (sigaction(rt_fatal_signals[i], NULL, &current) == 0 &&
-            current.sa_handler == rt_signal_handler) {
-            sigaction(rt_fatal_signals[i], &rt_old_actions[i], NULL);
-        }
-    }
-    rt_runtime.signals_installed = 0;
-}
-
-/* pthread_atfork child handler: a forked child shares the parent's log
-   descriptor and holds a copy of its unwritten buffer.  Both belong to the
-   parent: drop the copy and stop writing in the child (its tracer keeps
-   counting; live_object_counts() still works there). */
-static void
-rt_atfork_child(void)
-{
-    rt_object *t;
-
-    for (t = rt_runtime.active; t != NULL; t = t->outer) {
-        rt_writer *w = t->writer;
-        if (w == NULL) {
-            continue;
-        }
-        w->len = 0;
-        if (w->fd >= 0) {
-            close(w->fd);
-            w->fd = -1;
-        }
-        w->error = ECHILD;
-    }
-    rt_signal_top = NULL;
-}
 
 static uint64_t
 rt_clock_ns(rt_object *self)
@@ -587,13 +385,14 @@ rt_clock_ns(rt_object *self)
 static inline int
 rt_can_write(rt_object *self)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
 
-    if (w == NULL || w->error != 0 || w->capped) {
+    if (w == NULL || self->capped || pmt_log_error(w) != 0) {
         return 0;
     }
-    if (w->cap != 0 && w->written + w->len >= w->cap) {
-        w->capped = 1;
+    if (self->max_log_bytes != 0 &&
+        w->written + w->len >= self->max_log_bytes) {
+        self->capped = 1;
         rt_put_str(w,
                    "# max_log_bytes reached: records stop here, "
                    "counting goes on\n");
@@ -602,19 +401,23 @@ rt_can_write(rt_object *self)
     return 1;
 }
 
-/* Start of a MSG:/WARN: style line: TAG \t event \t clock \t */
+/* Start of a record: TAG \t event \t clock \t.  room: bytes to reserve
+   for the whole record first (0: the caller did). */
 static void
-rt_put_line_head(rt_object *self, const char *tag)
+rt_put_line_head(rt_object *self, const char *tag, size_t room)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
 
+    if (room != 0) {
+        rt_reserve_record(w, room);
+    }
     self->last_ns = rt_clock_ns(self);
     rt_put_str(w, tag);
-    rt_putc(w, '\t');
-    rt_put_u64(w, self->events);
-    rt_putc(w, '\t');
+    pmt_log_char(w, '\t');
+    pmt_log_u64(w, self->events);
+    pmt_log_char(w, '\t');
     rt_put_clock(w, self->last_ns);
-    rt_putc(w, '\t');
+    pmt_log_char(w, '\t');
 }
 
 /* ---------------------------------------------------------------------- */
@@ -851,64 +654,72 @@ rt_line_lookup(struct _PyInterpreterFrame *frame, PyObject *code)
                             PyUnstable_InterpreterFrame_GetLasti(frame));
 }
 
-/* File, line and function of the code running on this thread, from the
-   current interpreter frame (no frame object is created). */
-static void
-rt_put_location(rt_object *self, rt_writer *w)
+/* Room for a record's fixed fields (tag, event, clock, address, live,
+   line, tabs and newline) besides its names. */
+#define RT_RECORD_FIXED 128
+
+/* The cached names of the code running on this thread and its line, from
+   the current interpreter frame (no frame object is created); NULL when
+   no Python code runs. */
+static rt_code_slot *
+rt_find_location(int *line)
 {
     PyThreadState *tstate = PyThreadState_GetUnchecked();
     struct _PyInterpreterFrame *frame;
     PyObject *code;
     rt_code_slot *slot;
-    int line;
 
     frame = tstate != NULL ? tstate->current_frame : NULL;
     if (frame == NULL) {
-        goto unknown;
+        return NULL;
     }
     /* A strong reference; the frame holds another, so the DECREF below
        never deallocates.  A shim frame (C calling Python) holds None. */
     code = PyUnstable_InterpreterFrame_GetCode(frame);
     if (code == NULL) {
-        goto unknown;
+        return NULL;
     }
     if (!PyCode_Check(code)) {
         Py_DECREF(code);
-        goto unknown;
+        return NULL;
     }
     slot = rt_code_lookup((PyCodeObject *)code);
-    if (slot == NULL) {
-        Py_DECREF(code);
-        goto unknown;
+    if (slot != NULL) {
+        *line = rt_line_lookup(frame, code);
     }
-    line = rt_line_lookup(frame, code);
     Py_DECREF(code);
-    rt_put(w, slot->text, slot->file_len);
-    rt_putc(w, '\t');
-    rt_put_i64(w, line);
-    rt_putc(w, '\t');
-    rt_put(w, slot->text + slot->func_off, slot->func_len);
-    return;
-unknown:
-    self->n_unknown_loc++;
-    rt_put_str(w, "<unknown>\t0\t<unknown>");
+    return slot;
 }
 
 static void
 rt_put_record(rt_object *self, const char *tag, PyObject *op,
               const rt_type *type)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
+    int line = 0;
+    rt_code_slot *slot = rt_find_location(&line);
 
-    rt_put_line_head(self, tag);
+    rt_put_line_head(self, tag,
+                     RT_RECORD_FIXED + type->esc_len +
+                         (slot ? slot->file_len + slot->func_len : 32));
     rt_put_hex(w, (uintptr_t)op);
-    rt_putc(w, '\t');
+    pmt_log_char(w, '\t');
     rt_put(w, type->esc_name, type->esc_len);
-    rt_putc(w, '\t');
-    rt_put_i64(w, type->live);
-    rt_putc(w, '\t');
-    rt_put_location(self, w);
-    rt_putc(w, '\n');
+    pmt_log_char(w, '\t');
+    pmt_log_i64(w, type->live, 0);
+    pmt_log_char(w, '\t');
+    if (slot != NULL) {
+        rt_put(w, slot->text, slot->file_len);
+        pmt_log_char(w, '\t');
+        pmt_log_i64(w, line, 0);
+        pmt_log_char(w, '\t');
+        rt_put(w, slot->text + slot->func_off, slot->func_len);
+    }
+    else {
+        self->n_unknown_loc++;
+        rt_put_str(w, "<unknown>\t0\t<unknown>");
+    }
+    pmt_log_char(w, '\n');
 }
 
 /* A DEL: record for an object that CPython freed without a DESTROY event
@@ -917,18 +728,18 @@ rt_put_record(rt_object *self, const char *tag, PyObject *op,
 static void
 rt_put_inferred_del(rt_object *self, uintptr_t addr, const rt_type *type)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
 
     self->n_inferred++;
     if (!rt_can_write(self)) {
         return;
     }
-    rt_put_line_head(self, "DEL:");
+    rt_put_line_head(self, "DEL:", RT_RECORD_FIXED + 64 + type->esc_len);
     rt_put_hex(w, addr);
-    rt_putc(w, '\t');
+    pmt_log_char(w, '\t');
     rt_put(w, type->esc_name, type->esc_len);
-    rt_putc(w, '\t');
-    rt_put_i64(w, type->live);
+    pmt_log_char(w, '\t');
+    pmt_log_i64(w, type->live, 0);
     rt_put_str(w, "\t<inferred>\t0\t<freed without a DESTROY event>\n");
 }
 
@@ -954,7 +765,7 @@ rt_on_create(rt_object *self, PyObject *op)
             static const char text[] =
                 "max_objects reached (or no memory): objects created from "
                 "here on are counted as dropped, not recorded\n";
-            rt_put_line_head(self, "WARN:");
+            rt_put_line_head(self, "WARN:", PMT_LOG_MAX_FIELD);
             rt_put(self->writer, text, sizeof(text) - 1);
         }
         return;
@@ -1208,10 +1019,10 @@ rt_note_displaced(rt_object *self)
         return -1;
     }
     if (self->writer != NULL) {
-        rt_put_line_head(self, "WARN:");
-        rt_put_escaped(self->writer, text, strlen(text));
-        rt_putc(self->writer, '\n');
-        rt_writer_flush(self->writer);
+        rt_put_line_head(self, "WARN:", PMT_LOG_MAX_FIELD);
+        pmt_log_escaped_whole(self->writer, text, strlen(text));
+        pmt_log_char(self->writer, '\n');
+        (void)pmt_log_flush(self->writer);
     }
     return 0;
 }
@@ -1219,36 +1030,54 @@ rt_note_displaced(rt_object *self)
 static void
 rt_writer_close(rt_object *self)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
+    int err;
 
     if (w == NULL) {
         return;
     }
-    rt_writer_flush(w);
+    err = pmt_log_close(w);
+    pmt_log_signals_uninstall();
     self->log_bytes = w->written;
-    if (w->fd >= 0) {
-        close(w->fd);
+    if (err != 0 && self->log_error == 0) {
+        self->log_error = err;
     }
-    free(w->buf);
     free(w);
     self->writer = NULL;
+}
+
+/* OSError for the log's write error; -1 when one was raised. */
+static int
+rt_raise_log_error(rt_object *self)
+{
+    int err = self->log_error;
+
+    if (err == 0 && self->writer != NULL) {
+        err = pmt_log_error(self->writer);
+    }
+    if (err == 0) {
+        return 0;
+    }
+    errno = err;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+    return -1;
 }
 
 /* The summary and EOF.  Written even when the cap was reached. */
 static void
 rt_write_trailer(rt_object *self, const char *why)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
     size_t i;
 
-    if (w == NULL || w->error != 0) {
+    if (w == NULL || pmt_log_error(w) != 0) {
         return;
     }
-    w->capped = 0;
+    self->capped = 0;
     if (why != NULL) {
         rt_put_str(w, "# ");
         rt_put_str(w, why);
-        rt_putc(w, '\n');
+        pmt_log_char(w, '\n');
     }
     for (i = 0; i < self->n_types; i++) {
         const rt_type *t = &self->types[i];
@@ -1257,25 +1086,25 @@ rt_write_trailer(rt_object *self, const char *why)
         }
         rt_put_str(w, "LIVE:\t");
         rt_put(w, t->esc_name, t->esc_len);
-        rt_putc(w, '\t');
-        rt_put_i64(w, t->live);
-        rt_putc(w, '\t');
-        rt_put_u64(w, t->created);
-        rt_putc(w, '\t');
-        rt_put_u64(w, t->destroyed);
-        rt_putc(w, '\n');
+        pmt_log_char(w, '\t');
+        pmt_log_i64(w, t->live, 0);
+        pmt_log_char(w, '\t');
+        pmt_log_u64(w, t->created);
+        pmt_log_char(w, '\t');
+        pmt_log_u64(w, t->destroyed);
+        pmt_log_char(w, '\n');
     }
-    rt_put_line_head(self, "END:");
-    rt_put_u64(w, self->n_new);
-    rt_putc(w, '\t');
-    rt_put_u64(w, self->n_del);
-    rt_putc(w, '\t');
-    rt_put_u64(w, self->n_reused);
-    rt_putc(w, '\t');
-    rt_put_u64(w, self->n_dropped);
-    rt_putc(w, '\t');
-    rt_put_u64(w, self->n_inferred);
-    rt_putc(w, '\n');
+    rt_put_line_head(self, "END:", RT_RECORD_FIXED);
+    pmt_log_u64(w, self->n_new);
+    pmt_log_char(w, '\t');
+    pmt_log_u64(w, self->n_del);
+    pmt_log_char(w, '\t');
+    pmt_log_u64(w, self->n_reused);
+    pmt_log_char(w, '\t');
+    pmt_log_u64(w, self->n_dropped);
+    pmt_log_char(w, '\t');
+    pmt_log_u64(w, self->n_inferred);
+    pmt_log_char(w, '\n');
     rt_put_str(w, "EOF\n");
 }
 
@@ -1286,13 +1115,13 @@ rt_put_own_message(rt_object *t, const char *text, PyObject *tail)
     if (t->simple || t->writer == NULL) {
         return;
     }
-    rt_put_line_head(t, "MSG:");
+    rt_put_line_head(t, "MSG:", PMT_LOG_MAX_FIELD);
     rt_put_str(t->writer, text);
     if (tail != NULL) {
         rt_put_pystr(t->writer, tail);
     }
-    rt_putc(t->writer, '\n');
-    rt_writer_flush(t->writer);
+    pmt_log_char(t->writer, '\n');
+    (void)pmt_log_flush(t->writer);
 }
 
 /* Take self off the stack.  The innermost one: the one below resumes
@@ -1315,10 +1144,8 @@ rt_unlink(rt_object *self)
             rt_runtime.prev_func = NULL;
             rt_runtime.prev_data = NULL;
             rt_runtime.str_module = NULL;
-            rt_signals_remove();
         }
         else {
-            rt_signals_install();
             rt_put_own_message(
                 self->outer,
                 "# Re-attaching this Reference Tracing file wrapper.", NULL);
@@ -1367,6 +1194,14 @@ rt_atexit(void *unused)
         PMT_EXC_RESTORE(saved);
         rt_reconcile(self);
         rt_stop(self, "interpreter exit while tracing");
+        /* Nobody left to raise to: one line says the log is short. */
+        if (self->log_error != 0) {
+            PySys_FormatStderr(
+                "pymemtrace: ReferenceTracing could not write "
+                "its log %R: %s\n",
+                self->filepath, strerror(self->log_error));
+            PyErr_Clear();
+        }
         Py_DECREF(self);
     }
 }
@@ -1628,18 +1463,18 @@ rt_dealloc(rt_object *self)
 static int
 rt_write_header(rt_object *self)
 {
-    rt_writer *w = self->writer;
+    pmt_logwriter *w = self->writer;
     size_t i;
 
     if (self->message != NULL) {
         rt_put_pystr(w, self->message);
-        rt_putc(w, '\n');
+        pmt_log_char(w, '\n');
     }
     rt_put_str(w, "SOF\n# pymemtrace ReferenceTracing log, format 1\n");
     rt_put_str(w, "# python: " PY_VERSION "\n# pid: ");
-    rt_put_u64(w, (uint64_t)getpid());
+    pmt_log_u64(w, (uint64_t)getpid());
     rt_put_str(w, "\n# depth: ");
-    rt_put_u64(w, (uint64_t)self->depth);
+    pmt_log_u64(w, (uint64_t)self->depth);
     rt_put_str(w, "\n# include_builtins: ");
     rt_put_str(w, self->include_builtins ? "True" : "False");
     rt_put_str(w, "\n# include_tp_names:");
@@ -1647,15 +1482,15 @@ rt_write_header(rt_object *self)
         rt_put_str(w, " None");
     }
     for (i = 0; i < self->n_include; i++) {
-        rt_putc(w, ' ');
-        rt_put_escaped(w, self->include_names[i],
-                       strlen(self->include_names[i]));
+        pmt_log_char(w, ' ');
+        pmt_log_escaped_whole(w, self->include_names[i],
+                              strlen(self->include_names[i]));
     }
     rt_put_str(w, "\n# exclude_tp_names:");
     for (i = 0; i < self->n_exclude; i++) {
-        rt_putc(w, ' ');
-        rt_put_escaped(w, self->exclude_names[i],
-                       strlen(self->exclude_names[i]));
+        pmt_log_char(w, ' ');
+        pmt_log_escaped_whole(w, self->exclude_names[i],
+                              strlen(self->exclude_names[i]));
     }
     if (Py_Version < 0x030D03F0) {
         /* gh-130382, fixed in 3.13.3. */
@@ -1681,47 +1516,55 @@ static int
 rt_open_log(rt_object *self, unsigned long depth)
 {
     PyObject *path_bytes = NULL;
-    rt_writer *w = NULL;
-    int fd;
+    pmt_logwriter *w = NULL;
+    int attempt, err;
 
-    if (self->default_path) {
-        PyObject *path = rt_default_path(depth);
-        if (path == NULL) {
-            return -1;
-        }
-        Py_SETREF(self->filepath, path);
-    }
-    if (!PyUnicode_FSConverter(self->filepath, &path_bytes)) {
-        return -1;
-    }
-    fd = open(PyBytes_AS_STRING(path_bytes),
-              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    Py_CLEAR(path_bytes);
-    if (fd < 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
-        return -1;
-    }
     w = calloc(1, sizeof(*w));
-    if (w == NULL || (w->buf = malloc(RT_BUF_SIZE)) == NULL) {
-        free(w);
-        close(fd);
+    if (w == NULL) {
         PyErr_NoMemory();
-        return -1;
+        goto error;
     }
-    w->fd = fd;
-    w->cap = self->max_log_bytes;
+    /* A name we made never opens an existing file or a planted symbolic
+       link (a shared working directory): the next name is taken instead. */
+    for (attempt = 0;; attempt++) {
+        if (self->default_path) {
+            PyObject *path = rt_default_path(depth);
+            if (path == NULL) {
+                goto error;
+            }
+            Py_SETREF(self->filepath, path);
+        }
+        if (!PyUnicode_FSConverter(self->filepath, &path_bytes)) {
+            goto error;
+        }
+        err = pmt_log_open(w, PyBytes_AS_STRING(path_bytes), 0,
+                           self->default_path ? PMT_LOG_NEW_FILE : 0);
+        Py_CLEAR(path_bytes);
+        if (!(self->default_path && err == EEXIST && attempt < 100)) {
+            break;
+        }
+        rt_runtime.n_started++;
+    }
+    if (err != 0) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->filepath);
+        goto error;
+    }
     if (pmt_ptrmap_init(&self->objects, 1024, self->max_objects) != 0 ||
         (self->type_index.slots == NULL &&
          pmt_ptrmap_init(&self->type_index, 256, 0) != 0)) {
         pmt_ptrmap_fini(&self->objects);
-        free(w->buf);
-        free(w);
-        close(fd);
+        (void)pmt_log_close(w);
         PyErr_NoMemory();
-        return -1;
+        goto error;
     }
+    pmt_log_set_signal_tail(w, rt_signal_tail);
+    pmt_log_signals_install();
     self->writer = w;
     return 0;
+error:
+    free(w);
+    return -1;
 }
 
 static PyObject *
@@ -1746,10 +1589,6 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
         if (PyUnstable_AtExit(PyInterpreterState_Get(), rt_atexit, NULL) < 0) {
             return NULL;
         }
-        if (pthread_atfork(NULL, NULL, rt_atfork_child) != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork() failed");
-            return NULL;
-        }
         rt_runtime.atexit_registered = 1;
     }
     self->depth = rt_stack_count(0);
@@ -1764,7 +1603,20 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
     if (!self->simple) {
         rt_runtime.n_started++;
         rt_write_header(self);
-        rt_writer_flush(self->writer);
+        /* The header is on disk before the block runs: a log that cannot
+           be written (a full disk) is refused here, not found empty. */
+        if (pmt_log_flush(self->writer) != 0) {
+            rt_writer_close(self);
+            pmt_ptrmap_fini(&self->objects);
+            if (outer == NULL) {
+                rt_runtime.prev_func = NULL;
+                rt_runtime.prev_data = NULL;
+                rt_runtime.str_module = NULL;
+            }
+            (void)rt_raise_log_error(self);
+            self->log_error = 0;
+            return NULL;
+        }
     }
     /* The tracer below is suspended from here on: say so in its log. */
     if (outer != NULL) {
@@ -1787,7 +1639,6 @@ rt_enter(rt_object *self, PyObject *Py_UNUSED(ignored))
     self->phase = RT_ACTIVE;
     self->outer = outer;
     rt_runtime.active = (rt_object *)Py_NewRef(self);
-    rt_signals_install();
     if (outer == NULL && PyRefTracer_SetTracer(rt_callback, &rt_runtime) < 0) {
         rt_stop(self, "could not install the reference tracer");
         Py_DECREF(self);
@@ -1827,6 +1678,9 @@ rt_exit(rt_object *self, PyObject *args)
     rt_stop(self, NULL);
     /* The reference the active tracer held on itself. */
     Py_DECREF(self);
+    if (rt_raise_log_error(self) < 0) {
+        return NULL;
+    }
     if (self->displaced != NULL) {
         int rc = self->simple
                      ? PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
@@ -1969,10 +1823,13 @@ rt_write_message_to_log(rt_object *self, PyObject *message)
     if (rt_note_displaced(self) < 0) {
         return NULL;
     }
-    rt_put_line_head(self, "MSG:");
+    rt_put_line_head(self, "MSG:", PMT_LOG_MAX_FIELD);
     rt_put_pystr(self->writer, message);
-    rt_putc(self->writer, '\n');
-    rt_writer_flush(self->writer);
+    pmt_log_char(self->writer, '\n');
+    (void)pmt_log_flush(self->writer);
+    if (rt_raise_log_error(self) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

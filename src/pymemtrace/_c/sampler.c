@@ -17,8 +17,9 @@
  * - When a read fails the thread records the errno, ends its loop and
  *   exits; the next drain() that empties the ring raises the OSError.
  * - Every sampler core is in one process-wide registry so that m_free
- *   (pmt_sampler_shutdown) can stop every thread and a pthread_atfork child
- *   handler can forget the threads a fork() did not copy.
+ *   (pmt_sampler_shutdown) can stop every thread and fork.c's child
+ *   handler (pmt_sampler_fork_child) can forget the threads a fork() did
+ *   not copy.
  *
  * Lock order: the GIL (when held), then sampler_runtime.lock, then a
  * core's lock.  The sampler thread takes only its core's lock.
@@ -27,7 +28,7 @@
  *   core->interval, capacity, with_cpu, fail_after: set at creation, then
  *       read-only (any thread).
  *   every other core field: under core->lock (the Python side with the
- *       GIL held, the sampler thread without it, the atfork handlers).
+ *       GIL held, the sampler thread without it, the fork handlers).
  *   core->next/prev: under sampler_runtime.lock.
  */
 #include "native.h"
@@ -116,9 +117,7 @@ static struct {
     pthread_mutex_t lock;
     /* First core of the registry, NULL when there is none. */
     sampler_core *head;
-    /* Registers the atfork handlers once per process. */
-    pthread_once_t atfork_once;
-} sampler_runtime = {PTHREAD_MUTEX_INITIALIZER, NULL, PTHREAD_ONCE_INIT};
+} sampler_runtime = {PTHREAD_MUTEX_INITIALIZER, NULL};
 
 /* ---------------------------------------------------------------------- */
 /* The sampler thread (no Python from here to the next marker). */
@@ -243,8 +242,10 @@ sampler_main(void *arg)
 /* ---------------------------------------------------------------------- */
 /* Registry, shutdown and fork. */
 
-static void
-atfork_prepare(void)
+/* fork(), called by fork.c in its written order: the registry lock, then
+   every core's lock. */
+void
+pmt_sampler_fork_prepare(void)
 {
     sampler_core *core;
 
@@ -254,8 +255,8 @@ atfork_prepare(void)
     }
 }
 
-static void
-atfork_parent(void)
+void
+pmt_sampler_fork_parent(void)
 {
     sampler_core *core;
 
@@ -291,8 +292,8 @@ out_attr:
 /* The child has only the thread that called fork(): no sampler thread
    survives, so every core forgets its thread.  The condition variable may
    have had the parent's thread as a waiter: it starts afresh. */
-static void
-atfork_child(void)
+void
+pmt_sampler_fork_child(void)
 {
     sampler_core *core;
 
@@ -309,12 +310,6 @@ atfork_child(void)
         pthread_mutex_unlock(&core->lock);
     }
     pthread_mutex_unlock(&sampler_runtime.lock);
-}
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* Ask the thread to stop and claim its join.  Returns 1 when the caller
@@ -401,7 +396,6 @@ core_new(double interval, size_t capacity, int with_cpu, uint64_t fail_after)
     core->with_cpu = with_cpu;
     core->fail_after = fail_after;
 
-    (void)pthread_once(&sampler_runtime.atfork_once, register_atfork);
     pthread_mutex_lock(&sampler_runtime.lock);
     core->next = sampler_runtime.head;
     if (core->next != NULL) {

@@ -57,8 +57,7 @@ static struct faultcount_runtime {
     /* Threads that started being watched, and calls of threads that could
        not be: both move the stamp.  Atomic. */
     atomic_uint_fast64_t bumps;
-    long page_size;  /* set once by the first acquire.  lock */
-    int atfork_done; /* lock */
+    long page_size; /* set once by the first acquire.  lock */
 } fcrt = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -81,6 +80,19 @@ pmt_faultcount_source_name(int source)
     default:
         return "none";
     }
+}
+
+/* fork(): see faultcount.h; fork.c calls these. */
+void
+pmt_faultcount_fork_prepare(void)
+{
+    pthread_mutex_lock(&fcrt.lock);
+}
+
+void
+pmt_faultcount_fork_parent(void)
+{
+    pthread_mutex_unlock(&fcrt.lock);
 }
 
 #if FC_SUPPORTED
@@ -142,8 +154,8 @@ close_ring(fc_ring *ring)
 }
 
 /* The rings belong to the parent's threads; the maps are gone. */
-static void
-forget_in_child(void)
+void
+pmt_faultcount_fork_child(void)
 {
     int i, n = atomic_load(&fcrt.nrings);
 
@@ -192,9 +204,6 @@ pmt_faultcount_acquire(void)
     int source;
 
     pthread_mutex_lock(&fcrt.lock);
-    if (!fcrt.atfork_done) {
-        fcrt.atfork_done = pthread_atfork(NULL, NULL, forget_in_child) == 0;
-    }
     if (fcrt.users++ == 0) {
         long page = sysconf(_SC_PAGESIZE);
         fcrt.page_size = page > 0 ? page : 4096;
@@ -316,6 +325,13 @@ uint64_t
 pmt_faultcount_stamp(void)
 {
     return atomic_fetch_add_explicit(&fcrt.bumps, 1, memory_order_relaxed);
+}
+
+void
+pmt_faultcount_fork_child(void)
+{
+    pthread_mutex_init(&fcrt.lock, NULL);
+    fcrt.users = 0;
 }
 
 #endif /* FC_SUPPORTED */

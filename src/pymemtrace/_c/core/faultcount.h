@@ -63,4 +63,11 @@ int pmt_faultcount_watch_thread(void);
    call).  Monotonic within one acquisition. */
 uint64_t pmt_faultcount_stamp(void);
 
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order: prepare takes the lock, parent releases it, child forgets
+   every ring and thread (and starts with a fresh lock). */
+void pmt_faultcount_fork_prepare(void);
+void pmt_faultcount_fork_parent(void);
+void pmt_faultcount_fork_child(void);
+
 #endif /* PMT_CORE_FAULTCOUNT_H */

@@ -61,14 +61,11 @@
 /* 1 where GOT patching is implemented on this platform. */
 int pmt_gotpatch_supported(void);
 
-/*
- * Register the fork handlers of this file now (idempotent; the first
- * install does it too).  A client that holds a lock of its own around
- * install calls it before registering its own handlers, so that fork()
- * takes the client's lock first and this file's next, in the order install
- * is called.
- */
-void pmt_gotpatch_init(void);
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order (after core/shrinkwatch's lock, which is held around
+   install): prepare takes this file's lock, parent and child release it. */
+void pmt_gotpatch_fork_prepare(void);
+void pmt_gotpatch_fork_release(void);
 
 /*
  * Add a client: patch the GOT slots bound to names[i] (n names) with

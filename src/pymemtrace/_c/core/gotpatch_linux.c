@@ -77,13 +77,12 @@ typedef struct {
 } client_rec;
 
 static struct gotpatch_runtime {
-    /* Protects every field below but `armed` and `atfork_once`. */
+    /* Protects every field below but `armed`. */
     pthread_mutex_t lock;
-    _Atomic int armed;          /* 1 while the dlopen wrapper must rescan;
+    _Atomic int armed; /* 1 while the dlopen wrapper must rescan;
                                read without the lock */
-    pthread_once_t atfork_once; /* registers the fork handlers */
-    int installed;              /* while some client is installed */
-    uintptr_t self;             /* an address in this object */
+    int installed;     /* while some client is installed */
+    uintptr_t self;    /* an address in this object */
     size_t nnames;
     const char *names[PMT_GOTPATCH_MAX_NAMES]; /* the caller's strings */
     void *replacements[PMT_GOTPATCH_MAX_NAMES];
@@ -101,7 +100,6 @@ static struct gotpatch_runtime {
     size_t seen_objects;          /* objects listed at the last scan */
 } gp = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .atfork_once = PTHREAD_ONCE_INIT,
 };
 
 /* What a dl_iterate_phdr walk does. */
@@ -492,22 +490,16 @@ dlopen_wrapper(const char *file, int flags)
 
 /* fork(): the child must not inherit the lock held by a thread that does
    not exist there (a dlopen wrapper rescanning). */
-static void
-atfork_prepare(void)
+void
+pmt_gotpatch_fork_prepare(void)
 {
     pthread_mutex_lock(&gp.lock);
 }
 
-static void
-atfork_release(void)
+void
+pmt_gotpatch_fork_release(void)
 {
     pthread_mutex_unlock(&gp.lock);
-}
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(atfork_prepare, atfork_release, atfork_release);
 }
 
 /* Index of name among the installed names, or -1. */
@@ -591,12 +583,6 @@ add_client_unlocked(const char *const *names, void *const *replacements,
     return 0;
 }
 
-void
-pmt_gotpatch_init(void)
-{
-    (void)pthread_once(&gp.atfork_once, register_atfork);
-}
-
 int
 pmt_gotpatch_install(const char *const *names, void *const *replacements,
                      size_t n, const void *const *exclude, size_t nexclude,
@@ -613,7 +599,6 @@ pmt_gotpatch_install(const char *const *names, void *const *replacements,
     }
     /* Registered before the lock is taken: a fork running the handlers
        meanwhile must not wait for it. */
-    pmt_gotpatch_init();
     pthread_mutex_lock(&gp.lock);
     for (i = 0; i < n; i++) {
         int j = find_name_unlocked(names[i]);
@@ -789,7 +774,12 @@ pmt_gotpatch_slots_of(void *const *replacements, size_t n)
 #else /* !GP_SUPPORTED */
 
 void
-pmt_gotpatch_init(void)
+pmt_gotpatch_fork_prepare(void)
+{
+}
+
+void
+pmt_gotpatch_fork_release(void)
 {
 }
 

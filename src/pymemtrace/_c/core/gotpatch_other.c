@@ -14,7 +14,12 @@ pmt_gotpatch_supported(void)
 }
 
 void
-pmt_gotpatch_init(void)
+pmt_gotpatch_fork_prepare(void)
+{
+}
+
+void
+pmt_gotpatch_fork_release(void)
 {
 }
 

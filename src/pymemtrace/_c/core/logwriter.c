@@ -48,11 +48,12 @@ static struct {
     /* Serialises install/uninstall of the signal handlers (guards
        signal_users, installed, previous).  Never taken by a handler. */
     pthread_mutex_t signals_mutex;
-    /* Registers the fork handler once; pthread_once is its own lock. */
-    pthread_once_t atfork_once;
+    /* The writers whose locks pmt_log_fork_prepare took, by registry
+       slot, for the parent handler to release.  Written and read only by
+       the forking thread, between prepare and parent. */
+    pmt_logwriter *fork_held[REGISTRY_SLOTS];
 } logwriter_runtime = {
     .signals_mutex = PTHREAD_MUTEX_INITIALIZER,
-    .atfork_once = PTHREAD_ONCE_INIT,
 };
 
 /* Buffers come straight from mmap and go back with munmap: a closed log
@@ -74,21 +75,50 @@ buffer_free(char *p)
     }
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
+/* Bytes of p[0..n) up to and including its last newline, 0 if none. */
+static size_t
+whole_lines(const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t got = write(fd, p, n);
-        if (got < 0) {
-            if (errno == EINTR) {
+    while (n > 0 && p[n - 1] != '\n') {
+        n--;
+    }
+    return n;
+}
+
+/* Write p[0..n) at file offset off (at the file position when the file
+   is not seekable); 0 or an errno value.  A failure after part of it was
+   written cuts the file back to the last newline written, so the file
+   never ends inside a record.  Async-signal-safe. */
+static int
+write_at(const pmt_logwriter *w, const char *p, size_t n, uint64_t off)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t got = w->seekable ? pwrite(w->fd, p + done, n - done,
+                                           (off_t)(off + done))
+                                  : write(w->fd, p + done, n - done);
+        if (got <= 0) {
+            int err = got == 0 ? ENOSPC : errno;
+            if (err == EINTR) {
                 continue;
             }
-            return errno;
+            if (w->seekable) {
+                (void)ftruncate(w->fd, (off_t)(off + whole_lines(p, done)));
+            }
+            return err;
         }
-        p += got;
-        n -= (size_t)got;
+        done += (size_t)got;
     }
     return 0;
+}
+
+static void
+set_error(pmt_logwriter *w, int err)
+{
+    if (err && !w->error) {
+        __atomic_store_n(&w->error, err, __ATOMIC_RELAXED);
+    }
 }
 
 static void
@@ -118,14 +148,50 @@ registry_remove(pmt_logwriter *w)
     }
 }
 
+/* fork(): every open log's record lock, then its queue lock (the order
+   the hooks take them in), then the signal-handler lock. */
+void
+pmt_log_fork_prepare(void)
+{
+    int i;
+
+    for (i = 0; i < REGISTRY_SLOTS; i++) {
+        pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
+        logwriter_runtime.fork_held[i] = w;
+        if (w != NULL) {
+            pthread_mutex_lock(&w->mutex);
+            pthread_mutex_lock(&w->qmutex);
+        }
+    }
+    pthread_mutex_lock(&logwriter_runtime.signals_mutex);
+}
+
+void
+pmt_log_fork_parent(void)
+{
+    int i;
+
+    pthread_mutex_unlock(&logwriter_runtime.signals_mutex);
+    for (i = REGISTRY_SLOTS - 1; i >= 0; i--) {
+        pmt_logwriter *w = logwriter_runtime.fork_held[i];
+        if (w != NULL) {
+            pthread_mutex_unlock(&w->qmutex);
+            pthread_mutex_unlock(&w->mutex);
+        }
+        logwriter_runtime.fork_held[i] = NULL;
+    }
+}
+
 /* In a fork()ed child the writer threads do not exist and the files are
    the parent's: inherited logs stop writing (their buffered and queued
    bytes are the parent's to write), so the child neither deadlocks
    waiting for a writer nor interleaves its records into the parent's. */
-static void
-forget_writers_in_child(void)
+void
+pmt_log_fork_child(void)
 {
     int i;
+
+    pthread_mutex_init(&logwriter_runtime.signals_mutex, NULL);
 
     for (i = 0; i < REGISTRY_SLOTS; i++) {
         pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
@@ -141,13 +207,8 @@ forget_writers_in_child(void)
         w->busy = 0;
         w->len = 0;
         w->forked = 1;
+        logwriter_runtime.fork_held[i] = NULL;
     }
-}
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, forget_writers_in_child);
 }
 
 int
@@ -157,8 +218,6 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes, int flags)
     int oflags = O_WRONLY | O_CREAT | O_CLOEXEC;
 
     oflags |= (flags & PMT_LOG_NEW_FILE) ? O_EXCL | O_NOFOLLOW : O_TRUNC;
-
-    (void)pthread_once(&logwriter_runtime.atfork_once, register_atfork);
 
     memset(w, 0, sizeof(*w));
     w->fd = -1;
@@ -183,6 +242,7 @@ pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes, int flags)
     w->buf = w->bufs[0];
     w->cur = 0;
     w->fd = fd;
+    w->seekable = lseek(fd, 0, SEEK_CUR) >= 0;
     w->max_bytes = max_bytes;
     pthread_mutex_init(&w->mutex, NULL);
     pthread_mutex_init(&w->qmutex, NULL);
@@ -198,9 +258,10 @@ writer_main(void *arg)
 
     pthread_mutex_lock(&w->qmutex);
     for (;;) {
-        int idx;
+        int idx, err = 0;
         size_t n;
-        int err;
+        uint64_t off;
+        int failed;
         while (w->qcount == 0 && !w->stop) {
             pthread_cond_wait(&w->qcond, &w->qmutex);
         }
@@ -209,13 +270,17 @@ writer_main(void *arg)
         }
         idx = w->queue[w->qhead];
         n = w->qlen[w->qhead];
+        off = w->qoff[w->qhead];
+        /* After a failed write nothing more is written: the file ends at
+           the last whole record before the failure, without a gap. */
+        failed = w->error != 0;
         w->busy = 1;
         pthread_mutex_unlock(&w->qmutex);
-        err = write_all(w->fd, w->bufs[idx], n);
-        pthread_mutex_lock(&w->qmutex);
-        if (err && !w->error) {
-            w->error = err;
+        if (!failed) {
+            err = write_at(w, w->bufs[idx], n, off);
         }
+        pthread_mutex_lock(&w->qmutex);
+        set_error(w, err);
         w->qhead = (w->qhead + 1) % PMT_LOG_NBUF;
         w->qcount--;
         w->busy = 0;
@@ -229,7 +294,8 @@ writer_main(void *arg)
 static int
 start_writer(pmt_logwriter *w)
 {
-    int i;
+    sigset_t all, old;
+    int i, rc;
 
     for (i = 1; i < PMT_LOG_NBUF; i++) {
         w->bufs[i] = buffer_new();
@@ -237,7 +303,13 @@ start_writer(pmt_logwriter *w)
             goto out_free;
         }
     }
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    /* The writer takes no signal: a SIGTERM for the process then runs the
+       flush on a thread of the program, never beside a write of ours. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&w->thread, NULL, writer_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         goto out_free;
     }
     w->thread_started = 1;
@@ -266,7 +338,8 @@ buffer_queued(const pmt_logwriter *w, int idx)
 static void
 rotate(pmt_logwriter *w)
 {
-    int next;
+    int next, k;
+    size_t n;
 
     if (w->forked) {
         w->len = 0; /* see forget_writers_in_child */
@@ -277,19 +350,30 @@ rotate(pmt_logwriter *w)
     }
     if (!w->thread_started && start_writer(w) < 0) {
         /* No thread: write here. */
-        int err = write_all(w->fd, w->buf, w->len);
-        if (err && !w->error) {
-            w->error = err;
+        n = w->len;
+        if (!w->error) {
+            set_error(w, write_at(w, w->buf, n, w->written));
         }
-        w->written += w->len;
         w->len = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+        w->written += n;
         return;
     }
     pthread_mutex_lock(&w->qmutex);
-    w->queue[(w->qhead + w->qcount) % PMT_LOG_NBUF] = w->cur;
-    w->qlen[(w->qhead + w->qcount) % PMT_LOG_NBUF] = w->len;
+    k = (w->qhead + w->qcount) % PMT_LOG_NBUF;
+    w->queue[k] = w->cur;
+    w->qlen[k] = w->len;
+    w->qoff[k] = w->written;
+    /* In this order, so that a fatal-signal flush on this thread sees the
+       buffer queued, or current, or both at the same offset (the same
+       bytes written twice to the same place), never at two offsets. */
+    atomic_signal_fence(memory_order_seq_cst);
     w->qcount++;
-    w->written += w->len;
+    atomic_signal_fence(memory_order_seq_cst);
+    n = w->len;
+    w->len = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    w->written += n;
     pthread_cond_broadcast(&w->qcond);
     next = (w->cur + 1) % PMT_LOG_NBUF;
     /* Buffers are queued in ring order, so the next one is free once it
@@ -300,7 +384,6 @@ rotate(pmt_logwriter *w)
     pthread_mutex_unlock(&w->qmutex);
     w->cur = next;
     w->buf = w->bufs[next];
-    w->len = 0;
 }
 
 int
@@ -440,20 +523,35 @@ pmt_log_flush_all_signal_safe(void)
 
     for (i = 0; i < REGISTRY_SLOTS; i++) {
         pmt_logwriter *w = atomic_load(&logwriter_runtime.registry[i]);
+        uint64_t end;
         int q;
-        if (w == NULL || w->fd < 0 || w->forked) {
+        if (w == NULL || w->fd < 0 || w->forked || w->error) {
             continue;
         }
-        /* Queued buffers first (the writer thread may be half-way through
-           the first: its tail can then appear twice), then the current. */
+        /* Queued buffers first, each at its offset (the writer thread may
+           be writing the first one too: the same bytes, the same place),
+           then the current one up to its last newline: a record being
+           formatted on this thread right now is left out, not cut. */
         for (q = 0; q < w->qcount; q++) {
             int k = (w->qhead + q) % PMT_LOG_NBUF;
             if (w->bufs[w->queue[k]] != NULL) {
-                (void)write_all(w->fd, w->bufs[w->queue[k]], w->qlen[k]);
+                (void)write_at(w, w->bufs[w->queue[k]], w->qlen[k],
+                               w->qoff[k]);
             }
         }
+        end = w->written;
         if (w->len > 0 && w->buf != NULL) {
-            (void)write_all(w->fd, w->buf, w->len);
+            size_t n = whole_lines(w->buf, w->len);
+            if (write_at(w, w->buf, n, end) == 0) {
+                end += n;
+            }
+        }
+        if (w->signal_tail != NULL) {
+            size_t n = 0;
+            while (w->signal_tail[n] != '\0') {
+                n++;
+            }
+            (void)write_at(w, w->signal_tail, n, end);
         }
     }
 }

@@ -15,8 +15,16 @@
  * Threading: a writer is used by one tracer, whose hooks run with the GIL
  * held; the mutex (lock/unlock below) makes each record atomic even where
  * hooks of several threads could interleave.  The registry is an array of
- * atomics.  The signal-time flush takes no lock (it cannot): a record being
- * formatted at that very moment may be cut short.
+ * atomics.  The signal-time flush takes no lock (it cannot); it writes the
+ * buffer being filled only up to its last newline, so a record being
+ * formatted at that very moment is left out rather than cut short.
+ *
+ * Whole records only.  Each buffer is written at its own file offset
+ * (pwrite: the signal-time flush may write a buffer the writer thread is
+ * writing too, and the same bytes land on the same place), and a write
+ * that fails half-way (a full disk) cuts the file back to the last newline
+ * written and stops the log: the file never ends inside a record, and a
+ * failed log reports its errno (pmt_log_error, pmt_log_close).
  */
 #ifndef PMT_CORE_LOGWRITER_H
 #define PMT_CORE_LOGWRITER_H
@@ -48,13 +56,18 @@ typedef struct pmt_logwriter {
        buffers go to it, so the kernel's copy of the data runs off the
        traced thread.  Fields below protected by qmutex. */
     pthread_mutex_t qmutex;
-    pthread_cond_t qcond;      /* queue changed (either direction) */
-    int queue[PMT_LOG_NBUF];   /* buffer indices, in file order */
-    size_t qlen[PMT_LOG_NBUF]; /* their byte counts */
+    pthread_cond_t qcond;        /* queue changed (either direction) */
+    int queue[PMT_LOG_NBUF];     /* buffer indices, in file order */
+    size_t qlen[PMT_LOG_NBUF];   /* their byte counts */
+    uint64_t qoff[PMT_LOG_NBUF]; /* their file offsets */
     int qhead, qcount;
     int busy; /* the writer is writing a popped buffer */
     int thread_started, stop;
     pthread_t thread;
+    int seekable; /* pwrite at offsets works (not a pipe or a tty) */
+    /* Written after the buffers by the fatal-signal flush, or NULL
+       (pmt_log_set_signal_tail). */
+    const char *signal_tail;
 } pmt_logwriter;
 
 /* pmt_log_open's flags. */
@@ -71,6 +84,22 @@ int pmt_log_open(pmt_logwriter *w, const char *path, uint64_t max_bytes,
 int pmt_log_close(pmt_logwriter *w);
 /* Write the buffer out; returns 0 or an errno value. */
 int pmt_log_flush(pmt_logwriter *w);
+
+/* The first write error (errno) seen so far, 0 if none.  Set by the
+   writer thread: read without its lock, for a hook's "stop writing". */
+static inline int
+pmt_log_error(const pmt_logwriter *w)
+{
+    return __atomic_load_n(&w->error, __ATOMIC_RELAXED);
+}
+
+/* A static line (ending in a newline) the fatal-signal flush writes after
+   this log's buffers, so the file says why it ends there; NULL: none. */
+static inline void
+pmt_log_set_signal_tail(pmt_logwriter *w, const char *tail)
+{
+    w->signal_tail = tail;
+}
 
 static inline void
 pmt_log_lock(pmt_logwriter *w)
@@ -311,6 +340,14 @@ void pmt_log_escaped_whole(pmt_logwriter *w, const char *s, size_t n);
 /* Flush the whole buffer of every registered writer with write(2) only.
    Async-signal-safe; takes no lock and changes no state but the files. */
 void pmt_log_flush_all_signal_safe(void);
+
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order: prepare takes every open log's record lock and queue
+   lock, then the signal-handler lock; parent releases them; in the child
+   inherited logs write nothing more (the bytes are the parent's). */
+void pmt_log_fork_prepare(void);
+void pmt_log_fork_parent(void);
+void pmt_log_fork_child(void);
 
 /* Install the fatal-signal flushers (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
    SIGABRT, and SIGTERM while its disposition is the default).  Reference

@@ -34,4 +34,9 @@ int pmt_rss_current_slow(uint64_t *rss_bytes);
 /* Page size in bytes, read once. */
 size_t pmt_rss_page_size(void);
 
+/* fork() child, called by fork.c: a descriptor of /proc/self inherited by
+   the child would read the parent; it is closed and reopened at the next
+   read. */
+void pmt_rss_fork_child(void);
+
 #endif /* PMT_CORE_RSS_H */

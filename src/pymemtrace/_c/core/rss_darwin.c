@@ -55,3 +55,8 @@ pmt_rss_method(void)
 {
     return "task_info";
 }
+
+void
+pmt_rss_fork_child(void)
+{
+}

@@ -4,8 +4,8 @@
  * /proc/self/statm is opened once and re-read with pread(): one system call
  * per sample instead of open/read/close plus stdio parsing.  /proc/self is
  * resolved when the file is opened, so a descriptor inherited across fork()
- * would report the parent: a pthread_atfork child handler forgets it and the
- * next call reopens it in the child.
+ * would report the parent: fork.c's child handler (pmt_rss_fork_child)
+ * forgets it and the next call reopens it in the child.
  *
  * Process-wide state (the one documented exception to "no mutable globals"
  * for this file): statm_runtime below.  The descriptor is a C11 atomic so
@@ -28,23 +28,15 @@ static struct {
     atomic_int statm_fd;
     /* Page size in bytes; 0 until first use.  Atomic: set once, idempotent. */
     atomic_size_t page_size;
-    /* Registers forget_statm_in_child once; pthread_once is its own lock. */
-    pthread_once_t atfork_once;
-} statm_runtime = {-1, 0, PTHREAD_ONCE_INIT};
+} statm_runtime = {-1, 0};
 
-static void
-forget_statm_in_child(void)
+void
+pmt_rss_fork_child(void)
 {
     int fd = atomic_exchange(&statm_runtime.statm_fd, -1);
     if (fd >= 0) {
         close(fd);
     }
-}
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, forget_statm_in_child);
 }
 
 size_t
@@ -69,7 +61,6 @@ statm_fd(void)
     if (fd >= 0) {
         return fd;
     }
-    (void)pthread_once(&statm_runtime.atfork_once, register_atfork);
     fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return -1;

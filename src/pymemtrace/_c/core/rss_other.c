@@ -38,3 +38,8 @@ pmt_rss_method(void)
 {
     return "none";
 }
+
+void
+pmt_rss_fork_child(void)
+{
+}

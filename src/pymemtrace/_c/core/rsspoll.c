@@ -5,12 +5,11 @@
  * rsspoll_runtime, each field commented with what protects it.
  */
 #include "rsspoll.h"
+#include "periodic.h"
 #include "rss.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 static struct {
     /* Last RSS read, bytes.  Atomic (relaxed): written by the poller
@@ -21,40 +20,25 @@ static struct {
     atomic_uint_fast64_t generation;
     /* Users of the thread.  Protected by mutex. */
     int users;
-    /* 1 while the thread runs; stop request flag.  Protected by mutex. */
-    int running;
-    int stop;
-    pthread_t thread; /* Protected by mutex. */
+    /* Serialises start/stop/shutdown (guards users); taken before the
+       poller's own lock. */
     pthread_mutex_t mutex;
-    pthread_cond_t wake; /* Signalled by stop; waited on by the thread. */
-    /* Initialises wake and the fork handler once; its own lock. */
+    /* The thread (core/periodic): ticks every PMT_RSSPOLL_INTERVAL_NS
+       while there are users, parked (period 0) while there are none. */
+    pmt_periodic poller;
+    /* Initialises poller once; its own lock. */
     pthread_once_t once;
 } rsspoll_runtime = {
     .mutex = PTHREAD_MUTEX_INITIALIZER,
     .once = PTHREAD_ONCE_INIT,
 };
 
-static void
-forget_thread_in_child(void)
-{
-    /* Only the forking thread exists in the child. */
-    pthread_mutex_init(&rsspoll_runtime.mutex, NULL);
-    pthread_cond_init(&rsspoll_runtime.wake, NULL);
-    rsspoll_runtime.users = 0;
-    rsspoll_runtime.running = 0;
-    rsspoll_runtime.stop = 0;
-}
+static void poll_tick(void *arg);
 
 static void
 init_once(void)
 {
-    pthread_condattr_t attr;
-
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&rsspoll_runtime.wake, &attr);
-    pthread_condattr_destroy(&attr);
-    (void)pthread_atfork(NULL, NULL, forget_thread_in_child);
+    (void)pmt_periodic_init(&rsspoll_runtime.poller, 0, poll_tick, NULL);
 }
 
 static void
@@ -93,43 +77,15 @@ pmt_rsspoll_generation(void)
                                 memory_order_acquire);
 }
 
-static void *
-poller_main(void *arg)
+static void
+poll_tick(void *arg)
 {
-    struct timespec deadline;
+    uint64_t value;
 
     (void)arg;
-    pthread_mutex_lock(&rsspoll_runtime.mutex);
-    while (!rsspoll_runtime.stop) {
-        if (rsspoll_runtime.users == 0) {
-            /* Parked: nobody needs samples; start() or shutdown wakes. */
-            pthread_cond_wait(&rsspoll_runtime.wake, &rsspoll_runtime.mutex);
-            continue;
-        }
-        pthread_mutex_unlock(&rsspoll_runtime.mutex);
-        {
-            uint64_t value;
-            if (pmt_rss_current(&value) == 0) {
-                publish(value);
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_nsec += PMT_RSSPOLL_INTERVAL_NS;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec += 1;
-            deadline.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&rsspoll_runtime.mutex);
-        while (!rsspoll_runtime.stop && rsspoll_runtime.users > 0) {
-            if (pthread_cond_timedwait(&rsspoll_runtime.wake,
-                                       &rsspoll_runtime.mutex,
-                                       &deadline) == ETIMEDOUT) {
-                break;
-            }
-        }
+    if (pmt_rss_current(&value) == 0) {
+        publish(value);
     }
-    pthread_mutex_unlock(&rsspoll_runtime.mutex);
-    return NULL;
 }
 
 int
@@ -141,19 +97,12 @@ pmt_rsspoll_start(void)
     (void)pmt_rsspoll_refresh();
     pthread_mutex_lock(&rsspoll_runtime.mutex);
     if (rsspoll_runtime.users++ == 0) {
-        if (!rsspoll_runtime.running) {
-            rsspoll_runtime.stop = 0;
-            err = pthread_create(&rsspoll_runtime.thread, NULL, poller_main,
-                                 NULL);
-            if (err) {
-                rsspoll_runtime.users = 0;
-            }
-            else {
-                rsspoll_runtime.running = 1;
-            }
-        }
-        else {
-            pthread_cond_signal(&rsspoll_runtime.wake);
+        pmt_periodic_set_period(&rsspoll_runtime.poller,
+                                PMT_RSSPOLL_INTERVAL_NS);
+        err = pmt_periodic_start(&rsspoll_runtime.poller);
+        if (err) {
+            rsspoll_runtime.users = 0;
+            pmt_periodic_set_period(&rsspoll_runtime.poller, 0);
         }
     }
     pthread_mutex_unlock(&rsspoll_runtime.mutex);
@@ -163,11 +112,11 @@ pmt_rsspoll_start(void)
 void
 pmt_rsspoll_stop(void)
 {
-    /* The thread parks itself when the count drops to 0: starting again
-       costs a wake-up, not a thread creation. */
+    /* The thread parks when the count drops to 0: starting again costs a
+       wake-up, not a thread creation. */
     pthread_mutex_lock(&rsspoll_runtime.mutex);
-    if (rsspoll_runtime.users > 0) {
-        rsspoll_runtime.users--;
+    if (rsspoll_runtime.users > 0 && --rsspoll_runtime.users == 0) {
+        pmt_periodic_set_period(&rsspoll_runtime.poller, 0);
     }
     pthread_mutex_unlock(&rsspoll_runtime.mutex);
 }
@@ -175,19 +124,40 @@ pmt_rsspoll_stop(void)
 void
 pmt_rsspoll_shutdown(void)
 {
-    pthread_t thread;
-    int join = 0;
-
+    (void)pthread_once(&rsspoll_runtime.once, init_once);
     pthread_mutex_lock(&rsspoll_runtime.mutex);
-    if (rsspoll_runtime.running) {
-        rsspoll_runtime.stop = 1;
-        rsspoll_runtime.running = 0;
-        thread = rsspoll_runtime.thread;
-        join = 1;
-        pthread_cond_signal(&rsspoll_runtime.wake);
-    }
+    pmt_periodic_stop(&rsspoll_runtime.poller);
     pthread_mutex_unlock(&rsspoll_runtime.mutex);
-    if (join) {
-        pthread_join(thread, NULL);
-    }
+}
+
+int
+pmt_rsspoll_running(void)
+{
+    (void)pthread_once(&rsspoll_runtime.once, init_once);
+    return pmt_periodic_running(&rsspoll_runtime.poller);
+}
+
+void
+pmt_rsspoll_fork_prepare(void)
+{
+    (void)pthread_once(&rsspoll_runtime.once, init_once);
+    pthread_mutex_lock(&rsspoll_runtime.mutex);
+    pmt_periodic_fork_prepare(&rsspoll_runtime.poller);
+}
+
+void
+pmt_rsspoll_fork_parent(void)
+{
+    pmt_periodic_fork_parent(&rsspoll_runtime.poller);
+    pthread_mutex_unlock(&rsspoll_runtime.mutex);
+}
+
+void
+pmt_rsspoll_fork_child(void)
+{
+    /* The child has no poller: the next start makes one. */
+    pmt_periodic_fork_child(&rsspoll_runtime.poller);
+    pmt_periodic_set_period(&rsspoll_runtime.poller, 0);
+    rsspoll_runtime.users = 0;
+    pthread_mutex_init(&rsspoll_runtime.mutex, NULL);
 }

@@ -5,11 +5,12 @@
  * (a thread that is not watched, the kernel reclaiming pages).
  *
  * Pure C (no Python.h): the thread never touches Python.  It re-reads RSS
- * through core/rss.h every PMT_RSSPOLL_INTERVAL_NS and sleeps on a
- * condition variable, so stopping is immediate.  Reference counted: the
- * first start creates the thread, the last stop joins it.  After fork()
- * the child has no poller: a pthread_atfork handler resets the count and
- * the next start creates a fresh thread.
+ * through core/rss.h every PMT_RSSPOLL_INTERVAL_NS (a core/periodic
+ * thread: it sleeps on a condition variable, so stopping is immediate).
+ * Reference counted: the first start creates the thread (or wakes it),
+ * the last stop parks it; shutdown joins it.  After fork() the child has
+ * no poller: fork.c's child handler resets the count and the next start
+ * creates a fresh thread.
  *
  * Thread safety: start/stop may be called from any thread (they take the
  * poller mutex); pmt_rsspoll_value()/pmt_rsspoll_refresh() from any thread.
@@ -28,6 +29,14 @@ int pmt_rsspoll_start(void);
 void pmt_rsspoll_stop(void);
 /* Join the thread (module shutdown).  Safe when it never started. */
 void pmt_rsspoll_shutdown(void);
+/* 1 while the thread exists (parked or polling). */
+int pmt_rsspoll_running(void);
+
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order: prepare takes the start/stop lock, then the thread's. */
+void pmt_rsspoll_fork_prepare(void);
+void pmt_rsspoll_fork_parent(void);
+void pmt_rsspoll_fork_child(void);
 
 /* The last RSS the poller (or a refresh) read, in bytes (one relaxed
    atomic load). */

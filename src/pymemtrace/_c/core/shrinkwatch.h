@@ -108,4 +108,11 @@ void pmt_shrinkwatch_stats(pmt_shrinkwatch_stats_t *out);
 /* The wrapped function's name of a PMT_SW_* kind ("free", ...), or NULL. */
 const char *pmt_shrinkwatch_kind_name(int kind);
 
+/* fork(), called by fork.c's one pthread_atfork registration in its
+   written order: prepare takes this file's lock (before gotpatch's),
+   parent releases it, child resets the counters and releases it. */
+void pmt_shrinkwatch_fork_prepare(void);
+void pmt_shrinkwatch_fork_parent(void);
+void pmt_shrinkwatch_fork_child(void);
+
 #endif /* PMT_CORE_SHRINKWATCH_H */

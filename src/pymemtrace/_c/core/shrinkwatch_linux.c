@@ -99,13 +99,11 @@ static struct shrinkwatch_runtime {
     sw_stripe stripes[SW_STRIPES]; /* atomics */
     /* Protects the fields below. */
     pthread_mutex_t lock;
-    pthread_once_t atfork_once; /* registers the fork handlers */
-    size_t users;               /* acquires not yet released */
-    int installed;              /* our gotpatch client is installed */
-    int patch_errno;            /* result of the last install */
+    size_t users;    /* acquires not yet released */
+    int installed;   /* our gotpatch client is installed */
+    int patch_errno; /* result of the last install */
 } sw = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .atfork_once = PTHREAD_ONCE_INIT,
 };
 
 /* The wrapped names: one per kind, in kind order, then aliases: mmap64
@@ -549,22 +547,22 @@ note_excluded(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 /* fork(): the child must not inherit our lock held by a thread that does
-   not exist there.  Registered after gotpatch's handlers, so our lock is
-   taken first (the order acquire takes them in). */
-static void
-atfork_prepare(void)
+   not exist there.  fork.c takes it before gotpatch's (the order acquire
+   takes them in). */
+void
+pmt_shrinkwatch_fork_prepare(void)
 {
     pthread_mutex_lock(&sw.lock);
 }
 
-static void
-atfork_parent(void)
+void
+pmt_shrinkwatch_fork_parent(void)
 {
     pthread_mutex_unlock(&sw.lock);
 }
 
-static void
-atfork_child(void)
+void
+pmt_shrinkwatch_fork_child(void)
 {
     size_t i, k;
 
@@ -582,20 +580,12 @@ atfork_child(void)
     pthread_mutex_unlock(&sw.lock);
 }
 
-static void
-register_atfork(void)
-{
-    pmt_gotpatch_init();
-    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
 int
 pmt_shrinkwatch_acquire(const void *host)
 {
     excluded_list excluded;
     int n, err;
 
-    (void)pthread_once(&sw.atfork_once, register_atfork);
     pthread_mutex_lock(&sw.lock);
     if (sw.users++ == 0) {
         atomic_store_explicit(&sw.header_test, glibc_malloc_in_use(),

@@ -66,3 +66,20 @@ pmt_shrinkwatch_stats(pmt_shrinkwatch_stats_t *out)
     out->users = atomic_load(&sw.users);
     out->patch_errno = ENOSYS;
 }
+
+void
+pmt_shrinkwatch_fork_prepare(void)
+{
+}
+
+void
+pmt_shrinkwatch_fork_parent(void)
+{
+}
+
+void
+pmt_shrinkwatch_fork_child(void)
+{
+    atomic_store(&sw.touches, 0);
+    atomic_fetch_add_explicit(&sw.generation, 1, memory_order_release);
+}

@@ -1,6 +1,9 @@
 /*
- * alloc.c - PEP 445 allocator hooks: always-on live-byte counters and the
- * allocation tracker (exact or sampled, with interned Python stacks).
+ * alloc_hooks.c - PEP 445 allocator hooks: always-on live-byte counters and
+ * the allocation tracker (exact or sampled, with interned Python stacks).
+ * Their Python functions are in alloc_api.c, which drives this file through
+ * alloc.h; alloc_traced.c reports foreign blocks here (pmt_alloc_foreign_*).
+ * This file calls neither: the calls go one way.
  *
  * Model: CPython's Python/tracemalloc.c.  What differs, and why:
  *   - Bookkeeping memory comes from the C library's malloc, not from the
@@ -46,6 +49,7 @@
  * of being removed (removing them would remove the other tool's too).
  */
 #include "native.h"
+#include "alloc.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -66,9 +70,9 @@ enum {
     NDOMAINS = 3
 };
 enum {
-    MODE_OFF = 0,
-    MODE_EXACT = 1,
-    MODE_SAMPLED = 2
+    MODE_OFF = PMT_TRACKER_OFF,
+    MODE_EXACT = PMT_TRACKER_EXACT,
+    MODE_SAMPLED = PMT_TRACKER_SAMPLED
 };
 
 /* Bits of rt.state. */
@@ -78,7 +82,7 @@ enum {
 #define ST_SAMPLED 8
 #define STATE() atomic_load_explicit(&rt.state, memory_order_relaxed)
 
-#define MAX_DEPTH 256
+#define MAX_DEPTH PMT_TRACKER_MAX_DEPTH
 /* A table value: size in the low 40 bits, stack id + 1 above (21 bits;
    0: the block is counted but attributed to no stack). */
 #define SIZE_BITS 40
@@ -86,6 +90,11 @@ enum {
 #define MAX_STACKS (PMT_PTR_TAG_MAX - 1)
 #define VALUE_SIZE(v) ((size_t)((v)&SIZE_MASK))
 #define VALUE_SID(v) ((uint32_t)((v) >> SIZE_BITS))
+
+/* The hooks every allocation runs: aligned to a cache line, so that their
+   speed does not depend on where the linker happens to place them (a
+   neighbour's size moved them by a few bytes and sampled mode by 3%). */
+#define PMT_HOT __attribute__((aligned(64)))
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -125,7 +134,6 @@ static struct alloc_runtime {
                                not on top: it may still be linked below
                                another tool, so it is not reused */
     int counting_users;       /* pmt_alloc_counting_acquire() holders */
-    int python_users;         /* of which alloc_counting_start() callers */
     int depth;                /* frames per stack (tracker) */
     double sample_bytes;      /* mean sampling interval in bytes (I) */
     size_t sample_exact_from; /* blocks this big or more are all recorded
@@ -728,7 +736,7 @@ DEFINE_ALLOC_HOOKS(raw, DOM_RAW)
    subtract and compare, then a tail call to the allocator (no nested call
    to guard against below pymalloc's threshold); the rest goes to the
    general hook, kept out of line so this one needs no stack frame. */
-static void *
+static PMT_HOT void *
 hook_malloc_gil(void *ctx, size_t size)
 {
     if (STATE() == ST_SAMPLED_ONLY && size <= rt.sample_fast_max &&
@@ -743,7 +751,7 @@ hook_malloc_gil(void *ctx, size_t size)
     return hook_malloc_gil_slow(ctx, size);
 }
 
-static void *
+static PMT_HOT void *
 hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
 {
     size_t size;
@@ -760,7 +768,7 @@ hook_calloc_gil(void *ctx, size_t nelem, size_t elsize)
     return hook_calloc_gil_slow(ctx, nelem, elsize);
 }
 
-static __attribute__((noinline)) void
+static PMT_HOT __attribute__((noinline)) void
 hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
 {
     pmt_ptr_young *y;
@@ -795,7 +803,7 @@ hook_free_gil_slow(hook_ctx *h, void *ptr, int st)
     tls.guard = 0;
 }
 
-static void
+static PMT_HOT void
 hook_free_gil(void *ctx, void *ptr)
 {
     hook_ctx *h = (hook_ctx *)ctx;
@@ -839,7 +847,7 @@ hook_free_raw(void *ctx, void *ptr)
 /* The old block is forgotten before the call (another thread may get its
    address back from malloc as soon as it is freed) and remembered again
    if realloc fails. */
-static void *
+static PMT_HOT void *
 hook_realloc(void *ctx, void *ptr, size_t size)
 {
     hook_ctx *h = (hook_ctx *)ctx;
@@ -1259,200 +1267,54 @@ pmt_alloc_foreign_account(uint32_t sid, size_t size, int sign, int with_gil)
 }
 
 /* ---------------------------------------------------------------- */
-/* Python functions */
+/* The tracker, for alloc_api.c (alloc.h).  GIL held. */
 
-static int set_int(PyObject *dict, const char *key, long long value);
-
-PyDoc_STRVAR(
-    alloc_counters_doc,
-    "alloc_counters() -> dict\n\n"
-    "Live bytes and blocks per allocator domain, counted since counting\n"
-    "began ('counting' says whether they are being kept).");
-
-static PyObject *
-alloc_counters(PyObject *module, PyObject *unused)
+void
+pmt_alloc_domain_live(int domain, int64_t *bytes, int64_t *blocks)
 {
-    PyObject *dict = NULL, *value = NULL;
-    int64_t bytes = 0, blocks = 0;
-    char key[32];
-    int d;
-
-    dict = PyDict_New();
-    if (dict == NULL) {
-        goto error;
-    }
-    for (d = 0; d < NDOMAINS; d++) {
-        int64_t b = atomic_load(&rt.live_bytes[d]);
-        int64_t n = atomic_load(&rt.live_blocks[d]);
-        bytes += b;
-        blocks += n;
-        snprintf(key, sizeof(key), "%s_bytes", domain_names[d]);
-        value = PyLong_FromLongLong(b);
-        if (value == NULL || PyDict_SetItemString(dict, key, value) < 0) {
-            goto error;
-        }
-        Py_CLEAR(value);
-        snprintf(key, sizeof(key), "%s_blocks", domain_names[d]);
-        value = PyLong_FromLongLong(n);
-        if (value == NULL || PyDict_SetItemString(dict, key, value) < 0) {
-            goto error;
-        }
-        Py_CLEAR(value);
-    }
-    /* Foreign blocks (PyTraceMalloc_Track): their own group, not in the
-       totals of the three domains. */
-    {
-        int64_t b, n;
-        pmt_traced_counters(&b, &n);
-        if (set_int(dict, "traced_bytes", b) < 0 ||
-            set_int(dict, "traced_blocks", n) < 0) {
-            goto error;
-        }
-    }
-    value = PyLong_FromLongLong(bytes);
-    if (value == NULL || PyDict_SetItemString(dict, "bytes", value) < 0) {
-        goto error;
-    }
-    Py_CLEAR(value);
-    value = PyLong_FromLongLong(blocks);
-    if (value == NULL || PyDict_SetItemString(dict, "blocks", value) < 0) {
-        goto error;
-    }
-    Py_CLEAR(value);
-    if (PyDict_SetItemString(dict, "counting",
-                             pmt_alloc_counting() ? Py_True : Py_False) < 0) {
-        goto error;
-    }
-    return dict;
-error:
-    Py_XDECREF(value);
-    Py_XDECREF(dict);
-    return NULL;
+    *bytes = atomic_load(&rt.live_bytes[domain]);
+    *blocks = atomic_load(&rt.live_blocks[domain]);
 }
 
-PyDoc_STRVAR(
-    alloc_live_bytes_doc,
-    "alloc_live_bytes() -> int\n\n"
-    "Live bytes of all domains (what pmt_alloc_live_bytes() returns).");
-
-static PyObject *
-alloc_live_bytes(PyObject *module, PyObject *unused)
+const char *
+pmt_alloc_domain_name(int domain)
 {
-    return PyLong_FromLongLong(pmt_alloc_live_bytes());
+    return domain_names[domain];
 }
 
-PyDoc_STRVAR(alloc_counting_start_doc,
-             "alloc_counting_start() -> None\n\n"
-             "Start keeping the live-byte counters (reference counted).");
-
-static PyObject *
-alloc_counting_start(PyObject *module, PyObject *unused)
+int
+pmt_tracker_mode(void)
 {
-    if (pmt_alloc_counting_acquire() < 0) {
-        return NULL;
-    }
-    rt.python_users++;
-    Py_RETURN_NONE;
+    return atomic_load(&rt.mode);
 }
 
-PyDoc_STRVAR(alloc_counting_stop_doc,
-             "alloc_counting_stop() -> None\n\n"
-             "Undo one alloc_counting_start().");
-
-static PyObject *
-alloc_counting_stop(PyObject *module, PyObject *unused)
+int
+pmt_tracker_start(const pmt_tracker_config *cfg)
 {
-    if (rt.python_users <= 0) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "allocation counting was not started");
-        return NULL;
-    }
-    rt.python_users--;
-    pmt_alloc_counting_release();
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(
-    alloc_start_doc,
-    "alloc_start(mode='exact', depth=16, sample_bytes=524288, max_traces=0,\n"
-    "            max_stacks=0, seed=0) -> None\n\n"
-    "Start the allocation tracker.  mode is 'exact' (every block) or\n"
-    "'sampled' (one sample per sample_bytes allocated on average; blocks of\n"
-    "sample_bytes/2 or more are all recorded).\n"
-    "max_traces/max_stacks cap the tables (0: no cap); seed fixes the\n"
-    "sampling sequence (0: random).");
-
-static PyObject *
-alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
-{
-    static char *kwlist[] = {"mode",       "depth",      "sample_bytes",
-                             "max_traces", "max_stacks", "seed",
-                             NULL};
-    const char *mode_name = "exact";
-    int depth = 16, mode;
-    double sample_bytes = 512.0 * 1024.0;
-    unsigned long long max_traces = 0, max_stacks = 0, seed = 0;
     pmt_frame none[1];
     int added = 0;
     uint32_t id;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|sidKKK:alloc_start",
-                                     kwlist, &mode_name, &depth, &sample_bytes,
-                                     &max_traces, &max_stacks, &seed)) {
-        return NULL;
-    }
-#ifdef Py_GIL_DISABLED
-    PyErr_SetString(PyExc_NotImplementedError,
-                    "the allocation tracker needs a build with the GIL");
-    return NULL;
-#endif
-    if (strcmp(mode_name, "exact") == 0) {
-        mode = MODE_EXACT;
-    }
-    else if (strcmp(mode_name, "sampled") == 0) {
-        mode = MODE_SAMPLED;
-    }
-    else {
-        PyErr_Format(PyExc_ValueError,
-                     "mode must be 'exact' or 'sampled', not '%s'", mode_name);
-        return NULL;
-    }
-    if (depth < 1 || depth > MAX_DEPTH) {
-        PyErr_Format(PyExc_ValueError, "depth must be in 1..%d", MAX_DEPTH);
-        return NULL;
-    }
-    if (!(sample_bytes >= 1.0) || sample_bytes > 1e15) {
-        PyErr_SetString(PyExc_ValueError, "sample_bytes must be at least 1");
-        return NULL;
-    }
-    if (atomic_load(&rt.mode) != MODE_OFF) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the allocation tracker is already running");
-        return NULL;
-    }
-    if (max_stacks == 0 || max_stacks > MAX_STACKS) {
-        max_stacks = MAX_STACKS;
-    }
-    rt.depth = depth;
-    rt.sample_bytes = sample_bytes;
-    rt.sample_exact_from = (size_t)ceil(sample_bytes / 2.0);
+    rt.depth = cfg->depth;
+    rt.sample_bytes = cfg->sample_bytes;
+    rt.sample_exact_from = (size_t)ceil(cfg->sample_bytes / 2.0);
     rt.sample_fast_max = rt.sample_exact_from - 1 < PYMALLOC_THRESHOLD
                              ? rt.sample_exact_from - 1
                              : PYMALLOC_THRESHOLD;
-    rt.seed = seed;
+    rt.seed = cfg->seed;
     if (!rt.tables_ready) {
-        rt.max_traces = (size_t)max_traces;
+        rt.max_traces = cfg->max_traces;
     }
-    if (pmt_stacktable_init(&rt.stacks, (uint32_t)max_stacks) < 0) {
+    if (pmt_stacktable_init(&rt.stacks, cfg->max_stacks) < 0) {
         PyErr_NoMemory();
-        return NULL;
+        return -1;
     }
     /* The empty stack: blocks of RAW calls made without the GIL. */
     id = pmt_stacktable_intern(&rt.stacks, pmt_stack_hash(none, 0), none, 0,
                                &added);
     rt.nogil_sid = id + 1;
-    if (tables_init(mode == MODE_SAMPLED ? SAMPLED_YOUNG_BITS
-                                         : GIL_YOUNG_BITS) < 0) {
+    if (tables_init(cfg->mode == MODE_SAMPLED ? SAMPLED_YOUNG_BITS
+                                              : GIL_YOUNG_BITS) < 0) {
         goto error;
     }
     if (install_hooks() < 0) {
@@ -1460,22 +1322,21 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     rt.started_ns = 0;
     reseed_thread(atomic_fetch_add(&rt.sample_gen, 1) + 1);
-    if (mode == MODE_EXACT) {
+    if (cfg->mode == MODE_EXACT) {
         atomic_store(&rt.counting, 1);
     }
-    atomic_store(&rt.mode, mode);
+    atomic_store(&rt.mode, cfg->mode);
     atomic_store(&rt.active, 1);
     publish_state();
-    pmt_traced_start();
-    Py_RETURN_NONE;
+    return 0;
 error:
     tracker_clear();
     settle();
-    return NULL;
+    return -1;
 }
 
-static void
-tracker_stop(void)
+void
+pmt_tracker_switch_off(void)
 {
     if (atomic_load(&rt.mode) == MODE_OFF) {
         return;
@@ -1487,332 +1348,103 @@ tracker_stop(void)
         atomic_store(&rt.active, 0);
     }
     publish_state();
-    pmt_traced_stop();
+}
+
+void
+pmt_tracker_release(void)
+{
+    if (atomic_load(&rt.mode) != MODE_OFF) {
+        return;
+    }
     tracker_clear();
     settle();
 }
 
-PyDoc_STRVAR(alloc_stop_doc,
-             "alloc_stop() -> None\n\n"
-             "Stop the allocation tracker and forget its data (idempotent).");
-
-static PyObject *
-alloc_stop(PyObject *module, PyObject *unused)
+void
+pmt_tracker_set_base(const void *frame)
 {
-    int rc = 0;
-
-    if (atomic_load(&rt.mode) != MODE_OFF) {
-        rc = pmt_traced_check_hooks();
-    }
-    tracker_stop();
-    if (rc < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    rt.base_frame = frame;
 }
 
-PyDoc_STRVAR(alloc_is_tracking_doc, "alloc_is_tracking() -> bool");
-
-static PyObject *
-alloc_is_tracking(PyObject *module, PyObject *unused)
+/* The queued stack changes of RAW calls made without the GIL, applied. */
+static void
+apply_pending(void)
 {
-    return PyBool_FromLong(atomic_load(&rt.mode) != MODE_OFF);
-}
-
-PyDoc_STRVAR(
-    alloc_set_stack_base_doc,
-    "alloc_set_stack_base(on) -> None\n\n"
-    "on=True: stacks recorded from now on stop below the caller's frame\n"
-    "(it and its callers are left out); the caller must call it again with\n"
-    "False before its frame returns.");
-
-static PyObject *
-alloc_set_stack_base(PyObject *module, PyObject *on)
-{
-    int flag = PyObject_IsTrue(on);
-
-    if (flag < 0) {
-        return NULL;
-    }
-    rt.base_frame = flag ? pmt_current_frame() : NULL;
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(alloc_reset_peak_doc,
-             "alloc_reset_peak() -> None\n\n"
-             "Restart the peak from the memory live now.");
-
-static PyObject *
-alloc_reset_peak(PyObject *module, PyObject *unused)
-{
-    if (atomic_load(&rt.mode) == MODE_OFF) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the allocation tracker is not running");
-        return NULL;
-    }
     pthread_mutex_lock(&rt.raw_lock);
     apply_pending_unlocked();
     pthread_mutex_unlock(&rt.raw_lock);
+}
+
+void
+pmt_tracker_reset_peak(void)
+{
+    apply_pending();
     pmt_stacktable_reset_peak(&rt.stacks);
-    Py_RETURN_NONE;
 }
 
-static size_t
-tracker_memory(void)
+void
+pmt_tracker_stats(pmt_tracker_stats_t *out)
 {
-    size_t total = pmt_stacktable_memory(&rt.stacks);
-
-    if (rt.tables_ready) {
-        total += pmt_ptrtable_memory(&rt.gil_table);
-        pthread_mutex_lock(&rt.raw_lock);
-        total += pmt_ptrtable_memory(&rt.raw_table);
-        total += rt.pending_cap * sizeof(pending_op);
-        pthread_mutex_unlock(&rt.raw_lock);
-    }
-    return total;
-}
-
-/* Add key -> int to dict; -1 with an exception set on failure. */
-static int
-set_int(PyObject *dict, const char *key, long long value)
-{
-    PyObject *obj = PyLong_FromLongLong(value);
-    int rc;
-
-    if (obj == NULL) {
-        return -1;
-    }
-    rc = PyDict_SetItemString(dict, key, obj);
-    Py_DECREF(obj);
-    return rc;
-}
-
-PyDoc_STRVAR(
-    alloc_stats_doc,
-    "alloc_stats() -> dict\n\n"
-    "The tracker's own figures: memory it holds, table sizes, drops.");
-
-static PyObject *
-alloc_stats(PyObject *module, PyObject *unused)
-{
-    PyObject *dict = PyDict_New();
-    size_t raw_traces = 0;
+    size_t raw_traces = 0, raw_memory = 0;
     uint64_t raw_drops = 0, pending_drops = 0;
 
-    if (dict == NULL) {
-        return NULL;
-    }
     if (rt.tables_ready) {
         pthread_mutex_lock(&rt.raw_lock);
         raw_traces = rt.raw_table.count;
         raw_drops = rt.raw_table.drops;
         pending_drops = rt.pending_drops;
+        raw_memory = pmt_ptrtable_memory(&rt.raw_table) +
+                     rt.pending_cap * sizeof(pending_op);
         pthread_mutex_unlock(&rt.raw_lock);
     }
-    if (set_int(dict, "memory", (long long)tracker_memory()) < 0 ||
-        set_int(dict, "traces", (long long)(rt.gil_table.count + raw_traces)) <
-            0 ||
-        set_int(dict, "stacks", (long long)rt.stacks.count) < 0 ||
-        set_int(dict, "dropped_traces",
-                (long long)(rt.gil_table.drops + raw_drops)) < 0 ||
-        set_int(dict, "dropped_stacks", (long long)rt.stacks.drops) < 0 ||
-        set_int(dict, "dropped_pending", (long long)pending_drops) < 0 ||
-        pmt_traced_add_stats(dict) < 0) {
-        Py_DECREF(dict);
-        return NULL;
+    out->memory = pmt_stacktable_memory(&rt.stacks);
+    if (rt.tables_ready) {
+        out->memory += pmt_ptrtable_memory(&rt.gil_table) + raw_memory;
     }
-    return dict;
+    out->traces = rt.gil_table.count + raw_traces;
+    out->stacks = rt.stacks.count;
+    out->dropped_traces = rt.gil_table.drops + raw_drops;
+    out->dropped_stacks = rt.stacks.drops;
+    out->dropped_pending = pending_drops;
 }
 
-/* (file, function, line) of one frame, a new tuple. */
-static PyObject *
-frame_tuple(const pmt_frame *frame)
+const pmt_stacktable *
+pmt_tracker_stacks(int *depth, double *sample_bytes)
 {
-    PyCodeObject *code = (PyCodeObject *)frame->code;
-    int line = frame->addr < 0 ? code->co_firstlineno
-                               : PyCode_Addr2Line(code, frame->addr);
-
-    return Py_BuildValue("(OOi)", code->co_filename, code->co_name, line);
-}
-
-/* List of (frames, bytes, blocks, peak_bytes, peak_blocks); GIL held and
-   the guard set, so the stack table does not change under us. */
-static PyObject *
-stacks_list(void)
-{
-    PyObject *list = NULL, *frames = NULL, *item = NULL;
-    uint32_t id, i;
-
-    list = PyList_New(0);
-    if (list == NULL) {
-        goto error;
-    }
-    for (id = 0; id < rt.stacks.count; id++) {
-        const pmt_stack *s = &rt.stacks.stacks[id];
-        const pmt_frame *fr = pmt_stacktable_frames(&rt.stacks, id);
-        int64_t peak_bytes, peak_blocks;
-
-        pmt_stacktable_peak_of(&rt.stacks, id, &peak_bytes, &peak_blocks);
-        if (s->bytes == 0 && s->blocks == 0 && peak_bytes == 0 &&
-            peak_blocks == 0) {
-            continue;
-        }
-        frames = PyTuple_New(s->nframes);
-        if (frames == NULL) {
-            goto error;
-        }
-        for (i = 0; i < s->nframes; i++) {
-            PyObject *t = frame_tuple(&fr[i]);
-            if (t == NULL) {
-                goto error;
-            }
-            PyTuple_SET_ITEM(frames, i, t);
-        }
-        item = Py_BuildValue("(OLLLL)", frames, (long long)s->bytes,
-                             (long long)s->blocks, (long long)peak_bytes,
-                             (long long)peak_blocks);
-        Py_CLEAR(frames);
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            goto error;
-        }
-        Py_CLEAR(item);
-    }
-    return list;
-error:
-    Py_XDECREF(frames);
-    Py_XDECREF(item);
-    Py_XDECREF(list);
-    return NULL;
-}
-
-PyDoc_STRVAR(
-    alloc_snapshot_doc,
-    "alloc_snapshot() -> dict\n\n"
-    "The tracker's live and peak totals by stack: keys mode, depth,\n"
-    "sample_bytes, bytes, peak_bytes, stacks (list of (frames, bytes,\n"
-    "blocks, peak_bytes, peak_blocks); frames innermost first as (file,\n"
-    "function, line)), and the tracker's own stats.");
-
-static PyObject *
-alloc_snapshot(PyObject *module, PyObject *unused)
-{
-    PyObject *dict = NULL, *stacks = NULL, *stats = NULL, *mode = NULL;
-    int mode_value = atomic_load(&rt.mode);
-    int saved_guard = tls.guard;
-
-    if (mode_value == MODE_OFF) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the allocation tracker is not running");
-        return NULL;
-    }
-    if (pmt_traced_check_hooks() < 0) {
-        return NULL;
-    }
-    /* Our own objects are not tracked, and the stack table stays still. */
-    tls.guard = 1;
-    pthread_mutex_lock(&rt.raw_lock);
-    apply_pending_unlocked();
-    pthread_mutex_unlock(&rt.raw_lock);
-    stacks = stacks_list();
-    if (stacks == NULL) {
-        goto error;
-    }
-    stats = alloc_stats(module, NULL);
-    if (stats == NULL) {
-        goto error;
-    }
-    dict = PyDict_New();
-    if (dict == NULL) {
-        goto error;
-    }
-    mode =
-        PyUnicode_FromString(mode_value == MODE_EXACT ? "exact" : "sampled");
-    if (mode == NULL || PyDict_SetItemString(dict, "mode", mode) < 0 ||
-        set_int(dict, "depth", rt.depth) < 0 ||
-        set_int(dict, "sample_bytes", (long long)rt.sample_bytes) < 0 ||
-        set_int(dict, "bytes", (long long)rt.stacks.total) < 0 ||
-        set_int(dict, "peak_bytes", (long long)rt.stacks.peak_total) < 0 ||
-        PyDict_SetItemString(dict, "stacks", stacks) < 0 ||
-        PyDict_SetItemString(dict, "stats", stats) < 0) {
-        goto error;
-    }
-    Py_DECREF(mode);
-    Py_DECREF(stacks);
-    Py_DECREF(stats);
-    tls.guard = saved_guard;
-    return dict;
-error:
-    Py_XDECREF(mode);
-    Py_XDECREF(stacks);
-    Py_XDECREF(stats);
-    Py_XDECREF(dict);
-    tls.guard = saved_guard;
-    return NULL;
-}
-
-static PyMethodDef alloc_methods[] = {
-    {"alloc_counters", alloc_counters, METH_NOARGS, alloc_counters_doc},
-    {"alloc_live_bytes", alloc_live_bytes, METH_NOARGS, alloc_live_bytes_doc},
-    {"alloc_counting_start", alloc_counting_start, METH_NOARGS,
-     alloc_counting_start_doc},
-    {"alloc_counting_stop", alloc_counting_stop, METH_NOARGS,
-     alloc_counting_stop_doc},
-    {"alloc_start", (PyCFunction)(void (*)(void))alloc_start,
-     METH_VARARGS | METH_KEYWORDS, alloc_start_doc},
-    {"alloc_stop", alloc_stop, METH_NOARGS, alloc_stop_doc},
-    {"alloc_is_tracking", alloc_is_tracking, METH_NOARGS,
-     alloc_is_tracking_doc},
-    {"alloc_reset_peak", alloc_reset_peak, METH_NOARGS, alloc_reset_peak_doc},
-    {"alloc_stats", alloc_stats, METH_NOARGS, alloc_stats_doc},
-    {"alloc_set_stack_base", alloc_set_stack_base, METH_O,
-     alloc_set_stack_base_doc},
-    {"alloc_snapshot", alloc_snapshot, METH_NOARGS, alloc_snapshot_doc},
-    {NULL, NULL, 0, NULL},
-};
-
-/* fork(): the child must not inherit raw_lock held by a thread that does
-   not exist there. */
-static void
-atfork_prepare(void)
-{
-    pthread_mutex_lock(&rt.raw_lock);
-}
-
-static void
-atfork_parent(void)
-{
-    pthread_mutex_unlock(&rt.raw_lock);
-}
-
-static void
-atfork_child(void)
-{
-    /* Only the forking thread exists here, and it holds the lock. */
-    pthread_mutex_unlock(&rt.raw_lock);
+    apply_pending();
+    *depth = rt.depth;
+    *sample_bytes = rt.sample_bytes;
+    return &rt.stacks;
 }
 
 int
-pmt_alloc_exec(PyObject *module)
+pmt_alloc_guard_swap(int value)
 {
-    static int atfork_done; /* written once, with the GIL held */
-
-    if (!atfork_done) {
-        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
-            return -1;
-        }
-        atfork_done = 1;
-    }
-    return PyModule_AddFunctions(module, alloc_methods);
+    int old = tls.guard;
+    tls.guard = value;
+    return old;
 }
 
 void
-pmt_alloc_shutdown(void)
+pmt_alloc_hooks_shutdown(void)
 {
-    tracker_stop();
-    rt.python_users = 0;
     rt.counting_users = 0;
     atomic_store(&rt.counting, 0);
     publish_state();
     settle();
+}
+
+/* fork(): the child must not inherit raw_lock held by a thread that does
+   not exist there.  fork.c calls these in its written order. */
+void
+pmt_alloc_fork_prepare(void)
+{
+    pthread_mutex_lock(&rt.raw_lock);
+}
+
+void
+pmt_alloc_fork_release(void)
+{
+    /* In the child only the forking thread exists, and it holds it. */
+    pthread_mutex_unlock(&rt.raw_lock);
 }

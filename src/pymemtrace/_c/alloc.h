@@ -1,0 +1,81 @@
+/*
+ * alloc.h - the allocator hooks' interface for their Python API.
+ *
+ * alloc_hooks.c owns the PEP 445 hooks, the tables and the tracker;
+ * alloc_api.c owns the Python functions and drives the hooks through what
+ * is declared here; alloc_traced.c (foreign blocks) reports to the hooks
+ * through native.h's pmt_alloc_foreign_*.  The calls go one way:
+ *
+ *     alloc_api.c --> alloc_traced.c --> alloc_hooks.c
+ *          '-------------------------------^
+ *
+ * Every function here needs the GIL.
+ */
+#ifndef PMT_ALLOC_H
+#define PMT_ALLOC_H
+
+#include "native.h"
+
+#include "core/ptrtable.h"
+#include "core/stacktable.h"
+
+#define PMT_ALLOC_NDOMAINS 3
+/* Frames per stack, at most. */
+#define PMT_TRACKER_MAX_DEPTH 256
+/* Stacks the tracker can tell apart (the id goes into a table slot's tag). */
+#define PMT_TRACKER_MAX_STACKS (PMT_PTR_TAG_MAX - 1)
+
+enum {
+    PMT_TRACKER_OFF = 0,
+    PMT_TRACKER_EXACT = 1,
+    PMT_TRACKER_SAMPLED = 2
+};
+
+/* Live bytes and blocks of one domain (0 raw, 1 mem, 2 obj) and its name. */
+void pmt_alloc_domain_live(int domain, int64_t *bytes, int64_t *blocks);
+const char *pmt_alloc_domain_name(int domain);
+
+typedef struct {
+    int mode;            /* PMT_TRACKER_EXACT or _SAMPLED */
+    int depth;           /* 1..PMT_TRACKER_MAX_DEPTH */
+    double sample_bytes; /* mean sampling interval, >= 1 */
+    size_t max_traces;   /* cap per table, 0: none */
+    uint32_t max_stacks; /* 1..PMT_TRACKER_MAX_STACKS */
+    uint64_t seed;       /* of the sampling RNG, 0: from time */
+} pmt_tracker_config;
+
+/* PMT_TRACKER_* now. */
+int pmt_tracker_mode(void);
+/* Start (the tracker is off; cfg checked by the caller): 0, or -1 with an
+   exception set and nothing left running. */
+int pmt_tracker_start(const pmt_tracker_config *cfg);
+/* Stop in two steps: switch_off stops recording (hooks may still be in
+   flight); release then frees what the tracker holds.  Whoever watches
+   foreign blocks stops between the two (alloc_traced.c), so that none of
+   its wrappers is still accounting when the tables go. */
+void pmt_tracker_switch_off(void);
+void pmt_tracker_release(void);
+/* Stacks recorded from now on stop below this frame (NULL: none). */
+void pmt_tracker_set_base(const void *frame);
+void pmt_tracker_reset_peak(void);
+
+typedef struct {
+    size_t memory; /* bytes the tracker holds */
+    size_t traces, stacks;
+    uint64_t dropped_traces, dropped_stacks, dropped_pending;
+} pmt_tracker_stats_t;
+void pmt_tracker_stats(pmt_tracker_stats_t *out);
+/* The stack table, with the changes queued by threads without the GIL
+   applied, and the tracker's depth and sample_bytes.  Valid while the
+   GIL is held and the re-entrancy guard set (pmt_alloc_guard_swap). */
+const pmt_stacktable *pmt_tracker_stacks(int *depth, double *sample_bytes);
+
+/* Set this thread's re-entrancy guard (our own allocations are not
+   recorded while it is set); returns its previous value. */
+int pmt_alloc_guard_swap(int value);
+
+/* Module shutdown: counting off, the hooks removed when nobody needs
+   them.  The tracker is stopped first. */
+void pmt_alloc_hooks_shutdown(void);
+
+#endif /* PMT_ALLOC_H */
