@@ -152,6 +152,11 @@ def silence_stdout() -> None:
         pass
 
 
+#: The one line said when the reader of our stdout has gone
+#: (``pymemtrace report LOG | head -1``): exit 1, as for a full disk.
+READER_GONE = "cannot write stdout: its reader has gone (broken pipe)"
+
+
 #: errno values of a write that cannot succeed (full disk, quota, I/O error).
 WRITE_ERRNOS = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EBADF")

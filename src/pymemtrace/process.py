@@ -613,6 +613,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         _output.silence_stdout()
+        _error(prog, _output.READER_GONE)
         return 1
     except OSError as exc:
         if exc.errno not in _output.WRITE_ERRNOS:

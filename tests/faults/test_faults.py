@@ -414,7 +414,7 @@ def test_a_full_disk_is_one_line_and_exit_1(cli, tmp_path, command, args, stdout
     ("tree", ["--count", "3", "-i", "0.01"]),
     ("process", ["--summary", "{log}"]),
 ])
-def test_a_reader_that_leaves_is_a_quiet_exit_1(cli, tmp_path, command, args):
+def test_a_reader_that_leaves_is_one_line_and_exit_1(cli, tmp_path, command, args):
     # GIVEN a reader of stdout that has gone (`pymemtrace report X | head -1`)
     names = {"quiet": write(tmp_path, "quiet.py", QUIET), "snap": None, "log": None}
     if "{snap}" in args:
@@ -433,9 +433,10 @@ def test_a_reader_that_leaves_is_a_quiet_exit_1(cli, tmp_path, command, args):
                                 stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
-    # THEN status 1 and not a word: no traceback, no "Exception ignored"
+    # THEN status 1 and one line: no traceback, no "Exception ignored"
     assert result.returncode == 1, result.stderr
-    assert result.stderr == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.rstrip().endswith(": error: cannot write stdout: its reader has gone (broken pipe)"), result.stderr
 
 
 # ------------------------------------------------------- unwritable paths

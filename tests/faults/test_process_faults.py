@@ -319,7 +319,7 @@ def test_an_unwritable_path_is_one_line_and_the_command_never_runs(tmp_path, opt
 
 
 @pytest.mark.parametrize("which", ["process-command", "process-summary", "tree", "python-m"])
-def test_a_reader_that_leaves_is_a_quiet_exit_1(tmp_path, which):
+def test_a_reader_that_leaves_is_one_line_and_exit_1(tmp_path, which):
     # GIVEN stdout a pipe nobody reads (`... | head -1` after head left)
     argv = {
         "process-command": pymemtrace("process", "-i", "0.02", "--", *NAP),
@@ -336,9 +336,10 @@ def test_a_reader_that_leaves_is_a_quiet_exit_1(tmp_path, which):
                                 timeout=120)
     finally:
         os.close(write_end)
-    # THEN status 1, not a word on stderr
+    # THEN status 1 and one line on stderr
     assert result.returncode == 1, result.stderr
-    assert result.stderr == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.rstrip().endswith(": error: cannot write stdout: its reader has gone (broken pipe)"), result.stderr
 
 
 # ---------------------------------------------------------- long run

@@ -119,10 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `pymemtrace report LOG | head -1`: the reader left.  Like git,
-        # exit 1 without a word; fd 1 goes to /dev/null so the
+        # `pymemtrace report LOG | head -1`: the reader left.  One line
+        # and exit 1, as for a full disk; fd 1 goes to /dev/null so the
         # interpreter's flush at exit does not complain.
         _output.silence_stdout()
+        _error(args.command, _output.READER_GONE)
         return 1
     except OSError as exc:
         if exc.errno not in _output.WRITE_ERRNOS:

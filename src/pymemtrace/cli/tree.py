@@ -338,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
             _commit(table_file)
         if json_out is not None:
             json_out.close()
+        if reason == "output closed":
+            raise PymemtraceError(_output.READER_GONE)
         return status
     finally:
         if old_term is not None:
@@ -396,8 +398,8 @@ def _loop(cfg: Config, monitor: ProcessTreeMonitor, waiter: "_Waiter", table: Ta
     except KeyboardInterrupt:
         return 130, "interrupted", samples_written, t0
     except BrokenPipeError:
-        # The reader of our output went away (e.g. `| head`): exit 1
-        # without a word, as git does.
+        # The reader of our output went away (e.g. `| head`): the caller
+        # ends the JSON Lines, then says so in one line (exit 1).
         _output.silence_stdout()
         return 1, "output closed", samples_written, t0
 
@@ -451,6 +453,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         _output.silence_stdout()
+        print(f"{PROG}: error: {_output.READER_GONE}", file=sys.stderr)
         return 1
     except OSError as exc:
         if exc.errno not in _output.WRITE_ERRNOS:
