@@ -501,12 +501,6 @@ static PyMethodDef alloc_methods[] = {
 int
 pmt_alloc_exec(PyObject *module)
 {
-    /* fork.c's one registration, made once per process; here because the
-       allocator hooks are the first concern whose lock a fork must not
-       copy held. */
-    if (pmt_fork_register() < 0) {
-        return -1;
-    }
     return PyModule_AddFunctions(module, alloc_methods);
 }
 

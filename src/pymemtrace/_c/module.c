@@ -43,13 +43,18 @@ module_exec(PyObject *module)
 static int
 module_exec_concerns(PyObject *module)
 {
+    /* fork.c's one registration (once per process) comes before any
+       concern that can take a lock or start a thread. */
+    if (pmt_fork_register() < 0) {
+        return -1;
+    }
     if (pmt_rss_exec(module) < 0) {
         return -1;
     }
     if (pmt_sampler_exec(module) < 0) {
         return -1;
     }
-    if (pmt_hooks_exec(module) < 0) {
+    if (pmt_tracer_exec(module) < 0) {
         return -1;
     }
     if (pmt_reftrace_exec(module) < 0) {
@@ -103,7 +108,7 @@ module_free(void *module)
         memory->counted = 0;
         if (atomic_fetch_sub(&module_runtime.instances, 1) == 1) {
             pmt_sampler_shutdown();
-            pmt_hooks_shutdown();
+            pmt_tracer_shutdown();
             pmt_reftrace_shutdown();
             pmt_alloc_shutdown();
             pmt_shrinkwatch_shutdown();

@@ -150,14 +150,14 @@ pmt_codeline_get(pmt_codeline *table, size_t mask, PyCodeObject *code,
 /* Each concern adds its functions and types to the module. */
 int pmt_rss_exec(PyObject *module);
 int pmt_sampler_exec(PyObject *module);
-int pmt_hooks_exec(PyObject *module);
+int pmt_tracer_exec(PyObject *module);
 int pmt_reftrace_exec(PyObject *module);
 int pmt_alloc_exec(PyObject *module);
 int pmt_shrinkwatch_exec(PyObject *module);
 
 /* Called from m_free: stop whatever a concern runs in the background. */
 void pmt_sampler_shutdown(void);
-void pmt_hooks_shutdown(void);
+void pmt_tracer_shutdown(void);
 void pmt_reftrace_shutdown(void);
 void pmt_alloc_shutdown(void);
 /* Releases the acquisitions made by _shrinkwatch_acquire(). */

@@ -894,7 +894,7 @@ static PyMethodDef tracer_functions[] = {
 };
 
 int
-pmt_hooks_exec(PyObject *module)
+pmt_tracer_exec(PyObject *module)
 {
     pmt_state *state = pmt_get_state(module);
 
@@ -925,7 +925,7 @@ pmt_hooks_exec(PyObject *module)
 }
 
 void
-pmt_hooks_shutdown(void)
+pmt_tracer_shutdown(void)
 {
     /* The interpreter is going away: complete the logs, leave hooks. */
     finish_all(0, NULL);

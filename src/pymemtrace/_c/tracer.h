@@ -2,7 +2,7 @@
  * tracer.h - the private header of cPyMemTrace.Profile and Trace: memory
  * at every call/return (Profile) or line (Trace) where it moved, logged to
  * a file.  Only the tracer_*.c files include it; what other concerns need
- * of the tracer (pmt_hooks_exec, pmt_hooks_shutdown) is in native.h.
+ * of the tracer (pmt_tracer_exec, pmt_tracer_shutdown) is in native.h.
  *
  * Files, one concern each:
  *   tracer.c             the Profile/Trace types, enter/exit, the stacks
