@@ -31,6 +31,9 @@ import pytest
 from pymemtrace import allocations, cMemLeak
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+import leakcheck  # noqa: E402
+
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 BUFFER_TYPES = [cMemLeak.CMalloc, cMemLeak.PyRawMalloc, cMemLeak.PyMalloc]
 CALLS = 50
@@ -328,8 +331,44 @@ def test_leak_sanitizer_reports_the_malloc_leak_and_not_its_twin(name, reported)
     # WHEN it calls the function and exits
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(LSAN_CHILD.format(name=name))],
                           env=env, capture_output=True, text=True, timeout=300)
-    # THEN a 64 KiB block allocated in cMemLeak is reported for the leak only
+    # THEN LeakSanitizer fails the leak, showing the 64 KiB block allocated
+    # in cMemLeak, and passes the twin
     leak_lines = [line for line in done.stderr.splitlines() if "65536 byte(s)" in line]
     assert bool(leak_lines) is reported, done.stderr[-3000:]
+    assert (done.returncode != 0) is reported, done.stderr[-3000:]
     if reported:
         assert "cMemLeak" in done.stderr
+
+
+# ------------------------------------- tests/leakcheck.py tells them apart
+
+needs_refs = pytest.mark.skipif(not leakcheck.HAS_REFS, reason="needs a debug build (make test-dbg)")
+needs_blocks = pytest.mark.skipif(not leakcheck.HAS_BLOCKS, reason="PYTHONMALLOC=malloc: no block count")
+needs_harness_heap = pytest.mark.skipif(not leakcheck.heap_check_available(), reason="mallinfo2 unusable")
+_MORTAL = object()
+
+# (leak, its twin, the counter of tests/leakcheck.py that must see the leak)
+HARNESS = [
+    ("leak_malloc", "no_leak_malloc", "heap", needs_harness_heap, (4096,)),
+    ("leak_pymem", "no_leak_pymem", "blocks", needs_blocks, (64,)),
+    ("leak_pymem_raw", "no_leak_pymem_raw", "heap", needs_harness_heap, (4096,)),
+    ("leak_list", "no_leak_list", "blocks", needs_blocks, ()),
+    ("leak_list", "no_leak_list", "refs", needs_refs, ()),
+    ("leak_incref", "no_leak_incref", "refs", needs_refs, (_MORTAL,)),
+]
+
+
+@pytest.mark.parametrize(
+    "leak, twin, counter, args",
+    [pytest.param(leak, twin, counter, args, marks=[mark]) for leak, twin, counter, mark, args in HARNESS],
+    ids=[f"{leak}-{counter}" for leak, _, counter, _, _ in HARNESS],
+)
+def test_leak_harness_flags_each_leak_and_passes_its_twin(leak, twin, counter, args):
+    # GIVEN the leak check of `make test-dbg` / `make test-leaks`
+    # WHEN it runs the leaking function  THEN the counter that sees that kind
+    # of leak flags it
+    verdict = leakcheck.check(leak, lambda: getattr(cMemLeak, leak)(*args), warmups=1, runs=2)
+    assert counter in verdict.leaked, str(verdict)
+    # WHEN it runs the twin  THEN nothing is flagged
+    verdict = leakcheck.check(twin, lambda: getattr(cMemLeak, twin)(*args), warmups=1, runs=2)
+    assert verdict.leaked == [], str(verdict)
