@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -332,12 +333,16 @@ def test_leak_sanitizer_reports_the_malloc_leak_and_not_its_twin(name, reported)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(LSAN_CHILD.format(name=name))],
                           env=env, capture_output=True, text=True, timeout=300)
     # THEN LeakSanitizer fails the leak, showing the 64 KiB block allocated
-    # in cMemLeak, and passes the twin
-    leak_lines = [line for line in done.stderr.splitlines() if "65536 byte(s)" in line]
-    assert bool(leak_lines) is reported, done.stderr[-3000:]
-    assert (done.returncode != 0) is reported, done.stderr[-3000:]
+    # in cMemLeak, and reports no block of cMemLeak for the twin (the
+    # interpreter's own leaks, such as 3.13's not yet suppressed ones, are
+    # not this test's business)
+    reports = re.split(r"\n(?=(?:Direct|Indirect) leak of )", done.stderr)
+    ours = [r for r in reports if re.match(r"(Direct|Indirect) leak of ", r) and "cMemLeak" in r]
     if reported:
-        assert "cMemLeak" in done.stderr
+        assert done.returncode != 0, done.stderr[-3000:]
+        assert any(r.startswith("Direct leak of 65536 byte(s)") for r in ours), done.stderr[-3000:]
+    else:
+        assert ours == [], "\n".join(ours)
 
 
 # ------------------------------------- tests/leakcheck.py tells them apart
