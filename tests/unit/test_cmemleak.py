@@ -377,3 +377,14 @@ def test_leak_harness_flags_each_leak_and_passes_its_twin(leak, twin, counter, a
     # WHEN it runs the twin  THEN nothing is flagged
     verdict = leakcheck.check(twin, lambda: getattr(cMemLeak, twin)(*args), warmups=1, runs=2)
     assert verdict.leaked == [], str(verdict)
+
+
+def test_the_stub_names_every_public_name():
+    # GIVEN src/pymemtrace/cMemLeak.pyi  THEN it has every public name of
+    # the module, and no name the module lacks
+    import ast
+
+    stub = ast.parse((ROOT / "src" / "pymemtrace" / "cMemLeak.pyi").read_text())
+    stubbed = {node.name for node in stub.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    public = {name for name in vars(cMemLeak) if not name.startswith("_")}
+    assert stubbed - {"_Buffer"} == public
