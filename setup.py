@@ -89,4 +89,15 @@ native = Extension(
     extra_link_args=link_args(),
 )
 
-setup(ext_modules=[native])
+# Leaks made on purpose, for tests and examples: an extension of its own, so
+# that _native holds no code that leaks (docs/cmemleak.md).
+memleak = Extension(
+    "pymemtrace.cMemLeak",
+    sources=[os.path.join(C_DIR, "memleak", "cMemLeak.c")],
+    depends=[os.path.join(C_DIR, "compat.h")],
+    include_dirs=[C_DIR],
+    extra_compile_args=compile_args(),
+    extra_link_args=link_args(),
+)
+
+setup(ext_modules=[native, memleak])

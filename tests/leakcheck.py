@@ -270,6 +270,35 @@ def _noop_hook_round():
 
 
 # Name on _native (or "<scenario>") -> a callable exercising it.  One line each.
+def _cmemleak_round():
+    """pymemtrace.cMemLeak without its leak_* functions: the buffer objects,
+    the reference-count helpers and every no_leak_* twin must not leak
+    (the leak_* functions leak on purpose: tests/unit/test_cmemleak.py)."""
+    from pymemtrace import cMemLeak as m
+
+    objs = [cls(size) for cls in (m.CMalloc, m.PyRawMalloc, m.PyMalloc) for size in (0, 100, 5000)]
+    for obj in objs:
+        obj.inc_refcnt(2)
+        obj.inc_refcnt(-2)
+        obj.refcnt()
+        m.py_refcnt_of_object((obj.size, obj.buffer))
+        m.py_refcnt_of_object(obj)
+        m.py_refcnt_of_address(id(obj))
+        m.py_incref(obj)
+        m.py_decref(obj)
+        m.no_leak_incref(obj)
+    for size in (0, 100, 5000):
+        m.no_leak_malloc(size)
+        m.no_leak_pymem_raw(size)
+        m.no_leak_pymem(size)
+        m.py_bytes_of_size(size)
+    m.no_leak_list()
+    _bad_call(m.PyMalloc, -1)()
+    _bad_call(m.no_leak_malloc, 1 << 41)()
+    _bad_call(objs[0].inc_refcnt, -1000)()
+    _bad_call(m.py_refcnt_of_address, 3)()
+
+
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
     "rss_peak": lambda: _native().rss_peak(),
@@ -305,6 +334,7 @@ CASES: Dict[str, Callable[[], object]] = {
     "_set_default_backend": _set_backend_round,
     "_set_rss_reads": _set_rss_reads_round,
     "_set_noop_hook": _noop_hook_round,
+    "<cMemLeak without its leaks>": _cmemleak_round,
     "_shrinkwatch_acquire": lambda: (lambda n: (n._shrinkwatch_acquire(), n._shrinkwatch_generation(), n._shrinkwatch_stats(), n._shrinkwatch_release()))(_native()),
 }
 

@@ -29,7 +29,8 @@ single-phase     no ``PyModule_Create``: multi-phase init only
 static-type      no ``PyType_Ready`` and no ``static PyTypeObject``: heap
                  types from ``PyType_FromModuleAndSpec`` only
 export-prefix    a non-static function or variable defined in _c/ is named
-                 ``pmt_*`` (only ``PyInit__native`` is exempt)
+                 ``pmt_*`` (only the init functions of the extensions,
+                 ``PyInit__native`` and ``PyInit_cMemLeak``, are exempt)
 core-pure        files under _c/core/ do not include Python.h or native.h
 braces           the file's braces balance (the other rules need it)
 """
@@ -75,6 +76,8 @@ API_TABLE_TYPES = {
 THREAD_LOCAL_WORD = re.compile(r"^(_Thread_local|__thread|thread_local)$|(^|_)(TLS|THREAD_LOCAL)$")
 LOOP_LABEL = re.compile(r"^(again|retry|loop|top|restart|repeat|start|begin)(_\w+)?$")
 ALLOW_STATIC = "pmt-lint: allow-static"
+# The init functions of the extensions built from _c/ (setup.py).
+MODULE_INITS = {"PyInit__native", "PyInit_cMemLeak"}
 
 
 @dataclass(frozen=True)
@@ -372,7 +375,7 @@ def _check_exports(path: str, functions: List[Function]) -> List[Problem]:
         Problem(path, fn.line, "export-prefix",
                 f"function '{fn.name}' is not static: make it static or name it pmt_{fn.name}")
         for fn in functions
-        if not fn.is_static and not fn.name.startswith("pmt_") and fn.name != "PyInit__native"
+        if not fn.is_static and not fn.name.startswith("pmt_") and fn.name not in MODULE_INITS
     ]
 
 
