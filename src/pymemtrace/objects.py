@@ -33,7 +33,7 @@ class _Bookkeeping:
     def __init__(self) -> None:
         self.peaks = Peaks()
         # what census() and growth() handed out, while the caller keeps it
-        self.results = weakref.WeakSet()
+        self.results = weakref.WeakValueDictionary()  # id -> result
 
 
 _OWN = _Bookkeeping()
@@ -47,10 +47,10 @@ def census() -> ObjectCensus:
     are not reached.  The census and the ones before it that are still
     alive are left out of it.
     """
-    rows, memory = _native._census((_OWN, *_OWN.results))
+    rows, memory = _native._census((_OWN, *_OWN.results.values()))
     result = ObjectCensus.from_rows(rows, memory)
     del rows
-    _OWN.results.add(result)
+    _OWN.results[id(result)] = result
     return result
 
 
@@ -64,8 +64,13 @@ def growth(limit: int | None = 10, file=None) -> list:
     the most lines (None: all); ``file`` defaults to ``sys.stdout``.
     Returns the :class:`~pymemtrace.analyses.objects.Growth` rows printed.
     """
-    rows = _OWN.peaks.update(census(), limit)
-    _OWN.results.add(rows)
+    # census() first: a bound method _OWN.peaks.update taken before it
+    # would be one more reference to the peaks, and they would no longer
+    # exist only because of _OWN.
+    now = census()
+    rows = _OWN.peaks.update(now, limit)
+    del now
+    _OWN.results[id(rows)] = rows
     out = sys.stdout if file is None else file
     for line in growth_lines(rows):
         print(line, file=out)

@@ -38,6 +38,15 @@
 #if !PMT_PY311_PLUS
 #include <longintrepr.h>
 #endif
+#if PMT_PY311_PLUS && !PMT_PY312_PLUS
+/* 3.11 has no PyFrame_GetVar: a frame's locals are read from its
+   interpreter frame, as alloc_frames.c reads frames (the one other file
+   that defines Py_BUILD_CORE, after Python.h, for this header only). */
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+#endif
 
 /* How an object of a type is sized (the type's __sizeof__, decided once
    per type). */
@@ -79,6 +88,7 @@ typedef struct {
     size_t depth;
     size_t stack_cap;
     PyObject *skip;     /* the gc list, or NULL */
+    PyObject *frames;   /* what running frames' locals hold, or NULL */
     int failed;         /* a visit ran out of memory */
     size_t peak_memory; /* most C bytes held at once */
 } census_t;
@@ -517,6 +527,111 @@ census_result(census_t *c)
     return rows;
 }
 
+/* Appends to held what frame's local variables refer to.  Before 3.11
+   frames are gc objects whose traverse visits their locals; from 3.11 a
+   running frame's locals are seen by nothing the gc walks, so they are
+   read: PyFrame_GetVar on 3.12+, the interpreter frame's slots on 3.11
+   (PyFrame_GetLocals there would leave an f_locals dict on the frame). */
+static int
+frame_locals(PyFrameObject *frame, PyObject *held)
+{
+#if PMT_PY312_PLUS
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    PyObject *names = code->co_localsplusnames;
+    Py_ssize_t i;
+    int rc = 0;
+
+    for (i = 0; i < PyTuple_GET_SIZE(names) && rc == 0; i++) {
+        PyObject *value = PyFrame_GetVar(frame, PyTuple_GET_ITEM(names, i));
+
+        if (value == NULL) {
+            /* an unbound local: NameError */
+            PyErr_Clear();
+            continue;
+        }
+        rc = PyList_Append(held, value);
+        Py_DECREF(value);
+    }
+    Py_DECREF(code);
+    return rc;
+#elif PMT_PY311_PLUS
+    _PyInterpreterFrame *f = frame->f_frame;
+    int i;
+
+    for (i = 0; i < f->f_code->co_nlocalsplus; i++) {
+        PyObject *value = f->localsplus[i];
+
+        if (value != NULL && PyList_Append(held, value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+#else
+    (void)frame;
+    (void)held;
+    return 0;
+#endif
+}
+
+/* What the running frames of every thread hold in their locals, in a new
+   list (from 3.11; an empty one before). */
+static PyObject *
+census_frame_locals(void)
+{
+    PyObject *sys = NULL;
+    PyObject *current = NULL;
+    PyObject *held = NULL;
+    PyObject *top = NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key;
+
+    held = PyList_New(0);
+    if (held == NULL || !PMT_PY311_PLUS) {
+        return held;
+    }
+    sys = PyImport_ImportModule("sys");
+    if (sys == NULL) {
+        goto error;
+    }
+    current = PyObject_CallMethod(sys, "_current_frames", NULL);
+    if (current == NULL) {
+        goto error;
+    }
+    if (!PyDict_Check(current)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sys._current_frames() returned no dict");
+        goto error;
+    }
+    while (PyDict_Next(current, &pos, &key, &top)) {
+        PyFrameObject *frame = NULL;
+
+        if (!PyFrame_Check(top)) {
+            continue;
+        }
+        frame = (PyFrameObject *)Py_NewRef(top);
+        while (frame != NULL) {
+            PyFrameObject *back = NULL;
+
+            if (frame_locals(frame, held) < 0) {
+                Py_DECREF(frame);
+                goto error;
+            }
+            back = PyFrame_GetBack(frame);
+            Py_DECREF(frame);
+            frame = back;
+        }
+    }
+    Py_DECREF(current);
+    Py_DECREF(sys);
+    return held;
+
+error:
+    Py_XDECREF(held);
+    Py_XDECREF(current);
+    Py_XDECREF(sys);
+    return NULL;
+}
+
 PyDoc_STRVAR(
     census_doc,
     "_census(ignore) -> ([(type, count, bytes), ...], memory)\n"
@@ -551,6 +666,10 @@ census(PyObject *module, PyObject *ignore)
     if (census_mark_owned(&c, ignore) < 0) {
         goto error;
     }
+    c.frames = census_frame_locals();
+    if (c.frames == NULL) {
+        goto error;
+    }
     gc = PyImport_ImportModule("gc");
     if (gc == NULL) {
         goto error;
@@ -569,7 +688,7 @@ census(PyObject *module, PyObject *ignore)
     for (i = 0; i < PyList_GET_SIZE(objects); i++) {
         PyObject *op = PyList_GET_ITEM(objects, i);
 
-        if (op == objects || is_owned(&c, op)) {
+        if (op == objects || op == c.frames || is_owned(&c, op)) {
             continue;
         }
         Py_INCREF(op);
@@ -578,6 +697,30 @@ census(PyObject *module, PyObject *ignore)
             goto error;
         }
         Py_DECREF(op);
+    }
+    /* Locals the gc does not see (3.11+): the untracked ones among them
+       are counted here, with what they reach. */
+    for (i = 0; i < PyList_GET_SIZE(c.frames); i++) {
+        PyObject *op = PyList_GET_ITEM(c.frames, i);
+        int added;
+
+        if ((PyObject_IS_GC(op) && PyObject_GC_IsTracked(op)) ||
+            is_owned(&c, op)) {
+            continue;
+        }
+        added = pmt_ptrmap_put(&c.seen, (uintptr_t)op, 1, NULL);
+        if (added < 0) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        if (added == 0) {
+            Py_INCREF(op);
+            if (census_walk_from(&c, op) < 0) {
+                Py_DECREF(op);
+                goto error;
+            }
+            Py_DECREF(op);
+        }
     }
     c.peak_memory = census_memory(&c);
     Py_CLEAR(objects);
@@ -592,6 +735,7 @@ error:
     census_fini(&c);
     Py_XDECREF(rows);
     Py_XDECREF(objects);
+    Py_XDECREF(c.frames);
     Py_XDECREF(gc);
     return result;
 }
