@@ -46,7 +46,9 @@ def non_leaky_call(serial):
 
 
 def settled_growth(**kwargs):
-    """growth() after the first calls, whose lazy caches are not the test's."""
+    """growth() from peaks at today's counts, after the first calls (whose
+    lazy caches are not the test's)."""
+    objects.reset_growth()
     for _ in range(3):
         objects.growth(file=io.StringIO(), limit=None)
     return objects.growth(**kwargs)
@@ -68,6 +70,7 @@ def test_planted_growth_is_reported_per_call():
     try:
         for serial in range(3):
             leaky_call(serial)
+            gc.collect()
             out = io.StringIO()
             rows = rows_by_name(objects.growth(file=out, limit=None))
             assert rows[HANDLER].delta == N

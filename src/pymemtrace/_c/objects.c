@@ -36,6 +36,7 @@
 #include "core/ptrmap.h"
 
 #if !PMT_PY311_PLUS
+#include <frameobject.h>
 #include <longintrepr.h>
 #endif
 #if PMT_PY311_PLUS && !PMT_PY312_PLUS
@@ -527,11 +528,12 @@ census_result(census_t *c)
     return rows;
 }
 
-/* Appends to held what frame's local variables refer to.  Before 3.11
-   frames are gc objects whose traverse visits their locals; from 3.11 a
-   running frame's locals are seen by nothing the gc walks, so they are
-   read: PyFrame_GetVar on 3.12+, the interpreter frame's slots on 3.11
-   (PyFrame_GetLocals there would leave an f_locals dict on the frame). */
+/* Appends to held what frame's local variables refer to.  A running
+   frame's locals are seen by nothing the gc lists (before 3.11 the frame
+   is not tracked while it runs; from 3.11 it is no object, or one whose
+   traverse skips them), so they are read: PyFrame_GetVar on 3.12+, the
+   interpreter frame's slots on 3.11 (PyFrame_GetLocals there would leave
+   an f_locals dict on the frame), f_localsplus before. */
 static int
 frame_locals(PyFrameObject *frame, PyObject *held)
 {
@@ -567,14 +569,26 @@ frame_locals(PyFrameObject *frame, PyObject *held)
     }
     return 0;
 #else
-    (void)frame;
-    (void)held;
+    /* A running frame is not tracked (the gc list misses it) until it
+       outlives its call. */
+    PyCodeObject *code = frame->f_code;
+    Py_ssize_t n = code->co_nlocals + PyTuple_GET_SIZE(code->co_cellvars) +
+                   PyTuple_GET_SIZE(code->co_freevars);
+    Py_ssize_t i;
+
+    for (i = 0; i < n; i++) {
+        PyObject *value = frame->f_localsplus[i];
+
+        if (value != NULL && PyList_Append(held, value) < 0) {
+            return -1;
+        }
+    }
     return 0;
 #endif
 }
 
 /* What the running frames of every thread hold in their locals, in a new
-   list (from 3.11; an empty one before). */
+   list. */
 static PyObject *
 census_frame_locals(void)
 {
@@ -586,8 +600,8 @@ census_frame_locals(void)
     PyObject *key;
 
     held = PyList_New(0);
-    if (held == NULL || !PMT_PY311_PLUS) {
-        return held;
+    if (held == NULL) {
+        return NULL;
     }
     sys = PyImport_ImportModule("sys");
     if (sys == NULL) {
