@@ -323,10 +323,7 @@ CASES: Dict[str, Callable[[], object]] = {
 }
 
 # Cases whose caches take longer to settle: name -> warm-up runs.
-WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10,
-                                # the interpreter's caches fill over about
-                                # 100 censuses (blocks, then flat)
-                                "_census": 12, "<census and growth>": 12}
+WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10}
 
 # Cases too slow for INNER calls per run (a census walks the whole heap):
 # name -> calls per run.  A leak is still one unit per CALLS_PER_UNIT calls.

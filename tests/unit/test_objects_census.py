@@ -50,7 +50,9 @@ def settled_growth(**kwargs):
     lazy caches are not the test's)."""
     objects.reset_growth()
     for _ in range(3):
+        gc.collect()  # garbage of earlier tests would set a peak too high
         objects.growth(file=io.StringIO(), limit=None)
+    gc.collect()
     return objects.growth(**kwargs)
 
 
@@ -75,9 +77,7 @@ def test_planted_growth_is_reported_per_call():
             rows = rows_by_name(objects.growth(file=out, limit=None))
             assert rows[HANDLER].delta == N
             assert rows[HANDLER].name == "Handler"
-            # str: other strings died since the last call, so the new
-            # ones pass the old peak by a little less than N
-            assert rows["builtins.str"].delta >= N * 9 // 10
+            assert rows["builtins.str"].delta >= N
             # the peak moved up: the count is the total kept so far
             assert rows[HANDLER].count >= (serial + 1) * N
             assert "Handler" in out.getvalue() and f"+{N}" in out.getvalue()

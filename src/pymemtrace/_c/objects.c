@@ -88,10 +88,13 @@ typedef struct {
                            census walk, borrowed in the ownership walk */
     size_t depth;
     size_t stack_cap;
-    PyObject *skip;     /* the gc list, or NULL */
-    PyObject *frames;   /* what running frames' locals hold, or NULL */
-    int failed;         /* a visit ran out of memory */
-    size_t peak_memory; /* most C bytes held at once */
+    PyObject *skip;       /* the gc list, or NULL */
+    PyObject *frames;     /* what running frames' locals hold, or NULL */
+    PyObject *str_sizeof; /* interned "__sizeof__": the type lookup cache
+                             keys on a name's address and keeps the name,
+                             so a new str per lookup fills it with copies */
+    int failed;           /* a visit ran out of memory */
+    size_t peak_memory;   /* most C bytes held at once */
 } census_t;
 
 #define OWNED UINT32_MAX
@@ -290,12 +293,12 @@ census_row(census_t *c, PyTypeObject *tp)
         row->mode = SIZE_SET;
     }
     else {
-        object_sizeof = PyObject_GetAttrString((PyObject *)&PyBaseObject_Type,
-                                               "__sizeof__");
+        object_sizeof =
+            PyObject_GetAttr((PyObject *)&PyBaseObject_Type, c->str_sizeof);
         if (object_sizeof == NULL) {
             goto error;
         }
-        type_sizeof = PyObject_GetAttrString((PyObject *)tp, "__sizeof__");
+        type_sizeof = PyObject_GetAttr((PyObject *)tp, c->str_sizeof);
         if (type_sizeof == NULL) {
             goto error;
         }
@@ -305,7 +308,7 @@ census_row(census_t *c, PyTypeObject *tp)
        ASCII. */
     if (row->mode == SIZE_CALL || row->mode == SIZE_STR) {
         if (type_sizeof == NULL) {
-            type_sizeof = PyObject_GetAttrString((PyObject *)tp, "__sizeof__");
+            type_sizeof = PyObject_GetAttr((PyObject *)tp, c->str_sizeof);
             if (type_sizeof == NULL) {
                 goto error;
             }
@@ -592,7 +595,7 @@ frame_locals(PyFrameObject *frame, PyObject *held)
 static PyObject *
 census_frame_locals(void)
 {
-    PyObject *sys = NULL;
+    PyObject *get_frames = NULL;
     PyObject *current = NULL;
     PyObject *held = NULL;
     PyObject *top = NULL;
@@ -603,11 +606,13 @@ census_frame_locals(void)
     if (held == NULL) {
         return NULL;
     }
-    sys = PyImport_ImportModule("sys");
-    if (sys == NULL) {
+    /* sys._current_frames from the sys module's dict */
+    get_frames = Py_XNewRef(PySys_GetObject("_current_frames"));
+    if (get_frames == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lost sys._current_frames");
         goto error;
     }
-    current = PyObject_CallMethod(sys, "_current_frames", NULL);
+    current = PyObject_CallNoArgs(get_frames);
     if (current == NULL) {
         goto error;
     }
@@ -636,13 +641,13 @@ census_frame_locals(void)
         }
     }
     Py_DECREF(current);
-    Py_DECREF(sys);
+    Py_DECREF(get_frames);
     return held;
 
 error:
     Py_XDECREF(held);
     Py_XDECREF(current);
-    Py_XDECREF(sys);
+    Py_XDECREF(get_frames);
     return NULL;
 }
 
@@ -661,6 +666,7 @@ census(PyObject *module, PyObject *ignore)
 {
     census_t c;
     PyObject *gc = NULL;
+    PyObject *name = NULL;
     PyObject *objects = NULL;
     PyObject *rows = NULL;
     PyObject *result = NULL;
@@ -677,6 +683,10 @@ census(PyObject *module, PyObject *ignore)
         PyErr_NoMemory();
         goto error;
     }
+    c.str_sizeof = PyUnicode_InternFromString("__sizeof__");
+    if (c.str_sizeof == NULL) {
+        goto error;
+    }
     if (census_mark_owned(&c, ignore) < 0) {
         goto error;
     }
@@ -688,7 +698,13 @@ census(PyObject *module, PyObject *ignore)
     if (gc == NULL) {
         goto error;
     }
-    objects = PyObject_CallMethod(gc, "get_objects", NULL);
+    /* An interned name: the type lookup cache keys on the name's address
+       and keeps it, so a new str per call would take a new slot each. */
+    name = PyUnicode_InternFromString("get_objects");
+    if (name == NULL) {
+        goto error;
+    }
+    objects = PyObject_CallMethodNoArgs(gc, name);
     if (objects == NULL) {
         goto error;
     }
@@ -750,6 +766,8 @@ error:
     Py_XDECREF(rows);
     Py_XDECREF(objects);
     Py_XDECREF(c.frames);
+    Py_XDECREF(c.str_sizeof);
+    Py_XDECREF(name);
     Py_XDECREF(gc);
     return result;
 }
