@@ -299,6 +299,17 @@ def _cmemleak_round():
     _bad_call(m.py_refcnt_of_address, 3)()
 
 
+def _census_and_growth():
+    """pymemtrace.objects: a census kept while the next one runs, and growth()."""
+    import io
+
+    from pymemtrace import objects
+
+    kept = objects.census()
+    objects.growth(file=io.StringIO())
+    del kept
+
+
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
     "rss_peak": lambda: _native().rss_peak(),
@@ -335,11 +346,18 @@ CASES: Dict[str, Callable[[], object]] = {
     "_set_rss_reads": _set_rss_reads_round,
     "_set_noop_hook": _noop_hook_round,
     "<cMemLeak without its leaks>": _cmemleak_round,
+    "_census": lambda: _native()._census(()),
+    "<_census with a bad argument>": _bad_call(lambda: _native()._census([])),
+    "<census and growth>": _census_and_growth,
     "_shrinkwatch_acquire": lambda: (lambda n: (n._shrinkwatch_acquire(), n._shrinkwatch_generation(), n._shrinkwatch_stats(), n._shrinkwatch_release()))(_native()),
 }
 
 # Cases whose caches take longer to settle: name -> warm-up runs.
 WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10}
+
+# Cases too slow for INNER calls per run (a census walks the whole heap):
+# name -> calls per run.  A leak is still one unit per CALLS_PER_UNIT calls.
+INNER_FOR: Dict[str, int] = {"_census": 12, "<census and growth>": 12}
 
 # Names that cannot be exercised in a loop, with the reason.  One line each.
 SKIP: Dict[str, str] = {
@@ -419,14 +437,16 @@ class Verdict:
     def __str__(self) -> str:
         shown = ", ".join(f"{k} {v}" for k, v in self.deltas.items())
         state = "LEAK in " + "/".join(self.leaked) if self.leaked else "ok"
-        return f"{self.name}: {state} ({shown}; {INNER} calls per run)"
+        return f"{self.name}: {state} ({shown}; {INNER_FOR.get(self.name, INNER)} calls per run)"
 
 
 def check(name: str, func: Callable[[], object], warmups: Optional[int] = None, runs: int = RUNS,
-          inner: int = INNER) -> Verdict:
+          inner: Optional[int] = None) -> Verdict:
     """Run one case and say which counters grew in every measured run."""
     if warmups is None:
         warmups = WARMUPS_FOR.get(name, WARMUPS)
+    if inner is None:
+        inner = INNER_FOR.get(name, INNER)
     counters = {}
     if HAS_BLOCKS:
         counters["blocks"] = sys.getallocatedblocks

@@ -42,6 +42,7 @@ LAYERS = {
     "pymemtrace._runner": FRONT_ENDS,
     "pymemtrace._child": FRONT_ENDS,
     "pymemtrace.allocations": FRONT_ENDS,
+    "pymemtrace.objects": FRONT_ENDS,
     "pymemtrace.cPyMemTrace": FRONT_ENDS,
     "pymemtrace.cpymemtrace_decs": FRONT_ENDS,
     "pymemtrace.trace_malloc": FRONT_ENDS,

@@ -66,6 +66,9 @@ module_exec_concerns(PyObject *module)
     if (pmt_shrinkwatch_exec(module) < 0) {
         return -1;
     }
+    if (pmt_objects_exec(module) < 0) {
+        return -1;
+    }
     return 0;
 }
 
