@@ -261,8 +261,11 @@ def test_a_tracer_in_another_thread_switches_nothing_off(cls, tmp_path):
     log = parse(path)
     calls = [r for r in log.records if r.what == "CALL" and r.function.endswith("quiet_function")]
     assert log.tagged("LAST:")[0].event >= 2 * CALLS - 1  # numbered from 0
-    # AND (trigger 0 aside) it is the same tracer as on the main thread
-    assert not calls or calls[0].tag == "FRST:"
+    # AND (trigger 0 aside) it is the same tracer as on the main thread;
+    # not under make test-asan, where ASan's quarantine moves RSS at
+    # events of its own choosing, so another record may come first
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        assert not calls or calls[0].tag == "FRST:"
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=IDS)
