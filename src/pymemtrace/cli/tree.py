@@ -216,38 +216,6 @@ class _Waiter:
             self._fd = -1
 
 
-class _Waiter:
-    """Sleeps until a deadline, waking early when the root process exits.
-
-    Uses a pidfd (Linux 5.3+, Python 3.9+) so waiting costs nothing;
-    falls back to plain sleeping elsewhere.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self._fd = -1
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None and pid != os.getpid():
-            try:
-                self._fd = pidfd_open(pid)
-            except OSError:
-                self._fd = -1
-
-    def wait(self, timeout: float) -> bool:
-        """Return True when the root exited during the wait."""
-        if timeout <= 0:
-            return False
-        if self._fd < 0:
-            time.sleep(timeout)
-            return False
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        return bool(ready)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
 #: Seconds the command is given to exit before it is killed.
 STOP_GRACE = 5.0
 #: Seconds the command gets to end on a ^C before SIGINT is passed on to it.
