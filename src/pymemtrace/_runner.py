@@ -45,7 +45,7 @@ import sys
 from pymemtrace import _output
 from pymemtrace.errors import PymemtraceError, UsageError
 
-__all__ = ["Target", "script_target", "module_target", "run"]
+__all__ = ["Target", "script_target", "module_target", "callable_target", "run"]
 
 # Globals of the script being run, alive until its snapshot is taken.
 _KEEP: list = []
@@ -155,6 +155,73 @@ def module_target(module: str, rest) -> Target:
             stack_base(False)
 
     return Target([module, *rest], execute)
+
+
+def callable_target(spec: str):
+    """The function a TARGET names: ``package.module:callable`` or
+    ``path/to/file.py:callable`` (``callable`` may be dotted, as in
+    ``Class.method``).  Returns ``(function, spec)``.
+
+    A file is imported under its own name, with its folder first on
+    ``sys.path`` as ``python file.py`` would have it, so that it may import
+    its neighbours.  Every failure is a one-line UsageError (the target
+    cannot be found or called) or PymemtraceError (importing it raised).
+    """
+    import importlib
+    import importlib.util
+
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise UsageError(f"TARGET {spec!r} must be MODULE:CALLABLE or FILE.py:CALLABLE")
+    is_file = where.endswith((".py", ".pyw")) or os.sep in where
+    try:
+        if is_file:
+            if not os.path.isfile(where):
+                raise UsageError(f"TARGET {spec!r}: no such file {where!r}")
+            full = os.path.abspath(where)
+            module_name = os.path.splitext(os.path.basename(full))[0]
+            if not module_name.isidentifier():
+                module_name = "__pymemtrace_target__"
+            if os.path.dirname(full) not in sys.path:
+                sys.path.insert(0, os.path.dirname(full))
+            loaded = sys.modules.get(module_name)
+            if loaded is None or os.path.abspath(getattr(loaded, "__file__", "") or "") != full:
+                import_spec = importlib.util.spec_from_file_location(module_name, full)
+                if import_spec is None or import_spec.loader is None:
+                    raise UsageError(f"TARGET {spec!r}: {where!r} is not a Python file")
+                loaded = importlib.util.module_from_spec(import_spec)
+                sys.modules[module_name] = loaded
+                try:
+                    import_spec.loader.exec_module(loaded)
+                except BaseException:
+                    sys.modules.pop(module_name, None)
+                    raise
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                found = importlib.util.find_spec(where)
+            except (ImportError, ValueError):
+                found = None
+            if found is None:
+                raise UsageError(f"TARGET {spec!r}: no module named {where!r}")
+            loaded = importlib.import_module(where)
+    except PymemtraceError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the target's own import failed
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PymemtraceError(f"TARGET {spec!r}: importing {where!r} raised {detail}") from None
+    found_obj = loaded
+    for part in name.split("."):
+        try:
+            found_obj = getattr(found_obj, part)
+        except AttributeError:
+            raise UsageError(f"TARGET {spec!r}: {where!r} has no attribute {name!r}") from None
+    if not callable(found_obj):
+        raise UsageError(f"TARGET {spec!r}: {name!r} is not callable (a {type(found_obj).__name__})")
+    return found_obj, spec
 
 
 class _Terminated(KeyboardInterrupt):
