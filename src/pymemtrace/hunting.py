@@ -2,7 +2,7 @@
 
 ``pymemtrace.hunt(func, *args, iterations=1000, warmup=20, **kwargs)`` calls
 ``func(*args, **kwargs)`` ``warmup`` times, then ``iterations`` times
-measuring after each call (and a full gc collection): the live bytes and
+measuring after each call (and a collection of the young gc generations): the live bytes and
 blocks in Python's allocators (the always-on counters) and the RSS.  It
 takes a census of the live objects by type at three checkpoints (before
 the measured calls, half-way, at the end), and, when memory grew, runs
@@ -206,12 +206,13 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
             call()
             show.show(f"warm-up {i + 1}/{warmup}")
         measured = _measure(call, iterations, name, warmup, show)
-        if sites:
+        result = analyse(measured)
+        if sites and result.verdict != "no-leak":
             _name_sites(call, measured, show, name)
+            result = analyse(measured)
     finally:
         _native.alloc_counting_stop()
         show.done()
-    result = analyse(measured)
     return Hunt(**{f: getattr(result, f) for f in result.__dataclass_fields__})
 
 
@@ -228,7 +229,7 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
     read_malloc = _malloc_reader()
     malloc = array("q", bytes(8 * n)) if read_malloc else None
     stride = _malloc_stride(read_malloc, call, n)
-    collect = gc.collect
+    collect = _collect
     clock = time.perf_counter
     checkpoints = {0, n // 2, n}
     censuses = []
@@ -242,6 +243,7 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
             b0, k0, r0 = c["bytes"], c["blocks"], read_rss()
             m0 = read_malloc() if read_malloc else 0
             del c
+            gc.collect()
             censuses.append((i, objects.census()))
             if i == 0:
                 ref_before = refcount_snapshot()
@@ -277,6 +279,13 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
     )
 
 
+def _collect() -> None:
+    """After each call: the garbage cycles it left (generations 0 and 1:
+    what a call makes is young).  A full collection would cost time in
+    proportion to the whole heap at every call; the checkpoints make one."""
+    gc.collect(1)
+
+
 def _malloc_stride(read_malloc, call, n: int) -> int:
     """Read malloc's figures after every call, or, when that costs more than
     a tenth of a call (a fragmented heap), after every k-th call."""
@@ -301,12 +310,7 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
     snapshots: blocks allocated between them and still live at the end)."""
     from pymemtrace import allocations
 
-    n = measured.iterations
-    half = n // 2
-    grew = measured.bytes[-1] > measured.bytes[half]
-    if not grew:
-        return
-    m = min(SITE_CALLS, n)
+    m = min(SITE_CALLS, measured.iterations)
     allocations.start("exact", depth=16)
     try:
         # A few calls first: what the tracker's start disturbs settles.
@@ -324,7 +328,7 @@ def _tracked_calls(call, n: int, show, total: int, before=None):
 
     from pymemtrace.allocations import snapshot
 
-    collect = gc.collect
+    collect = _collect
     # Stacks stop at this frame; the snapshot is taken inside, so that its
     # own memory is charged to this frame (left out) and not to our caller.
     _native.alloc_set_stack_base(True)

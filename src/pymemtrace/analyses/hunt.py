@@ -6,11 +6,14 @@ docs/hunt.md for the reasoning, in short:
 - Only the **second half** of the measured calls is judged: the first half
   lets caches fill (``lru_cache``, ``re``'s cache, free lists, pymalloc's
   arenas).  Growth that stops is no leak.
-- A series (live bytes in Python's allocators, or the RSS) **grows** when
-  its Mann-Kendall trend over the second half is significant (one-sided,
-  p < 0.001), it rose at least :data:`MIN_RISES` times, and it still rose
-  in the last quarter of the calls, about as often as in the quarter before
-  (a binomial test: a cache filling up rises less and less).
+- A series (live bytes in Python's allocators, malloc's heap, or the RSS)
+  **grows** when its Mann-Kendall trend over the second half is
+  significant (one-sided, p < 0.001), it rose at least :data:`MIN_RISES`
+  times, it reached new highs in each quarter of the second half (a
+  pattern that repeats, such as a cache cycling through its keys, comes
+  back to the highs of the first half), and it still rose in the last
+  quarter, about as often as in the quarter before (a binomial test: a
+  cache filling up rises less and less).
 - The size per call is the net change over the second half divided by its
   calls (the total, so a leak of 1 call in 10 gives a tenth of its size);
   Theil-Sen's slope (over pairs half the window apart) is kept as a check.
@@ -48,7 +51,7 @@ class Trend:
     """How one series moved over the second half of the calls."""
 
     __slots__ = ("per_call", "slope", "z", "p", "rises", "rises_q3", "rises_q4",
-                 "net_q3", "net_q4", "state", "first", "jumps")
+                 "net_q3", "net_q4", "net", "state", "first", "jumps", "peaks")
 
     def __init__(self, series, start: int) -> None:
         n = len(series)
@@ -57,7 +60,8 @@ class Trend:
         mid = start + (n - start) // 2
         calls = n - start
         self.first = start
-        self.per_call = (values[-1] - values[start - 1]) / calls
+        self.net = values[-1] - values[start - 1]
+        self.per_call = self.net / calls
         self.slope = theil_sen(values[start:])
         self.z, self.p = mann_kendall(_thin(values[start - 1:], MK_POINTS))
         up = [i for i in range(start, n) if values[i] > values[i - 1]]
@@ -66,6 +70,8 @@ class Trend:
         self.rises_q4 = self.rises - self.rises_q3
         self.net_q3 = values[mid - 1] - values[start - 1]
         self.net_q4 = values[-1] - values[mid - 1]
+        # highest value before the judged calls, in their first half, in their last
+        self.peaks = (max(values[:start]), max(values[start:mid]), max(values[mid:]))
         self.state = "flat"
 
     def judge(self, tolerance: float) -> str:
@@ -77,6 +83,12 @@ class Trend:
             state = "flat"  # ups and downs with no trend: churn
         elif self.rises_q4 == 0 or self.net_q4 <= 0:
             state = "stopped"
+        elif self.peaks[2] - self.peaks[0] < 0.5 * self.net:
+            # Its highs barely rose: it comes back to where it was before
+            # the judged calls (churn, a cache cycling through its keys).
+            state = "flat"
+        elif min(self.peaks[1] - self.peaks[0], self.peaks[2] - self.peaks[1]) < 0.2 * self.net:
+            state = "unsure"  # new highs in one quarter only
         elif self.p >= P_TREND or self.rises < MIN_RISES or self.rises_q3 == 0:
             state = "unsure"
         elif binom_cdf(self.rises_q4, self.rises, 0.5) < P_TREND:
@@ -173,12 +185,12 @@ def binom_cdf(k: int, n: int, p: float) -> float:
 
 def _census_growth(measured: Measurements):
     """(objects, object bytes, [TypeGrowth]) per call between the half-way
-    and the last census."""
+    and the last census; object bytes None without those censuses."""
     points = dict(measured.censuses)
     n = measured.iterations
     half = n // 2
     if half not in points or n not in points:
-        return 0.0, 0.0, []
+        return 0.0, None, []
     old, new = points[half], points[n]
     calls = n - half
     rows = []
@@ -219,9 +231,11 @@ def analyse(measured: Measurements) -> HuntResult:
     """Verdict, confidence, frequency, severity, types and sites of a hunt."""
     n = measured.iterations
     half = n // 2
-    heap = Trend(measured.bytes, half)
-    rss = Trend(measured.rss, half)
-    blocks = Trend(measured.blocks, half)
+    # From the second call after the half-way census: the first call after
+    # a census pays for what the census disturbed (free lists refilled).
+    heap = Trend(measured.bytes, half + 1)
+    rss = Trend(measured.rss, half + 1)
+    blocks = Trend(measured.blocks, half + 1)
     heap_state = heap.judge(HEAP_TOLERANCE)
     rss_state = rss.judge(RSS_TOLERANCE)
     objects_pc, object_bytes_pc, types = _census_growth(measured)
@@ -292,7 +306,7 @@ def analyse(measured: Measurements) -> HuntResult:
     if leaking:
         size = heap.per_call if measure is heap else beyond + max(heap.per_call, 0.0)
     unowned = 0.0
-    if leaking and measure is heap:
+    if leaking and measure is heap and object_bytes_pc is not None:
         beyond_objects = heap.per_call - max(object_bytes_pc, 0.0)
         if beyond_objects > max(8.0, 0.25 * heap.per_call):
             unowned += beyond_objects
@@ -306,7 +320,8 @@ def analyse(measured: Measurements) -> HuntResult:
     elif leaking and measure is heap and rss.per_call < 0.5 * heap.per_call:
         notes.append("the RSS grew less than Python's allocators: pymalloc fills the "
                      "arenas it holds before it asks the system for more")
-    if leaking and not types and measure is heap and object_bytes_pc <= 0:
+    if leaking and not types and measure is heap and object_bytes_pc is not None \
+            and object_bytes_pc <= 0:
         notes.append("no type of object grew: the memory is held by no Python object")
 
     per_call = {
