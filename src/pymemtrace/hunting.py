@@ -65,11 +65,39 @@ def holders_of(objs, limit: int = 5) -> list:
     """Who holds the new objects of the growing types: referrer chains from
     a root, grouped (``[{"type", "chain", "text"}]``).
 
-    The seam for ``pymemtrace.objects.holders(objs, limit)`` (issue 10):
-    returns [] until it lands; the hunt calls it with objects of the types
-    that grew, created during the measured calls.
+    The seam for ``pymemtrace.objects.holders(objs, limit)`` (issue 10),
+    whose ``Holder(type, chain, text, count)`` rows become these dicts:
+    returns [] until it lands.  The hunt calls it with the objects of the
+    types that grew made by a few calls after the measured ones and still
+    alive (:func:`_find_holders`).
     """
     return []
+
+
+#: Calls whose new objects of the growing types are handed to holders_of().
+HOLDER_CALLS = 20
+
+
+def _find_holders(call, types) -> list:
+    """The holders of objects of the growing ``types`` (the top three) that
+    HOLDER_CALLS more calls made and kept (objects the gc tracks)."""
+    from pymemtrace.snapshots.objects import type_names
+
+    wanted = {t.qualname for t in types[:3]}
+
+    def matching():
+        return [o for o in gc.get_objects() if type_names(type(o))[1] in wanted]
+
+    before = {id(o) for o in matching()}
+    for _ in range(HOLDER_CALLS):
+        call()
+        _collect()
+    new = [o for o in matching() if id(o) not in before]
+    del before
+    try:
+        return holders_of(new, limit=5) if new else []
+    finally:
+        del new
 
 
 def refcount_anomalies(before, after, calls: int) -> list:
@@ -209,6 +237,8 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
         result = analyse(measured)
         if sites and result.verdict != "no-leak":
             _name_sites(call, measured, show, name)
+            if result.types:
+                measured.holders = _find_holders(call, result.types)
             result = analyse(measured)
     finally:
         _native.alloc_counting_stop()
