@@ -346,6 +346,7 @@ def analyse(measured: Measurements) -> HuntResult:
         refcount=list(measured.refcount),
         unowned_bytes_per_call=unowned,
         leak_bytes_per_call=size,
+        calls_judged=calls,
         seconds_per_call=seconds_per_call,
         growth_per_hour=_rate(size, seconds_per_call),
         target=measured.target,

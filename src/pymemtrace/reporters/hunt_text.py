@@ -66,7 +66,7 @@ def render(result, top: int = 5) -> str:
                      "in Python's allocators)")
     lines.append(f"  culprit:   {culprit(result)}")
     lines.append(f"why: {result.reason}")
-    judged = result.iterations - result.iterations // 2
+    judged = result.calls_judged
     extra = ""
     if per.get("malloc_bytes") is not None:
         extra += f", malloc {format_bytes(per['malloc_bytes'], signed=True)}"

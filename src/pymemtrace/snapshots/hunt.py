@@ -22,6 +22,7 @@ Two kinds of data live here, both free of any probe:
      "holders": [{"type": str, "chain": [str], "text": str}],
      "refcount": [{"type": str, "repr": str, "refs_per_call": float}],
      "unowned_bytes_per_call": float, "leak_bytes_per_call": float,
+     "calls_judged": int,
      "seconds_per_call": float, "growth_per_hour": float,
      "target": str, "notes": [str],
      "series": {"bytes": [int], "blocks": [int], "rss_bytes": [int]}}
@@ -148,6 +149,7 @@ class HuntResult:
     refcount: list = field(default_factory=list)
     unowned_bytes_per_call: float = 0.0
     leak_bytes_per_call: float = 0.0
+    calls_judged: int = 0
     seconds_per_call: float = 0.0
     growth_per_hour: float = 0.0
     target: str = ""
@@ -174,6 +176,7 @@ class HuntResult:
             "refcount": list(self.refcount),
             "unowned_bytes_per_call": self.unowned_bytes_per_call,
             "leak_bytes_per_call": self.leak_bytes_per_call,
+            "calls_judged": self.calls_judged,
             "seconds_per_call": self.seconds_per_call,
             "growth_per_hour": self.growth_per_hour,
             "target": self.target,
@@ -213,6 +216,7 @@ class HuntResult:
                 refcount=list(data.get("refcount", [])),
                 unowned_bytes_per_call=_num(data["unowned_bytes_per_call"]),
                 leak_bytes_per_call=_num(data.get("leak_bytes_per_call", 0.0)),
+                calls_judged=_int(data.get("calls_judged", 0)),
                 seconds_per_call=_num(data.get("seconds_per_call", 0.0)),
                 growth_per_hour=_num(data.get("growth_per_hour", 0.0)),
                 target=_str(data.get("target", "")),
