@@ -44,6 +44,12 @@ def one_in_ten():
         _kept.append(bytearray(1000))  # LEAK: one in ten
 
 
+def free_list_keeper():
+    pairs = [(i, -i) for i in range(100)]  # made and freed: the free list fills
+    del pairs
+    _kept.append((len(_kept), 1))  # LEAK: a tuple the free list hands out
+
+
 def c_list():
     cMemLeak.leak_list()
 
@@ -173,6 +179,14 @@ def test_a_leak_on_one_call_in_ten_has_a_frequency_near_a_tenth():
         assert result.per_call["bytes"] == pytest.approx(size / 10, rel=0.2)
         assert result.sites[0].line == _line_of("LEAK: one in ten")
         assert "1 call in 10" in result.to_text().splitlines()[1]
+
+
+def test_a_tuple_from_the_free_list_is_charged_to_the_line_that_kept_it():
+    # issue 11: the line that made and freed tuples must not be the culprit
+    for result in hunts(free_list_keeper):
+        assert result.verdict == "leak", result.to_text()
+        assert "tuple" in [t.type for t in result.types]
+        assert result.sites[0].line == _line_of("LEAK: a tuple the free list")
 
 
 def test_a_list_leaked_by_c_code_is_a_leak_of_lists():
