@@ -2,12 +2,12 @@
 
 ``pymemtrace.hunt(func, *args, iterations=1000, warmup=20, **kwargs)`` calls
 ``func(*args, **kwargs)`` ``warmup`` times, then ``iterations`` times
-measuring after each call (and a collection of the young gc generations): the live bytes and
-blocks in Python's allocators (the always-on counters) and the RSS.  It
-takes a census of the live objects by type at three checkpoints (before
-the measured calls, half-way, at the end), and, when memory grew, runs
-some more calls under the exact allocation tracker to name the sites that
-kept memory.  The analysis (:func:`pymemtrace.analyses.hunt.analyse`)
+measuring after each call (and a collection of the young gc generations):
+the live bytes and blocks in Python's allocators (the always-on counters),
+malloc's heap (glibc) and the RSS.  It takes a census of the live objects
+by type at three checkpoints (before the measured calls, half-way, at the
+end), and, unless the verdict is no-leak, runs some more calls under the
+exact allocation tracker to name the sites that kept memory.  The analysis (:func:`pymemtrace.analyses.hunt.analyse`)
 turns that into a :class:`Hunt`: verdict, confidence, frequency, severity,
 types, sites.  docs/hunt.md has an example.
 
@@ -29,7 +29,7 @@ from pymemtrace.snapshots.hunt import HuntResult, Measurements
 
 __all__ = ["hunt", "Hunt", "load", "holders_of", "refcount_anomalies"]
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 _HERE = os.path.abspath(__file__)
 
 #: Calls run under the allocation tracker to name the sites (at most).
@@ -335,9 +335,9 @@ def _malloc_stride(read_malloc, call, n: int) -> int:
 
 
 def _name_sites(call, measured: Measurements, show, name: str) -> None:
-    """Allocation sites of the memory kept by calls run under the exact
-    tracker, when the measured calls' memory grew (the diff of two
-    snapshots: blocks allocated between them and still live at the end)."""
+    """Allocation sites of the memory kept by SITE_CALLS calls run under
+    the exact tracker (the diff of two snapshots: blocks allocated between
+    them and still live at the end)."""
     from pymemtrace import allocations
 
     m = min(SITE_CALLS, measured.iterations)
@@ -355,7 +355,6 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
 def _tracked_calls(call, n: int, show, total: int, before=None):
     """``n`` calls under the tracker, stacks cut at this frame; a snapshot after."""
     from pymemtrace import _native
-
     from pymemtrace.allocations import snapshot
 
     collect = _collect
@@ -383,7 +382,8 @@ def _site_growth(after, before, name: str) -> list:
     def strip(snap):
         sites = []
         for site in snap.sites:
-            stack = tuple(f for f in site.stack if not os.path.abspath(f.file).startswith(_PACKAGE))
+            stack = tuple(f for f in site.stack
+                          if not os.path.abspath(f.file).startswith(_PACKAGE_DIR))
             if not stack:
                 # Only our frames: memory the target (a C function called
                 # directly) allocated from our calling line, or our own.

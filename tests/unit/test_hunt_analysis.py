@@ -104,6 +104,16 @@ def test_growth_that_slows_down_is_inconclusive():
     assert analyse(measured(values)).verdict == "inconclusive"
 
 
+def test_a_few_steps_are_no_leak_and_say_more_iterations_would_see_rarer_leaks():
+    values = [10_000] * 600 + [11_000] * 100 + [12_000] * 150 + [13_000] * 150
+    result = analyse(measured(values))
+    assert result.verdict == "no-leak"
+    assert "needs more iterations" in result.reason
+    # the twin: such steps every 50 calls, ten of them judged, is a leak
+    steps = [10_000 + 1000 * (i // 50) for i in range(N)]
+    assert analyse(measured(steps)).verdict == "leak"
+
+
 def test_churn_without_trend_is_no_leak():
     rnd = random.Random(7)
     values = [10_000 + rnd.randint(-500, 500) for _ in range(N)]

@@ -75,10 +75,13 @@ class Trend:
         self.state = "flat"
 
     def judge(self, tolerance: float) -> str:
-        """``grows``, ``flat``, ``stopped`` (grew, then no more) or
-        ``unsure`` (grew, but too rarely or less and less to tell)."""
+        """``grows``, ``flat``, ``sparse`` (rose after fewer than
+        MIN_RISES calls), ``stopped`` (grew, then no more) or ``unsure``
+        (grew, but not steadily enough to tell)."""
         if self.per_call <= tolerance or self.rises == 0:
             state = "flat"
+        elif self.rises < MIN_RISES:
+            state = "sparse"  # a few steps: no steady growth
         elif self.p >= 0.05:
             state = "flat"  # ups and downs with no trend: churn
         elif self.rises_q4 == 0 or self.net_q4 <= 0:
@@ -89,7 +92,7 @@ class Trend:
             state = "flat"
         elif min(self.peaks[1] - self.peaks[0], self.peaks[2] - self.peaks[1]) < 0.2 * self.net:
             state = "unsure"  # new highs in one quarter only
-        elif self.p >= P_TREND or self.rises < MIN_RISES or self.rises_q3 == 0:
+        elif self.p >= P_TREND or self.rises_q3 == 0:
             state = "unsure"
         elif binom_cdf(self.rises_q4, self.rises, 0.5) < P_TREND:
             state = "unsure"  # rises fewer and fewer: a cache filling up?
@@ -279,7 +282,11 @@ def analyse(measured: Measurements) -> HuntResult:
                   "too rarely or less and less to tell: run more iterations")
     else:
         verdict, measure = "no-leak", heap
-        if "stopped" in (heap_state, rss_state, malloc_state):
+        if "sparse" in (heap_state, rss_state, malloc_state):
+            reason = (f"memory rose after only a few of the last {calls} calls: no steady "
+                      f"growth (a leak rarer than 1 call in {max(1, calls // 10)} needs "
+                      "more iterations to be seen)")
+        elif "stopped" in (heap_state, rss_state, malloc_state):
             reason = ("memory grew, then stopped growing before the last quarter of the "
                       "calls (a cache or pool that filled up)")
         else:
@@ -290,8 +297,8 @@ def analyse(measured: Measurements) -> HuntResult:
     elif verdict == "inconclusive":
         confidence = 0.5
     else:
-        # Had a leak risen on 1 call in calls/3, no rise would be seen in
-        # these calls 5 % of the time (the rule of three).
+        # A leak rising on 1 call in calls/10.5 or more often rises at
+        # least MIN_RISES times in these calls 95 % of the time (Poisson).
         confidence = 0.95
     confidence = round(min(confidence, 0.999), 3)
 
