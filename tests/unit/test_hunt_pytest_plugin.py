@@ -39,9 +39,19 @@ def test_with_the_fixture(hunt):
 
 
 @pytest.fixture
-def session(pytester):
+def plugin(request):
+    """The options that load the plugin in a pytester session: none once
+    pymemtrace is installed with its pytest11 entry point (loading the
+    module a second time under another name is an error), else ``-p``."""
+    if request.config.pluginmanager.has_plugin("pymemtrace"):
+        return ["-p", "no:cacheprovider"]
+    return ["-p", "pymemtrace.pytest_plugin", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture
+def session(pytester, plugin):
     pytester.makepyfile(test_planted=TESTS)
-    return pytester.runpytest("-p", "pymemtrace.pytest_plugin", "-p", "no:cacheprovider")
+    return pytester.runpytest(*plugin)
 
 
 def test_the_marker_and_fixture_fail_leaks_and_pass_twins(session):
@@ -61,7 +71,7 @@ def test_the_failure_message_is_the_summary(session):
     assert "pytest_plugin.py" not in out
 
 
-def test_an_unknown_option_is_a_usage_error(pytester):
+def test_an_unknown_option_is_a_usage_error(pytester, plugin):
     pytester.makepyfile(test_bad="""
         import pytest
 
@@ -69,11 +79,11 @@ def test_an_unknown_option_is_a_usage_error(pytester):
         def test_x():
             pass
     """)
-    result = pytester.runpytest("-p", "pymemtrace.pytest_plugin", "-p", "no:cacheprovider")
+    result = pytester.runpytest(*plugin)
     assert "no_leaks has no option 'max_byte'" in result.stdout.str() + result.stderr.str()
     assert result.ret != 0
 
 
-def test_the_marker_is_registered(pytester):
-    result = pytester.runpytest("-p", "pymemtrace.pytest_plugin", "--markers")
+def test_the_marker_is_registered(pytester, plugin):
+    result = pytester.runpytest(*plugin, "--markers")
     assert "@pytest.mark.no_leaks(iterations=1000" in result.stdout.str()
