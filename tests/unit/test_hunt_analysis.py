@@ -221,3 +221,34 @@ def test_trend_counts_rises_by_quarter():
     t = Trend(steady(10, every=2), N // 2 + 1)
     assert t.rises == pytest.approx(250, abs=2)
     assert t.rises_q3 == pytest.approx(t.rises_q4, abs=2)
+
+
+class _Diff:
+    def __init__(self, stack, bytes_diff, blocks_diff):
+        self.stack, self.bytes_diff, self.blocks_diff = stack, bytes_diff, blocks_diff
+
+
+def _with_sites(m, diffs, calls=200):
+    m.site_diffs, m.site_calls = diffs, calls
+    return m
+
+
+def test_sites_adding_up_to_more_than_the_growth_are_scaled_down_to_it():
+    # a str kept per call (54 B) and the list holding them reallocated once
+    # (its whole 10 KB array counted): the sites say 104 B, the counters 62 B
+    a, b = (("app.py", 8, "handle"),), (("app.py", 9, "other"),)
+    m = _with_sites(measured(steady(62)), [_Diff(a, 200 * 104, 200), _Diff(b, 200 * 20, 10)])
+    sites = analyse(m).sites
+    assert [s.line for s in sites] == [8, 9]
+    assert sum(s.bytes_per_call for s in sites) == pytest.approx(62)
+    assert sites[0].bytes_per_call / sites[1].bytes_per_call == pytest.approx(104 / 20)
+    assert sites[0].blocks_per_call == 1.0
+    # the twin: sites within the growth are kept as they are
+    m = _with_sites(measured(steady(200)), [_Diff(a, 200 * 104, 200)])
+    assert analyse(m).sites[0].bytes_per_call == pytest.approx(104)
+
+
+def test_no_sites_for_no_leak():
+    a = (("app.py", 8, "handle"),)
+    m = _with_sites(measured([10_000] * N), [_Diff(a, 2000, 20)])
+    assert analyse(m).sites == []

@@ -210,7 +210,12 @@ def _census_growth(measured: Measurements):
     return objects, size, rows[:TOP]
 
 
-def _sites(measured: Measurements) -> list:
+def _sites(measured: Measurements, heap_per_call: float) -> list:
+    """Sites per call.  The tracker counts whole blocks: a container whose
+    array was allocated before it started and is reallocated during the
+    tracked calls counts its whole new array, so the sites can add up to
+    more than Python's allocators grew; they are then scaled down to it
+    (the counters are exact), keeping their shares."""
     calls = measured.site_calls
     if not calls:
         return []
@@ -220,6 +225,10 @@ def _sites(measured: Measurements) -> list:
             continue
         stack = tuple((f[0], f[1], f[2]) for f in d.stack)
         out.append(SiteGrowth(stack, d.bytes_diff / calls, d.blocks_diff / calls))
+    total = sum(s.bytes_per_call for s in out)
+    if heap_per_call > 0 and total > heap_per_call:
+        for site in out:
+            site.bytes_per_call *= heap_per_call / total
     out.sort(key=lambda s: (-s.bytes_per_call, s.stack))
     return out[:TOP]
 
@@ -348,7 +357,7 @@ def analyse(measured: Measurements) -> HuntResult:
         frequency=round(frequency, 4),
         per_call=per_call,
         types=types if leaking or verdict == "inconclusive" else [],
-        sites=_sites(measured) if verdict != "no-leak" else [],
+        sites=_sites(measured, heap.per_call) if verdict != "no-leak" else [],
         holders=list(measured.holders),
         refcount=list(measured.refcount),
         unowned_bytes_per_call=unowned,
