@@ -5,8 +5,19 @@ The public modules keep the names of the system we implement:
 ``pymemtrace.cPyMemTrace``, ``pymemtrace.cpymemtrace_decs``,
 ``pymemtrace.trace_malloc``, ``pymemtrace.debug_malloc_stats``,
 ``pymemtrace.redirect_stdout``.  The command line is ``pymemtrace --help``.
+``pymemtrace.hunt(func, ...)`` says whether ``func`` leaks (docs/hunt.md).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "hunt"]
+
+
+def __getattr__(name):
+    # pymemtrace.hunt(...) without importing the hunt (and what it needs)
+    # at `import pymemtrace`: `pymemtrace run` starts up on this package.
+    if name == "hunt":
+        from pymemtrace.hunting import hunt
+
+        return hunt
+    raise AttributeError(f"module 'pymemtrace' has no attribute {name!r}")

@@ -1,0 +1,398 @@
+"""The leak hunt: does this code leak, how often, how badly, where and what?
+
+``pymemtrace.hunt(func, *args, iterations=1000, warmup=20, **kwargs)`` calls
+``func(*args, **kwargs)`` ``warmup`` times, then ``iterations`` times
+measuring after each call (and a collection of the young gc generations):
+the live bytes and blocks in Python's allocators (the always-on counters),
+malloc's heap (glibc) and the RSS.  It takes a census of the live objects
+by type at three checkpoints (before the measured calls, half-way, at the
+end), and, unless the verdict is no-leak, runs some more calls under the
+exact allocation tracker to name the sites that kept memory.  The analysis (:func:`pymemtrace.analyses.hunt.analyse`)
+turns that into a :class:`Hunt`: verdict, confidence, frequency, severity,
+types, sites.  docs/hunt.md has an example.
+
+The measuring loop allocates nothing that lives across calls: its per-call
+figures go into arrays made before the first call, and the checkpoints'
+own memory (the censuses it keeps) is taken out of the figures.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from array import array
+
+from pymemtrace.analyses.hunt import analyse
+from pymemtrace.snapshots.hunt import HuntResult, Measurements
+
+__all__ = ["hunt", "Hunt", "load", "holders_of", "refcount_anomalies"]
+
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+_HERE = os.path.abspath(__file__)
+
+#: Calls run under the allocation tracker to name the sites (at most).
+SITE_CALLS = 200
+
+
+class Hunt(HuntResult):
+    """:class:`pymemtrace.snapshots.hunt.HuntResult` with its renderings."""
+
+    def to_text(self, top: int = 5) -> str:
+        from pymemtrace.reporters import hunt_text
+
+        return hunt_text.render(self, top=top)
+
+    def to_json(self, indent=None) -> str:
+        from pymemtrace.reporters import hunt_json
+
+        return hunt_json.render(self, indent=indent)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def load(path) -> Hunt:
+    """Read a hunt saved with :meth:`Hunt.save` (``--json FILE``)."""
+    return Hunt.load(path)
+
+
+# -- the seams: holders and reference-count anomalies ---------------------
+
+
+def holders_of(objs, limit: int = 5) -> list:
+    """Who holds the new objects of the growing types: referrer chains from
+    a root, grouped (``[{"type", "chain", "text"}]``).
+
+    The seam for ``pymemtrace.objects.holders(objs, limit)`` (issue 10),
+    whose ``Holder(type, chain, text, count)`` rows become these dicts:
+    returns [] until it lands.  The hunt calls it with the objects of the
+    types that grew made by a few calls after the measured ones and still
+    alive (:func:`_find_holders`).
+    """
+    return []
+
+
+#: Calls whose new objects of the growing types are handed to holders_of().
+HOLDER_CALLS = 20
+
+
+def _find_holders(call, types) -> list:
+    """The holders of objects of the growing ``types`` (the top three) that
+    HOLDER_CALLS more calls made and kept (objects the gc tracks)."""
+    from pymemtrace.snapshots.objects import type_names
+
+    wanted = {t.qualname for t in types[:3]}
+
+    def matching():
+        return [o for o in gc.get_objects() if type_names(type(o))[1] in wanted]
+
+    before = {id(o) for o in matching()}
+    for _ in range(HOLDER_CALLS):
+        call()
+        _collect()
+    new = [o for o in matching() if id(o) not in before]
+    del before
+    try:
+        return holders_of(new, limit=5) if new else []
+    finally:
+        del new
+
+
+def refcount_anomalies(before, after, calls: int) -> list:
+    """Objects whose reference count grew with the calls, with no referrer
+    to show for it (``[{"type", "repr", "refs_per_call"}]``).
+
+    The seam for ``pymemtrace.objects.external_references()`` (issue 10):
+    ``before.grown(after, calls)``; ``before``/``after`` are what
+    :func:`refcount_snapshot` took.  Returns [] until it lands.
+    """
+    return []
+
+
+def refcount_snapshot():
+    """A snapshot of external references (``objects.external_references()``
+    once issue 10 lands); None today."""
+    return None
+
+
+# -- measuring -------------------------------------------------------------
+
+
+def _malloc_reader():
+    """A function returning the bytes glibc's malloc has handed out and not
+    got back (``mallinfo2()``: ``uordblks + hblkhd``), or None where there
+    is no ``mallinfo2`` (musl, macOS, glibc < 2.33).
+
+    Through ctypes for now: a C primitive beside ``_native.rss()`` would
+    spare the ctypes call (``mallinfo2`` itself walks malloc's free lists,
+    so its cost grows with a fragmented heap; the hunt measures it and
+    reads it less often when it is slow).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        func = libc.mallinfo2
+    except (ImportError, OSError, AttributeError):
+        return None
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    func.restype = _MallInfo2
+    func.argtypes = []
+
+    def read() -> int:
+        info = func()
+        return info.uordblks + info.hblkhd
+
+    return read
+
+
+class _Progress:
+    """One updating line on stderr when it is a terminal; silent otherwise."""
+
+    __slots__ = ("enabled", "last", "stream")
+
+    def __init__(self, enabled) -> None:
+        stream = sys.stderr
+        if enabled is None:
+            try:
+                enabled = stream is not None and stream.isatty()
+            except (AttributeError, ValueError):
+                enabled = False
+        self.enabled = bool(enabled)
+        self.stream = stream
+        self.last = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.25:
+            return
+        self.last = now
+        try:
+            self.stream.write(f"\rpymemtrace hunt: {text}\x1b[K")
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.enabled = False
+
+    def done(self) -> None:
+        if self.enabled:
+            try:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def _check_count(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10**9:
+        raise ValueError(f"{name} must be an integer between {low} and {10**9}, not {value!r}")
+    return value
+
+
+def _target_name(func) -> str:
+    module = getattr(func, "__module__", None) or ""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    return f"{module}:{name}" if module else str(name)
+
+
+def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
+         progress=None, sites: bool = True, target: str | None = None, **kwargs) -> Hunt:
+    """Call ``func(*args, **kwargs)`` repeatedly and say whether it leaks.
+
+    ``warmup`` calls first (caches fill, imports happen), then
+    ``iterations`` measured calls (at least 8).  ``progress``: None shows a
+    line on stderr when it is a terminal; True/False force it.  ``sites``:
+    name the allocation sites when memory grew (more calls, under the
+    tracker).  ``target``: the name shown for ``func`` in reports.  An
+    exception raised by ``func`` propagates.  Returns a :class:`Hunt`.
+    """
+    from pymemtrace import _native
+
+    if not callable(func):
+        raise TypeError(f"hunt() needs a callable, not {type(func).__name__}")
+    iterations = _check_count("iterations", iterations, 8)
+    warmup = _check_count("warmup", warmup, 0)
+    name = target or _target_name(func)
+    show = _Progress(progress)
+    if _native.alloc_is_tracking():
+        raise RuntimeError("the allocation tracker is running already: a hunt needs it")
+
+    def call():
+        return func(*args, **kwargs)
+
+    _native.alloc_counting_start()
+    try:
+        for i in range(warmup):
+            call()
+            show.show(f"warm-up {i + 1}/{warmup}")
+        measured = _measure(call, iterations, name, warmup, show)
+        result = analyse(measured)
+        if sites and result.verdict != "no-leak":
+            _name_sites(call, measured, show, name)
+            if result.types:
+                measured.holders = _find_holders(call, result.types)
+            result = analyse(measured)
+    finally:
+        _native.alloc_counting_stop()
+        show.done()
+    return Hunt(**{f: getattr(result, f) for f in result.__dataclass_fields__})
+
+
+def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
+    """The measured calls: counters and RSS after each, censuses at checkpoints."""
+    from pymemtrace import _native, objects
+
+    live = array("q", bytes(8 * n))
+    blocks = array("q", bytes(8 * n))
+    rss = array("q", bytes(8 * n))
+    spent = array("d", bytes(8 * n))
+    counters = _native.alloc_counters
+    read_rss = _native.rss
+    read_malloc = _malloc_reader()
+    malloc = array("q", bytes(8 * n)) if read_malloc else None
+    stride = _malloc_stride(read_malloc, call, n)
+    collect = _collect
+    clock = time.perf_counter
+    checkpoints = {0, n // 2, n}
+    censuses = []
+    ref_before = None
+    # What the checkpoints themselves leave alive is taken out of the figures.
+    off_bytes = off_blocks = off_rss = off_malloc = 0
+    collect()
+    for i in range(n + 1):
+        if i in checkpoints:
+            c = counters()
+            b0, k0, r0 = c["bytes"], c["blocks"], read_rss()
+            m0 = read_malloc() if read_malloc else 0
+            del c
+            gc.collect()
+            censuses.append((i, objects.census()))
+            if i == 0:
+                ref_before = refcount_snapshot()
+            collect()
+            c = counters()
+            off_bytes += c["bytes"] - b0
+            off_blocks += c["blocks"] - k0
+            off_rss += read_rss() - r0
+            if read_malloc:
+                off_malloc += read_malloc() - m0
+            del c
+        if i == n:
+            break
+        t0 = clock()
+        call()
+        spent[i] = clock() - t0
+        collect()
+        c = counters()
+        live[i] = c["bytes"] - off_bytes
+        blocks[i] = c["blocks"] - off_blocks
+        del c
+        rss[i] = read_rss() - off_rss
+        if malloc is not None and (i % stride == 0 or i == n - 1):
+            malloc[i] = read_malloc() - off_malloc
+        show.show(f"call {i + 1}/{n}")
+    refcount = refcount_anomalies(ref_before, refcount_snapshot(), n - n // 2)
+    return Measurements(
+        target=name, warmup=warmup, bytes=list(live), blocks=list(blocks), rss=list(rss),
+        seconds=sum(spent), censuses=censuses, refcount=refcount,
+        malloc=None if malloc is None else [
+            malloc[i] for i in range(n) if i % stride == 0 or i == n - 1],
+        malloc_stride=stride,
+    )
+
+
+def _collect() -> None:
+    """After each call: the garbage cycles it left (generations 0 and 1:
+    what a call makes is young).  A full collection would cost time in
+    proportion to the whole heap at every call; the checkpoints make one."""
+    gc.collect(1)
+
+
+def _malloc_stride(read_malloc, call, n: int) -> int:
+    """Read malloc's figures after every call, or, when that costs more than
+    a tenth of a call (a fragmented heap), after every k-th call."""
+    if read_malloc is None:
+        return 1
+    clock = time.perf_counter
+    t0 = clock()
+    for _ in range(5):
+        read_malloc()
+    cost = (clock() - t0) / 5
+    t0 = clock()
+    call()
+    per_call = clock() - t0
+    if cost <= 0.1 * per_call or cost * n < 0.2:
+        return 1
+    return max(1, min(n // 32, int(cost / max(per_call, 1e-9) / 0.1) + 1))
+
+
+def _name_sites(call, measured: Measurements, show, name: str) -> None:
+    """Allocation sites of the memory kept by SITE_CALLS calls run under
+    the exact tracker (the diff of two snapshots: blocks allocated between
+    them and still live at the end)."""
+    from pymemtrace import allocations
+
+    m = min(SITE_CALLS, measured.iterations)
+    allocations.start("exact", depth=16)
+    try:
+        # A few calls first: what the tracker's start disturbs settles.
+        before = _tracked_calls(call, 2, show, m)
+        after = _tracked_calls(call, m, show, m, before)
+    finally:
+        allocations.stop()
+    measured.site_diffs = _site_growth(after, before, name)
+    measured.site_calls = m
+
+
+def _tracked_calls(call, n: int, show, total: int, before=None):
+    """``n`` calls under the tracker, stacks cut at this frame; a snapshot after."""
+    from pymemtrace import _native
+    from pymemtrace.allocations import snapshot
+
+    collect = _collect
+    # Stacks stop at this frame; the snapshot is taken inside, so that its
+    # own memory is charged to this frame (left out) and not to our caller.
+    _native.alloc_set_stack_base(True)
+    try:
+        for i in range(n):
+            call()
+            collect()
+            if before is not None:
+                show.show(f"naming sites {i + 1}/{total}")
+        return snapshot()
+    finally:
+        _native.alloc_set_stack_base(False)
+
+
+def _site_growth(after, before, name: str) -> list:
+    """Sites (by stack, pymemtrace's frames left out) whose memory grew."""
+    from pymemtrace.analyses.allocations import diff
+    from pymemtrace.snapshots.allocations import Frame
+
+    own = Frame(name, 0, "(called directly)")
+
+    def strip(snap):
+        sites = []
+        for site in snap.sites:
+            stack = tuple(f for f in site.stack
+                          if not os.path.abspath(f.file).startswith(_PACKAGE_DIR))
+            if not stack:
+                # Only our frames: memory the target (a C function called
+                # directly) allocated from our calling line, or our own.
+                if site.stack and os.path.abspath(site.stack[0].file) == _HERE and \
+                        site.stack[0].function == "call":
+                    stack = (own,)
+                else:
+                    continue
+            sites.append(type(site)(stack, site.bytes, site.blocks))
+        return snap._replace(sites=sites)
+
+    return [d for d in diff(strip(after), strip(before), key="stack") if d.bytes_diff > 0]
