@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "tree": "pymemtrace.cli.tree",
     "report": "pymemtrace.cli.report",
     "run": "pymemtrace.cli.run",
+    "native": "pymemtrace.cli.native",
 }
 
 EPILOG = """\
@@ -31,6 +32,7 @@ examples:
   pymemtrace tree --pid 1234 --interval 2
   pymemtrace run --allocations -o sites.json my_script.py
   pymemtrace report 20261125_101500_1_4242_P_0_PY3.11.7.log
+  pymemtrace native -o native_out -- ./my_program && pymemtrace report native_out
 """
 
 
