@@ -92,8 +92,8 @@ def measure(argv: Sequence[str], envs: Dict[str, Dict[str, str]], rounds: int,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_native")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scale", type=int, default=40, help="scale of the mixed workload (default 40)")
-    parser.add_argument("--churn", type=int, default=3000000, help="blocks of c_churn (default 3,000,000)")
+    parser.add_argument("--scale", type=int, default=12, help="scale of the mixed workload (default 12)")
+    parser.add_argument("--churn", type=int, default=5000000, help="blocks of c_churn (default 5,000,000)")
     parser.add_argument("--memray", help="a memray executable (run with the workload's Python)")
     args = parser.parse_args(argv)
     if args.rounds < 5:

@@ -37,6 +37,10 @@ in_child(void)
     atomic_store(&rt.n_alloc, 0);
     atomic_store(&rt.n_free, 0);
     atomic_store(&rt.bytes_alloc, 0);
+    pmt_nt_tls.allocs = 0;
+    pmt_nt_tls.frees = 0;
+    pmt_nt_tls.bytes = 0;
+    pmt_nt_tls.pending = 0;
     memset(&rt.ptrs, 0, sizeof(rt.ptrs));
     memset(&rt.stacks, 0, sizeof(rt.stacks));
     if (pmt_nt_table_init() < 0) {

@@ -174,20 +174,13 @@ recording(void)
     return atomic_load_explicit(&rt.on, memory_order_relaxed);
 }
 
-static inline void
-count_alloc(size_t size)
-{
-    atomic_fetch_add_explicit(&rt.n_alloc, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt.bytes_alloc, size, memory_order_relaxed);
-}
-
 static void
 after_alloc(void *ptr, size_t size, void *caller)
 {
     if (ptr == NULL || !pmt_nt_guard_enter()) {
         return;
     }
-    count_alloc(size);
+    pmt_nt_count(1, 0, size);
     pmt_nt_record_alloc(ptr, size, caller);
     pmt_nt_guard_exit();
 }
@@ -198,7 +191,7 @@ before_free(void *ptr)
     if (!pmt_nt_guard_enter()) {
         return;
     }
-    atomic_fetch_add_explicit(&rt.n_free, 1, memory_order_relaxed);
+    pmt_nt_count(0, 1, 0);
     pmt_nt_record_free(ptr);
     pmt_nt_guard_exit();
 }
@@ -442,6 +435,7 @@ preload_fini(void)
         return;
     }
     entered = pmt_nt_guard_enter();
+    pmt_nt_count_flush();
     pthread_mutex_lock(&rt.lock);
     if (rt.pid == getpid()) {
         pmt_nt_capture_dump_unlocked(1);

@@ -27,6 +27,40 @@ struct pmt_nt_runtime pmt_nt_runtime = {
     .fd = -1,
 };
 
+static size_t
+filter_index(uintptr_t addr)
+{
+    return (size_t)((((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull) >>
+                    (64 - PMT_NT_FILTER_BITS));
+}
+
+/* 0 when addr is surely not in the table (sampled mode), without the
+   lock; 1 when it may be (always in exact mode). */
+static inline int
+maybe_listed(const void *addr)
+{
+    return rt.filter == NULL ||
+           atomic_load_explicit(&rt.filter[filter_index((uintptr_t)addr)],
+                                memory_order_relaxed) != 0;
+}
+
+/* The lock held. */
+static void
+filter_change(uintptr_t addr, int delta)
+{
+    _Atomic uint8_t *c;
+    uint8_t v;
+
+    if (rt.filter == NULL) {
+        return;
+    }
+    c = &rt.filter[filter_index(addr)];
+    v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v != 255 && (delta > 0 || v != 0)) {
+        atomic_store_explicit(c, (uint8_t)(v + delta), memory_order_relaxed);
+    }
+}
+
 int
 pmt_nt_table_init(void)
 {
@@ -42,6 +76,15 @@ pmt_nt_table_init(void)
     if (pmt_stacktable_init(&rt.stacks, PMT_PTR_TAG_MAX) < 0) {
         pmt_ptrtable_fini(&rt.ptrs);
         return -1;
+    }
+    rt.filter = NULL;
+    if (rt.mode == PMT_NT_SAMPLED) {
+        rt.filter = rt.real.calloc(PMT_NT_FILTER_SIZE, 1);
+        if (rt.filter == NULL) {
+            pmt_stacktable_fini(&rt.stacks);
+            pmt_ptrtable_fini(&rt.ptrs);
+            return -1;
+        }
     }
     return 0;
 }
@@ -103,6 +146,9 @@ put_unlocked(uintptr_t addr, uint64_t value)
     if (rc >= 0) {
         account_value_unlocked(value, 1);
     }
+    if (rc == 0) {
+        filter_change(addr, 1);
+    }
 }
 
 void
@@ -148,6 +194,7 @@ take_unlocked(void *ptr, uint64_t *value)
         return 0;
     }
     account_value_unlocked(*value, -1);
+    filter_change((uintptr_t)ptr, -1);
     return 1;
 }
 
@@ -156,7 +203,7 @@ pmt_nt_record_free(void *ptr)
 {
     uint64_t value;
 
-    if (rt.mode == PMT_NT_COUNT) {
+    if (rt.mode == PMT_NT_COUNT || !maybe_listed(ptr)) {
         return;
     }
     pthread_mutex_lock(&rt.lock);
@@ -172,8 +219,8 @@ pmt_nt_record_munmap(void *addr, size_t len)
 {
     uint64_t value, size;
 
-    atomic_fetch_add_explicit(&rt.n_free, 1, memory_order_relaxed);
-    if (rt.mode == PMT_NT_COUNT) {
+    pmt_nt_count(0, 1, 0);
+    if (rt.mode == PMT_NT_COUNT || !maybe_listed(addr)) {
         return;
     }
     pthread_mutex_lock(&rt.lock);
@@ -198,8 +245,8 @@ pmt_nt_realloc_traced(void *old, size_t size, void *caller)
     int had = 0;
     void *ptr;
 
-    atomic_fetch_add_explicit(&rt.n_free, 1, memory_order_relaxed);
-    if (rt.mode != PMT_NT_COUNT) {
+    pmt_nt_count(0, 1, 0);
+    if (rt.mode != PMT_NT_COUNT && maybe_listed(old)) {
         pthread_mutex_lock(&rt.lock);
         had = take_unlocked(old, &value);
         pthread_mutex_unlock(&rt.lock);
@@ -214,8 +261,7 @@ pmt_nt_realloc_traced(void *old, size_t size, void *caller)
         }
         return NULL;
     }
-    atomic_fetch_add_explicit(&rt.n_alloc, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt.bytes_alloc, size, memory_order_relaxed);
+    pmt_nt_count(1, 0, size);
     pmt_nt_record_alloc(ptr, size, caller);
     return ptr;
 }

@@ -97,13 +97,26 @@ struct pmt_nt_runtime {
     _Atomic uint64_t n_free;      /* free calls of non-NULL (every mode) */
     _Atomic uint64_t bytes_alloc; /* bytes requested (every mode) */
     uint64_t unknown_frees;       /* frees of blocks not in the table */
+    /* Sampled mode: a counting filter of the listed addresses, so that
+       the free of a block that was not sampled (nearly all) takes no
+       lock.  Counters change under the lock, saturate at 255 (then stay);
+       read without it, relaxed: a block reaches another thread's free
+       only through the program's own synchronisation, after the put. */
+    _Atomic uint8_t *filter; /* PMT_NT_FILTER_SIZE counters, or NULL */
 };
+
+#define PMT_NT_FILTER_BITS 16
+#define PMT_NT_FILTER_SIZE (1u << PMT_NT_FILTER_BITS)
 
 extern struct pmt_nt_runtime pmt_nt_runtime;
 
 /* threadstate.c */
 typedef struct {
     int busy;          /* re-entrancy guard: in the tracer's own code */
+    uint32_t pending;  /* events counted here since the last flush */
+    uint64_t allocs;   /* allocation calls not yet in pmt_nt_runtime */
+    uint64_t frees;    /* free calls not yet in pmt_nt_runtime */
+    uint64_t bytes;    /* bytes requested not yet in pmt_nt_runtime */
     int seeded;        /* the sampler's state is set */
     int64_t countdown; /* bytes to the next sample */
     uint64_t rng;      /* xorshift64* state */
@@ -130,6 +143,21 @@ pmt_nt_guard_exit(void)
 }
 
 int pmt_nt_sample_hit(size_t size);
+void pmt_nt_count_flush(void);
+
+/* Count calls per thread, added to the shared atomics every 256 events
+   (a locked add per call would cost more than the call); a snapshot
+   misses at most 255 events of each other thread. */
+static inline void
+pmt_nt_count(uint64_t allocs, uint64_t frees, uint64_t bytes)
+{
+    pmt_nt_tls.allocs += allocs;
+    pmt_nt_tls.frees += frees;
+    pmt_nt_tls.bytes += bytes;
+    if (PMT_NT_UNLIKELY(++pmt_nt_tls.pending >= 256)) {
+        pmt_nt_count_flush();
+    }
+}
 void pmt_nt_weight_of(uint64_t size, int64_t *bytes, int64_t *blocks);
 
 /* livetable.c */

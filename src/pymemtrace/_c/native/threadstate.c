@@ -99,3 +99,18 @@ pmt_nt_sample_hit(size_t size)
     pmt_nt_tls.countdown += next_gap();
     return 1;
 }
+
+void
+pmt_nt_count_flush(void)
+{
+    atomic_fetch_add_explicit(&rt.n_alloc, pmt_nt_tls.allocs,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt.n_free, pmt_nt_tls.frees,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt.bytes_alloc, pmt_nt_tls.bytes,
+                              memory_order_relaxed);
+    pmt_nt_tls.allocs = 0;
+    pmt_nt_tls.frees = 0;
+    pmt_nt_tls.bytes = 0;
+    pmt_nt_tls.pending = 0;
+}
