@@ -37,6 +37,8 @@ MODES = [
     ("counting only", {"PYMEMTRACE_NATIVE_MODE": "count"}, 1.2),
     ("exact depth 16", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "16"}, 2.0),
     ("exact depth 4", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "4"}, None),
+    ("exact depth 16 fp", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "16",
+                           "PYMEMTRACE_NATIVE_UNWIND": "fp"}, None),
     ("sampled 512KiB", {"PYMEMTRACE_NATIVE_MODE": "sampled", "PYMEMTRACE_NATIVE_SAMPLE_BYTES": str(512 * 1024)}, 1.1),
 ]
 
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_native")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=int, default=12, help="scale of the mixed workload (default 12)")
-    parser.add_argument("--churn", type=int, default=5000000, help="blocks of c_churn (default 5,000,000)")
+    parser.add_argument("--churn", type=int, default=2000000, help="blocks of c_churn (default 2,000,000)")
     parser.add_argument("--memray", help="a memray executable (run with the workload's Python)")
     args = parser.parse_args(argv)
     if args.rounds < 5:
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
     if not os.path.isfile(library):
         parser.error(f"{library} is not built")
     base = {k: v for k, v in os.environ.items() if not k.startswith("PYMEMTRACE_NATIVE_") and k != "LD_PRELOAD"}
+    base["PYMEMTRACE_NATIVE_UNWIND"] = "dwarf"
     envs = {"bare": base}
     for name, extra, _target in MODES:
         envs[name] = {**base, "LD_PRELOAD": library, **extra}

@@ -32,10 +32,10 @@ def skip_reason():
     return None
 
 
-def compile_prog(directory):
-    out = os.path.join(str(directory), "native_prog")
+def compile_prog(directory, *flags):
+    out = os.path.join(str(directory), "native_prog" + "".join(flags).replace("-", "_"))
     cc = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-O1", "-g", "-pthread", "-o", out, FIXTURE], check=True)
+    subprocess.run([cc, "-O1", "-g", "-pthread", *flags, "-o", out, FIXTURE], check=True)
     return out
 
 

@@ -65,6 +65,19 @@ def test_leak_found_and_its_freeing_twin_not(cli, prog, tmp_path):
     assert free["allocations"] >= 2000 and free["frees"] >= 2000
 
 
+def test_frame_pointer_unwinding_finds_the_leak(cli, tmp_path):
+    # GIVEN the program built with frame pointers (the fast walk needs them)
+    prog_fp = compile_prog(tmp_path, "-fno-omit-frame-pointer")
+    native(cli, tmp_path / "leak", prog_fp, "leak", "500", options=("--unwind", "fp"))
+    native(cli, tmp_path / "free", prog_fp, "free", "500", options=("--unwind", "fp"))
+    leak = only_process(report_json(cli, tmp_path / "leak"))
+    free = only_process(report_json(cli, tmp_path / "free"))
+    top = leak["leaked"]["sites"][0]
+    assert [f["function"] for f in top["frames"][:2]] == ["leak_kib", "main"]
+    assert (top["bytes"], top["blocks"]) == (500 * KIB, 500)
+    assert site_bytes(free["leaked"], "keep_kib") == 0
+
+
 def test_json_contract_types(cli, prog, tmp_path):
     native(cli, tmp_path / "out", prog, "leak", "10")
     data = report_json(cli, tmp_path / "out")

@@ -31,7 +31,7 @@ def preload_path() -> str:
 
 
 def tracer_environ(outdir: str, mode: str, depth: int, sample_bytes: int, interval_ms: int,
-                   base: Dict[str, str]) -> Dict[str, str]:
+                   base: Dict[str, str], unwind: str = "dwarf") -> Dict[str, str]:
     """``base`` with the tracer preloaded (after any LD_PRELOAD already set)
     and configured."""
     env = dict(base)
@@ -43,6 +43,7 @@ def tracer_environ(outdir: str, mode: str, depth: int, sample_bytes: int, interv
     env["PYMEMTRACE_NATIVE_DEPTH"] = str(depth)
     env["PYMEMTRACE_NATIVE_SAMPLE_BYTES"] = str(sample_bytes)
     env["PYMEMTRACE_NATIVE_INTERVAL_MS"] = str(interval_ms)
+    env["PYMEMTRACE_NATIVE_UNWIND"] = unwind
     return env
 
 
@@ -75,12 +76,15 @@ class Command:
     example = "pymemtrace native -o native_out -- python my_script.py && pymemtrace report native_out"
 
     def prepare_parser(self, parser):
-        parser.usage = ("pymemtrace native [--sample-bytes N | --count] [--depth D] [-o OUTDIR] "
+        parser.usage = ("pymemtrace native [--sample-bytes N | --count] [--depth D] [--unwind (dwarf | fp)] [-o OUTDIR] "
                         "-- <command> [<arg>...]")
         parser.add_argument("-o", "--output", metavar="OUTDIR", default=None,
                             help="directory for the captures, one per process (default native_<time>)")
         parser.add_argument("--depth", type=number(1, 64, integer=True), default=16, metavar="D",
                             help="native frames kept per allocation (1 to 64, default 16)")
+        parser.add_argument("--unwind", choices=("dwarf", "fp"), default="dwarf",
+                            help="native stacks by DWARF unwinding (default; exact, slower) or by frame "
+                            "pointers (fast; stops at the first code built without them)")
         parser.add_argument("--sample-bytes", type=number(1, 2**40, integer=True), default=None, metavar="N",
                             help="sample allocations: on average one per N bytes (blocks of N/2 or more: all)")
         parser.add_argument("--count", action="store_true",
@@ -104,7 +108,8 @@ class Command:
         outdir = args.output or time.strftime("native_%Y%m%d_%H%M%S")
         _prepare_outdir(outdir)
         mode = "count" if args.count else ("sampled" if args.sample_bytes is not None else "exact")
-        env = tracer_environ(outdir, mode, args.depth, args.sample_bytes or 512 * 1024, args.interval_ms, env)
+        env = tracer_environ(outdir, mode, args.depth, args.sample_bytes or 512 * 1024, args.interval_ms, env,
+                             args.unwind)
         with Child.start(command, env=env) as child:
             with child.forwarding((signal.SIGTERM,)):
                 status = child.wait_through_interrupts(FORWARD_GRACE)

@@ -41,6 +41,9 @@ in_child(void)
     pmt_nt_tls.frees = 0;
     pmt_nt_tls.bytes = 0;
     pmt_nt_tls.pending = 0;
+    pmt_nt_tls.stack_lo = 0; /* the child's thread is the forking one, but
+                                ask again: cheap, and always right */
+    pmt_nt_tls.stack_hi = 0;
     memset(&rt.ptrs, 0, sizeof(rt.ptrs));
     memset(&rt.stacks, 0, sizeof(rt.stacks));
     if (pmt_nt_table_init() < 0) {

@@ -98,6 +98,8 @@ read_config(void)
     }
     rt.depth =
         (int)env_u64("PYMEMTRACE_NATIVE_DEPTH", 16, 1, PMT_NT_MAX_DEPTH);
+    mode = getenv("PYMEMTRACE_NATIVE_UNWIND");
+    rt.unwind_fp = mode != NULL && strcmp(mode, "fp") == 0;
     rt.sample_bytes = env_u64("PYMEMTRACE_NATIVE_SAMPLE_BYTES", 512 * 1024, 1,
                               UINT64_C(1) << 40);
     rt.sample_exact_from = rt.sample_bytes / 2 > 0 ? rt.sample_bytes / 2 : 1;

@@ -76,6 +76,7 @@ struct pmt_nt_runtime {
     _Atomic int ready;            /* 1 once real is resolved */
     int mode;                     /* enum pmt_nt_mode (config) */
     int depth;                    /* native frames kept (config) */
+    int unwind_fp;                /* walk frame pointers, not DWARF (config) */
     uint64_t sample_bytes;        /* mean sampling interval (config) */
     uint64_t sample_exact_from;   /* blocks this big are all recorded */
     uint64_t interval_ns;         /* between periodic snapshots (config) */
@@ -112,14 +113,16 @@ extern struct pmt_nt_runtime pmt_nt_runtime;
 
 /* threadstate.c */
 typedef struct {
-    int busy;          /* re-entrancy guard: in the tracer's own code */
-    uint32_t pending;  /* events counted here since the last flush */
-    uint64_t allocs;   /* allocation calls not yet in pmt_nt_runtime */
-    uint64_t frees;    /* free calls not yet in pmt_nt_runtime */
-    uint64_t bytes;    /* bytes requested not yet in pmt_nt_runtime */
-    int seeded;        /* the sampler's state is set */
-    int64_t countdown; /* bytes to the next sample */
-    uint64_t rng;      /* xorshift64* state */
+    int busy;           /* re-entrancy guard: in the tracer's own code */
+    uint32_t pending;   /* events counted here since the last flush */
+    uint64_t allocs;    /* allocation calls not yet in pmt_nt_runtime */
+    uint64_t frees;     /* free calls not yet in pmt_nt_runtime */
+    uint64_t bytes;     /* bytes requested not yet in pmt_nt_runtime */
+    int seeded;         /* the sampler's state is set */
+    int64_t countdown;  /* bytes to the next sample */
+    uint64_t rng;       /* xorshift64* state */
+    uintptr_t stack_lo; /* this thread's stack, for the frame-pointer */
+    uintptr_t stack_hi; /* walk (0: not known yet) */
 } pmt_nt_thread;
 
 extern PMT_NT_TLS pmt_nt_thread pmt_nt_tls;
