@@ -181,6 +181,22 @@ def test_killed_process_leaves_a_readable_capture(prog, tmp_path):
     assert leaked.get("leak_kib") == 400 * KIB
 
 
+def test_exit_through_underscore_exit_still_writes_the_exit_snapshot(cli, prog, tmp_path):
+    # GIVEN programs ending through _exit (no atexit, no destructors): a C
+    # one, and Python's os._exit with 10 MB still held
+    native(cli, tmp_path / "c", prog, "quick", "300")
+    script = tmp_path / "quick.py"
+    script.write_text("import os\nbig = bytearray(10 * 1024 * 1024)\nos._exit(0)\n")
+    native(cli, tmp_path / "py", sys.executable, str(script))
+    # THEN each capture is complete, its leak in it
+    c = only_process(report_json(cli, tmp_path / "c"))
+    assert c["complete"] is True
+    assert site_bytes(c["leaked"], "leak_kib") == 300 * KIB
+    py = only_process(report_json(cli, tmp_path / "py"))
+    assert py["complete"] is True
+    assert any(s["bytes"] >= 10 * 1024 * 1024 for s in py["leaked"]["sites"])
+
+
 def test_sampled_mode_estimates_the_leak(cli, prog, tmp_path):
     # 10,000 x 1 KiB sampled every 64 KiB on average: about 156 samples,
     # each standing for 64 KiB; the uniform gaps keep the error small.

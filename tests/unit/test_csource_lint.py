@@ -82,7 +82,7 @@ MODULE_INITS = {"PyInit__native", "PyInit_cMemLeak"}
 # The C library functions the native tracer interposes (_c/native/interpose.c,
 # docs/native.md): exported under their own names by design.
 INTERPOSED = {"malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign", "aligned_alloc",
-              "memalign", "valloc", "pvalloc", "mmap", "mmap64", "munmap"}
+              "memalign", "valloc", "pvalloc", "mmap", "mmap64", "munmap", "_exit", "_Exit"}
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ class ProcessReport:
     path: str
     mode: str
     sample_bytes: int
-    #: False when the process ended without its exit snapshot (killed,
-    #: os._exit, exec): "leaked" is then what was live at its last snapshot
+    #: False when the process ended without its exit snapshot (killed by a
+    #: signal, exec): "leaked" is then what was live at its last snapshot
     complete: bool
     leaked: Section
     peak: Section

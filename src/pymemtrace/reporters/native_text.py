@@ -39,7 +39,7 @@ def render(reports: Sequence[ProcessReport], top: int = 10) -> str:
             command = command[:197] + "..."
         lines.append(f"process {report.pid} (parent {report.ppid}): {command}")
         mode = report.mode if report.mode != "sampled" else f"sampled every {format_bytes(report.sample_bytes)}"
-        state = "exited" if report.complete else "no exit snapshot (killed, os._exit or exec): its last snapshot"
+        state = "exited" if report.complete else "no exit snapshot (killed or exec): its last snapshot"
         lines.append(f"  mode {mode}; {state}; {report.allocations:,} allocations, {report.frees:,} frees")
         if report.mode == "count":
             lines.append(f"  {format_bytes(report.bytes_allocated)} allocated (counting mode: no sites)")

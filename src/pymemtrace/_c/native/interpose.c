@@ -126,6 +126,7 @@ init_once(void)
     rt.real.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
     rt.real.mmap = dlsym(RTLD_NEXT, "mmap");
     rt.real.munmap = dlsym(RTLD_NEXT, "munmap");
+    rt.real.exit_ = dlsym(RTLD_NEXT, "_exit");
     if (rt.real.malloc == NULL || rt.real.free == NULL ||
         rt.real.calloc == NULL || rt.real.realloc == NULL) {
         /* Without them nothing works: better a clear death than a crash
@@ -425,26 +426,54 @@ preload_init(void)
     ensure_ready();
 }
 
-/* The exit snapshot: after the program's atexit handlers and the
-   destructors of libraries loaded after us.  Recording stops with it:
-   later frees only reach the real allocator. */
+/* The exit snapshot, then recording stops: later frees only reach the
+   real allocator.  Not in a vfork child (it shares our memory, under
+   another pid: writing would close the parent's capture), and not when
+   this thread is inside the tracer (a signal handler calling _exit: the
+   lock may be ours). */
+static void
+final_snapshot(void)
+{
+    if (!recording() || rt.pid != getpid() || !pmt_nt_guard_enter()) {
+        return;
+    }
+    pmt_nt_count_flush();
+    pthread_mutex_lock(&rt.lock);
+    pmt_nt_capture_dump_unlocked(1);
+    atomic_store(&rt.on, 0);
+    pthread_mutex_unlock(&rt.lock);
+    pmt_nt_guard_exit();
+}
+
+/* After the program's atexit handlers and the destructors of the
+   libraries loaded after us (all of them: we are preloaded). */
 __attribute__((destructor)) static void
 preload_fini(void)
 {
-    int entered;
+    final_snapshot();
+}
 
-    if (!recording()) {
-        return;
+/* _exit and _Exit (os._exit, a child ending without exit()) skip the
+   destructors: the exit snapshot is written here. */
+static __attribute__((noreturn)) void
+do_exit(int status)
+{
+    final_snapshot();
+    if (rt.real.exit_ != NULL) {
+        rt.real.exit_(status);
     }
-    entered = pmt_nt_guard_enter();
-    pmt_nt_count_flush();
-    pthread_mutex_lock(&rt.lock);
-    if (rt.pid == getpid()) {
-        pmt_nt_capture_dump_unlocked(1);
-    }
-    atomic_store(&rt.on, 0);
-    pthread_mutex_unlock(&rt.lock);
-    if (entered) {
-        pmt_nt_guard_exit();
-    }
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+PMT_NT_EXPORT void
+_exit(int status)
+{
+    do_exit(status);
+}
+
+PMT_NT_EXPORT void
+_Exit(int status)
+{
+    do_exit(status);
 }

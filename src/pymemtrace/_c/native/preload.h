@@ -63,6 +63,7 @@ typedef struct {
     void *(*pvalloc)(size_t);
     void *(*mmap)(void *, size_t, int, int, int, off_t);
     int (*munmap)(void *, size_t);
+    void (*exit_)(int) __attribute__((noreturn));
 } pmt_nt_real;
 
 /* The process-wide state of the tracer.  Who touches what:
