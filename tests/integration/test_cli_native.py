@@ -78,6 +78,18 @@ def test_frame_pointer_unwinding_finds_the_leak(cli, tmp_path):
     assert site_bytes(free["leaked"], "keep_kib") == 0
 
 
+def test_svg_flame_graph_of_the_leak(cli, prog, tmp_path):
+    native(cli, tmp_path / "out", prog, "leak", "200")
+    svg = tmp_path / "leaks.svg"
+    result = cli("report", tmp_path / "out", "--svg", svg)
+    assert result.returncode == 0, result.stderr
+    text = svg.read_text()
+    assert text.startswith("<?xml") or text.startswith("<svg")
+    assert "leak_kib" in text and "Native memory live at exit" in text
+    result = cli("report", tmp_path / "out", "--html", tmp_path / "x.html")
+    assert result.returncode == 2 and "not available" in result.stderr
+
+
 def test_json_contract_types(cli, prog, tmp_path):
     native(cli, tmp_path / "out", prog, "leak", "10")
     data = report_json(cli, tmp_path / "out")

@@ -220,16 +220,18 @@ def _report_snapshot(path: str, args) -> int:
 def _report_native(path: str, args) -> int:
     """A directory of native captures (pymemtrace native -o OUTDIR), or one."""
     from pymemtrace.analyses.native import analyse
-    from pymemtrace.reporters import native_json, native_text
+    from pymemtrace.reporters import native_json, native_svg, native_text
     from pymemtrace.snapshots.native import NativeFormatError, read_capture, read_outdir
 
-    if args.svg or args.html:
-        raise UsageError("--svg and --html are not available for native captures yet")
+    if args.html:
+        raise UsageError("--html is not available for native captures yet")
     try:
         captures = read_outdir(path) if os.path.isdir(path) else [read_capture(path)]
     except NativeFormatError as exc:
         raise PymemtraceError(str(exc)) from None
     reports = analyse(captures)
+    if args.svg:
+        _output.write_file(args.svg, native_svg.render(reports))
     if args.format == "json":
         print(native_json.render(reports), flush=True)
     else:
