@@ -162,6 +162,24 @@ def test_fork_child_has_its_own_capture(cli, prog, tmp_path):
     assert child["complete"] and parent["complete"]
 
 
+def test_fork_while_other_threads_allocate(cli, prog, tmp_path):
+    # GIVEN 4 threads churning malloc/free while the main thread forks 8
+    # children one after the other, each leaking 100 KiB
+    native(cli, tmp_path / "out", prog, "forkbusy", "100")
+    processes = report_json(cli, tmp_path / "out")["processes"]
+    # THEN no child deadlocked (the run ended), and each has its capture
+    # with its own leak only
+    by_pid = {p["pid"]: p for p in processes}
+    children = [p for p in processes if p["ppid"] in by_pid]
+    assert len(children) == 8
+    for child in children:
+        assert child["complete"]
+        assert site_bytes(child["leaked"], "child_leak") == 100 * KIB
+        assert site_bytes(child["leaked"], "keep_kib") <= 4 * KIB
+    parent = by_pid[children[0]["ppid"]]
+    assert site_bytes(parent["leaked"], "child_leak") == 0
+
+
 def test_killed_process_leaves_a_readable_capture(prog, tmp_path):
     # GIVEN a program that leaks 400 KiB then churns until it is killed,
     # with a snapshot at most every 20 ms
