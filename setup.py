@@ -11,6 +11,7 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 C_DIR = os.path.join("src", "pymemtrace", "_c")
 
@@ -100,4 +101,57 @@ memleak = Extension(
     extra_link_args=link_args(),
 )
 
-setup(ext_modules=[native, memleak])
+# The native tracer (docs/native.md): a plain shared object, preloaded into
+# programs that may never load Python, so it is not an Extension: built
+# after the extensions by the compiler setuptools set up, beside _native,
+# with the core tables it shares with the allocation tracker.  Never with
+# the sanitizers (it must be first in LD_PRELOAD, where libasan must be).
+PRELOAD_NAME = "libpymemtrace_preload.so"
+PRELOAD_SOURCES = sorted(glob.glob(os.path.join(C_DIR, "native", "*.c"))) + [
+    os.path.join(C_DIR, "core", "ptrtable.c"),
+    os.path.join(C_DIR, "core", "stacktable.c"),
+]
+
+
+def preload_compile_args():
+    args = [arg for arg in compile_args() if not arg.startswith(("-fsanitize", "-fno-sanitize", "--coverage"))]
+    return args + ["-fPIC", "-fno-omit-frame-pointer"]
+
+
+class BuildExt(build_ext):
+    def run(self):
+        super().run()
+        if sys.platform.startswith("linux"):
+            self.build_preload()
+
+    def preload_path(self):
+        return os.path.join(os.path.dirname(self.get_ext_fullpath("pymemtrace._native")), PRELOAD_NAME)
+
+    def build_preload(self):
+        target = self.preload_path()
+        depends = PRELOAD_SOURCES + glob.glob(os.path.join(C_DIR, "native", "*.h")) + headers
+        if not self.force and os.path.exists(target) and all(
+            os.path.getmtime(dep) <= os.path.getmtime(target) for dep in depends
+        ):
+            return
+        objects = self.compiler.compile(
+            PRELOAD_SOURCES,
+            output_dir=os.path.join(self.build_temp, "preload"),
+            include_dirs=[C_DIR],
+            extra_postargs=preload_compile_args(),
+        )
+        self.compiler.link_shared_object(
+            objects,
+            target,
+            libraries=["dl", "m"],
+            extra_postargs=["-pthread", "-Wl,-z,nodelete"],
+        )
+
+    def get_outputs(self):
+        outputs = super().get_outputs()
+        if sys.platform.startswith("linux"):
+            outputs.append(self.preload_path())
+        return outputs
+
+
+setup(ext_modules=[native, memleak], cmdclass={"build_ext": BuildExt})

@@ -30,7 +30,8 @@ static-type      no ``PyType_Ready`` and no ``static PyTypeObject``: heap
                  types from ``PyType_FromModuleAndSpec`` only
 export-prefix    a non-static function or variable defined in _c/ is named
                  ``pmt_*`` (only the init functions of the extensions,
-                 ``PyInit__native`` and ``PyInit_cMemLeak``, are exempt)
+                 ``PyInit__native`` and ``PyInit_cMemLeak``, are exempt, and
+                 the allocation functions _c/native/ interposes)
 core-pure        files under _c/core/ do not include Python.h or native.h
 braces           the file's braces balance (the other rules need it)
 """
@@ -78,6 +79,10 @@ LOOP_LABEL = re.compile(r"^(again|retry|loop|top|restart|repeat|start|begin)(_\w
 ALLOW_STATIC = "pmt-lint: allow-static"
 # The init functions of the extensions built from _c/ (setup.py).
 MODULE_INITS = {"PyInit__native", "PyInit_cMemLeak"}
+# The C library functions the native tracer interposes (_c/native/interpose.c,
+# docs/native.md): exported under their own names by design.
+INTERPOSED = {"malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign", "aligned_alloc",
+              "memalign", "valloc", "pvalloc", "mmap", "mmap64", "munmap", "_exit", "_Exit"}
 
 
 @dataclass(frozen=True)
@@ -376,6 +381,7 @@ def _check_exports(path: str, functions: List[Function]) -> List[Problem]:
                 f"function '{fn.name}' is not static: make it static or name it pmt_{fn.name}")
         for fn in functions
         if not fn.is_static and not fn.name.startswith("pmt_") and fn.name not in MODULE_INITS
+        and not (fn.name in INTERPOSED and Path(path).parent.name == "native")
     ]
 
 

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "report": "pymemtrace.cli.report",
     "run": "pymemtrace.cli.run",
     "hunt": "pymemtrace.cli.hunt",
+    "native": "pymemtrace.cli.native",
 }
 
 EPILOG = """\
@@ -33,6 +34,7 @@ examples:
   pymemtrace run --allocations -o sites.json my_script.py
   pymemtrace report 20261125_101500_1_4242_P_0_PY3.11.7.log
   pymemtrace hunt myapp.handlers:handle_one
+  pymemtrace native -o native_out -- ./my_program && pymemtrace report native_out
 """
 
 

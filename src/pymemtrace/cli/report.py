@@ -70,7 +70,8 @@ class Command:
     example = "pymemtrace report 20261125_101500_0_4242_P_0_PY3.13.0.log --top 5 --svg memory.svg"
 
     def prepare_parser(self, parser):
-        parser.add_argument("log", help="a log written by cPyMemTrace.Profile, Trace or ReferenceTracing")
+        parser.add_argument("log", help="a log written by cPyMemTrace.Profile, Trace or ReferenceTracing, "
+                            "an allocation snapshot, or a directory of native captures (pymemtrace native -o)")
         parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
         parser.add_argument("--top", type=number(1, 10**6, integer=True), default=10, metavar="N", help="rows per ranking (default 10)")
         parser.add_argument("--svg", metavar="OUT", help="also write the timeline (a snapshot: its flame graph) as an SVG chart to OUT")
@@ -102,6 +103,8 @@ class Command:
         for out in (args.svg, args.html):
             if out:
                 _output.check_writable(out)  # a bad path fails before any work
+        if os.path.isdir(path) or path.endswith(".pmtn"):
+            return _report_native(path, args)
         if _is_json(path):
             return _report_snapshot(path, args)
         if args.html:
@@ -211,6 +214,28 @@ def _report_snapshot(path: str, args) -> int:
         header, live.sites(), peak.sites(), top=args.top, key="line", live_title=label
     )
     print(text.rstrip("\n"), flush=True)
+    return 0
+
+
+def _report_native(path: str, args) -> int:
+    """A directory of native captures (pymemtrace native -o OUTDIR), or one."""
+    from pymemtrace.analyses.native import analyse
+    from pymemtrace.reporters import native_json, native_svg, native_text
+    from pymemtrace.snapshots.native import NativeFormatError, read_capture, read_outdir
+
+    if args.html:
+        raise UsageError("--html is not available for native captures yet")
+    try:
+        captures = read_outdir(path) if os.path.isdir(path) else [read_capture(path)]
+    except NativeFormatError as exc:
+        raise PymemtraceError(str(exc)) from None
+    reports = analyse(captures)
+    if args.svg:
+        _output.write_file(args.svg, native_svg.render(reports))
+    if args.format == "json":
+        print(native_json.render(reports), flush=True)
+    else:
+        print(native_text.render(reports, top=args.top), flush=True)
     return 0
 
 

@@ -1,0 +1,116 @@
+/*
+ * threadstate.c - what the native tracer keeps per thread: the
+ * re-entrancy guard (set while the thread runs the tracer's own code, so
+ * that the tables' and the writer's allocations are not traced) and the
+ * byte-sampling countdown of sampled mode.
+ *
+ * Initial-exec TLS: the library is loaded at start-up (LD_PRELOAD), so its
+ * thread-locals sit in the static TLS block and reading them never calls
+ * __tls_get_addr, which may allocate.  Only the owning thread touches its
+ * state; no lock.
+ */
+#include "preload.h"
+
+#include <math.h>
+#include <time.h>
+
+#define rt pmt_nt_runtime
+
+/* Zero-initialised per thread: not busy, not seeded. */
+PMT_NT_TLS pmt_nt_thread pmt_nt_tls;
+
+static uint64_t
+rng_next(void)
+{
+    /* xorshift64* */
+    uint64_t x = pmt_nt_tls.rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    pmt_nt_tls.rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static double
+unit_random(void)
+{
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int64_t
+clamp_gap(double gap)
+{
+    if (gap < 1.0) {
+        return 1;
+    }
+    if (gap > 9.0e18) {
+        return INT64_MAX;
+    }
+    return (int64_t)gap;
+}
+
+/* The renewal process of alloc_hooks.c: gaps uniform in [I/2, 3I/2], the
+   first gap from their equilibrium distribution. */
+static int64_t
+next_gap(void)
+{
+    return clamp_gap((double)rt.sample_bytes * (0.5 + unit_random()));
+}
+
+static int64_t
+first_gap(void)
+{
+    double interval = (double)rt.sample_bytes;
+    double u = unit_random(), v = unit_random();
+
+    if (u < 0.5) {
+        return clamp_gap(0.5 * interval * v);
+    }
+    return clamp_gap(1.5 * interval - interval * sqrt(v));
+}
+
+static void
+seed_thread(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    pmt_nt_tls.rng = ((uint64_t)(uintptr_t)&pmt_nt_tls ^
+                      (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull) |
+                     1;
+    pmt_nt_tls.seeded = 1;
+    pmt_nt_tls.countdown = first_gap();
+}
+
+int
+pmt_nt_sample_hit(size_t size)
+{
+    if (size >= rt.sample_exact_from) {
+        return 1;
+    }
+    if (PMT_NT_UNLIKELY(!pmt_nt_tls.seeded)) {
+        seed_thread();
+    }
+    pmt_nt_tls.countdown -= (int64_t)size;
+    if (PMT_NT_LIKELY(pmt_nt_tls.countdown > 0)) {
+        return 0;
+    }
+    pmt_nt_tls.countdown += next_gap();
+    return 1;
+}
+
+void
+pmt_nt_count_flush(void)
+{
+    atomic_fetch_add_explicit(&rt.n_alloc, pmt_nt_tls.allocs,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt.n_free, pmt_nt_tls.frees,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt.bytes_alloc, pmt_nt_tls.bytes,
+                              memory_order_relaxed);
+    pmt_nt_tls.allocs = 0;
+    pmt_nt_tls.frees = 0;
+    pmt_nt_tls.bytes = 0;
+    pmt_nt_tls.pending = 0;
+}

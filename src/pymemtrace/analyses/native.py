@@ -1,0 +1,169 @@
+"""Native captures -> memory live at exit (the leaks) and at the peak, by site.
+
+A site is a call stack with its frames symbolized (function and library);
+stacks that differ only in addresses within the same functions are one
+site.  Frames inside the tracer itself are left out.  The result is plain
+data that the native reporters render (``reporters/native_text.py``,
+``reporters/native_json.py``); ``SCHEMA`` is the version of the JSON
+contract of docs/native.md.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from pymemtrace.snapshots.native import NativeCapture
+from pymemtrace.snapshots.native_symbols import ElfSymbols, Symbolizer
+
+SCHEMA = 1
+PRELOAD_LIBRARY = "libpymemtrace_preload.so"
+
+
+@dataclass(frozen=True)
+class Frame:
+    function: str
+    file: Optional[str]
+    line: Optional[int]
+    library: Optional[str]
+    python: bool = False
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "file": self.file, "line": self.line,
+                "library": self.library, "python": self.python}
+
+
+@dataclass
+class Site:
+    bytes: int
+    blocks: int
+    frames: Tuple[Frame, ...]
+
+    def to_json(self) -> dict:
+        return {"bytes": self.bytes, "blocks": self.blocks, "frames": [f.to_json() for f in self.frames]}
+
+
+@dataclass
+class Section:
+    """Memory at one moment (exit, or the peak) by site, largest first."""
+
+    bytes: int = 0
+    blocks: int = 0
+    sites: List[Site] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"bytes": self.bytes, "blocks": self.blocks, "sites": [s.to_json() for s in self.sites]}
+
+
+@dataclass
+class ProcessReport:
+    pid: int
+    ppid: int
+    command: List[str]
+    path: str
+    mode: str
+    sample_bytes: int
+    #: False when the process ended without its exit snapshot (killed by a
+    #: signal, exec): "leaked" is then what was live at its last snapshot
+    complete: bool
+    leaked: Section
+    peak: Section
+    allocations: int = 0
+    frees: int = 0
+    bytes_allocated: int = 0
+    drops: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "command": list(self.command),
+            "capture": self.path,
+            "mode": self.mode,
+            "sample_bytes": self.sample_bytes if self.mode == "sampled" else None,
+            "complete": self.complete,
+            "allocations": self.allocations,
+            "frees": self.frees,
+            "bytes_allocated": self.bytes_allocated,
+            "drops": self.drops,
+            "leaked": self.leaked.to_json(),
+            "peak": self.peak.to_json(),
+        }
+
+
+def _frame_of(sym, address: int) -> Frame:
+    library = sym.library
+    if sym.function is not None:
+        name = sym.function
+    elif library:
+        name = f"{os.path.basename(library)}+{sym.offset:#x}"
+    else:
+        name = f"{address:#x}"
+    return Frame(name, None, None, library)
+
+
+class _StackNamer:
+    def __init__(self, capture: NativeCapture, symbolizer: Symbolizer) -> None:
+        self.capture = capture
+        self.symbolizer = symbolizer
+        self.maps = sorted(capture.maps, key=lambda m: m.start)
+        self.starts = [m.start for m in self.maps]
+        self.addresses: Dict[int, Frame] = {}
+        self.stacks: Dict[int, Tuple[Frame, ...]] = {}
+
+    def frames(self, sid: int) -> Tuple[Frame, ...]:
+        named = self.stacks.get(sid)
+        if named is None:
+            out = []
+            for address in self.capture.stacks.get(sid, ()):
+                frame = self.addresses.get(address)
+                if frame is None:
+                    frame = _frame_of(self.symbolizer.symbolize(address, self.maps, self.starts), address)
+                    self.addresses[address] = frame
+                if frame.library and os.path.basename(frame.library) == PRELOAD_LIBRARY:
+                    continue
+                out.append(frame)
+            named = self.stacks[sid] = tuple(out)
+        return named
+
+
+def _section(entries: Dict[int, Tuple[int, int]], namer: _StackNamer, total_bytes: Optional[int]) -> Section:
+    by_site: Dict[Tuple[Frame, ...], List[int]] = {}
+    blocks = 0
+    for sid, (nbytes, nblocks) in entries.items():
+        frames = namer.frames(sid)
+        acc = by_site.setdefault(frames, [0, 0])
+        acc[0] += nbytes
+        acc[1] += nblocks
+        blocks += nblocks
+    sites = [Site(b, k, frames) for frames, (b, k) in by_site.items() if b or k]
+    sites.sort(key=lambda s: (-s.bytes, -s.blocks))
+    summed = sum(s.bytes for s in sites)
+    return Section(summed if total_bytes is None else total_bytes, blocks, sites)
+
+
+def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSymbols]] = None) -> ProcessReport:
+    namer = _StackNamer(capture, Symbolizer(elf_cache))
+    totals = capture.totals
+    if totals is None:
+        leaked, peak = Section(), Section()
+    else:
+        leaked = _section(totals.live, namer, None)
+        peak = _section(totals.peak, namer, None)
+    report = ProcessReport(capture.pid, capture.ppid, capture.command, capture.path, capture.mode,
+                           capture.sample_bytes, capture.complete, leaked, peak)
+    if totals is not None:
+        report.allocations = totals.allocations
+        report.frees = totals.frees
+        report.bytes_allocated = totals.bytes_allocated
+        report.drops = totals.drops
+    return report
+
+
+def analyse(captures: Sequence[NativeCapture]) -> List[ProcessReport]:
+    cache: Dict[str, ElfSymbols] = {}
+    return [analyse_capture(capture, cache) for capture in captures]
+
+
+def to_json(reports: Sequence[ProcessReport]) -> dict:
+    return {"schema": SCHEMA, "processes": [r.to_json() for r in reports]}

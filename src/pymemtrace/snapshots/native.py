@@ -1,0 +1,186 @@
+"""Captures of the native tracer (``pymemtrace native``): plain data.
+
+One file per process, ``OUTDIR/native-<pid>.pmtn`` (``-<k>`` added when an
+earlier program of the same pid left one before an exec), written by
+``libpymemtrace_preload.so`` (``src/pymemtrace/_c/native/capture.c`` has
+the byte layout).  A capture is an append-only list of records; a process
+killed while writing leaves a truncated record at the end, which is
+dropped: the last complete snapshot is the answer, and ``complete`` says
+whether it is the one written at exit.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from pymemtrace.errors import PymemtraceError
+
+MAGIC = b"PMTNAT1\n"
+FILE_PATTERN = "native-*.pmtn"
+
+REC_HEADER = 1
+REC_STACK = 2
+REC_MAPS = 3
+REC_SNAPSHOT = 4
+
+SNAP_PERIODIC = 1
+SNAP_EXIT = 2
+
+MODES = {0: "count", 1: "exact", 2: "sampled"}
+
+_RECORD = struct.Struct("=II")
+_HEADER = struct.Struct("=IIIIQQ")
+_SNAPSHOT = struct.Struct("=IIIIqqQQQQQQ")
+_ENTRY = struct.Struct("=IIqq")
+
+
+class NativeFormatError(PymemtraceError):
+    """A file is not a native capture (or its header is damaged)."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    start: int
+    end: int
+    offset: int
+    perms: str
+    path: str  # "" for anonymous memory
+
+
+@dataclass
+class Totals:
+    """The state one snapshot records."""
+
+    kind: int
+    live_bytes: int
+    peak_bytes: int
+    allocations: int
+    frees: int
+    bytes_allocated: int
+    drops: int
+    unknown_frees: int
+    time_ns: int
+    #: stack id -> (bytes, blocks) live when the snapshot was written
+    live: Dict[int, Tuple[int, int]] = field(default_factory=dict)
+    #: stack id -> (bytes, blocks) at the highest total so far
+    peak: Dict[int, Tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class NativeCapture:
+    """One process's capture."""
+
+    path: str
+    pid: int
+    ppid: int
+    mode: str
+    depth: int
+    sample_bytes: int
+    start_ns: int
+    command: List[str]
+    #: stack id -> return addresses, innermost first
+    stacks: Dict[int, Tuple[int, ...]]
+    maps: List[Mapping]
+    #: the last complete snapshot (None: the process ended before its first)
+    totals: Optional[Totals]
+    #: bytes at the end of the file that did not form a whole record
+    truncated_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when the last snapshot is the one written at exit."""
+        return self.totals is not None and self.totals.kind == SNAP_EXIT
+
+
+def parse_maps(text: str) -> List[Mapping]:
+    maps = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        try:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            offset = int(parts[2], 16)
+        except ValueError:
+            continue
+        maps.append(Mapping(start, end, offset, parts[1], parts[5].strip() if len(parts) > 5 else ""))
+    return maps
+
+
+def read_capture(path: str) -> NativeCapture:
+    """The capture in ``path``; :class:`NativeFormatError` when it is not one."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise NativeFormatError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+    if not data.startswith(MAGIC):
+        raise NativeFormatError(f"{path} is not a native capture (no {MAGIC[:-1].decode()} header)")
+    pos = len(MAGIC)
+    capture: Optional[NativeCapture] = None
+    stacks: Dict[int, Tuple[int, ...]] = {}
+    maps: List[Mapping] = []
+    totals: Optional[Totals] = None
+    while pos + _RECORD.size <= len(data):
+        rtype, length = _RECORD.unpack_from(data, pos)
+        body = pos + _RECORD.size
+        if body + length > len(data):
+            break  # a record cut short by a kill: the tail is dropped
+        payload = memoryview(data)[body : body + length]
+        pos = body + length
+        if rtype == REC_HEADER and length >= _HEADER.size:
+            pid, ppid, mode, depth, sample_bytes, start_ns = _HEADER.unpack_from(payload, 0)
+            words = bytes(payload[_HEADER.size :]).split(b"\0")
+            if words and words[-1] == b"":
+                words.pop()
+            command = [os.fsdecode(word) for word in words]
+            capture = NativeCapture(path, pid, ppid, MODES.get(mode, str(mode)), depth, sample_bytes,
+                                    start_ns, command, stacks, maps, None)
+        elif rtype == REC_STACK and length >= 8:
+            sid, n = struct.unpack_from("=II", payload, 0)
+            if length >= 8 + 8 * n:
+                stacks[sid] = struct.unpack_from(f"={n}Q", payload, 8)
+        elif rtype == REC_MAPS:
+            maps[:] = parse_maps(bytes(payload).decode("utf-8", "replace"))
+        elif rtype == REC_SNAPSHOT and length >= _SNAPSHOT.size:
+            fields = _SNAPSHOT.unpack_from(payload, 0)
+            kind, nlive, npeak = fields[0], fields[1], fields[2]
+            if length < _SNAPSHOT.size + _ENTRY.size * (nlive + npeak):
+                continue
+            snap = Totals(kind, *fields[4:])
+            offset = _SNAPSHOT.size
+            for i in range(nlive + npeak):
+                sid, _pad, nbytes, blocks = _ENTRY.unpack_from(payload, offset)
+                offset += _ENTRY.size
+                (snap.live if i < nlive else snap.peak)[sid] = (nbytes, blocks)
+            totals = snap
+    if capture is None:
+        raise NativeFormatError(f"{path}: the capture has no header record")
+    capture.totals = totals
+    capture.truncated_bytes = len(data) - pos
+    return capture
+
+
+def capture_paths(outdir: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(glob.escape(outdir), FILE_PATTERN)))
+
+
+def is_capture_dir(path: str) -> bool:
+    return os.path.isdir(path) and bool(capture_paths(path))
+
+
+def read_outdir(outdir: str) -> List[NativeCapture]:
+    """Every capture in ``outdir``, by pid (then file name)."""
+    if not os.path.isdir(outdir):
+        raise NativeFormatError(f"{outdir} is not a directory of native captures")
+    paths = capture_paths(outdir)
+    if not paths:
+        raise NativeFormatError(f"{outdir} holds no native capture ({FILE_PATTERN})")
+    captures = [read_capture(path) for path in paths]
+    captures.sort(key=lambda c: (c.start_ns, c.pid, c.path))
+    return captures
