@@ -1,5 +1,5 @@
 """Long synthetic ReferenceTracing logs and allocation snapshots, for the
-streaming tests of `pymemtrace report` (the Profile kind is in
+bounded-memory fault tests of `pymemtrace report` (the Profile kind is in
 synthetic_profile_log.py).  Each writer returns what a report must find.
 """
 import json

@@ -1,6 +1,6 @@
 """Long synthetic Profile logs in the format the C writer produces
 (docs/log_format.md; src/pymemtrace/_c/tracer_record.c), for the
-streaming tests of `pymemtrace report`.
+bounded-memory fault tests of `pymemtrace report` (tests/faults/test_report_faults.py).
 
 Each cycle: a churner rises 5 MB and gives it back, then a leaker keeps
 100 KB on one of four lines (a different line from one cycle to the next,

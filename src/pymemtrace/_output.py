@@ -1,9 +1,14 @@
 """Output files that survive faults.
 
-Every file a ``pymemtrace`` command writes at the end (JSON, SVG, HTML,
-collapsed stacks, pprof, gnuplot files) goes through :func:`atomic_open`:
-the text is written to a temporary file in the same directory (``mkstemp``,
-``O_EXCL``), flushed, then renamed over the path.  A crash, a signal or a
+One way to write a file that is complete or absent: :class:`StreamedFile`
+creates a temporary file in the same directory (``mkstemp``, ``O_EXCL``),
+and renames it over the path when told the file is complete (``commit``),
+or removes it (``discard``).  Streamed logs use it directly (each line
+handed to the kernel in one write, so a ``kill -9`` leaves whole lines in
+the temporary file).  Every file a ``pymemtrace`` command writes at the
+end (JSON, SVG, HTML, collapsed stacks, pprof, gnuplot files) goes through
+:func:`atomic_open`, a buffered file over a :class:`StreamedFile`
+committed when the block ends well.  A crash, a signal or a
 full disk leaves either the previous file or the complete new one, never a
 truncated one; on any error the temporary file is removed and a
 :class:`~pymemtrace.errors.PymemtraceError` says ``cannot write PATH:
@@ -94,6 +99,103 @@ def _umask() -> int:
     return mask
 
 
+class StreamedFile:
+    """A file written line by line that appears at its path only when complete.
+
+    Opening creates ``.NAME.XXXXXXXX.tmp`` (``O_EXCL``, as ``mkstemp``) in
+    the directory of ``path``; :meth:`write` hands each piece to the kernel
+    in one ``write()`` (unbuffered: a reader or a kill sees whole lines);
+    :meth:`commit` renames it over ``path``; :meth:`discard` removes it.
+    A path that exists and is not a regular file (``/dev/stdout``,
+    ``/dev/full``, a FIFO) is written in place.  Errors are OSError naming
+    ``path``.
+    """
+
+    def __init__(self, path) -> None:
+        self.path = os.fspath(path)
+        self._tmp: str | None = None
+        self._fd = -1
+        if not is_owner():
+            raise PermissionError(1, "a forked process does not write its parent's outputs",
+                                  self.path)
+        try:
+            mode = os.stat(self.path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", self.path)
+        try:
+            if mode is not None and not stat.S_ISREG(mode):
+                self._fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            else:
+                self._fd, self._tmp = _mkstemp(self.path)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, self.path) from None
+
+    @property
+    def partial_path(self) -> str | None:
+        """Where the lines are while the file is being written."""
+        if self._fd < 0:
+            return None
+        return self._tmp or self.path
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def write(self, text: str) -> None:
+        view = memoryview(text.encode("utf-8"))
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, self.path) from None
+
+    def flush(self) -> None:
+        """Nothing to do: every write already reached the kernel."""
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def commit(self) -> None:
+        """Close the file and give it its name (idempotent)."""
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            os.close(fd)
+            if self._tmp is not None:
+                os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp's files are 0600
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        except OSError as exc:
+            self._remove_tmp()
+            raise type(exc)(exc.errno, exc.strerror, self.path) from None
+
+    def discard(self) -> None:
+        """Close the file and remove it: nothing appears at the path (idempotent)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def __enter__(self) -> "StreamedFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "w", *, fsync: bool = False):
     """A file object for ``path``; the file appears only when the block ends well."""
@@ -106,31 +208,19 @@ def atomic_open(path: str, mode: str = "w", *, fsync: bool = False):
             "which owns the outputs"
         )
     kwargs = {} if mode == "wb" else {"encoding": "utf-8"}
-    if os.path.isdir(path):
-        raise PymemtraceError(f"cannot write {path}: is a directory")
-    if _not_regular(path):
-        # A device or a FIFO: written in place.
-        try:
-            with open(path, mode, **kwargs) as stream:
-                yield stream
-        except OSError as exc:
-            raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
-        return
     try:
-        fd, tmp = _mkstemp(path)
+        file = StreamedFile(path)
     except OSError as exc:
         raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
     try:
-        with os.fdopen(fd, mode, **kwargs) as stream:
+        with open(file.fileno(), mode, closefd=False, **kwargs) as stream:
             yield stream
             stream.flush()
             if fsync:
                 os.fsync(stream.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are 0600
-        os.replace(tmp, path)
+        file.commit()
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        file.discard()
         if isinstance(exc, OSError):
             raise PymemtraceError(f"cannot write {path}: {reason(exc)}") from None
         raise

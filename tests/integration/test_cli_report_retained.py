@@ -1,5 +1,5 @@
 """`pymemtrace report` ranks what stayed: a leaker before a churner, on a
-real Profile log; and it reads long logs in bounded memory."""
+real Profile log.  (Long logs in bounded memory: tests/faults/test_report_faults.py.)"""
 import json
 import os
 import subprocess
@@ -8,13 +8,9 @@ import textwrap
 
 import pytest
 
-from synthetic_profile_log import write_log
-
 # Under make test-asan freed blocks wait in ASan's quarantine (RSS does not
 # fall where the program frees) and the interpreter's memory is ASan's.
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
-
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 
 # A churner allocates and frees 5 MB per call, a leaker keeps 100 KB per
 # call.  mark() is a Python call: an event between the churner's touching
@@ -123,81 +119,3 @@ def test_leaker_ranks_first_in_retained_and_churner_in_churn_rss(cli, tmp_path, 
     # AND the churner holds next to nothing, while its 5 MB per call are churn
     assert _bytes_of(doc["retained"], "churner") < 0.05 * LEAKED, doc["retained"]
     assert _bytes_of(doc["churn"], "churner") >= 0.9 * CHURNED, doc["churn"]
-
-
-# --------------------------------------------------------------------------
-# Bounded memory on long logs
-
-
-# Runs a command with stdout and stderr to files and prints its exit status
-# and peak RSS.  A small middle process: a child's peak RSS counts the
-# memory of the process it was forked from, before its exec.
-PEAK_OF_CHILD = textwrap.dedent(
-    """\
-    import os, subprocess, sys
-    with open(sys.argv[1], "w") as out, open(sys.argv[2], "w") as err:
-        proc = subprocess.Popen(sys.argv[3:], stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    print(proc.returncode, usage.ru_maxrss)
-    """
-)
-
-
-def _peak_kib_of_report(log, out):
-    """Run `python -m pymemtrace report LOG --format json` with stdout to
-    out; returns (exit status, that process's peak RSS in KiB)."""
-    command = [sys.executable, "-m", "pymemtrace", "report", str(log), "--format", "json"]
-    run = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, str(out), str(out) + ".err", *command],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    status, peak = map(int, run.stdout.split())
-    if sys.platform == "darwin":  # bytes there, KiB on Linux
-        peak //= 1024
-    return status, peak
-
-
-def _check_report_of_synthetic_log(out, expected):
-    with open(out, encoding="utf-8") as stream:
-        doc = json.load(stream)
-    assert doc["records"] == expected["records"] and doc["complete"]
-    assert (doc["first"], doc["last"], doc["peak"]) == (expected["first"], expected["last"], expected["peak"])
-    assert {(e["file"], e["line"], e["function"]): e["bytes"] for e in doc["retained"]} == expected["retained"]
-    assert {(e["file"], e["line"], e["function"]): e["bytes"] for e in doc["churn"]} == expected["churn"]
-    assert doc["released"] == 0
-    assert len(doc["timeline"]) <= 2 * 2048 + 2
-
-
-posix_only = pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs os.wait4 for the child's peak RSS")
-
-
-@posix_only
-@pytest.mark.skipif(UNDER_ASAN, reason="peak RSS of an ASan process measures ASan")
-def test_report_memory_does_not_grow_with_the_log(tmp_path):
-    # GIVEN a 20 MB Profile log, and the peak of the same command on a tiny log
-    log = tmp_path / "long.log"
-    expected = write_log(log, 20_000_000)
-    status, baseline = _peak_kib_of_report(os.path.join(FIXTURES, "profile_growth.log"), tmp_path / "tiny.json")
-    assert status == 0
-    # WHEN it is reported
-    status, peak = _peak_kib_of_report(log, tmp_path / "long.json")
-    # THEN the answer is right and the peak is near the interpreter's
-    # baseline, far below the size of the log
-    assert status == 0, (tmp_path / "long.json.err").read_text()
-    _check_report_of_synthetic_log(tmp_path / "long.json", expected)
-    assert peak - baseline < expected["size"] // 1024 // 2, (peak, baseline)
-
-
-@posix_only
-@pytest.mark.slow
-def test_a_200_mb_log_is_summarised_in_under_150_mb(tmp_path):
-    # GIVEN a 200 MB Profile log (about 1.8 million records)
-    log = tmp_path / "huge.log"
-    expected = write_log(log, 200_000_000)
-    assert expected["size"] >= 200_000_000
-    # WHEN it is reported
-    status, peak = _peak_kib_of_report(log, tmp_path / "huge.json")
-    # THEN the peak RSS of the report stays under 150 MB
-    assert status == 0, (tmp_path / "huge.json.err").read_text()
-    assert peak * 1024 < 150_000_000, peak
-    _check_report_of_synthetic_log(tmp_path / "huge.json", expected)

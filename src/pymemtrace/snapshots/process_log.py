@@ -6,7 +6,8 @@ A record is a dict with the keys ``timestamp``, ``memory_info``,
 as a logging line ``ProcessLoggingThread-JSON[-START|-STOP] {json}``
 and/or as one line of a JSON Lines file (``{"event": "START"|"SAMPLE"|"STOP", ...}``).
 
-:class:`StreamedFile` is how a log (or any streamed output) is saved: lines
+:class:`StreamedFile` (from :mod:`pymemtrace._output`, re-exported) is how
+a log (or any streamed output) is saved: lines
 go to a temporary file next to the final path, each with one ``write()``
 call, and the file is renamed to its path when the log is complete.  So
 the path holds a whole log or nothing.  While the log is being written,
@@ -16,16 +17,12 @@ line in it is whole and is all the data there is), the records are in
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import json
-import os
-import stat
-import tempfile
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
-from pymemtrace import _output
+from pymemtrace._output import StreamedFile  # noqa: F401 - re-exported: logs are saved with it
 
 #: Unique string in every log line of a record.
 LOGGER_PREFIX = "ProcessLoggingThread-JSON"
@@ -149,108 +146,3 @@ def read_log(path) -> LogContents:
     """Records of the log at ``path``; OSError when it cannot be read."""
     with open(path, encoding="utf-8", errors="replace") as stream:
         return parse_lines(stream)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-class StreamedFile:
-    """A file written line by line that appears at its path only when complete.
-
-    Opening creates ``.NAME.XXXXXXXX.tmp`` (``O_EXCL``, as ``mkstemp``) in
-    the directory of ``path``; :meth:`write` hands each piece to the kernel
-    in one ``write()`` (unbuffered: a reader or a kill sees whole lines);
-    :meth:`commit` renames it over ``path``; :meth:`discard` removes it.
-    A path that exists and is not a regular file (``/dev/stdout``,
-    ``/dev/full``, a FIFO) is written in place.  Errors are OSError naming
-    ``path``.
-    """
-
-    def __init__(self, path) -> None:
-        self.path = os.fspath(path)
-        self._tmp: Optional[str] = None
-        self._fd = -1
-        if not _output.is_owner():
-            raise PermissionError(1, "a forked process does not write its parent's outputs",
-                                  self.path)
-        try:
-            mode = os.stat(self.path).st_mode
-        except OSError:
-            mode = None
-        if mode is not None and stat.S_ISDIR(mode):
-            raise IsADirectoryError(21, "Is a directory", self.path)
-        try:
-            if mode is not None and not stat.S_ISREG(mode):
-                self._fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-            else:
-                directory = os.path.dirname(os.path.abspath(self.path))
-                self._fd, self._tmp = tempfile.mkstemp(
-                    prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise type(exc)(exc.errno, exc.strerror, self.path) from None
-
-    @property
-    def partial_path(self) -> Optional[str]:
-        """Where the lines are while the file is being written."""
-        if self._fd < 0:
-            return None
-        return self._tmp or self.path
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def write(self, text: str) -> None:
-        view = memoryview(text.encode("utf-8"))
-        try:
-            while view:
-                view = view[os.write(self._fd, view):]
-        except OSError as exc:
-            raise type(exc)(exc.errno, exc.strerror, self.path) from None
-
-    def flush(self) -> None:
-        """Nothing to do: every write already reached the kernel."""
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def commit(self) -> None:
-        """Close the file and give it its name (idempotent)."""
-        if self._fd < 0:
-            return
-        fd, self._fd = self._fd, -1
-        try:
-            os.close(fd)
-            if self._tmp is not None:
-                os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp's files are 0600
-                os.replace(self._tmp, self.path)
-                self._tmp = None
-        except OSError as exc:
-            self._remove_tmp()
-            raise type(exc)(exc.errno, exc.strerror, self.path) from None
-
-    def discard(self) -> None:
-        """Close the file and remove it: nothing appears at the path (idempotent)."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
-
-    def __enter__(self) -> "StreamedFile":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
-from pymemtrace.snapshots.logtext import LogFormatError, signed_int, unescape
+from pymemtrace.snapshots.logtext import Framing, LogFormatError, signed_int, unescape
 
 __all__ = [
     "LogFormatError", "ProfileLog", "Record", "RecordTuple", "Message", "read_log", "parse_lines",
@@ -121,55 +121,28 @@ def iter_records(lines, log: ProfileLog, max_kept: Optional[int] = None) -> Iter
     ``EOF``: that is a record cut off by a killed writer, and is dropped.
     Errors raise :class:`LogFormatError` with a one-line reason.
     """
-    path = log.path
-    seen_sof = False
-    seen_hdr = False
-    bad: Optional[str] = None
+    framing = Framing(log, "Profile/Trace")
     threaded = False
-    for number, raw in enumerate(lines, 1):
-        if raw.endswith("\n"):
-            line = raw[:-1].rstrip("\r")
-        elif raw == "EOF":
-            line = raw
-        else:
-            # A last line without its newline: the writer was cut off.
-            log.truncated_line = True
-            break
-        if not seen_sof:
-            if line == "SOF":
-                seen_sof = True
-            elif number == 1:
-                log.message = unescape(line)
-            else:
-                raise LogFormatError(f"{path}: not a Profile/Trace log (no SOF line at the top)")
-            continue
-        if line == "EOF":
-            log.complete = True
-            break
-        if not line:
-            continue
-        if line[0] == "#":
-            if max_kept is not None and len(log.comments) >= max_kept:
-                continue
-            text = line[1:].strip()
-            log.comments.append(text)
-            key, sep, value = text.partition(":")
-            if sep and " " not in key.strip():
-                log.meta.setdefault(key.strip(), value.strip())
-            continue
-        tag, _, rest = line.partition("\t")
+
+    def header(rest: str) -> None:
+        nonlocal threaded
         fields = rest.split("\t") if rest else []
-        if tag == "HDR:":
-            if fields[: len(HDR_PREFIX)] != HDR_PREFIX or len(fields) not in (9, 10):
-                raise LogFormatError(f"{path}: not a Profile/Trace log (unexpected HDR: columns)")
-            log.measure = fields[7]
-            threaded = log.threaded = len(fields) == 10
-            seen_hdr = True
-            continue
-        if not seen_hdr:
-            raise LogFormatError(f"{path}:{number}: record before the HDR: line")
-        if bad is not None:
-            raise LogFormatError(bad)
+        if fields[: len(HDR_PREFIX)] != HDR_PREFIX or len(fields) not in (9, 10):
+            raise LogFormatError(f"{log.path}: not a Profile/Trace log (unexpected HDR: columns)")
+        log.measure = fields[7]
+        threaded = log.threaded = len(fields) == 10
+
+    def comment(line: str) -> None:
+        if max_kept is not None and len(log.comments) >= max_kept:
+            return
+        text = line[1:].strip()
+        log.comments.append(text)
+        key, sep, value = text.partition(":")
+        if sep and " " not in key.strip():
+            log.meta.setdefault(key.strip(), value.strip())
+
+    for number, tag, rest in framing.records(lines, header, comment):
+        fields = rest.split("\t") if rest else []
         try:
             if tag in EVENT_TAGS:
                 record = _parse_fields(tag, fields, threaded)
@@ -185,17 +158,9 @@ def iter_records(lines, log: ProfileLog, max_kept: Optional[int] = None) -> Iter
             else:
                 continue  # Unknown tags are skipped (the format allows additions).
         except ValueError as exc:
-            bad = f"{path}:{number}: bad {tag} record ({exc})"
+            framing.reject(number, tag, exc)
             continue
         yield record
-    if bad is not None:
-        if log.complete:
-            raise LogFormatError(bad)
-        log.truncated_line = True
-    if not seen_sof:
-        raise LogFormatError(f"{path}: not a Profile/Trace log (empty, or no SOF line)")
-    if not seen_hdr:
-        raise LogFormatError(f"{path}: not a Profile/Trace log (no HDR: line)")
 
 
 def parse_lines(lines, path: str = "<lines>") -> ProfileLog:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from pymemtrace.snapshots.logtext import LogFormatError, unescape
+from pymemtrace.snapshots.logtext import Framing, LogFormatError, unescape
 
 __all__ = ["LogFormatError", "Note", "RefTraceLog", "Site", "iter_records", "open_log"]
 
@@ -72,50 +72,22 @@ def iter_records(lines: Iterable[str], log: RefTraceLog) -> Iterator[RefRecord]:
     A bad record is an error, except as the last line of a file without
     ``EOF``: that is a record cut off by a killed writer, and is dropped.
     """
-    path = log.path
-    seen_sof = False
-    seen_hdr = False
-    bad: Optional[str] = None
+    framing = Framing(log, "ReferenceTracing")
     # Big logs repeat a few types and sites millions of times: build each once.
     names: Dict[str, str] = {}
     sites: Dict[Tuple[str, str, str], Site] = {}
-    for number, raw in enumerate(lines, 1):
-        if raw.endswith("\n"):
-            line = raw[:-1].rstrip("\r")
-        elif raw == "EOF":
-            line = raw
-        else:
-            log.truncated_line = True
-            break
-        if not seen_sof:
-            if line == "SOF":
-                seen_sof = True
-            elif number == 1:
-                log.message = unescape(line)
-            else:
-                raise LogFormatError(f"{path}: not a ReferenceTracing log (no SOF line at the top)")
-            continue
-        if line == "EOF":
-            log.complete = True
-            break
-        if not line:
-            continue
-        if line[0] == "#":
-            key, sep, value = line[1:].strip().partition(":")
-            if sep and " " not in key.strip():
-                log.meta.setdefault(key.strip(), value.strip())
-            continue
-        tag, _, rest = line.partition("\t")
+
+    def header(rest: str) -> None:
+        if rest.split("\t") != HDR_FIELDS:
+            raise LogFormatError(f"{log.path}: not a ReferenceTracing log (unexpected HDR: columns)")
+
+    def comment(line: str) -> None:
+        key, sep, value = line[1:].strip().partition(":")
+        if sep and " " not in key.strip():
+            log.meta.setdefault(key.strip(), value.strip())
+
+    for number, tag, rest in framing.records(lines, header, comment):
         fields = rest.split("\t")
-        if tag == "HDR:":
-            if fields != HDR_FIELDS:
-                raise LogFormatError(f"{path}: not a ReferenceTracing log (unexpected HDR: columns)")
-            seen_hdr = True
-            continue
-        if not seen_hdr:
-            raise LogFormatError(f"{path}:{number}: record before the HDR: line")
-        if bad is not None:
-            raise LogFormatError(bad)
         try:
             if tag == "NEW:" or tag == "DEL:":
                 if len(fields) != 8:
@@ -150,17 +122,9 @@ def iter_records(lines: Iterable[str], log: RefTraceLog) -> Iterator[RefRecord]:
             else:
                 continue  # Unknown tags are skipped.
         except (ValueError, IndexError) as exc:
-            bad = f"{path}:{number}: bad {tag} record ({exc})"
+            framing.reject(number, tag, exc)
             continue
         yield record
-    if bad is not None:
-        if log.complete:
-            raise LogFormatError(bad)
-        log.truncated_line = True
-    if not seen_sof:
-        raise LogFormatError(f"{path}: not a ReferenceTracing log (empty, or no SOF line)")
-    if not seen_hdr:
-        raise LogFormatError(f"{path}: not a ReferenceTracing log (no HDR: line)")
 
 
 def open_log(path: Union[str, os.PathLike]):
