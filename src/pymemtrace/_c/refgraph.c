@@ -34,6 +34,10 @@
  */
 #include "objects.h"
 
+#if !PMT_PY311_PLUS
+#include <frameobject.h> /* PyFrame_Check */
+#endif
+
 /* A reached object in the search.  Nodes are kept in the order they were
    reached, which is the queue of the breadth-first search. */
 typedef struct {
