@@ -47,7 +47,7 @@ from pymemtrace.snapshots.objects import (
 )
 
 __all__ = ["census", "growth", "reset_growth", "diff", "ObjectCensus", "TypeCount", "Growth",
-           "find_backref_chain", "holders", "get_leaking_objects", "show_backrefs",
+           "find_backref_chain", "holders", "by_type", "get_leaking_objects", "show_backrefs",
            "external_references", "refcount_leaks", "is_immortal",
            "BackrefChain", "Holder", "ExternalRefs", "RefLeak"]
 
@@ -131,19 +131,22 @@ def _is_tool_frame(frame) -> bool:
 
 
 def _module_roots() -> list:
-    """The modules of sys.modules, ``__main__`` first and pymemtrace's last:
-    at equal length the first one seeded wins."""
-    first, middle, last = [], [], []
+    """The modules of sys.modules, ``__main__`` and pymemtrace's last: at
+    equal length the first one seeded wins."""
+    middle, last = [], []
     for name, module in list(sys.modules.items()):
         if module is None:
             continue
         if name == "__main__":
-            first.append(module)
+            # a script's or a session's scratch variables: at equal length
+            # the chain through the module that keeps the object is the
+            # more telling one
+            last.insert(0, module)
         elif name == "pymemtrace" or name.startswith("pymemtrace."):
             last.append(module)
         else:
             middle.append(module)
-    return first + middle + last
+    return middle + last
 
 
 def _frame_roots() -> tuple:
@@ -276,6 +279,16 @@ def holders(objs, limit: int | None = 5) -> list:
         rows.append((tp, chain))
     del found, where, targets, prefixes
     return refchains.group_holders(rows, limit)
+
+
+def by_type(type_or_name) -> list:
+    """Every live object of a type (a type, or its bare name such as
+    ``"tuple"`` or ``"Handler"``), including the ones the gc does not
+    track (a tuple of atoms, str, int): objgraph's ``by_type`` sees only
+    tracked ones.  Reached as ``census()`` reaches objects."""
+    result = _Results(_native._by_type(type_or_name, _ignore(), _tool_frames()))
+    _OWN.results[id(result)] = result
+    return result
 
 
 def get_leaking_objects() -> list:

@@ -428,3 +428,23 @@ def test_show_backrefs_dot_failing_leaves_nothing(tmp_path, monkeypatch):
         objects.show_backrefs(Handler(), path)
     assert not path.exists()
     assert os.listdir(tmp_path) == ["bin"]
+
+
+# -- by_type: untracked objects too ---------------------------------------------
+
+_PAIRS = {}
+
+
+def test_by_type_finds_untracked_tuples_and_their_holder():
+    before = {id(t) for t in objects.by_type("tuple")}
+    for i in range(N):
+        _PAIRS[f"k{i}"] = ("alice", 10**6 + i)  # atoms only: untracked at the next gc
+    gc.collect()
+    assert not any(gc.is_tracked(t) for t in _PAIRS.values())
+    new = [t for t in objects.by_type(tuple) if id(t) not in before]
+    assert {id(t) for t in _PAIRS.values()} <= {id(t) for t in new}
+    assert [t for t in objects.by_type("tuple") if t is _PAIRS["k3"]]
+    rows = objects.holders([t for t in new if t in _PAIRS.values()])
+    assert rows[0].count == N
+    assert rows[0].text == f"module {__name__} -> dict _PAIRS -> key ..."
+    _PAIRS.clear()

@@ -1022,6 +1022,108 @@ error:
     return result;
 }
 
+typedef struct {
+    PyObject *type; /* a type, or NULL to match name */
+    const char *name;
+    PyObject **found;
+    size_t n;
+} type_walk;
+
+static int
+type_matches(type_walk *t, PyObject *op)
+{
+    if (t->type != NULL) {
+        return (PyObject *)Py_TYPE(op) == t->type;
+    }
+    return strcmp(_PyType_Name(Py_TYPE(op)), t->name) == 0;
+}
+
+static void
+type_untracked(uintptr_t key, uint32_t value, void *arg)
+{
+    type_walk *t = arg;
+
+    if ((value & TRAVERSED) && type_matches(t, (PyObject *)key)) {
+        /* Py_INCREF allocates nothing: the walk may take it here. */
+        t->found[t->n++] = Py_NewRef((PyObject *)key);
+    }
+}
+
+PyDoc_STRVAR(by_type_doc,
+             "_by_type(type_or_name, ignore, exclude) -> list\n"
+             "\n"
+             "Every live object the walk reaches (tracked or not) whose type\n"
+             "is the given type, or whose type's bare name is the given str.");
+
+static PyObject *
+by_type(PyObject *module, PyObject *args)
+{
+    walk_t w;
+    PyObject *which;
+    PyObject *ignore;
+    PyObject *exclude;
+    PyObject *result = NULL;
+    type_walk t = {NULL, NULL, NULL, 0};
+    Py_ssize_t i;
+    size_t k;
+
+    memset(&w, 0, sizeof(w));
+    if (!PyArg_ParseTuple(args, "OO!O!:_by_type", &which, &PyTuple_Type,
+                          &ignore, &PyTuple_Type, &exclude)) {
+        return NULL;
+    }
+    if (PyType_Check(which)) {
+        t.type = which;
+    }
+    else if (PyUnicode_Check(which)) {
+        t.name = PyUnicode_AsUTF8(which);
+        if (t.name == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "_by_type() needs a type or a str");
+        return NULL;
+    }
+    if (walk_init(&w, args, ignore, exclude) < 0 || heap_count(&w) < 0) {
+        goto error;
+    }
+    t.found = PyMem_RawMalloc(
+        ((size_t)PyList_GET_SIZE(w.objects) + w.refs.count + 1) *
+        sizeof(*t.found));
+    if (t.found == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (i = 0; i < PyList_GET_SIZE(w.objects); i++) {
+        PyObject *op = PyList_GET_ITEM(w.objects, i);
+
+        if (!walk_skips(&w, op) && type_matches(&t, op)) {
+            t.found[t.n++] = Py_NewRef(op);
+        }
+    }
+    pmt_ptrmap_walk(&w.refs, type_untracked, &t);
+    result = PyList_New((Py_ssize_t)t.n);
+    if (result == NULL) {
+        goto error;
+    }
+    for (k = 0; k < t.n; k++) {
+        PyList_SET_ITEM(result, (Py_ssize_t)k, t.found[k]);
+    }
+    /* the list took the references */
+    t.n = 0;
+
+error:
+    if (t.found != NULL) {
+        for (k = 0; k < t.n; k++) {
+            Py_DECREF(t.found[k]);
+        }
+        PyMem_RawFree(t.found);
+    }
+    walk_fini(&w);
+    return result;
+}
+
 PyDoc_STRVAR(referrers_doc,
              "_referrers(targets, ignore, exclude) -> [[referrer, ...], ...]\n"
              "\n"
@@ -1133,6 +1235,7 @@ static PyMethodDef refgraph_methods[] = {
     {"_refs_grown", refs_grown, METH_O, refs_grown_doc},
     {"_objects_at", objects_at, METH_VARARGS, objects_at_doc},
     {"_referrers", referrers, METH_VARARGS, referrers_doc},
+    {"_by_type", by_type, METH_VARARGS, by_type_doc},
     {"_frame_locals", frame_locals, METH_O, frame_locals_doc},
     {"_is_immortal", is_immortal_py, METH_O, is_immortal_doc},
     {NULL, NULL, 0, NULL},
