@@ -448,3 +448,23 @@ def test_by_type_finds_untracked_tuples_and_their_holder():
     assert rows[0].count == N
     assert rows[0].text == f"module {__name__} -> dict _PAIRS -> key ..."
     _PAIRS.clear()
+
+
+def test_class_no_module_reaches_is_a_root():
+    def make():
+        class Local:
+            items = []
+
+            @classmethod
+            def add(cls):
+                cls.items.append(Handler("local class"))
+
+        return Local
+
+    local = make()
+    for _ in range(3):
+        local.add()
+    # the class is also this frame's local: classes come before frames
+    chain = objects.find_backref_chain(local.items[1])
+    assert chain.chain == ["class test_class_no_module_reaches_is_a_root.<locals>.make.<locals>.Local",
+                           "list items", "[1]"]

@@ -264,18 +264,18 @@ count_drain(walk_t *w)
     return 0;
 }
 
-/* Takes the gc list and the frames' locals, and counts every known
-   reference: from the tracked objects (not the tool's), from the
-   untracked objects they reach, and from frames.  0, or -1 with an
-   exception. */
+/* Takes the frames' locals and the gc list, once per walk (Python code
+   may run: a collection). */
 static int
-heap_count(walk_t *w)
+heap_lists(walk_t *w)
 {
     PyObject *gc = NULL;
     PyObject *name = NULL;
-    Py_ssize_t i;
     int rc = -1;
 
+    if (w->objects != NULL) {
+        return 0;
+    }
     /* The frames list first, so that the gc list has it (and the walk
        knows to skip it). */
     w->frames = pmt_all_frame_locals();
@@ -297,7 +297,27 @@ heap_count(walk_t *w)
     }
     if (!PyList_Check(w->objects)) {
         PyErr_SetString(PyExc_TypeError, "gc.get_objects() returned no list");
+        Py_CLEAR(w->objects);
         goto error;
+    }
+    rc = 0;
+
+error:
+    Py_XDECREF(name);
+    Py_XDECREF(gc);
+    return rc;
+}
+
+/* Counts every known reference: from the tracked objects (not the
+   tool's), from the untracked objects they reach, and from frames.  0, or
+   -1 with an exception. */
+static int
+heap_count(walk_t *w)
+{
+    Py_ssize_t i;
+
+    if (heap_lists(w) < 0) {
+        return -1;
     }
     for (i = 0; i < PyList_GET_SIZE(w->objects); i++) {
         PyObject *op = PyList_GET_ITEM(w->objects, i);
@@ -309,7 +329,7 @@ heap_count(walk_t *w)
         if (pmt_visit_referents(op, count_visit, w) < 0 ||
             count_drain(w) < 0) {
             PyErr_NoMemory();
-            goto error;
+            return -1;
         }
     }
     /* Each local is one reference from its frame and one from the frames
@@ -319,15 +339,10 @@ heap_count(walk_t *w)
         if (count_refs(w, PyList_GET_ITEM(w->frames, i), 2) < 0 ||
             count_drain(w) < 0) {
             PyErr_NoMemory();
-            goto error;
+            return -1;
         }
     }
-    rc = 0;
-
-error:
-    Py_XDECREF(name);
-    Py_XDECREF(gc);
-    return rc;
+    return 0;
 }
 
 static uint32_t
@@ -489,6 +504,26 @@ search_seed_c(walk_t *w, int pass)
     return 0;
 }
 
+/* Classes no module reaches (defined in a function, say) are roots too,
+   after the modules: a class attribute that grows is held by its class. */
+static int
+search_seed_classes(walk_t *w)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < PyList_GET_SIZE(w->objects); i++) {
+        PyObject *op = PyList_GET_ITEM(w->objects, i);
+
+        if (PyType_Check(op) &&
+            (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+            search_seed(w, op, 1, (size_t)i) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 seed_list(walk_t *w, PyObject *roots, uint32_t phase)
 {
@@ -555,11 +590,12 @@ PyDoc_STRVAR(
     "               c_roots) -> [None | (phase, root_index, path), ...]\n"
     "\n"
     "The shortest chain of references to each target (a tuple), from the\n"
-    "roots in the list modules (phase 1), else from the values in the list\n"
+    "roots in the list modules (phase 1; then the classes no module\n"
+    "reaches), else from the values in the list\n"
     "locals (phase 2), else (c_roots) from the objects only C code refers\n"
     "to (phase 3).  path is (root, ..., target); root_index is the root's\n"
-    "index in its phase's list (phase 3: in the gc list).  max_depth < 0:\n"
-    "no limit.  ignore and exclude as for _census.");
+    "index in its phase's list (classes, phase 3: in the gc list).\n"
+    "max_depth < 0: no limit.  ignore and exclude as for _census.");
 
 static PyObject *
 backref_paths(PyObject *module, PyObject *args)
@@ -591,13 +627,18 @@ backref_paths(PyObject *module, PyObject *args)
     if (seed_list(&w, modules, 1) < 0 || search_run(&w, &head) < 0) {
         goto error;
     }
+    /* Python code may run in gc.get_objects (a collection): the nodes
+       hold their objects. */
+    if (w.remaining > 0 &&
+        (heap_lists(&w) < 0 || search_seed_classes(&w) < 0 ||
+         search_run(&w, &head) < 0)) {
+        goto error;
+    }
     if (w.remaining > 0 &&
         (seed_list(&w, locals, 2) < 0 || search_run(&w, &head) < 0)) {
         goto error;
     }
     if (w.remaining > 0 && c_roots) {
-        /* Python code may run in gc.get_objects (a collection): the nodes
-           hold their objects. */
         if (heap_count(&w) < 0 || search_seed_c(&w, 0) < 0 ||
             search_run(&w, &head) < 0) {
             goto error;
