@@ -114,7 +114,6 @@ def bench_chains(rounds: int, objgraph) -> None:
     some = HEAP[-1000:]
     seconds_h, rows = timed(lambda: objects.holders(some), rounds)
     print(f"objects.holders(1000)       {seconds_h * 1000:8.1f} ms: {rows[0]}")
-    del some, orphan
     try:
         import resource
     except ImportError:
