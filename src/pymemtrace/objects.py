@@ -479,8 +479,7 @@ def show_backrefs(obj, filename, max_depth: int = 3, max_referrers: int = 10) ->
             drawn = 0
             for frame, name, value in ((f, n, v) for v, (f, n) in zip(values, where)):
                 if value is target and drawn < max_referrers:
-                    node = id(frame), name
-                    key = hash(node)
+                    key = ("frame", id(frame), name)
                     nodes[key] = refchains.describe_frame(frame, name)
                     roots.append(key)
                     edges.append((key, id(target), ""))

@@ -468,3 +468,16 @@ def test_class_no_module_reaches_is_a_root():
     chain = objects.find_backref_chain(local.items[1])
     assert chain.chain == ["class test_class_no_module_reaches_is_a_root.<locals>.make.<locals>.Local",
                            "list items", "[1]"]
+
+
+def test_show_backrefs_draws_a_frames_local(tmp_path):
+    held = [Handler("in a local")]
+    path = tmp_path / "local.gv"
+    objects.show_backrefs(held[0], path, max_depth=2)
+    text = path.read_text()
+    assert "local held" in text
+    # every name is a plain DOT identifier
+    import re
+
+    for line in text.splitlines()[4:-1]:
+        assert re.match(r"^  n\d+( -> n\d+)? \[", line) or re.match(r"^  n\d+ -> n\d+;$", line), line

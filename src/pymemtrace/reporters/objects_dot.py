@@ -22,15 +22,17 @@ def dot_lines(nodes: dict, edges: list, target, roots=()) -> list:
              '  node [shape=ellipse, fontname="Helvetica", fontsize=10];',
              '  edge [fontname="Helvetica", fontsize=9];']
     roots = set(roots)
+    # DOT names by order, not by the keys (addresses, tuples)
+    names = {node: f"n{i}" for i, node in enumerate(nodes)}
     for node, label in nodes.items():
         attrs = [f"label={_quote(label)}"]
         if node == target:
             attrs.append('style=filled, fillcolor="#f4b183"')
         elif node in roots:
             attrs.append('shape=box, style=filled, fillcolor="#c5e0b4"')
-        lines.append(f"  n{node} [{', '.join(attrs)}];")
+        lines.append(f"  {names[node]} [{', '.join(attrs)}];")
     for src, dst, label in edges:
         attr = f" [label={_quote(label)}]" if label else ""
-        lines.append(f"  n{src} -> n{dst}{attr};")
+        lines.append(f"  {names[src]} -> {names[dst]}{attr};")
     lines.append("}")
     return lines
