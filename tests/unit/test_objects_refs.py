@@ -353,10 +353,19 @@ def call_cached():
     cached(next(_counter))
 
 
+def class_per_call():
+    # a class is a cycle: garbage until the gc runs, holding its name
+    class Made:
+        pass
+
+    Made()
+
+
 def test_negatives_are_not_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert objects.refcount_leaks(allocate_and_free) == []
+        assert objects.refcount_leaks(class_per_call) == []
         assert objects.refcount_leaks(call_cached) == []
         assert objects.refcount_leaks(cMemLeak.no_leak_list) == []
 

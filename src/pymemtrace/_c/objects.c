@@ -122,7 +122,7 @@ stack_push(census_t *c, PyObject *op)
 }
 
 /* Referents tp_traverse does not report: a dict's keys, a code object's
-   names and constants. */
+   names and constants, a heap type's names, a descriptor's name. */
 static int
 visit_extra(PyObject *op, visitproc visit, void *arg)
 {
@@ -139,6 +139,20 @@ visit_extra(PyObject *op, visitproc visit, void *arg)
                 Py_VISIT(value);
             }
         }
+    }
+    else if (PyType_Check(op) &&
+             (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyHeapTypeObject *heap = (PyHeapTypeObject *)op;
+
+        Py_VISIT(heap->ht_name);
+        Py_VISIT(heap->ht_qualname);
+    }
+    else if (PyObject_TypeCheck(op, &PyMethodDescr_Type) ||
+             PyObject_TypeCheck(op, &PyMemberDescr_Type) ||
+             PyObject_TypeCheck(op, &PyGetSetDescr_Type) ||
+             PyObject_TypeCheck(op, &PyWrapperDescr_Type) ||
+             PyObject_TypeCheck(op, &PyClassMethodDescr_Type)) {
+        Py_VISIT(PyDescr_NAME(op));
     }
     else if (PyCode_Check(op)) {
         PyCodeObject *code = (PyCodeObject *)op;
