@@ -147,11 +147,12 @@ visit_extra(PyObject *op, visitproc visit, void *arg)
         Py_VISIT(heap->ht_name);
         Py_VISIT(heap->ht_qualname);
     }
-    else if (PyObject_TypeCheck(op, &PyMethodDescr_Type) ||
-             PyObject_TypeCheck(op, &PyMemberDescr_Type) ||
-             PyObject_TypeCheck(op, &PyGetSetDescr_Type) ||
-             PyObject_TypeCheck(op, &PyWrapperDescr_Type) ||
-             PyObject_TypeCheck(op, &PyClassMethodDescr_Type)) {
+    else if (Py_IS_TYPE(op, &PyMethodDescr_Type) ||
+             Py_IS_TYPE(op, &PyMemberDescr_Type) ||
+             Py_IS_TYPE(op, &PyGetSetDescr_Type) ||
+             Py_IS_TYPE(op, &PyWrapperDescr_Type) ||
+             Py_IS_TYPE(op, &PyClassMethodDescr_Type)) {
+        /* exact types: a subtype check per object would walk its MRO */
         Py_VISIT(PyDescr_NAME(op));
     }
     else if (PyCode_Check(op)) {
