@@ -335,6 +335,17 @@ def test_leak_incref_on_a_type():
     assert found_on(objects.refcount_leaks(cMemLeak.no_leak_incref, Handler), Handler) == []
 
 
+@pytest.mark.skipif(PY312, reason="static types are immortal from 3.12")
+def test_leak_incref_on_a_static_type_and_a_tuple_of_atoms():
+    pair = (1, "atom " + str(os.getpid()))
+    gc.collect()  # untracks the tuple of atoms
+    assert not gc.is_tracked(pair)
+    for obj in (int, pair):
+        (leak,) = found_on(objects.refcount_leaks(cMemLeak.leak_incref, obj, iterations=12), obj)
+        assert leak.refs_per_call == 1.0
+        assert found_on(objects.refcount_leaks(cMemLeak.no_leak_incref, obj, iterations=12), obj) == []
+
+
 def allocate_and_free():
     data = [Handler(i) for i in range(100)]
     text = "".join(str(i) for i in range(100))
