@@ -1,8 +1,12 @@
 """objects.census() on a heap of one million live objects, against
 objgraph's ``typestats`` on the same heap, in one run (issue 10: a census
-of a million objects in at most 0.5 s).
+of a million objects in at most 0.5 s); then one referrer chain in that
+heap (objects.find_backref_chain against objgraph's find_backref_chain;
+target 1 s), the holders of a thousand objects, and the tool's memory
+after repeated calls.
 
     PYTHONPATH=src python benchmarks/bench_objects.py [--objects N] [--rounds R]
+    PYTHONPATH=src python benchmarks/bench_objects.py chains [--objects N] [--rounds R]
 
 objgraph is optional: without it the comparison is skipped with a message.
 Note what each counts: typestats counts the objects the gc tracks; the
@@ -81,5 +85,87 @@ def main(argv=None) -> int:
     return 0
 
 
+HEAP: list = []
+
+
+class Orphan:
+    """The object only C code holds."""
+
+
+def bench_chains(rounds: int, objgraph) -> None:
+    """Chains in the heap of HEAP (a module global, so the chain starts
+    at this module): the last record's tuple (the search reaches it
+    last), an object only C code holds (the whole walk: search, count of
+    referrers, search again), holders of a thousand records."""
+    target = HEAP[-1].tags[1]
+    seconds, chain = timed(lambda: objects.find_backref_chain(target), rounds)
+    print(f"objects.find_backref_chain  {seconds * 1000:8.1f} ms  (target 1000 ms): {chain}")
+    # an object with one reference that only "C code" holds (taken with
+    # ctypes, never given back): no module or frame reaches it
+    import ctypes
+    import weakref
+
+    orphan = Orphan()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(orphan))
+    orphan = weakref.ref(orphan)
+    seconds_c, chain = timed(lambda: objects.find_backref_chain(orphan()), rounds)
+    print(f"objects.find_backref_chain  {seconds_c * 1000:8.1f} ms  for an object no module "
+          f"reaches (the whole walk): {chain}")
+    some = HEAP[-1000:]
+    seconds_h, rows = timed(lambda: objects.holders(some), rounds)
+    print(f"objects.holders(1000)       {seconds_h * 1000:8.1f} ms: {rows[0]}")
+    try:
+        import resource
+    except ImportError:
+        resource = None
+    import tracemalloc
+
+    tracemalloc.start()
+    objects.find_backref_chain(target)
+    start, _ = tracemalloc.get_traced_memory()
+    for _ in range(rounds):
+        objects.find_backref_chain(target)
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # tracemalloc sees the node array (PyMem_Raw*); the address maps come
+    # from malloc (core/ptrmap.c), which it does not see
+    print(f"tool memory: node array {peak / 2**20:.1f} MiB at the peak (traced), "
+          f"{(now - start) / 1024:+.1f} KiB kept after {rounds} more walks"
+          + (f"; max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+             if resource else ""))
+    if objgraph is None:
+        print("objgraph.find_backref_chain skipped: objgraph is not installed")
+        return
+    import inspect
+
+    # objgraph walks gc.get_referrers, one scan of the gc list per object
+    # it expands: few rounds
+    og_rounds = max(1, min(rounds, 3))
+    seconds_og, og_chain = timed(
+        lambda: objgraph.find_backref_chain(target, inspect.ismodule), og_rounds)
+    print(f"objgraph.find_backref_chain {seconds_og * 1000:8.1f} ms  (median of {og_rounds}; "
+          f"a chain of {len(og_chain)} objects, from {og_chain[0]!r:.60})")
+    print(f"ratio objgraph / pymemtrace: {seconds_og / seconds:.1f}")
+
+
+def main_chains(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="referrer chains in a heap of N objects")
+    parser.add_argument("--objects", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    HEAP.extend(build_heap(args.objects))
+    gc.collect()
+    print(f"Python {sys.version.split()[0]}: {objects.census().total_count:,} live objects")
+    try:
+        import objgraph
+    except ImportError:
+        objgraph = None
+    bench_chains(args.rounds, objgraph)
+    HEAP.clear()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["chains"]:
+        sys.exit(main_chains(sys.argv[2:]))
     sys.exit(main())

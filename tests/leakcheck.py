@@ -310,6 +310,35 @@ def _census_and_growth():
     del kept
 
 
+class _RefTarget:
+    """What the referrer-graph cases look for (issue 10)."""
+
+
+_REF_TARGET = [_RefTarget()]
+
+
+def _refgraph_rounds():
+    """_c/refgraph.c through pymemtrace.objects: a chain, holders, the
+    objects nothing refers to, two snapshots of external references."""
+    from pymemtrace import objects
+
+    objects.find_backref_chain(_REF_TARGET[0])
+    objects.holders(_REF_TARGET)
+    objects.get_leaking_objects()
+    objects.by_type(_RefTarget)
+    first = objects.external_references()
+    first.grown(objects.external_references(), calls=1)
+
+
+def _refs_grown_round():
+    import struct
+
+    record = "=QQq"
+    a = struct.pack(record, 16, 32, 1) + struct.pack(record, 48, 32, 5)
+    b = struct.pack(record, 16, 32, 2) + struct.pack(record, 48, 32, 5)
+    _native()._refs_grown((a, b))
+
+
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
     "rss_peak": lambda: _native().rss_peak(),
@@ -349,6 +378,22 @@ CASES: Dict[str, Callable[[], object]] = {
     "_census": lambda: _native()._census(()),
     "<_census with a bad argument>": _bad_call(lambda: _native()._census([])),
     "<census and growth>": _census_and_growth,
+    "_backref_paths": lambda: _native()._backref_paths(
+        (_REF_TARGET[0],), [sys.modules[__name__]], [], (), (), -1, True),
+    "<_backref_paths from the C roots>": lambda: _native()._backref_paths(
+        (_REF_TARGET[0],), [], [], (), (), -1, True),
+    "<_backref_paths with bad arguments>": _bad_call(lambda: _native()._backref_paths(
+        [], [], [], (), (), -1, True)),
+    "_leaking_objects": lambda: _native()._leaking_objects((), ()),
+    "_external_refs": lambda: _native()._external_refs((), ()),
+    "_refs_grown": _refs_grown_round,
+    "<_refs_grown with a bad snapshot>": _bad_call(lambda: _native()._refs_grown((b"x", b""))),
+    "_objects_at": lambda: _native()._objects_at((id(_REF_TARGET[0]),), (), ()),
+    "_referrers": lambda: _native()._referrers((_REF_TARGET[0],), (), ()),
+    "_by_type": lambda: _native()._by_type("_RefTarget", (), ()),
+    "_frame_locals": lambda: _native()._frame_locals(sys._getframe()),
+    "_is_immortal": lambda: _native()._is_immortal(None),
+    "<objects: who keeps it>": _refgraph_rounds,
     "_shrinkwatch_acquire": lambda: (lambda n: (n._shrinkwatch_acquire(), n._shrinkwatch_generation(), n._shrinkwatch_stats(), n._shrinkwatch_release()))(_native()),
 }
 
@@ -357,7 +402,10 @@ WARMUPS_FOR: Dict[str, int] = {"<import through importlib>": 10}
 
 # Cases too slow for INNER calls per run (a census walks the whole heap):
 # name -> calls per run.  A leak is still one unit per CALLS_PER_UNIT calls.
-INNER_FOR: Dict[str, int] = {"_census": 12, "<census and growth>": 12}
+INNER_FOR: Dict[str, int] = {"_census": 12, "<census and growth>": 12,
+                              "_backref_paths": 12, "<_backref_paths from the C roots>": 12,
+                              "_leaking_objects": 12, "_external_refs": 12, "_objects_at": 12,
+                              "_referrers": 12, "_by_type": 12, "<objects: who keeps it>": 12}
 
 # Names that cannot be exercised in a loop, with the reason.  One line each.
 SKIP: Dict[str, str] = {

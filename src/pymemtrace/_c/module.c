@@ -69,6 +69,9 @@ module_exec_concerns(PyObject *module)
     if (pmt_objects_exec(module) < 0) {
         return -1;
     }
+    if (pmt_refgraph_exec(module) < 0) {
+        return -1;
+    }
     return 0;
 }
 

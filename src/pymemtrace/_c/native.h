@@ -17,6 +17,7 @@
  *                   generation)
  *   fork.c      the one pthread_atfork registration (the lock order)
  *   objects.c   _census(): live objects by type (pymemtrace.objects)
+ *   refgraph.c  referrer chains, known referrers, external references
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
@@ -156,6 +157,7 @@ int pmt_reftrace_exec(PyObject *module);
 int pmt_alloc_exec(PyObject *module);
 int pmt_shrinkwatch_exec(PyObject *module);
 int pmt_objects_exec(PyObject *module);
+int pmt_refgraph_exec(PyObject *module);
 
 /* Called from m_free: stop whatever a concern runs in the background. */
 void pmt_sampler_shutdown(void);

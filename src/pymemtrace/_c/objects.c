@@ -31,9 +31,7 @@
  * callback (a __sizeof__ call may run Python code, so every object on the
  * stack is held by a strong reference).
  */
-#include "native.h"
-
-#include "core/ptrmap.h"
+#include "objects.h"
 
 #if !PMT_PY311_PLUS
 #include <frameobject.h>
@@ -97,8 +95,6 @@ typedef struct {
     size_t peak_memory;   /* most C bytes held at once */
 } census_t;
 
-#define OWNED UINT32_MAX
-
 static size_t
 census_memory(const census_t *c)
 {
@@ -126,7 +122,7 @@ stack_push(census_t *c, PyObject *op)
 }
 
 /* Referents tp_traverse does not report: a dict's keys, a code object's
-   names and constants. */
+   names and constants, a heap type's names, a descriptor's name. */
 static int
 visit_extra(PyObject *op, visitproc visit, void *arg)
 {
@@ -143,6 +139,21 @@ visit_extra(PyObject *op, visitproc visit, void *arg)
                 Py_VISIT(value);
             }
         }
+    }
+    else if (PyType_Check(op) &&
+             (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyHeapTypeObject *heap = (PyHeapTypeObject *)op;
+
+        Py_VISIT(heap->ht_name);
+        Py_VISIT(heap->ht_qualname);
+    }
+    else if (Py_IS_TYPE(op, &PyMethodDescr_Type) ||
+             Py_IS_TYPE(op, &PyMemberDescr_Type) ||
+             Py_IS_TYPE(op, &PyGetSetDescr_Type) ||
+             Py_IS_TYPE(op, &PyWrapperDescr_Type) ||
+             Py_IS_TYPE(op, &PyClassMethodDescr_Type)) {
+        /* exact types: a subtype check per object would walk its MRO */
+        Py_VISIT(PyDescr_NAME(op));
     }
     else if (PyCode_Check(op)) {
         PyCodeObject *code = (PyCodeObject *)op;
@@ -161,9 +172,8 @@ visit_extra(PyObject *op, visitproc visit, void *arg)
     return 0;
 }
 
-/* Every referent of op, each reference once. */
-static int
-visit_referents(PyObject *op, visitproc visit, void *arg)
+int
+pmt_visit_referents(PyObject *op, visitproc visit, void *arg)
 {
     traverseproc traverse = Py_TYPE(op)->tp_traverse;
 
@@ -178,67 +188,101 @@ visit_referents(PyObject *op, visitproc visit, void *arg)
     return visit_extra(op, visit, arg);
 }
 
+/* The ownership walk: the owned map, and a stack of borrowed references
+   (no Python code runs, so nothing it holds can go). */
+typedef struct {
+    pmt_ptrmap *owned;
+    PyObject **stack;
+    size_t depth;
+    size_t cap;
+} owned_walk;
+
+static int
+owned_push(owned_walk *w, PyObject *op)
+{
+    if (w->depth == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 256;
+        PyObject **stack = PyMem_RawRealloc(w->stack, cap * sizeof(*stack));
+
+        if (stack == NULL) {
+            return -1;
+        }
+        w->stack = stack;
+        w->cap = cap;
+    }
+    w->stack[w->depth++] = op;
+    return 0;
+}
+
 static int
 owned_visit(PyObject *op, void *arg)
 {
-    census_t *c = arg;
+    owned_walk *w = arg;
     uint32_t refs = 0;
 
-    if (pmt_ptrmap_get(&c->owned, (uintptr_t)op, &refs) && refs == OWNED) {
+    if (pmt_ptrmap_get(w->owned, (uintptr_t)op, &refs) && refs == PMT_OWNED) {
         return 0;
     }
     refs++;
     if ((Py_ssize_t)refs >= Py_REFCNT(op)) {
-        refs = OWNED;
+        refs = PMT_OWNED;
     }
-    if (pmt_ptrmap_put(&c->owned, (uintptr_t)op, refs, NULL) < 0) {
-        c->failed = 1;
+    if (pmt_ptrmap_put(w->owned, (uintptr_t)op, refs, NULL) < 0) {
         return -1;
     }
-    if (refs == OWNED && stack_push(c, op) < 0) {
+    if (refs == PMT_OWNED && owned_push(w, op) < 0) {
         return -1;
     }
     return 0;
 }
 
-/* Marks the tuple ignore, each of its items (the roots, whoever else
-   refers to them) and every object that exists only because of them. */
-static int
-census_mark_owned(census_t *c, PyObject *ignore)
+int
+pmt_mark_owned(pmt_ptrmap *owned, PyObject *ignore)
 {
+    owned_walk w = {owned, NULL, 0, 0};
     Py_ssize_t i;
+    int rc = -1;
 
-    if (pmt_ptrmap_put(&c->owned, (uintptr_t)ignore, OWNED, NULL) < 0) {
-        goto nomemory;
+    if (pmt_ptrmap_put(owned, (uintptr_t)ignore, PMT_OWNED, NULL) < 0) {
+        goto out_free_stack;
     }
     for (i = 0; i < PyTuple_GET_SIZE(ignore); i++) {
         PyObject *root = PyTuple_GET_ITEM(ignore, i);
 
-        if (pmt_ptrmap_put(&c->owned, (uintptr_t)root, OWNED, NULL) < 0 ||
-            stack_push(c, root) < 0) {
-            goto nomemory;
+        if (pmt_ptrmap_put(owned, (uintptr_t)root, PMT_OWNED, NULL) < 0 ||
+            owned_push(&w, root) < 0) {
+            goto out_free_stack;
         }
     }
-    while (c->depth > 0) {
-        PyObject *op = c->stack[--c->depth];
+    while (w.depth > 0) {
+        PyObject *op = w.stack[--w.depth];
 
-        if (visit_referents(op, owned_visit, c) < 0) {
-            goto nomemory;
+        if (pmt_visit_referents(op, owned_visit, &w) < 0) {
+            goto out_free_stack;
         }
     }
-    return 0;
+    rc = 0;
 
-nomemory:
-    PyErr_NoMemory();
-    return -1;
+out_free_stack:
+    PyMem_RawFree(w.stack);
+    if (rc < 0) {
+        PyErr_NoMemory();
+    }
+    return rc;
+}
+
+int
+pmt_is_owned(const pmt_ptrmap *owned, PyObject *op)
+{
+    uint32_t refs = 0;
+
+    return pmt_ptrmap_get(owned, (uintptr_t)op, &refs) && refs == PMT_OWNED;
 }
 
 static int
 is_owned(census_t *c, PyObject *op)
 {
-    uint32_t refs = 0;
-
-    return pmt_ptrmap_get(&c->owned, (uintptr_t)op, &refs) && refs == OWNED;
+    return pmt_is_owned(&c->owned, op);
 }
 
 /* The row of op's type, added on first sight; NULL with an exception. */
@@ -461,14 +505,14 @@ census_walk_from(census_t *c, PyObject *op)
     if (census_count(c, op) < 0) {
         return -1;
     }
-    if (visit_referents(op, seen_visit, c) < 0) {
+    if (pmt_visit_referents(op, seen_visit, c) < 0) {
         goto nomemory;
     }
     while (c->depth > 0) {
         PyObject *next = c->stack[--c->depth];
         int rc = census_count(c, next);
 
-        if (rc == 0 && visit_referents(next, seen_visit, c) < 0) {
+        if (rc == 0 && pmt_visit_referents(next, seen_visit, c) < 0) {
             Py_DECREF(next);
             goto nomemory;
         }
@@ -531,14 +575,31 @@ census_result(census_t *c)
     return rows;
 }
 
-/* Appends to held what frame's local variables refer to.  A running
-   frame's locals are seen by nothing the gc lists (before 3.11 the frame
-   is not tracked while it runs; from 3.11 it is no object, or one whose
-   traverse skips them), so they are read: PyFrame_GetVar on 3.12+, the
-   interpreter frame's slots on 3.11 (PyFrame_GetLocals there would leave
-   an f_locals dict on the frame), f_localsplus before. */
+/* A running frame's locals are seen by nothing the gc lists (before 3.11
+   the frame is not tracked while it runs; from 3.11 it is no object, or
+   one whose traverse skips them), so they are read: PyFrame_GetVar on
+   3.12+, the interpreter frame's slots on 3.11 (PyFrame_GetLocals there
+   would leave an f_locals dict on the frame), f_localsplus before. */
 static int
-frame_locals(PyFrameObject *frame, PyObject *held)
+held_append(PyObject *held, PyObject *name, PyObject *value, int named)
+{
+    PyObject *item = NULL;
+    int rc;
+
+    if (!named) {
+        return PyList_Append(held, value);
+    }
+    item = PyTuple_Pack(2, name, value);
+    if (item == NULL) {
+        return -1;
+    }
+    rc = PyList_Append(held, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+int
+pmt_frame_locals(PyFrameObject *frame, PyObject *held, int named)
 {
 #if PMT_PY312_PLUS
     PyCodeObject *code = PyFrame_GetCode(frame);
@@ -547,14 +608,15 @@ frame_locals(PyFrameObject *frame, PyObject *held)
     int rc = 0;
 
     for (i = 0; i < PyTuple_GET_SIZE(names) && rc == 0; i++) {
-        PyObject *value = PyFrame_GetVar(frame, PyTuple_GET_ITEM(names, i));
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *value = PyFrame_GetVar(frame, name);
 
         if (value == NULL) {
             /* an unbound local: NameError */
             PyErr_Clear();
             continue;
         }
-        rc = PyList_Append(held, value);
+        rc = held_append(held, name, value, named);
         Py_DECREF(value);
     }
     Py_DECREF(code);
@@ -566,24 +628,36 @@ frame_locals(PyFrameObject *frame, PyObject *held)
     for (i = 0; i < f->f_code->co_nlocalsplus; i++) {
         PyObject *value = f->localsplus[i];
 
-        if (value != NULL && PyList_Append(held, value) < 0) {
+        if (value != NULL &&
+            held_append(held,
+                        PyTuple_GET_ITEM(f->f_code->co_localsplusnames, i),
+                        value, named) < 0) {
             return -1;
         }
     }
     return 0;
 #else
     /* A running frame is not tracked (the gc list misses it) until it
-       outlives its call. */
+       outlives its call.  f_localsplus holds the locals, then the cells,
+       then the free variables, named in that order. */
     PyCodeObject *code = frame->f_code;
-    Py_ssize_t n = code->co_nlocals + PyTuple_GET_SIZE(code->co_cellvars) +
-                   PyTuple_GET_SIZE(code->co_freevars);
-    Py_ssize_t i;
+    PyObject *groups[3] = {code->co_varnames, code->co_cellvars,
+                           code->co_freevars};
+    Py_ssize_t slot = 0;
+    int g;
 
-    for (i = 0; i < n; i++) {
-        PyObject *value = frame->f_localsplus[i];
+    for (g = 0; g < 3; g++) {
+        Py_ssize_t n = g == 0 ? code->co_nlocals : PyTuple_GET_SIZE(groups[g]);
+        Py_ssize_t i;
 
-        if (value != NULL && PyList_Append(held, value) < 0) {
-            return -1;
+        for (i = 0; i < n; i++, slot++) {
+            PyObject *value = frame->f_localsplus[slot];
+
+            if (value != NULL &&
+                held_append(held, PyTuple_GET_ITEM(groups[g], i), value,
+                            named) < 0) {
+                return -1;
+            }
         }
     }
     return 0;
@@ -592,8 +666,8 @@ frame_locals(PyFrameObject *frame, PyObject *held)
 
 /* What the running frames of every thread hold in their locals, in a new
    list. */
-static PyObject *
-census_frame_locals(void)
+PyObject *
+pmt_all_frame_locals(void)
 {
     PyObject *get_frames = NULL;
     PyObject *current = NULL;
@@ -631,7 +705,7 @@ census_frame_locals(void)
         while (frame != NULL) {
             PyFrameObject *back = NULL;
 
-            if (frame_locals(frame, held) < 0) {
+            if (pmt_frame_locals(frame, held, 0) < 0) {
                 Py_DECREF(frame);
                 goto error;
             }
@@ -687,10 +761,10 @@ census(PyObject *module, PyObject *ignore)
     if (c.str_sizeof == NULL) {
         goto error;
     }
-    if (census_mark_owned(&c, ignore) < 0) {
+    if (pmt_mark_owned(&c.owned, ignore) < 0) {
         goto error;
     }
-    c.frames = census_frame_locals();
+    c.frames = pmt_all_frame_locals();
     if (c.frames == NULL) {
         goto error;
     }

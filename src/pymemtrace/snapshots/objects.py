@@ -174,3 +174,80 @@ class ObjectCensus:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
         return cls.from_dict(data)
+
+
+# -- who keeps it: referrer chains, holders, reference leaks (issue 10, 2-3) --
+#
+# Plain dataclasses (this module is not on ``pymemtrace run``'s start-up
+# path).  The chains are strings in Python terms; only BackrefChain keeps
+# objects (``objects``, as objgraph's find_backref_chain returns them).
+
+from dataclasses import dataclass, field  # noqa: E402
+
+#: what a chain says of objects that no Python object refers to
+HELD_BY_C = "held by no Python object: a reference leak in C code"
+
+
+@dataclass(eq=False)
+class BackrefChain:
+    """The shortest chain of references from a root to an object.
+
+    ``type`` is the object's bare type name; ``chain`` the steps, root
+    first, in Python terms (``module app.cache``, ``dict _CACHE``,
+    ``key 'req-17'``, ``list``, ``[3]``); ``text`` them joined with
+    ``" -> "``; ``objects`` the objects from the root to the object.
+    """
+
+    type: str
+    chain: list
+    objects: list = field(repr=False, default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " -> ".join(self.chain)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "chain": list(self.chain), "text": self.text}
+
+
+@dataclass
+class Holder:
+    """Objects of one type held the same way: ``count`` of them at the end
+    of ``chain`` (the chain to their holding container, then how they sit
+    in it)."""
+
+    type: str
+    chain: list
+    text: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.type}: {self.text}"
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "chain": list(self.chain), "text": self.text,
+                "count": self.count}
+
+
+@dataclass
+class RefLeak:
+    """References that C code took on an object and kept, per call."""
+
+    type: str
+    repr: str
+    refs_per_call: float
+    address: int = 0
+    #: the object's external references at each measurement
+    externals: tuple = ()
+
+    def __str__(self) -> str:
+        n = self.refs_per_call
+        amount = f"{n:.0f}" if abs(n - round(n)) < 0.05 else f"{n:.2f}"
+        return (f"{amount} extra reference{'' if amount == '1' else 's'} per call "
+                f"on object {self.repr} of type {self.type}")
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "repr": self.repr, "refs_per_call": self.refs_per_call}
