@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "tree": "pymemtrace.cli.tree",
     "report": "pymemtrace.cli.report",
     "run": "pymemtrace.cli.run",
+    "objects": "pymemtrace.cli.objects",
 }
 
 EPILOG = """\
@@ -30,6 +31,7 @@ examples:
   pymemtrace process --interval 0.5 -- python my_service.py
   pymemtrace tree --pid 1234 --interval 2
   pymemtrace run --allocations -o sites.json my_script.py
+  pymemtrace objects app/cache.py:handle_request --iterations 50
   pymemtrace report 20261125_101500_1_4242_P_0_PY3.11.7.log
 """
 
