@@ -38,6 +38,7 @@ from pymemtrace.analyses import refchains
 from pymemtrace.analyses.objects import Growth, Peaks, diff
 from pymemtrace.errors import PymemtraceError
 from pymemtrace.reporters.objects_text import growth_lines
+from pymemtrace.snapshots.object_growth import GcExperiment, ObjectGrowthReport
 from pymemtrace.snapshots.objects import (
     HELD_BY_C,
     BackrefChain,
@@ -45,12 +46,14 @@ from pymemtrace.snapshots.objects import (
     ObjectCensus,
     RefLeak,
     TypeCount,
+    type_names,
 )
 
 __all__ = ["census", "growth", "reset_growth", "diff", "ObjectCensus", "TypeCount", "Growth",
            "find_backref_chain", "holders", "by_type", "get_leaking_objects", "show_backrefs",
            "external_references", "refcount_leaks", "is_immortal",
-           "BackrefChain", "Holder", "ExternalRefs", "RefLeak"]
+           "BackrefChain", "Holder", "ExternalRefs", "RefLeak",
+           "call_growth", "gc_experiment", "ObjectGrowthReport", "GcExperiment"]
 
 
 class _Bookkeeping:
@@ -75,7 +78,13 @@ def census() -> ObjectCensus:
     are not reached.  The census and the ones before it that are still
     alive are left out of it.
     """
-    rows, memory = _native._census((_OWN, *_OWN.results.values()))
+    return _census_leaving_out(())
+
+
+def _census_leaving_out(extra: tuple) -> ObjectCensus:
+    """census(), with the objects in ``extra`` (bookkeeping of a caller in
+    this package) left out too."""
+    rows, memory = _native._census((_OWN, *_OWN.results.values(), *extra))
     result = ObjectCensus.from_rows(rows, memory)
     del rows
     _OWN.results[id(result)] = result
@@ -531,3 +540,227 @@ def show_backrefs(obj, filename, max_depth: int = 3, max_referrers: int = 10) ->
         lines = done.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
         raise PymemtraceError(f"cannot write {path}: dot failed: {lines[0]}")
     _output.write_file(path, done.stdout)
+
+
+# -- what calling a function leaves behind ---------------------------------
+
+#: Growing types whose holders call_growth() looks for.
+HOLDER_TYPES = 3
+
+
+def _call(func, args, kwargs, n: int, after=None) -> None:
+    for _ in range(n):
+        func(*args, **kwargs)
+        if after is not None:
+            after()
+
+
+def _halves(iterations: int) -> tuple:
+    if iterations < 2:
+        raise ValueError(f"iterations must be at least 2, not {iterations!r}")
+    first = iterations // 2
+    return first, iterations - first
+
+
+def _heap_bytes() -> int:
+    from pymemtrace import allocations
+
+    return allocations.counters()["bytes"]
+
+
+def call_growth(func, *args, iterations: int = 20, warmup: int = 3, **kwargs) -> ObjectGrowthReport:
+    """Call ``func(*args, **kwargs)`` ``warmup`` times, then ``iterations``
+    times, and report what each call leaves behind.
+
+    Live objects are counted (:func:`census`) before the calls, after half
+    of them and at the end, each time after ``gc.collect()``; a type, the
+    bytes in Python's allocators or RSS grew only if they rose in both
+    halves (a cache that fills and stops is not growth).  The report has the
+    growing types per call, the holders of their new instances (the
+    referrer chains), the reference-count leaks (from ``iterations`` more
+    calls, measured by :func:`refcount_leaks` with no census in between),
+    and the bytes no object owns.  ``ObjectGrowthReport.to_dict()`` is ``pymemtrace objects
+    --format json``.
+    """
+    from pymemtrace import allocations
+    from pymemtrace.analyses.object_growth import memory_growth, steady_types
+
+    calls = _halves(iterations)
+    if warmup < 0:
+        raise ValueError(f"warmup must be 0 or more, not {warmup!r}")
+    target = getattr(func, "__qualname__", None) or repr(func)
+    with allocations.counting():
+        _call(func, args, kwargs, warmup)
+        meter = _Meter()
+        meter.measure()
+        _call(func, args, kwargs, calls[0])
+        meter.measure()
+        # Which instances of the types that grew in the first half exist
+        # now: the new ones at the end are what the second half kept.
+        before = meter.own(_instances_of_growing, meter.censuses[0], meter.censuses[1])
+        _call(func, args, kwargs, calls[1])
+        kept = meter.new_instances(before)
+        meter.measure(before, kept)
+    censuses, heap, rss = meter.censuses, meter.heap, meter.rss
+    types = steady_types(censuses, calls)
+    memory = memory_growth(heap, rss, calls, [c.total_bytes for c in censuses])
+    holders = _holders_of(types, kept)
+    del kept, before, meter, censuses
+    # A run of its own: the censuses above hold references (their counts,
+    # their types) that no walk may count as C code's.
+    refcount = refcount_leaks(func, *args, iterations=max(iterations, MEASUREMENTS - 1),
+                              warmup=0, **kwargs)
+    return ObjectGrowthReport(target, iterations, warmup, types, memory, holders, refcount)
+
+
+class _Meter:
+    """Censuses, heap bytes and RSS at the points of a run of calls, each
+    less what the measuring itself keeps (the censuses taken so far, their
+    lists, the instance ids): a census is measured before it is taken."""
+
+    def __init__(self) -> None:
+        self.censuses: list = []
+        self.heap: list = []
+        self.rss: list = []
+        self.own_heap = 0
+        self.own_rss = 0
+
+    def own(self, func, *args):
+        """func(*args), its memory counted as ours (after a collection:
+        the cyclic garbage it leaves is not)."""
+        import gc
+
+        heap, rss = _heap_bytes(), _native.rss()
+        try:
+            return func(*args)
+        finally:
+            gc.collect()
+            _native._release_free_memory()
+            self.own_heap += _heap_bytes() - heap
+            self.own_rss += _native.rss() - rss
+
+    def new_instances(self, before: tuple) -> dict:
+        """_new_instances(before), its memory counted as ours; no tuple of
+        arguments made on the way (it would be a new object of ours)."""
+        import gc
+
+        heap, rss = _heap_bytes(), _native.rss()
+        try:
+            return _new_instances(before, (self.heap, self.rss, self.censuses))
+        finally:
+            gc.collect()
+            _native._release_free_memory()
+            self.own_heap += _heap_bytes() - heap
+            self.own_rss += _native.rss() - rss
+
+    def measure(self, *extra) -> None:
+        import gc
+
+        gc.collect()
+        # Pages the C allocator holds free would make RSS lag the heap.
+        _native._release_free_memory()
+        self.heap.append(_heap_bytes() - self.own_heap)
+        self.rss.append(_native.rss() - self.own_rss)
+        self.censuses.append(self.own(
+            _census_leaving_out, (self, self.censuses, self.heap, self.rss, *extra)))
+
+
+def _instances(name: str, qualname: str) -> list:
+    """The live objects whose type is ``qualname`` (found by its bare name).
+    A plain loop: a comprehension's closure would be one more object of
+    ours alive while the walk looks."""
+    found = []
+    for op in by_type(name):
+        if type_names(type(op))[1] == qualname:
+            found.append(op)
+    return found
+
+
+def _instances_of_growing(first: ObjectCensus, second: ObjectCensus) -> tuple:
+    """({qualname: bare name} of the types whose count rose most from first
+    to second (at most HOLDER_TYPES), the ids of their live instances)."""
+    rises = sorted(((row.count - (first.types[q].count if q in first.types else 0), q)
+                    for q, row in second.types.items()), reverse=True)
+    grew = {q: second.types[q].name for rise, q in rises[:HOLDER_TYPES] if rise > 0}
+    # Gone before the ids are taken: an object alive now and freed later
+    # lends its address to a new one, which its id would then hide.
+    del rises
+    ids = set()
+    for qualname in grew:
+        ids.update(map(id, _instances(grew[qualname], qualname)))
+    return grew, ids
+
+
+def _new_instances(before: tuple, ours: tuple) -> dict:
+    """qualname -> the live instances, not there at the middle of the run,
+    of the types that grew in its first half; none of them ours (the
+    measuring's containers ``ours`` and what they hold, ``before``, and
+    what is made here: while a walk looks, they are alive)."""
+    grew, ids = before
+    names = list(grew)
+    found = {}
+    for qualname in names:
+        found[qualname] = _instances(grew[qualname], qualname)
+    own = {id(found), id(names), id(before), id(grew), id(ids), id(ours),
+           *map(id, found.values())}
+    for container in ours:
+        own.add(id(container))
+        own.update(map(id, container))
+    for objs in found.values():
+        objs[:] = [op for op in objs if id(op) not in ids and id(op) not in own]
+    return found
+
+
+def _holders_of(types: list, kept: dict) -> list:
+    """The holders of what the second half kept, for the steadily growing
+    types among those that grew in the first half."""
+    rows = []
+    for row in [t for t in types if kept.get(t.qualname)][:HOLDER_TYPES]:
+        rows.extend(holders(kept[row.qualname], limit=2))
+    return rows
+
+
+def gc_experiment(func, *args, iterations: int = 20, warmup: int = 3, **kwargs) -> GcExperiment:
+    """Run ``func(*args, **kwargs)`` ``iterations`` times in each of three
+    modes (the gc enabled, disabled, and ``gc.collect()`` after every call)
+    and say whether what piles up is retained (it stays even when the gc
+    collects after every call) or cyclic garbage collected late (the gc
+    frees it).  Bytes are those in Python's allocators; objects are the
+    ones the gc tracks.  The gc's state is restored afterwards.
+    """
+    import gc
+
+    from pymemtrace import allocations
+    from pymemtrace.analyses.object_growth import classify_gc, mode_growth
+    from pymemtrace.reporters.object_growth_text import gc_sentence
+
+    calls = _halves(iterations)
+    if warmup < 0:
+        raise ValueError(f"warmup must be 0 or more, not {warmup!r}")
+    was_enabled = gc.isenabled()
+    modes = []
+    with allocations.counting():
+        _call(func, args, kwargs, warmup)
+        try:
+            for mode in ("enabled", "disabled", "collect"):
+                gc.collect()
+                if mode == "disabled":
+                    gc.disable()
+                else:
+                    gc.enable()
+                after = gc.collect if mode == "collect" else None
+                heap, count = [_heap_bytes()], [len(gc.get_objects())]
+                for n in calls:
+                    _call(func, args, kwargs, n, after)
+                    heap.append(_heap_bytes())
+                    count.append(len(gc.get_objects()))
+                gc.collect()
+                modes.append(mode_growth(mode, heap, count, calls, _heap_bytes(),
+                                         len(gc.get_objects())))
+        finally:
+            if was_enabled:
+                gc.enable()
+            else:
+                gc.disable()
+    verdict = classify_gc(modes)
+    return GcExperiment(iterations, modes, verdict, gc_sentence(verdict, modes))

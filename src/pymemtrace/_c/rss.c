@@ -71,11 +71,33 @@ page_size(PyObject *module, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSize_t(pmt_rss_page_size());
 }
 
+PyDoc_STRVAR(
+    release_free_doc,
+    "_release_free_memory() -> bool\n"
+    "\n"
+    "Hand the C allocator's free memory back to the system (glibc's\n"
+    "malloc_trim), so that rss() counts live memory; False where the\n"
+    "platform cannot or nothing was released.");
+
+static PyObject *
+release_free_memory(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    int released;
+
+    /* malloc_trim walks every arena: long enough to let other threads run. */
+    Py_BEGIN_ALLOW_THREADS
+    released = pmt_rss_release_free();
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(released);
+}
+
 static PyMethodDef rss_methods[] = {
     {"rss", rss, METH_NOARGS, rss_doc},
     {"rss_peak", rss_peak, METH_NOARGS, rss_peak_doc},
     {"_rss_slow", rss_slow, METH_NOARGS, rss_slow_doc},
     {"page_size", page_size, METH_NOARGS, page_size_doc},
+    {"_release_free_memory", release_free_memory, METH_NOARGS,
+     release_free_doc},
     {NULL, NULL, 0, NULL},
 };
 

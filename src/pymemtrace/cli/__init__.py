@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "run": "pymemtrace.cli.run",
     "hunt": "pymemtrace.cli.hunt",
     "native": "pymemtrace.cli.native",
+    "objects": "pymemtrace.cli.objects",
 }
 
 EPILOG = """\
@@ -32,6 +33,7 @@ examples:
   pymemtrace process --interval 0.5 -- python my_service.py
   pymemtrace tree --pid 1234 --interval 2
   pymemtrace run --allocations -o sites.json my_script.py
+  pymemtrace objects app/cache.py:handle_request --iterations 50
   pymemtrace report 20261125_101500_1_4242_P_0_PY3.11.7.log
   pymemtrace hunt myapp.handlers:handle_one
   pymemtrace native -o native_out -- ./my_program && pymemtrace report native_out

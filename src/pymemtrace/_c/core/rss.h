@@ -31,6 +31,13 @@ const char *pmt_rss_method(void);
    benchmark can show what the kept-open descriptor saves. */
 int pmt_rss_current_slow(uint64_t *rss_bytes);
 
+/* Hands the C allocator's free memory back to the system (glibc's
+   malloc_trim), so that the resident set counts live memory only: a
+   measurement that freed much (a census walk) would otherwise lend its
+   pages to the allocations it measures.  Returns 1 when memory was
+   released, 0 when none was or the platform cannot. */
+int pmt_rss_release_free(void);
+
 /* Page size in bytes, read once. */
 size_t pmt_rss_page_size(void);
 

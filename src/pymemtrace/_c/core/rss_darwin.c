@@ -60,3 +60,10 @@ void
 pmt_rss_fork_child(void)
 {
 }
+
+int
+pmt_rss_release_free(void)
+{
+    /* macOS's malloc zones give pages back on their own schedule. */
+    return 0;
+}

@@ -15,6 +15,9 @@
 #include "rss.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -159,4 +162,15 @@ const char *
 pmt_rss_method(void)
 {
     return "/proc/self/statm";
+}
+
+int
+pmt_rss_release_free(void)
+{
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    /* musl gives freed pages back itself. */
+    return 0;
+#endif
 }

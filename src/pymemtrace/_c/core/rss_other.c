@@ -43,3 +43,9 @@ void
 pmt_rss_fork_child(void)
 {
 }
+
+int
+pmt_rss_release_free(void)
+{
+    return 0;
+}
