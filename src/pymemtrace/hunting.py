@@ -58,20 +58,16 @@ def load(path) -> Hunt:
     return Hunt.load(path)
 
 
-# -- the seams: holders and reference-count anomalies ---------------------
+# -- holders and reference-count leaks (pymemtrace.objects) ---------------
 
 
 def holders_of(objs, limit: int = 5) -> list:
     """Who holds the new objects of the growing types: referrer chains from
-    a root, grouped (``[{"type", "chain", "text"}]``).
+    a root, grouped, as ``[{"type", "chain", "text", "count"}]``
+    (:func:`pymemtrace.objects.holders`)."""
+    from pymemtrace import objects
 
-    The seam for ``pymemtrace.objects.holders(objs, limit)`` (issue 10),
-    whose ``Holder(type, chain, text, count)`` rows become these dicts:
-    returns [] until it lands.  The hunt calls it with the objects of the
-    types that grew made by a few calls after the measured ones and still
-    alive (:func:`_find_holders`).
-    """
-    return []
+    return [holder.to_dict() for holder in objects.holders(objs, limit=limit)]
 
 
 #: Calls whose new objects of the growing types are handed to holders_of().
@@ -80,41 +76,41 @@ HOLDER_CALLS = 20
 
 def _find_holders(call, types) -> list:
     """The holders of objects of the growing ``types`` (the top three) that
-    HOLDER_CALLS more calls made and kept (objects the gc tracks)."""
-    from pymemtrace.snapshots.objects import type_names
+    HOLDER_CALLS more calls made and kept; none of the hunt's own."""
+    from pymemtrace import objects
 
-    wanted = {t.qualname for t in types[:3]}
-
-    def matching():
-        return [o for o in gc.get_objects() if type_names(type(o))[1] in wanted]
-
-    before = {id(o) for o in matching()}
+    wanted = {t.qualname: t.type for t in types[:3]}
+    ids = set()
+    for qualname in wanted:
+        ids.update(map(id, objects._instances(wanted[qualname], qualname)))
     for _ in range(HOLDER_CALLS):
         call()
         _collect()
-    new = [o for o in matching() if id(o) not in before]
-    del before
+    gc.collect()
+    kept = objects._new_instances((wanted, ids), ())
+    new = []
+    for objs in kept.values():
+        new.extend(objs)
+    del kept, ids
     try:
         return holders_of(new, limit=5) if new else []
     finally:
         del new
 
 
-def refcount_anomalies(before, after, calls: int) -> list:
-    """Objects whose reference count grew with the calls, with no referrer
-    to show for it (``[{"type", "repr", "refs_per_call"}]``).
-
-    The seam for ``pymemtrace.objects.external_references()`` (issue 10):
-    ``before.grown(after, calls)``; ``before``/``after`` are what
-    :func:`refcount_snapshot` took.  Returns [] until it lands.
-    """
-    return []
+#: Most calls measured for reference-count leaks (each third of them must
+#: show the growth: a leak on 1 call in 10 shows 5 times in each).
+REFCOUNT_CALLS = 150
 
 
-def refcount_snapshot():
-    """A snapshot of external references (``objects.external_references()``
-    once issue 10 lands); None today."""
-    return None
+def refcount_anomalies(call, calls: int) -> list:
+    """Objects whose references grew with ``calls`` more calls and that no
+    referrer accounts for: reference leaks of C code, on singletons too
+    (``[{"type", "repr", "refs_per_call"}]``, from
+    :func:`pymemtrace.objects.refcount_leaks`)."""
+    from pymemtrace import objects
+
+    return [leak.to_dict() for leak in objects.refcount_leaks(call, iterations=calls, warmup=0)]
 
 
 # -- measuring -------------------------------------------------------------
@@ -234,6 +230,8 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
             call()
             show.show(f"warm-up {i + 1}/{warmup}")
         measured = _measure(call, iterations, name, warmup, show)
+        show.show("reference counts")
+        measured.refcount = refcount_anomalies(call, min(iterations, REFCOUNT_CALLS))
         result = analyse(measured)
         if sites and result.verdict != "no-leak":
             _name_sites(call, measured, show, name)
@@ -263,7 +261,7 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
     clock = time.perf_counter
     checkpoints = {0, n // 2, n}
     censuses = []
-    ref_before = None
+    release_free = _native._release_free_memory
     # What the checkpoints themselves leave alive is taken out of the figures.
     off_bytes = off_blocks = off_rss = off_malloc = 0
     collect()
@@ -275,8 +273,9 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
             del c
             gc.collect()
             censuses.append((i, objects.census()))
-            if i == 0:
-                ref_before = refcount_snapshot()
+            # Pages malloc holds free would be lent to a leak without the
+            # RSS moving: handed back, a leak's pages show.
+            release_free()
             collect()
             c = counters()
             off_bytes += c["bytes"] - b0
@@ -299,10 +298,9 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
         if malloc is not None and (i % stride == 0 or i == n - 1):
             malloc[i] = read_malloc() - off_malloc
         show.show(f"call {i + 1}/{n}")
-    refcount = refcount_anomalies(ref_before, refcount_snapshot(), n - n // 2)
     return Measurements(
         target=name, warmup=warmup, bytes=list(live), blocks=list(blocks), rss=list(rss),
-        seconds=sum(spent), censuses=censuses, refcount=refcount,
+        seconds=sum(spent), censuses=censuses,
         malloc=None if malloc is None else [
             malloc[i] for i in range(n) if i % stride == 0 or i == n - 1],
         malloc_stride=stride,

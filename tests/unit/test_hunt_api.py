@@ -94,9 +94,21 @@ def test_the_result_renders_saves_and_loads(tmp_path):
     assert result.leaks and again.leaks
 
 
-def test_the_seams_return_nothing_until_issue_10_lands():
-    assert hunting.holders_of([object()]) == []
-    assert hunting.refcount_anomalies(None, None, 10) == []
+MODULE_KEPT = []
+
+
+def test_holders_and_refcount_come_from_objects():
+    MODULE_KEPT.append(Leaked())
+    rows = hunting.holders_of([MODULE_KEPT[-1]])
+    assert rows and rows[0]["type"] == "Leaked" and rows[0]["count"] == 1
+    assert rows[0]["chain"][1:] == ["list MODULE_KEPT", f"[{len(MODULE_KEPT) - 1}]"]
+    assert rows[0]["chain"][0].startswith("module ") and rows[0]["chain"][0].endswith("test_hunt_api")
+    from pymemtrace import cMemLeak
+
+    target = [1, 2, 3]
+    leaks = hunting.refcount_anomalies(lambda: cMemLeak.leak_incref(target), 30)
+    assert [(r["type"], r["refs_per_call"]) for r in leaks] == [("list", 1.0)]
+    assert hunting.refcount_anomalies(lambda: cMemLeak.no_leak_incref(target), 30) == []
 
 
 class Leaked:

@@ -248,11 +248,32 @@ def test_a_big_malloc_buffer_shows_in_the_rss():
         assert result.unowned_bytes_per_call > 32 * 1024
 
 
-@pytest.mark.xfail(strict=True, reason="reference-count leaks come with issue 10's "
-                   "objects.external_references(), wired in hunting.refcount_anomalies")
-def test_an_extra_incref_on_a_singleton_is_named():
-    result = pymemtrace.hunt(cMemLeak.leak_incref, None, iterations=200, progress=False)
-    assert result.refcount and result.refcount[0]["type"] == "NoneType"
+class Singleton:
+    """A mortal singleton for 3.12+, where None (and every static type) is
+    immortal and an INCREF on it changes nothing."""
+
+
+def test_an_extra_incref_on_a_singleton_is_a_leak_named():
+    from pymemtrace import objects
+
+    singleton = None if not objects.is_immortal(None) else Singleton
+    for result in hunts(cMemLeak.leak_incref, singleton, iterations=200):
+        assert result.verdict == "leak", result.to_text()
+        assert result.refcount, result.to_text()
+        top = result.refcount[0]
+        assert top["type"] == type(singleton).__name__
+        assert top["refs_per_call"] == pytest.approx(1.0)
+        assert result.frequency == pytest.approx(1.0)
+        assert "reference leak in C code" in result.to_text().splitlines()[0] + result.reason
+
+
+def test_the_incref_twin_on_a_singleton_is_no_leak():
+    from pymemtrace import objects
+
+    singleton = None if not objects.is_immortal(None) else Singleton
+    for result in hunts(cMemLeak.no_leak_incref, singleton, iterations=200):
+        assert result.verdict == "no-leak", result.to_text()
+        assert result.refcount == []
 
 
 # -- the negative controls -----------------------------------------------------

@@ -30,6 +30,10 @@ from pymemtrace.snapshots.hunt import HuntResult, Measurements, SiteGrowth, Type
 
 #: Fewest rises over the second half for a series to be said to grow.
 MIN_RISES = 5
+#: The confidence of a reference-count leak: objects.refcount_leaks asks for
+#: growth in each third of its calls at a steady rate, which chance does not
+#: give on an object no referrer accounts for.
+REFCOUNT_CONFIDENCE = 0.99
 #: Significance of the trend test.
 P_TREND = 0.001
 #: Below this many bytes per call, Python's allocators are flat.
@@ -301,7 +305,19 @@ def analyse(measured: Measurements) -> HuntResult:
         else:
             reason = f"no lasting growth of memory over the last {calls} calls"
 
-    if verdict == "leak":
+    # References C code takes and keeps grow no memory (on a singleton,
+    # never): a leak all the same, the object can never be freed.
+    ref_leak = verdict != "leak" and bool(measured.refcount)
+    if ref_leak:
+        top = measured.refcount[0]
+        verdict = "leak"
+        reason = (f"{top['refs_per_call']:g} extra reference(s) per call on object "
+                  f"{top['repr']} of type {top['type']}, held by no Python object: a "
+                  "reference leak in C code (an INCREF with no DECREF); memory need not "
+                  "grow, but the object can never be freed")
+    if ref_leak:
+        confidence = REFCOUNT_CONFIDENCE
+    elif verdict == "leak":
         confidence = 1.0 - max(measure.p, binom_cdf(0, measure.rises, 0.5))
     elif verdict == "inconclusive":
         confidence = 0.5
@@ -313,13 +329,15 @@ def analyse(measured: Measurements) -> HuntResult:
 
     leaking = verdict == "leak"
     frequency = 0.0
-    if leaking and calls:
+    if ref_leak:
+        frequency = min(1.0, max(r["refs_per_call"] for r in measured.refcount))
+    elif leaking and calls:
         # malloc's figures read after every k-th call only count rises of k
         # calls: the RSS (pages) is then the better lower bound.
         counted = rss if measure is malloc and stride > 1 else measure
         frequency = counted.rises / calls
     size = 0.0
-    if leaking:
+    if leaking and not ref_leak:
         size = heap.per_call if measure is heap else beyond + max(heap.per_call, 0.0)
     unowned = 0.0
     if leaking and measure is heap and object_bytes_pc is not None:
@@ -336,7 +354,8 @@ def analyse(measured: Measurements) -> HuntResult:
     elif leaking and measure is heap and rss.per_call < 0.5 * heap.per_call:
         notes.append("the RSS grew less than Python's allocators: pymalloc fills the "
                      "arenas it holds before it asks the system for more")
-    if leaking and not types and measure is heap and object_bytes_pc is not None \
+    if leaking and not ref_leak and not types and measure is heap \
+            and object_bytes_pc is not None \
             and object_bytes_pc <= 0:
         notes.append("no type of object grew: the memory is held by no Python object")
 

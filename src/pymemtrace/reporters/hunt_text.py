@@ -40,6 +40,10 @@ def culprit(result) -> str:
     if result.unowned_bytes_per_call > 0:
         return (f"memory with no owning object "
                 f"({format_bytes(result.unowned_bytes_per_call)} per call)")
+    if result.refcount:
+        row = result.refcount[0]
+        return (f"{row['refs_per_call']:g} extra reference(s) per call on {row['repr']} "
+                f"({row['type']}): a reference leak in C code")
     return "unknown"
 
 
@@ -93,10 +97,13 @@ def render(result, top: int = 5) -> str:
                          f"blocks  {_frame(site.stack[0])}")
             for frame in site.stack[1:4]:
                 lines.append(f"{'':32}from {_frame(frame)}")
+    if result.holders:
+        lines.append("held by (referrer chains from a root to the new objects):")
     for holder in result.holders[:top]:
-        if not lines[-1].startswith("held by"):
-            lines.append("held by:")
-        lines.append(f"  {holder.get('text') or ' <- '.join(holder.get('chain', []))}")
+        text = holder.get("text") or " -> ".join(holder.get("chain", []))
+        count = holder.get("count")
+        lines.append(f"  {holder.get('type', '?')}: {text}"
+                     + (f"  ({count} objects)" if count else ""))
     if result.refcount:
         lines.append("reference counts that grew (refs per call):")
         for row in result.refcount[:top]:
