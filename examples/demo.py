@@ -61,6 +61,7 @@ def main():
           "python examples/leaky_service.py\n"
           "  pymemtrace process --summary run.jsonl plots/")
     where_it_stays()
+    hunt_it()
     return status
 
 
@@ -82,6 +83,25 @@ def where_it_stays():
     print(f"flame graph of the live memory: {flame}")
     print("the same from the command line:\n"
           "  pymemtrace run --allocations --flamegraph flame.svg examples/leaky_service.py")
+
+
+def hunt_it():
+    """The last step: state the leak (frequency, severity, culprit, holder)
+    with the hunt, on one request handler."""
+    import pymemtrace
+    import leaky_handler
+
+    print("\nis it a leak, how often, how badly, who holds it: the hunt of one "
+          "request handler\n")
+    result = pymemtrace.hunt(leaky_handler.one_request, iterations=500, progress=False,
+                             target="examples/leaky_handler.py:one_request")
+    print(result.to_text())
+    print("the same from the command line:\n"
+          "  pymemtrace hunt examples/leaky_handler.py:one_request --iterations 500\n"
+          "and as a test that fails until the leak is fixed (pytest plugin):\n"
+          "  @pytest.mark.no_leaks(iterations=500)\n"
+          "  def test_handler():\n"
+          "      leaky_handler.one_request()")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ def serve(first, n):
         handle(f"req-{request_id:06d}", payload)
 
 
+_next_id = [0]
+_PAYLOAD = json.dumps({"user": "alice", "values": list(range(20))})
+
+
+def one_request():
+    """One request, as `pymemtrace hunt examples/leaky_handler.py:one_request` calls it."""
+    _next_id[0] += 1
+    handle(f"req-{_next_id[0]:06d}", _PAYLOAD)
+
+
 if __name__ == "__main__":
     if os.environ.get("NOGC"):
         gc.disable()
