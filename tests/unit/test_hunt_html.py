@@ -1,7 +1,7 @@
 """reporters/hunt_html.py: the one-page HTML report of a hunt, as text.
 
 The page is parsed with ``html.parser`` (what a browser's tokenizer sees);
-tests/integration/test_hunt_html.py loads it in headless chromium.
+tests/integration/test_cli_hunt_html.py loads it in headless chromium.
 """
 
 import html.parser
