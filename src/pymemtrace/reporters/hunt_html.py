@@ -278,6 +278,7 @@ th{background:#f4f4f4;user-select:none}th.sortable{cursor:pointer}
 th.num,td.num{text-align:right;white-space:nowrap;width:1%}
 th[aria-sort=ascending]::after{content:" \\25b2"}th[aria-sort=descending]::after{content:" \\25bc"}
 td{word-break:break-word}
+details.stack summary{white-space:nowrap;cursor:pointer}
 details ol{margin:4px 0;padding-left:22px;font-family:ui-monospace,monospace}
 .chain .link{font-family:ui-monospace,monospace}.chain .arrow{color:#888;margin:0 6px}
 code{white-space:pre-wrap;word-break:break-all}
