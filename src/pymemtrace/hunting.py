@@ -49,6 +49,21 @@ class Hunt(HuntResult):
 
         return hunt_json.render(self, indent=indent)
 
+    def to_html(self, title=None) -> str:
+        """One self-contained HTML page (works offline): the summary, a
+        chart of the growth call by call, the types, sites, holders and
+        reference-count leaks."""
+        from pymemtrace.reporters import hunt_html
+
+        return hunt_html.render(self, title=title)
+
+    def save_html(self, path, title=None) -> None:
+        """Write :meth:`to_html`: complete under ``path``, or not there
+        (PymemtraceError ``cannot write PATH: reason`` when it cannot be)."""
+        from pymemtrace import _output
+
+        _output.write_file(os.fspath(path), self.to_html(title=title))
+
     def __str__(self) -> str:
         return self.to_text()
 

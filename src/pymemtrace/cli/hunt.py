@@ -3,7 +3,9 @@
 TARGET is ``package.module:callable`` or ``path/to/file.py:callable``,
 called with no arguments (see :func:`pymemtrace.hunting.hunt`).  The text
 summary goes to stdout (or the JSON document with ``--format json``);
-``--json FILE`` writes the JSON document to a file as well.  Exit status:
+``--json FILE`` writes the JSON document to a file as well, ``--html FILE``
+a self-contained HTML page (summary, a chart of the growth per call,
+types, sites, holders).  Exit status:
 0 when the hunt ran (whatever the verdict), 1 when the target raised or an
 output cannot be written, 2 for a bad command line or TARGET.
 """
@@ -18,7 +20,8 @@ from pymemtrace._argtypes import number
 from pymemtrace.errors import PymemtraceError
 
 USAGE = ("pymemtrace hunt [--iterations <n>] [--warmup <w>] [--json <file>] "
-         "[--format (text|json)] [--top <n>] <module:callable | file.py:callable>")
+         "[--html <file>] [--format (text|json)] [--top <n>] "
+         "<module:callable | file.py:callable>")
 
 
 class Command:
@@ -35,6 +38,8 @@ class Command:
         parser.add_argument("-w", "--warmup", type=number(0, 10**9, integer=True),
                             default=20, metavar="W", help="calls before measuring (default 20)")
         parser.add_argument("--json", metavar="FILE", help="write the JSON document here")
+        parser.add_argument("--html", metavar="FILE",
+                            help="write a self-contained HTML page here (works offline)")
         parser.add_argument("--format", choices=("text", "json"), default="text",
                             help="what goes to stdout (default text)")
         parser.add_argument("--top", type=number(1, 10**6, integer=True), default=5,
@@ -43,6 +48,8 @@ class Command:
     def run(self, args: argparse.Namespace) -> int:
         if args.json:
             _output.check_writable(args.json)
+        if args.html:
+            _output.check_writable(args.html)
         func, spec = _runner.callable_target(args.target)
         from pymemtrace import hunting
 
@@ -58,6 +65,8 @@ class Command:
             raise PymemtraceError(f"TARGET {spec!r} raised {detail}") from None
         if args.json:
             result.save(args.json)
+        if args.html:
+            result.save_html(args.html)
         if args.format == "json":
             sys.stdout.write(result.to_json() + "\n")
         else:
