@@ -344,6 +344,7 @@ CASES: Dict[str, Callable[[], object]] = {
     "rss_peak": lambda: _native().rss_peak(),
     "page_size": lambda: _native().page_size(),
     "_rss_slow": lambda: _native()._rss_slow(),
+    "_release_free_memory": lambda: _native()._release_free_memory(),
     "<rss with a bad argument>": _bad_call(lambda: _native().rss(1)),
     "<import through importlib>": _reimport,
     "ReferenceTracing": _reference_tracing_round,

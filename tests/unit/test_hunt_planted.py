@@ -98,7 +98,10 @@ _lru_calls = [0]
 
 def saturating_lru_cache():
     _lru_calls[0] += 1
-    _cached(_lru_calls[0] % 300)
+    # Keys below 257 are CPython's cached small ints: with keys up to 299 the
+    # count of int objects the cache holds swings with a period of 300
+    # calls, which a window of 499 judged calls may see as a trend.
+    _cached(_lru_calls[0] % 250)
 
 
 _re_calls = [0]
