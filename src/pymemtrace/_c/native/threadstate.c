@@ -103,12 +103,21 @@ pmt_nt_sample_hit(size_t size)
 void
 pmt_nt_count_flush(void)
 {
+    int k;
+
     atomic_fetch_add_explicit(&rt.n_alloc, pmt_nt_tls.allocs,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&rt.n_free, pmt_nt_tls.frees,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&rt.bytes_alloc, pmt_nt_tls.bytes,
                               memory_order_relaxed);
+    for (k = 0; k < PMT_NT_SIZE_BUCKETS; k++) {
+        if (pmt_nt_tls.sizes[k] != 0) {
+            atomic_fetch_add_explicit(&rt.sizes[k], pmt_nt_tls.sizes[k],
+                                      memory_order_relaxed);
+            pmt_nt_tls.sizes[k] = 0;
+        }
+    }
     pmt_nt_tls.allocs = 0;
     pmt_nt_tls.frees = 0;
     pmt_nt_tls.bytes = 0;
