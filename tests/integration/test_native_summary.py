@@ -155,3 +155,18 @@ def test_forked_child_counts_its_own_calls(cli, prog, tmp_path):
     row = function_row(parent, "parent_keep")
     assert (row["mallocs"], row["frees"], row["bytes_allocated"]) == (301, 301, 300 * KIB + 300 * 8)
     assert function_row(parent, "child_leak") is None
+
+
+def test_threads_that_end_leave_every_count(cli, prog, tmp_path):
+    # GIVEN 8 threads, each 500 mallocs of 1 KiB kept and 500 of 64 bytes
+    # freed, all ended before the process exits (their last counts reach
+    # the shared ones when they end, not at the next 256th call)
+    process = traced(cli, tmp_path / "out", prog, "threads", "8", "500")
+    # THEN the histogram holds every call of every thread
+    assert bucket_of(process, 1024)["count"] == 8 * 500
+    assert bucket_of(process, 64)["count"] == 8 * 500
+    assert sum(b["count"] for b in process["sizes"]) == process["allocations"]
+    # AND the function summary too
+    row = function_row(process, "thread_leak")
+    assert (row["mallocs"], row["frees"]) == (2 * 8 * 500, 8 * 500)
+    assert (row["bytes_allocated"], row["bytes_freed"]) == (8 * 500 * (KIB + 64), 8 * 500 * 64)

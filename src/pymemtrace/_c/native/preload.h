@@ -117,7 +117,10 @@ struct pmt_nt_runtime {
        frees of the blocks allocated there, for the per-function summary;
        grown with the stack table. */
     struct pmt_nt_site *sites;
-    uint32_t sites_cap; /* entries allocated in sites */
+    uint32_t sites_cap;     /* entries allocated in sites */
+    pthread_key_t exit_key; /* its destructor flushes an ending thread's
+                                counts (config: created once) */
+    int have_exit_key;      /* exit_key was created */
     /* Sampled mode: a counting filter of the listed addresses, so that
        the free of a block that was not sampled (nearly all) takes no
        lock.  Counters change under the lock, saturate at 255 (then stay);
@@ -134,7 +137,9 @@ extern struct pmt_nt_runtime pmt_nt_runtime;
 /* threadstate.c */
 typedef struct {
     int busy;           /* re-entrancy guard: in the tracer's own code */
-    uint32_t pending;   /* events counted here since the last flush */
+    uint32_t pending;   /* events to count here before the next flush
+                           (0 in a new thread: its first event flushes,
+                           which registers the thread-exit flush) */
     uint64_t allocs;    /* allocation calls not yet in pmt_nt_runtime */
     uint64_t frees;     /* free calls not yet in pmt_nt_runtime */
     uint64_t bytes;     /* bytes requested not yet in pmt_nt_runtime */
@@ -145,6 +150,7 @@ typedef struct {
     uintptr_t stack_hi; /* walk (0: not known yet) */
     uint16_t sizes[PMT_NT_SIZE_BUCKETS]; /* allocations by size, not yet
                                             in pmt_nt_runtime */
+    int exit_flush;                      /* the thread-exit flush is set */
 } pmt_nt_thread;
 
 extern PMT_NT_TLS pmt_nt_thread pmt_nt_tls;
@@ -169,6 +175,7 @@ pmt_nt_guard_exit(void)
 
 int pmt_nt_sample_hit(size_t size);
 void pmt_nt_count_flush(void);
+void pmt_nt_thread_exit_init(void);
 
 /* The bucket of size in pmt_nt_runtime.sizes. */
 static inline int
@@ -191,7 +198,7 @@ pmt_nt_count(uint64_t allocs, uint64_t frees, uint64_t bytes)
     pmt_nt_tls.allocs += allocs;
     pmt_nt_tls.frees += frees;
     pmt_nt_tls.bytes += bytes;
-    if (PMT_NT_UNLIKELY(++pmt_nt_tls.pending >= 256)) {
+    if (PMT_NT_UNLIKELY(pmt_nt_tls.pending-- == 0)) {
         pmt_nt_count_flush();
     }
 }
