@@ -44,6 +44,7 @@ LAYERS = {
     "pymemtrace.allocations": FRONT_ENDS,
     "pymemtrace.objects": FRONT_ENDS,
     "pymemtrace.hunting": FRONT_ENDS,
+    "pymemtrace.native": FRONT_ENDS,
     "pymemtrace.pytest_plugin": FRONT_ENDS,
     "pymemtrace.cPyMemTrace": FRONT_ENDS,
     "pymemtrace.cpymemtrace_decs": FRONT_ENDS,

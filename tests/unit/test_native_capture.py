@@ -149,3 +149,88 @@ def test_sites_merge_stacks_with_the_same_frames():
     assert report.leaked.bytes == 700 and report.leaked.blocks == 7
     assert [(s.bytes, s.blocks) for s in report.peak.sites] == [(600, 6), (300, 3)]
     assert report.complete
+
+
+def records(data):
+    """(type, whole record bytes) of a capture after its magic."""
+    import struct
+
+    pos, out = 8, []
+    while pos + 8 <= len(data):
+        rtype, length = struct.unpack_from("=II", data, pos)
+        out.append((rtype, data[pos : pos + 8 + length]))
+        pos += 8 + length
+    return out
+
+
+@needs_tracer
+def test_truncated_capture_keeps_counts_of_its_last_whole_snapshot(prog, tmp_path):
+    # GIVEN sized_alloc's 3000 blocks of 3000 bytes, half freed, with a
+    # periodic snapshot every 1 ms
+    path = run_traced(prog, str(tmp_path / "out"), "sized", "6000", interval_ms=1)
+    with open(path, "rb") as stream:
+        data = stream.read()
+    full = read_capture(path)
+    bucket = 12  # [2048, 4095]
+    assert full.totals.sizes[bucket] == 6000
+    (sid,) = [sid for sid, c in full.totals.counts.items() if c.bytes_allocated == 6000 * 3000]
+    assert full.totals.counts[sid].frees == 3000
+
+    def consistent(totals):
+        # exact mode: per stack, allocations - frees = the blocks live
+        for c_sid, counts in totals.counts.items():
+            assert counts.allocations - counts.frees == totals.live.get(c_sid, (0, 0))[1]
+        assert set(totals.live) <= set(totals.counts)
+
+    consistent(full.totals)
+    seen = 0
+    # WHEN it is cut anywhere
+    cut_path = str(tmp_path / "cut.pmtn")
+    for length in range(200, len(data), max(1, len(data) // 300)):
+        with open(cut_path, "wb") as stream:
+            stream.write(data[:length])
+        capture = read_capture(cut_path)
+        if capture.totals is None:
+            continue
+        # THEN its counts are those of a whole snapshot: never more than
+        # at the end, never more frees than allocations
+        seen += 1
+        consistent(capture.totals)
+        assert capture.totals.sizes is not None
+        assert all(a <= b for a, b in zip(capture.totals.sizes, full.totals.sizes))
+        for c_sid, counts in capture.totals.counts.items():
+            end = full.totals.counts[c_sid]
+            assert counts.allocations <= end.allocations and counts.frees <= counts.allocations
+            assert counts.bytes_allocated <= end.bytes_allocated
+    assert seen > 0
+
+
+@needs_tracer
+def test_capture_without_summary_records_still_reads(prog, tmp_path):
+    # GIVEN a capture rewritten without its SITES and SIZES records (as the
+    # library wrote them before the summary existed)
+    path = run_traced(prog, str(tmp_path / "out"), "sized", "100")
+    with open(path, "rb") as stream:
+        data = stream.read()
+    old = str(tmp_path / "old.pmtn")
+    with open(old, "wb") as stream:
+        stream.write(data[:8] + b"".join(rec for rtype, rec in records(data) if rtype not in (5, 6)))
+    # WHEN read and analysed
+    capture = read_capture(old)
+    report = analyse_capture(capture)
+    # THEN the sites are there, and no summary (rather than a wrong one)
+    assert capture.complete and capture.totals.sizes is None and capture.totals.counts == {}
+    assert report.functions == [] and report.sizes == []
+    assert report.leaked.sites[0].frames[0].function == "sized_alloc"
+    assert report.to_dict()["functions"] == [] and report.to_dict()["sizes"] == []
+
+
+def test_size_buckets_are_powers_of_two():
+    from pymemtrace.snapshots.native import SIZE_BUCKETS, size_bucket_bounds
+
+    assert size_bucket_bounds(0) == (0, 0)
+    assert size_bucket_bounds(1) == (1, 1)
+    assert size_bucket_bounds(12) == (2048, 4095)
+    assert size_bucket_bounds(SIZE_BUCKETS - 1) == (2**62, 2**64 - 1)
+    for k in range(1, SIZE_BUCKETS - 1):
+        assert size_bucket_bounds(k + 1)[0] == size_bucket_bounds(k)[1] + 1

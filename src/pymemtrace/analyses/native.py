@@ -1,4 +1,5 @@
-"""Native captures -> memory live at exit (the leaks) and at the peak, by site.
+"""Native captures -> memory live at exit (the leaks) and at the peak, by site;
+allocation and free counts by function; allocations by size.
 
 A site is a call stack with its frames symbolized (function and library);
 stacks that differ only in addresses within the same functions are one
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pymemtrace.snapshots.native import NativeCapture
+from pymemtrace.snapshots.native import NativeCapture, SiteCounts, size_bucket_bounds
 from pymemtrace.snapshots.native_symbols import ElfSymbols, Symbolizer
 
 SCHEMA = 1
@@ -56,6 +57,37 @@ class Section:
 
 
 @dataclass
+class FunctionCounts:
+    """Calls to the allocator from one native function (the innermost frame
+    of the stacks, the caller of malloc, calloc, realloc, ...): how many
+    allocations it made and for how many bytes, and how many of those
+    blocks were freed since (by whichever function) with their bytes."""
+
+    function: str
+    library: Optional[str]
+    mallocs: int = 0
+    frees: int = 0
+    bytes_allocated: int = 0
+    bytes_freed: int = 0
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "library": self.library, "mallocs": self.mallocs,
+                "frees": self.frees, "bytes_allocated": self.bytes_allocated, "bytes_freed": self.bytes_freed}
+
+
+@dataclass(frozen=True)
+class SizeBucket:
+    """Allocation calls whose size lies in [bucket_low, bucket_high]."""
+
+    bucket_low: int
+    bucket_high: int
+    count: int
+
+    def to_json(self) -> dict:
+        return {"bucket_low": self.bucket_low, "bucket_high": self.bucket_high, "count": self.count}
+
+
+@dataclass
 class ProcessReport:
     pid: int
     ppid: int
@@ -72,6 +104,11 @@ class ProcessReport:
     frees: int = 0
     bytes_allocated: int = 0
     drops: int = 0
+    #: per allocating function, most bytes first (empty in counting mode)
+    functions: List[FunctionCounts] = field(default_factory=list)
+    #: allocation calls by size, from the smallest bucket used to the
+    #: largest (empty buckets between them included, as DTrace's quantize)
+    sizes: List[SizeBucket] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -88,7 +125,11 @@ class ProcessReport:
             "drops": self.drops,
             "leaked": self.leaked.to_json(),
             "peak": self.peak.to_json(),
+            "functions": [f.to_json() for f in self.functions],
+            "sizes": [b.to_json() for b in self.sizes],
         }
+
+    to_dict = to_json
 
 
 def _frame_of(sym, address: int) -> Frame:
@@ -142,6 +183,32 @@ def _section(entries: Dict[int, Tuple[int, int]], namer: _StackNamer, total_byte
     return Section(summed if total_bytes is None else total_bytes, blocks, sites)
 
 
+def _functions(counts: Dict[int, SiteCounts], namer: _StackNamer) -> List[FunctionCounts]:
+    by_function: Dict[Tuple[str, Optional[str]], FunctionCounts] = {}
+    for sid, c in counts.items():
+        frames = namer.frames(sid)
+        key = (frames[0].function, frames[0].library) if frames else ("?", None)
+        row = by_function.get(key)
+        if row is None:
+            row = by_function[key] = FunctionCounts(*key)
+        row.mallocs += c.allocations
+        row.frees += c.frees
+        row.bytes_allocated += c.bytes_allocated
+        row.bytes_freed += c.bytes_freed
+    rows = [row for row in by_function.values() if row.mallocs or row.frees]
+    rows.sort(key=lambda r: (-r.bytes_allocated, -r.mallocs, r.function))
+    return rows
+
+
+def _sizes(counts: Optional[Sequence[int]]) -> List[SizeBucket]:
+    if not counts:
+        return []
+    used = [k for k, n in enumerate(counts) if n]
+    if not used:
+        return []
+    return [SizeBucket(*size_bucket_bounds(k), counts[k]) for k in range(used[0], used[-1] + 1)]
+
+
 def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSymbols]] = None) -> ProcessReport:
     namer = _StackNamer(capture, Symbolizer(elf_cache))
     totals = capture.totals
@@ -157,6 +224,8 @@ def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSym
         report.frees = totals.frees
         report.bytes_allocated = totals.bytes_allocated
         report.drops = totals.drops
+        report.functions = _functions(totals.counts, namer)
+        report.sizes = _sizes(totals.sizes)
     return report
 
 

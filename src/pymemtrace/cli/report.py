@@ -75,6 +75,10 @@ class Command:
         parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
         parser.add_argument("--top", type=number(1, 10**6, integer=True), default=10, metavar="N", help="rows per ranking (default 10)")
         parser.add_argument("--svg", metavar="OUT", help="also write the timeline (a snapshot: its flame graph) as an SVG chart to OUT")
+        parser.add_argument("--functions", action="store_true",
+                            help="native captures only: also allocations and frees by allocating function")
+        parser.add_argument("--sizes", action="store_true",
+                            help="native captures only: also a histogram of allocation sizes")
         parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot only: also write its one-file HTML report to OUT.html")
 
     def run(self, args) -> int:
@@ -105,6 +109,8 @@ class Command:
                 _output.check_writable(out)  # a bad path fails before any work
         if os.path.isdir(path) or path.endswith(".pmtn"):
             return _report_native(path, args)
+        if getattr(args, "functions", False) or getattr(args, "sizes", False):
+            raise UsageError("--functions and --sizes need native captures (pymemtrace native -o OUTDIR)")
         if _is_json(path):
             return _report_snapshot(path, args)
         if args.html:
@@ -235,7 +241,8 @@ def _report_native(path: str, args) -> int:
     if args.format == "json":
         print(native_json.render(reports), flush=True)
     else:
-        print(native_text.render(reports, top=args.top), flush=True)
+        print(native_text.render(reports, top=args.top, functions=getattr(args, "functions", False),
+                                 sizes=getattr(args, "sizes", False)), flush=True)
     return 0
 
 

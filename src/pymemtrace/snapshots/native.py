@@ -25,6 +25,8 @@ REC_HEADER = 1
 REC_STACK = 2
 REC_MAPS = 3
 REC_SNAPSHOT = 4
+REC_SITES = 5  # per-stack allocation and free counts (since the SIZES change)
+REC_SIZES = 6  # allocation calls by size, power-of-two buckets
 
 SNAP_PERIODIC = 1
 SNAP_EXIT = 2
@@ -35,6 +37,32 @@ _RECORD = struct.Struct("=II")
 _HEADER = struct.Struct("=IIIIQQ")
 _SNAPSHOT = struct.Struct("=IIIIqqQQQQQQ")
 _ENTRY = struct.Struct("=IIqq")
+_SITES = struct.Struct("=II")
+_SITE = struct.Struct("=IIQQQQ")
+SIZE_BUCKETS = 64
+_SIZES = struct.Struct(f"={SIZE_BUCKETS}Q")
+
+
+def size_bucket_bounds(k: int) -> Tuple[int, int]:
+    """The sizes bucket ``k`` of :attr:`Totals.sizes` holds, both ends in:
+    0 for bucket 0, then [2**(k-1), 2**k - 1]; the last bucket holds every
+    larger size too."""
+    if k == 0:
+        return 0, 0
+    high = 2**64 - 1 if k == SIZE_BUCKETS - 1 else 2**k - 1
+    return 2 ** (k - 1), high
+
+
+@dataclass(frozen=True)
+class SiteCounts:
+    """What happened at one stack since the start: allocations made there,
+    how many of them were freed since, and their bytes (estimates in
+    sampled mode, weighed as the live table)."""
+
+    allocations: int
+    frees: int
+    bytes_allocated: int
+    bytes_freed: int
 
 
 class NativeFormatError(PymemtraceError):
@@ -69,6 +97,12 @@ class Totals:
     live: Dict[int, Tuple[int, int]] = field(default_factory=dict)
     #: stack id -> (bytes, blocks) at the highest total so far
     peak: Dict[int, Tuple[int, int]] = field(default_factory=dict)
+    #: stack id -> its allocations and frees so far (empty in counting mode
+    #: and in captures written before the summary existed)
+    counts: Dict[int, SiteCounts] = field(default_factory=dict)
+    #: allocation calls by size (SIZE_BUCKETS buckets, size_bucket_bounds),
+    #: every mode; None in captures written before the histogram existed
+    sizes: Optional[Tuple[int, ...]] = None
 
 
 @dataclass
@@ -126,6 +160,10 @@ def read_capture(path: str) -> NativeCapture:
     stacks: Dict[int, Tuple[int, ...]] = {}
     maps: List[Mapping] = []
     totals: Optional[Totals] = None
+    # SITES and SIZES count only once the SNAPSHOT of their batch is whole.
+    counts: Dict[int, SiteCounts] = {}
+    pending_counts: Dict[int, SiteCounts] = {}
+    pending_sizes: Optional[Tuple[int, ...]] = None
     while pos + _RECORD.size <= len(data):
         rtype, length = _RECORD.unpack_from(data, pos)
         body = pos + _RECORD.size
@@ -147,6 +185,14 @@ def read_capture(path: str) -> NativeCapture:
                 stacks[sid] = struct.unpack_from(f"={n}Q", payload, 8)
         elif rtype == REC_MAPS:
             maps[:] = parse_maps(bytes(payload).decode("utf-8", "replace"))
+        elif rtype == REC_SITES and length >= _SITES.size:
+            (n, _pad) = _SITES.unpack_from(payload, 0)
+            if length >= _SITES.size + _SITE.size * n:
+                for offset in range(_SITES.size, _SITES.size + _SITE.size * n, _SITE.size):
+                    sid, _pad, *values = _SITE.unpack_from(payload, offset)
+                    pending_counts[sid] = SiteCounts(*values)
+        elif rtype == REC_SIZES and length >= _SIZES.size:
+            pending_sizes = _SIZES.unpack_from(payload, 0)
         elif rtype == REC_SNAPSHOT and length >= _SNAPSHOT.size:
             fields = _SNAPSHOT.unpack_from(payload, 0)
             kind, nlive, npeak = fields[0], fields[1], fields[2]
@@ -158,6 +204,10 @@ def read_capture(path: str) -> NativeCapture:
                 sid, _pad, nbytes, blocks = _ENTRY.unpack_from(payload, offset)
                 offset += _ENTRY.size
                 (snap.live if i < nlive else snap.peak)[sid] = (nbytes, blocks)
+            counts.update(pending_counts)
+            pending_counts = {}
+            snap.counts = counts  # the last whole snapshot is the one kept
+            snap.sizes, pending_sizes = pending_sizes, None
             totals = snap
     if capture is None:
         raise NativeFormatError(f"{path}: the capture has no header record")

@@ -10,9 +10,15 @@
  *   STACK     once per stack, before the first snapshot that names it:
  *             id, number of frames, the return addresses
  *   MAPS      /proc/self/maps, whenever it changed since the last one
+ *   SITES     per stack whose counters changed since the last snapshot:
+ *             allocations made there, frees of them, and their bytes
+ *             (totals since the start, not increments)
+ *   SIZES     allocation calls by size, 64 power-of-two buckets (totals)
  *   SNAPSHOT  the totals and, per stack, the live and the peak bytes and
  *             blocks (stacks with nothing live, or nothing at the peak,
  *             are left out)
+ * SITES and SIZES belong to the SNAPSHOT that follows them in the same
+ * batch (a reader ignores them when that SNAPSHOT is cut off).
  * A snapshot is written every PYMEMTRACE_NATIVE_INTERVAL_MS while the
  * program allocates, and a last one (kind EXIT) by the destructor.  Each
  * batch of records goes out in one write() loop, so a process killed at
@@ -40,6 +46,8 @@
 #define REC_STACK 2
 #define REC_MAPS 3
 #define REC_SNAPSHOT 4
+#define REC_SITES 5
+#define REC_SIZES 6
 
 static const char MAGIC[8] = "PMTNAT1\n";
 
@@ -272,6 +280,45 @@ entry(buf_t *b, uint32_t id, int64_t bytes, int64_t blocks)
 }
 
 static void
+sites(buf_t *b)
+{
+    uint32_t id, n = 0;
+
+    for (id = 0; id < rt.sites_cap; id++) {
+        n += rt.sites[id].dirty != 0;
+    }
+    if (n == 0) {
+        return;
+    }
+    buf_record(b, REC_SITES, 8 + 40 * n);
+    buf_u32(b, n);
+    buf_u32(b, 0);
+    for (id = 0; id < rt.sites_cap; id++) {
+        struct pmt_nt_site *site = &rt.sites[id];
+        if (site->dirty) {
+            buf_u32(b, id);
+            buf_u32(b, 0);
+            buf_u64(b, site->allocs);
+            buf_u64(b, site->frees);
+            buf_u64(b, site->bytes_alloc);
+            buf_u64(b, site->bytes_freed);
+            site->dirty = 0;
+        }
+    }
+}
+
+static void
+sizes(buf_t *b)
+{
+    int k;
+
+    buf_record(b, REC_SIZES, 8 * PMT_NT_SIZE_BUCKETS);
+    for (k = 0; k < PMT_NT_SIZE_BUCKETS; k++) {
+        buf_u64(b, atomic_load_explicit(&rt.sizes[k], memory_order_relaxed));
+    }
+}
+
+static void
 snapshot(buf_t *b, int final)
 {
     uint32_t id, nlive = 0, npeak = 0;
@@ -325,6 +372,8 @@ pmt_nt_capture_dump_unlocked(int final)
     }
     new_stacks(&b);
     maps(&b);
+    sites(&b);
+    sizes(&b);
     snapshot(&b, final);
     if (flush(&b) == 0) {
         rt.stacks_written = rt.stacks.count;

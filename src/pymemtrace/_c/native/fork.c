@@ -22,6 +22,7 @@ static void
 in_child(void)
 {
     int entered = pmt_nt_guard_enter();
+    int k;
 
     pthread_mutex_init(&rt.lock, NULL);
     rt.fd = -1;
@@ -37,6 +38,12 @@ in_child(void)
     atomic_store(&rt.n_alloc, 0);
     atomic_store(&rt.n_free, 0);
     atomic_store(&rt.bytes_alloc, 0);
+    for (k = 0; k < PMT_NT_SIZE_BUCKETS; k++) {
+        atomic_store(&rt.sizes[k], 0);
+    }
+    memset(pmt_nt_tls.sizes, 0, sizeof(pmt_nt_tls.sizes));
+    rt.sites = NULL; /* abandoned with the tables (counters of the parent) */
+    rt.sites_cap = 0;
     pmt_nt_tls.allocs = 0;
     pmt_nt_tls.frees = 0;
     pmt_nt_tls.bytes = 0;

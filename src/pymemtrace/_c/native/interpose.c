@@ -143,6 +143,7 @@ init_once(void)
         goto done;
     }
     pmt_nt_stack_warmup();
+    pmt_nt_thread_exit_init();
     pmt_nt_fork_install();
     pthread_mutex_lock(&rt.lock);
     rt.pid = getpid();

@@ -102,8 +102,66 @@ pmt_nt_weight_of(uint64_t size, int64_t *bytes, int64_t *blocks)
     *blocks = (int64_t)((rt.sample_bytes + size / 2) / size);
 }
 
+/* The counters of stack id, grown with the stack table; NULL when out of
+   memory (the summary then misses these calls).  The lock held. */
+static struct pmt_nt_site *
+site_of(uint32_t id)
+{
+    struct pmt_nt_site *grown;
+    uint32_t cap;
+
+    if (PMT_NT_LIKELY(id < rt.sites_cap)) {
+        return &rt.sites[id];
+    }
+    cap = rt.sites_cap ? rt.sites_cap : 1024;
+    while (cap <= id) {
+        cap *= 2;
+    }
+    grown = rt.real.realloc(rt.sites, (size_t)cap * sizeof(*grown));
+    if (grown == NULL) {
+        return NULL;
+    }
+    memset(grown + rt.sites_cap, 0,
+           (size_t)(cap - rt.sites_cap) * sizeof(*grown));
+    rt.sites = grown;
+    rt.sites_cap = cap;
+    return &rt.sites[id];
+}
+
+/* How a change of the table counts in the per-site summary. */
+enum {
+    NOT_COUNTED = 0,
+    COUNTED = 1
+};
+
+/* Count n (1, or -1 to undo) allocations (freed 0) or frees (freed 1) of
+   the block `value` describes in its stack's summary. */
 static void
-account_value_unlocked(uint64_t value, int sign)
+site_count_unlocked(uint64_t value, int freed, int64_t n)
+{
+    uint32_t id = (uint32_t)(value >> PMT_PTR_SIZE_BITS);
+    struct pmt_nt_site *site;
+    int64_t bytes, blocks;
+
+    if (id >= rt.stacks.count || (site = site_of(id)) == NULL) {
+        return;
+    }
+    pmt_nt_weight_of(value & PMT_PTR_SIZE_MASK, &bytes, &blocks);
+    if (freed) {
+        site->frees += (uint64_t)(n * blocks);
+        site->bytes_freed += (uint64_t)(n * bytes);
+    }
+    else {
+        site->allocs += (uint64_t)(n * blocks);
+        site->bytes_alloc += (uint64_t)(n * bytes);
+    }
+    site->dirty = 1;
+}
+
+/* Add (sign 1) or take off (sign -1) the block `value` describes to its
+   stack; when counted, an allocation or a free of that stack too. */
+static void
+account_value_unlocked(uint64_t value, int sign, int counted)
 {
     uint32_t id = (uint32_t)(value >> PMT_PTR_SIZE_BITS);
     int64_t bytes, blocks;
@@ -113,6 +171,9 @@ account_value_unlocked(uint64_t value, int sign)
     }
     pmt_nt_weight_of(value & PMT_PTR_SIZE_MASK, &bytes, &blocks);
     pmt_stacktable_account(&rt.stacks, id, sign * bytes, sign * blocks);
+    if (counted) {
+        site_count_unlocked(value, sign < 0, 1);
+    }
 }
 
 void
@@ -134,17 +195,18 @@ pmt_nt_maybe_dump_unlocked(void)
 
 /* Put addr -> value in the table, accounting it (the lock held). */
 static void
-put_unlocked(uintptr_t addr, uint64_t value)
+put_unlocked(uintptr_t addr, uint64_t value, int counted)
 {
     uint64_t old = 0;
     int rc = pmt_ptrtable_put(&rt.ptrs, addr, value, &old);
 
     if (rc == 1) {
-        /* A stale entry (a free we did not see): its bytes go. */
-        account_value_unlocked(old, -1);
+        /* A stale entry (a free we did not see): its bytes go, and it
+           counts as freed (allocations minus frees stays what is live). */
+        account_value_unlocked(old, -1, COUNTED);
     }
     if (rc >= 0) {
-        account_value_unlocked(value, 1);
+        account_value_unlocked(value, 1, counted);
     }
     if (rc == 0) {
         filter_change(addr, 1);
@@ -175,7 +237,8 @@ pmt_nt_record_alloc(void *ptr, size_t size, void *caller)
         id = pmt_stacktable_intern(&rt.stacks, hash, frames, n, &added);
         if (id != PMT_STACK_NONE) {
             put_unlocked((uintptr_t)ptr,
-                         (uint64_t)size | (uint64_t)id << PMT_PTR_SIZE_BITS);
+                         (uint64_t)size | (uint64_t)id << PMT_PTR_SIZE_BITS,
+                         COUNTED);
         }
         pmt_nt_maybe_dump_unlocked();
     }
@@ -185,7 +248,7 @@ pmt_nt_record_alloc(void *ptr, size_t size, void *caller)
 /* Remove ptr from the table: 1 and its value in *value when it was
    there (its bytes are taken off), else 0.  The lock held. */
 static int
-take_unlocked(void *ptr, uint64_t *value)
+take_unlocked(void *ptr, uint64_t *value, int counted)
 {
     if (!pmt_ptrtable_pop(&rt.ptrs, (uintptr_t)ptr, value)) {
         if (rt.mode == PMT_NT_EXACT) {
@@ -193,7 +256,7 @@ take_unlocked(void *ptr, uint64_t *value)
         }
         return 0;
     }
-    account_value_unlocked(*value, -1);
+    account_value_unlocked(*value, -1, counted);
     filter_change((uintptr_t)ptr, -1);
     return 1;
 }
@@ -208,7 +271,7 @@ pmt_nt_record_free(void *ptr)
     }
     pthread_mutex_lock(&rt.lock);
     if (atomic_load_explicit(&rt.on, memory_order_relaxed)) {
-        take_unlocked(ptr, &value);
+        take_unlocked(ptr, &value, COUNTED);
         pmt_nt_maybe_dump_unlocked();
     }
     pthread_mutex_unlock(&rt.lock);
@@ -225,14 +288,19 @@ pmt_nt_record_munmap(void *addr, size_t len)
     }
     pthread_mutex_lock(&rt.lock);
     if (atomic_load_explicit(&rt.on, memory_order_relaxed) &&
-        take_unlocked(addr, &value)) {
+        take_unlocked(addr, &value, NOT_COUNTED)) {
         /* Unmapping the head of a mapping leaves its tail live, under the
-           same stack (a hole in the middle is counted as the whole). */
+           same stack (a hole in the middle is counted as the whole); the
+           mapping counts as freed when its last part goes. */
         size = value & PMT_PTR_SIZE_MASK;
         len = (len + 4095) & ~(size_t)4095;
         if (len < size) {
             put_unlocked((uintptr_t)addr + len,
-                         (value & ~PMT_PTR_SIZE_MASK) | (size - len));
+                         (value & ~PMT_PTR_SIZE_MASK) | (size - len),
+                         NOT_COUNTED);
+        }
+        else {
+            site_count_unlocked(value, 1, 1);
         }
     }
     pthread_mutex_unlock(&rt.lock);
@@ -248,7 +316,7 @@ pmt_nt_realloc_traced(void *old, size_t size, void *caller)
     pmt_nt_count(0, 1, 0);
     if (rt.mode != PMT_NT_COUNT && maybe_listed(old)) {
         pthread_mutex_lock(&rt.lock);
-        had = take_unlocked(old, &value);
+        had = take_unlocked(old, &value, COUNTED);
         pthread_mutex_unlock(&rt.lock);
     }
     ptr = rt.real.realloc(old, size);
@@ -256,7 +324,8 @@ pmt_nt_realloc_traced(void *old, size_t size, void *caller)
         if (had && size != 0) {
             /* Failed: the old block is still live. */
             pthread_mutex_lock(&rt.lock);
-            put_unlocked((uintptr_t)old, value);
+            site_count_unlocked(value, 1, -1);
+            put_unlocked((uintptr_t)old, value, NOT_COUNTED);
             pthread_mutex_unlock(&rt.lock);
         }
         return NULL;

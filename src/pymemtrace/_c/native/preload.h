@@ -42,6 +42,17 @@
 
 #define PMT_NT_MAX_DEPTH 64
 
+#define PMT_NT_SIZE_BUCKETS 64
+
+/* The counters of one stack (weighted in sampled mode, as the table). */
+struct pmt_nt_site {
+    uint64_t allocs;      /* allocations made with this stack */
+    uint64_t frees;       /* of those, the ones freed since */
+    uint64_t bytes_alloc; /* bytes of the allocations */
+    uint64_t bytes_freed; /* bytes of the freed ones */
+    int dirty;            /* changed since the last snapshot written */
+};
+
 /* Recording modes (PYMEMTRACE_NATIVE_MODE). */
 enum pmt_nt_mode {
     PMT_NT_COUNT = 0,  /* counters only: calls and bytes, no table */
@@ -99,6 +110,17 @@ struct pmt_nt_runtime {
     _Atomic uint64_t n_free;      /* free calls of non-NULL (every mode) */
     _Atomic uint64_t bytes_alloc; /* bytes requested (every mode) */
     uint64_t unknown_frees;       /* frees of blocks not in the table */
+    /* Allocation calls by size, every mode: bucket 0 holds size 0, bucket
+       k the sizes in [2^(k-1), 2^k) (the last one everything above). */
+    _Atomic uint64_t sizes[PMT_NT_SIZE_BUCKETS];
+    /* Per stack id (the lock held): calls and bytes allocated there, and
+       frees of the blocks allocated there, for the per-function summary;
+       grown with the stack table. */
+    struct pmt_nt_site *sites;
+    uint32_t sites_cap;     /* entries allocated in sites */
+    pthread_key_t exit_key; /* its destructor flushes an ending thread's
+                                counts (config: created once) */
+    int have_exit_key;      /* exit_key was created */
     /* Sampled mode: a counting filter of the listed addresses, so that
        the free of a block that was not sampled (nearly all) takes no
        lock.  Counters change under the lock, saturate at 255 (then stay);
@@ -115,7 +137,9 @@ extern struct pmt_nt_runtime pmt_nt_runtime;
 /* threadstate.c */
 typedef struct {
     int busy;           /* re-entrancy guard: in the tracer's own code */
-    uint32_t pending;   /* events counted here since the last flush */
+    uint32_t pending;   /* events to count here before the next flush
+                           (0 in a new thread: its first event flushes,
+                           which registers the thread-exit flush) */
     uint64_t allocs;    /* allocation calls not yet in pmt_nt_runtime */
     uint64_t frees;     /* free calls not yet in pmt_nt_runtime */
     uint64_t bytes;     /* bytes requested not yet in pmt_nt_runtime */
@@ -124,6 +148,9 @@ typedef struct {
     uint64_t rng;       /* xorshift64* state */
     uintptr_t stack_lo; /* this thread's stack, for the frame-pointer */
     uintptr_t stack_hi; /* walk (0: not known yet) */
+    uint16_t sizes[PMT_NT_SIZE_BUCKETS]; /* allocations by size, not yet
+                                            in pmt_nt_runtime */
+    int exit_flush;                      /* the thread-exit flush is set */
 } pmt_nt_thread;
 
 extern PMT_NT_TLS pmt_nt_thread pmt_nt_tls;
@@ -148,6 +175,16 @@ pmt_nt_guard_exit(void)
 
 int pmt_nt_sample_hit(size_t size);
 void pmt_nt_count_flush(void);
+void pmt_nt_thread_exit_init(void);
+
+/* The bucket of size in pmt_nt_runtime.sizes. */
+static inline int
+pmt_nt_size_bucket(uint64_t size)
+{
+    int k = size == 0 ? 0 : 64 - __builtin_clzll(size);
+
+    return k < PMT_NT_SIZE_BUCKETS ? k : PMT_NT_SIZE_BUCKETS - 1;
+}
 
 /* Count calls per thread, added to the shared atomics every 256 events
    (a locked add per call would cost more than the call); a snapshot
@@ -155,10 +192,13 @@ void pmt_nt_count_flush(void);
 static inline void
 pmt_nt_count(uint64_t allocs, uint64_t frees, uint64_t bytes)
 {
+    if (allocs) {
+        pmt_nt_tls.sizes[pmt_nt_size_bucket(bytes)]++;
+    }
     pmt_nt_tls.allocs += allocs;
     pmt_nt_tls.frees += frees;
     pmt_nt_tls.bytes += bytes;
-    if (PMT_NT_UNLIKELY(++pmt_nt_tls.pending >= 256)) {
+    if (PMT_NT_UNLIKELY(pmt_nt_tls.pending-- == 0)) {
         pmt_nt_count_flush();
     }
 }

@@ -1,8 +1,10 @@
 /*
  * threadstate.c - what the native tracer keeps per thread: the
  * re-entrancy guard (set while the thread runs the tracer's own code, so
- * that the tables' and the writer's allocations are not traced) and the
- * byte-sampling countdown of sampled mode.
+ * that the tables' and the writer's allocations are not traced), the
+ * byte-sampling countdown of sampled mode, and the counts of calls, bytes
+ * and sizes, added to the shared ones every 256 calls and when the thread
+ * ends (a pthread key's destructor).
  *
  * Initial-exec TLS: the library is loaded at start-up (LD_PRELOAD), so its
  * thread-locals sit in the static TLS block and reading them never calls
@@ -103,14 +105,46 @@ pmt_nt_sample_hit(size_t size)
 void
 pmt_nt_count_flush(void)
 {
+    int k;
+
     atomic_fetch_add_explicit(&rt.n_alloc, pmt_nt_tls.allocs,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&rt.n_free, pmt_nt_tls.frees,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&rt.bytes_alloc, pmt_nt_tls.bytes,
                               memory_order_relaxed);
+    for (k = 0; k < PMT_NT_SIZE_BUCKETS; k++) {
+        if (pmt_nt_tls.sizes[k] != 0) {
+            atomic_fetch_add_explicit(&rt.sizes[k], pmt_nt_tls.sizes[k],
+                                      memory_order_relaxed);
+            pmt_nt_tls.sizes[k] = 0;
+        }
+    }
     pmt_nt_tls.allocs = 0;
     pmt_nt_tls.frees = 0;
     pmt_nt_tls.bytes = 0;
-    pmt_nt_tls.pending = 0;
+    pmt_nt_tls.pending = 255;
+    /* Once per thread: without it a thread that ends would take its last
+       (up to 255) counts with it.  Called with the guard set: should
+       pthread_setspecific allocate, the real malloc serves it. */
+    if (!pmt_nt_tls.exit_flush && rt.have_exit_key) {
+        pmt_nt_tls.exit_flush = 1;
+        pthread_setspecific(rt.exit_key, &pmt_nt_tls);
+    }
+}
+
+/* A thread ends: its counts join the shared ones (atomics only). */
+static void
+thread_exit_flush(void *unused)
+{
+    (void)unused;
+    pmt_nt_count_flush();
+}
+
+/* Once, from the bootstrap (the guard set). */
+void
+pmt_nt_thread_exit_init(void)
+{
+    rt.have_exit_key =
+        pthread_key_create(&rt.exit_key, thread_exit_flush) == 0;
 }
