@@ -256,7 +256,35 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
     finally:
         _native.alloc_counting_stop()
         show.done()
+    foreign = foreign_allocator()
+    if foreign is not None:
+        result.notes.append(f"{foreign} is the process's allocator: the RSS and malloc's heap "
+                            "were not judged (its own bookkeeping and quarantine move them), "
+                            "only Python's allocators and the objects")
     return Hunt(**{f: getattr(result, f) for f in result.__dataclass_fields__})
+
+
+#: Allocators whose memory figures are their own (file name prefixes).
+FOREIGN_ALLOCATORS = ("libasan", "libhwasan", "libjemalloc", "libtcmalloc", "libmimalloc")
+
+
+def foreign_allocator():
+    """The name of an allocator other than glibc's malloc loaded in this
+    process (ASan, jemalloc, tcmalloc, mimalloc), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                base = os.path.basename(line.rstrip("\n").split(" ")[-1])
+                for prefix in FOREIGN_ALLOCATORS:
+                    if base.startswith(prefix):
+                        return prefix[3:]
+    except OSError:
+        return None
+    return None
+
+
+def _no_reading() -> int:
+    return 0
 
 
 def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
@@ -268,8 +296,11 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
     rss = array("q", bytes(8 * n))
     spent = array("d", bytes(8 * n))
     counters = _native.alloc_counters
-    read_rss = _native.rss
-    read_malloc = _malloc_reader()
+    foreign = foreign_allocator()
+    # Another allocator's RSS and heap say nothing of the program's memory
+    # (ASan keeps freed blocks in quarantine): only Python's counters judge.
+    read_rss = _native.rss if foreign is None else _no_reading
+    read_malloc = _malloc_reader() if foreign is None else None
     malloc = array("q", bytes(8 * n)) if read_malloc else None
     stride = _malloc_stride(read_malloc, call, n)
     collect = _collect
