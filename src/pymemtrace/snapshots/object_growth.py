@@ -20,26 +20,15 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
+# One row of a type that grew per call, for the hunt and for `objects` alike.
+from pymemtrace.snapshots.hunt import TypeGrowth
+
 SCHEMA = 1
 
 #: The verdicts of the gc experiment.
 RETAINED = "retained"
 CYCLIC = "cyclic garbage, collected late"
 NO_GROWTH = "no growth"
-
-
-@dataclasses.dataclass
-class TypeGrowth:
-    """A type whose live count grew steadily across the calls."""
-
-    type: str
-    qualname: str
-    per_call: float
-    bytes_per_call: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "qualname": self.qualname,
-                "per_call": self.per_call, "bytes_per_call": self.bytes_per_call}
 
 
 @dataclasses.dataclass
