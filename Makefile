@@ -107,12 +107,14 @@ chromium-deps:
 #
 # `make test-asan` runs the whole suite (minus 'slow') on ASAN_VERSION (the
 # default CPython); to keep CI time down, only the fault suite (FAULT_TESTS)
-# on each other CPython, and tests/unit as well on 3.12 and later (immortal
-# objects, sys.monitoring and PyRefTracer paths).  The runs on ASAN_VERSION
-# and 3.12+ are followed by tests/leakcheck.py under LeakSanitizer.
+# on each other CPython, and tests/unit as well on the newest one
+# (ASAN_NEWEST: immortal objects, sys.monitoring and PyRefTracer, the paths
+# the default CPython does not take).  The runs on ASAN_VERSION and
+# ASAN_NEWEST are followed by tests/leakcheck.py under LeakSanitizer.
 # `make test-asan-V` runs one CPython alone.
 ASAN_VERSION ?= $(DEFAULT_VERSION)
 ASAN_EXTRA_VERSIONS ?= $(filter-out $(ASAN_VERSION) system,$(PY_VERSIONS))
+ASAN_NEWEST ?= $(lastword $(ASAN_EXTRA_VERSIONS))
 # tests/faults once it exists; until then the one file it grows from.
 FAULT_TESTS ?= $(or $(wildcard tests/faults),tests/integration/test_faults.py)
 # LeakSanitizer: the pytest run has it off (tests start other programs,
@@ -131,8 +133,8 @@ ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init
 LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1:fast_unwind_on_malloc=0 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 # What pytest runs under ASan on one CPython; faults_only: the fault suite
-# alone (no tests/unit, no leakcheck) on the CPythons before 3.12.
-faults_only = $(and $(filter-out $(ASAN_VERSION),$(1)),$(filter 3.9.% 3.10.% 3.11.%,$(1)))
+# alone (no tests/unit, no leakcheck) on all but ASAN_VERSION and ASAN_NEWEST.
+faults_only = $(filter-out $(ASAN_VERSION) $(ASAN_NEWEST),$(1))
 asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,$(if $(call faults_only,$(1)),,tests/unit) $(FAULT_TESTS))
 
 test-asan-%: $(VENV_ROOT)/%/.stamp
@@ -145,7 +147,7 @@ test-asan-%: $(VENV_ROOT)/%/.stamp
 	$(if $(call faults_only,$*),,@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer")
 	$(if $(call faults_only,$*),,$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py)
 
-test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython; the fault suite, and tests/unit on 3.12+, on the others)
+test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython, tests/unit on the newest, the fault suite on all)
 	@echo "== test-asan passed on: $(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS)"
 
 # ------------------------------------------------------ debug CPython (refs)

@@ -147,11 +147,11 @@ def _jumps(log):
     return out
 
 
-def _assert_same_jumps(fast, exact):
+def _assert_same_jumps(fast, exact, slack=SLACK):
     f, e = _jumps(fast), _jumps(exact)
     assert [j[:6] for j in f] == [j[:6] for j in e], f"fast {f}\nexact {e}"
     for a, b in zip(f, e):
-        assert abs(a[6] - b[6]) <= SLACK, (a, b)
+        assert abs(a[6] - b[6]) <= slack, (a, b)
 
 
 @rss_as_a_program_sees_it
@@ -169,7 +169,10 @@ def test_fast_path_charges_every_jump_where_a_read_at_every_event_does(tmp_path,
     # THEN both logs are complete and charge each jump to the same record
     assert fast.complete and exact.complete
     assert _jumps(exact), "the case must move memory by more than 512 KiB"
-    _assert_same_jumps(fast, exact)
+    # A joined thread's stack pages are given back by glibc (madvise) while
+    # the thread exits, on the scheduler's time: a jump in the main thread
+    # right after join() sees a few hundred KiB more or less from run to run.
+    _assert_same_jumps(fast, exact, 3 * SLACK if "thread" in name else SLACK)
 
 
 def _seed_new_str_jumps(tmp_path, backend, mode):

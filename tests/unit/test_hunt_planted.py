@@ -23,7 +23,11 @@ UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 needs_glibc_malloc = pytest.mark.skipif(
     UNDER_ASAN, reason="under ASan the hunt does not judge RSS or malloc's heap")
 
-REPEATS = 3
+# Three hunts in a row must agree (issue 11); make test checks that on
+# every release CPython.  Under ASan and on the debug build a hunt costs
+# several times more and is there for memory errors and reference counts:
+# one hunt per case.
+REPEATS = 1 if UNDER_ASAN or hasattr(sys, "gettotalrefcount") else 3
 ITERATIONS = 1000
 
 # -- planted leaks -------------------------------------------------------------

@@ -48,10 +48,17 @@ def plugin(request):
     return ["-p", "pymemtrace.pytest_plugin", "-p", "no:cacheprovider"]
 
 
+_RESULTS = {}
+
+
 @pytest.fixture
 def session(pytester, plugin):
-    pytester.makepyfile(test_planted=TESTS)
-    return pytester.runpytest(*plugin)
+    """The planted session's result; run once (it hunts five tests), read
+    by every test that needs it."""
+    if "planted" not in _RESULTS:
+        pytester.makepyfile(test_planted=TESTS)
+        _RESULTS["planted"] = pytester.runpytest(*plugin)
+    return _RESULTS["planted"]
 
 
 def test_the_marker_and_fixture_fail_leaks_and_pass_twins(session):

@@ -61,6 +61,7 @@ def test_small_series_are_kept_whole():
         Series(3)
 
 
+@pytest.mark.slow
 def test_a_day_at_the_fastest_interval_stays_bounded_with_exact_extremes():
     # GIVEN a day of samples at the fastest interval `process` allows,
     # delivered as the logging thread delivers them (one batch a second),
