@@ -34,12 +34,21 @@
 #define BRIDGE_MAX_CODES (1u << 16)
 #define BRIDGE_INDEX_SIZE (2 * BRIDGE_MAX_CODES)
 #define BRIDGE_MAX_FRAMES 64
+#define BRIDGE_LINE_CACHE 4096
 
 typedef struct {
     PyCodeObject *code; /* a strong reference, never released */
     char *file;         /* UTF-8, malloc'ed, never freed */
     char *function;
 } bridge_code_entry;
+
+/* A line found for an instruction offset of a code object in the table
+   (kept alive by it, so its address is never reused). */
+typedef struct {
+    const PyCodeObject *code;
+    int32_t addr;
+    int32_t line;
+} bridge_line_entry;
 
 /* The code table: written only by threads holding the main
    interpreter's GIL (the tracer's callback, serialised by it); `published`
@@ -48,6 +57,8 @@ static struct bridge_runtime {
     bridge_code_entry codes[BRIDGE_MAX_CODES]; /* GIL */
     uint32_t index[BRIDGE_INDEX_SIZE];         /* GIL; id + 1, 0: empty */
     uint32_t ncodes;                           /* GIL */
+    /* GIL: PyCode_Addr2Line walks the line table, each time */
+    bridge_line_entry lines[BRIDGE_LINE_CACHE];
     _Atomic uint32_t published; /* entries below it are complete */
     int registered;             /* GIL: the lookup was made */
 } rt;
@@ -179,6 +190,29 @@ code_id(PyCodeObject *code)
     return id;
 }
 
+/* The line frame (code, addr) is at; code has id (in the table unless
+   PMT_NT_PYCODE_UNKNOWN).  The GIL held. */
+static int
+frame_line(PyCodeObject *code, int32_t addr, uint32_t id)
+{
+    bridge_line_entry *entry;
+
+    if (addr < 0) {
+        return code->co_firstlineno; /* not started */
+    }
+    if (id == PMT_NT_PYCODE_UNKNOWN) {
+        return PyCode_Addr2Line(code, addr);
+    }
+    entry = &rt.lines[(index_slot(code) ^ (size_t)addr * 0x9E3779B1u) &
+                      (BRIDGE_LINE_CACHE - 1)];
+    if (entry->code != code || entry->addr != addr) {
+        entry->code = code;
+        entry->addr = addr;
+        entry->line = PyCode_Addr2Line(code, addr);
+    }
+    return entry->line;
+}
+
 static uint32_t
 bridge_stack(uint64_t *out, uint32_t max)
 {
@@ -196,9 +230,8 @@ bridge_stack(uint64_t *out, uint32_t max)
     n = pmt_collect_frames(frames, max, &hash, NULL);
     for (i = 0; i < n; i++) {
         PyCodeObject *code = (PyCodeObject *)frames[i].code;
-        line = frames[i].addr < 0 ? code->co_firstlineno
-                                  : PyCode_Addr2Line(code, frames[i].addr);
         id = code_id(code);
+        line = frame_line(code, frames[i].addr, id);
         out[i] = (uint64_t)id << 32 | (uint32_t)line;
     }
     return n;
