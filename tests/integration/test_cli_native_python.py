@@ -43,24 +43,33 @@ if sys.argv[2:] == ["threads"]:
     worker.start()
     worker.join()
     leaky_ext.leak_malloc_in_c_thread(8192)
+if sys.argv[2:] == ["fork"]:
+    import os
+
+    pid = os.fork()
+    if pid == 0:
+        many()
+        os._exit(0)
+    os.waitpid(pid, 0)
 """
 MANY_LINE = 10  # CALL(1024) in many()
 FEW_LINE = 15  # CALL(1024) in few()
 MANY_CALLER_LINE = 18  # many() at module level
 
 
-def run(cli, tmp_path, *args, name="out"):
+def run(cli, tmp_path, *args, name="out", processes=1, options=()):
     script = tmp_path / "prog.py"
     script.write_text(SCRIPT)
     path = os.pathsep.join([str(build_fixture("leaky_ext")), os.environ.get("PYTHONPATH", "")])
     outdir = tmp_path / name
-    result = cli("native", "-o", outdir, "--", sys.executable, str(script), *args, env={"PYTHONPATH": path})
+    result = cli("native", "-o", outdir, *options, "--", sys.executable, str(script), *args, env={"PYTHONPATH": path})
     assert result.returncode == 0, result.stderr
     report = cli("report", outdir, "--format", "json")
     assert report.returncode == 0, report.stderr
-    (process,) = json.loads(report.stdout)["processes"]
-    assert process["complete"] is True
-    return str(script), process
+    found = json.loads(report.stdout)["processes"]
+    assert len(found) == processes
+    assert all(process["complete"] for process in found)
+    return str(script), found[0] if processes == 1 else found
 
 
 def sites_of(section, function):
@@ -146,3 +155,17 @@ def test_text_report_shows_the_python_line(cli, tmp_path):
     assert report.returncode == 0, report.stderr
     assert f"many {script}:{MANY_LINE}" in report.stdout
     assert f"few {script}:{FEW_LINE}" in report.stdout
+
+
+def test_a_forked_child_names_its_python_frames(cli, tmp_path):
+    # GIVEN a script whose forked child calls many() again (its code object
+    # was seen, and written to the parent's capture by its periodic
+    # snapshots, before the fork)
+    script, (parent, child) = run(cli, tmp_path, "leak_malloc", "fork", processes=2,
+                                  options=("--interval-ms", "1"))
+    assert child["ppid"] == parent["pid"]
+    # THEN the child's own capture names them too
+    (site,) = sites_of(child["leaked"], "leak_malloc")
+    assert (site["bytes"], site["blocks"]) == (10000 * KIB, 10000)
+    assert python_frames(site)[0] == {"function": "many", "file": script, "line": MANY_LINE,
+                                      "library": None, "python": True}
