@@ -13,6 +13,7 @@ from native_helpers import KIB, compile_prog, needs_tracer, preload_library, tra
 
 from pymemtrace.analyses.native import analyse_capture  # noqa: E402
 from pymemtrace.snapshots.native import (  # noqa: E402
+    PYFRAME_TAG,
     SNAP_EXIT,
     Mapping,
     NativeCapture,
@@ -234,3 +235,36 @@ def test_size_buckets_are_powers_of_two():
     assert size_bucket_bounds(SIZE_BUCKETS - 1) == (2**62, 2**64 - 1)
     for k in range(1, SIZE_BUCKETS - 1):
         assert size_bucket_bounds(k + 1)[0] == size_bucket_bounds(k)[1] + 1
+
+
+def test_python_frames_take_the_interpreters_place():
+    # GIVEN stacks through an extension's C function, then the interpreter
+    # (libpython), then Python frames (code id << 32 | line, tagged), two
+    # Python callers of the same C function; and a stack with no Python
+    # frames (a thread without the GIL)
+    ext = "/nowhere/leaky_ext.so"
+    libpython = "/nowhere/libpython3.11.so.1.0"
+    maps = [Mapping(0x1000, 0x2000, 0, "r-xp", ext), Mapping(0x5000, 0x6000, 0, "r-xp", libpython)]
+
+    def py(code_id, line):
+        return PYFRAME_TAG | code_id << 32 | line
+
+    stacks = {0: (0x1101, 0x5501, 0x5601, py(0, 10), py(2, 18)),
+              1: (0x1101, 0x5501, 0x5601, py(1, 15), py(2, 19)),
+              2: (0x1101, 0x5501, 0x5601)}
+    totals = Totals(SNAP_EXIT, 700, 700, 7, 0, 700, 0, 0, 0,
+                    live={0: (400, 4), 1: (200, 2), 2: (100, 1)}, peak={})
+    capture = NativeCapture("x", 42, 1, "exact", 16, 0, 0, ["python"], stacks, maps, totals)
+    capture.pycodes = {0: ("/p/prog.py", "many"), 1: ("/p/prog.py", "few"), 2: ("/p/prog.py", "<module>")}
+    # WHEN analysed
+    report = analyse_capture(capture)
+    # THEN each Python caller is its own site: the C frame, then the
+    # Python frames innermost first, the interpreter's frames left out
+    many, few, native = report.leaked.sites
+    assert [(f.function, f.file, f.line, f.python) for f in many.frames] == [
+        (f"leaky_ext.so+{0x100:#x}", None, None, False),
+        ("many", "/p/prog.py", 10, True), ("<module>", "/p/prog.py", 18, True)]
+    assert many.frames[1].library is None
+    assert [f.function for f in few.frames][1:] == ["few", "<module>"]
+    # AND a stack without Python frames keeps its native frames whole
+    assert [f.library for f in native.frames] == [ext, libpython, libpython]

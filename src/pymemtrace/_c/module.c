@@ -72,6 +72,9 @@ module_exec_concerns(PyObject *module)
     if (pmt_refgraph_exec(module) < 0) {
         return -1;
     }
+    if (pmt_native_bridge_exec(module) < 0) {
+        return -1;
+    }
     return 0;
 }
 

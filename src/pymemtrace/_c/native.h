@@ -158,6 +158,8 @@ int pmt_alloc_exec(PyObject *module);
 int pmt_shrinkwatch_exec(PyObject *module);
 int pmt_objects_exec(PyObject *module);
 int pmt_refgraph_exec(PyObject *module);
+/* native_bridge.c: Python stacks for the native tracer, when preloaded. */
+int pmt_native_bridge_exec(PyObject *module);
 
 /* Called from m_free: stop whatever a concern runs in the background. */
 void pmt_sampler_shutdown(void);

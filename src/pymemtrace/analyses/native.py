@@ -3,7 +3,12 @@ allocation and free counts by function; allocations by size.
 
 A site is a call stack with its frames symbolized (function and library);
 stacks that differ only in addresses within the same functions are one
-site.  Frames inside the tracer itself are left out.  The result is plain
+site.  Frames inside the tracer itself are left out.  When the capture
+holds Python frames (the pymemtrace extension was imported in the traced
+process), they take the place of the interpreter's frames: a site's frames
+are the native ones from the allocator's caller up to the first frame in
+the interpreter (libpython or the python executable; the innermost frame
+is always kept), then the Python frames, innermost first.  The result is plain
 data that the native reporters render (``reporters/native_text.py``,
 ``reporters/native_json.py``); ``SCHEMA`` is the version of the JSON
 contract of docs/native.md.
@@ -11,14 +16,29 @@ contract of docs/native.md.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pymemtrace.snapshots.native import NativeCapture, SiteCounts, size_bucket_bounds
+from pymemtrace.snapshots.native import (
+    PYCODE_UNKNOWN,
+    NativeCapture,
+    SiteCounts,
+    is_python_frame,
+    python_frame,
+    size_bucket_bounds,
+)
 from pymemtrace.snapshots.native_symbols import ElfSymbols, Symbolizer
 
 SCHEMA = 1
 PRELOAD_LIBRARY = "libpymemtrace_preload.so"
+#: The interpreter's own code: libpython3.11.so.1.0, python3.11, python3d...
+_INTERPRETER = re.compile(r"(lib)?python\d*(\.\d+)*[a-z]*(\.so(\.[\d.]+)?)?")
+
+
+def is_interpreter(library: Optional[str]) -> bool:
+    """True for the library (or executable) holding the interpreter."""
+    return bool(library) and _INTERPRETER.fullmatch(os.path.basename(library)) is not None
 
 
 @dataclass(frozen=True)
@@ -151,21 +171,48 @@ class _StackNamer:
         self.starts = [m.start for m in self.maps]
         self.addresses: Dict[int, Frame] = {}
         self.stacks: Dict[int, Tuple[Frame, ...]] = {}
+        self.native_stacks: Dict[int, Tuple[Frame, ...]] = {}
+
+    def _frame(self, address: int) -> Frame:
+        frame = self.addresses.get(address)
+        if frame is None:
+            if is_python_frame(address):
+                code_id, line = python_frame(address)
+                file, function = self.capture.pycodes.get(code_id, (None, "<python>"))
+                if code_id == PYCODE_UNKNOWN:
+                    file, function = None, "<python>"
+                frame = Frame(function, file, line if file is not None else None, None, True)
+            else:
+                frame = _frame_of(self.symbolizer.symbolize(address, self.maps, self.starts), address)
+            self.addresses[address] = frame
+        return frame
+
+    def _split(self, sid: int) -> None:
+        native: List[Frame] = []
+        python: List[Frame] = []
+        for address in self.capture.stacks.get(sid, ()):
+            frame = self._frame(address)
+            if frame.python:
+                python.append(frame)
+            elif not (frame.library and os.path.basename(frame.library) == PRELOAD_LIBRARY):
+                native.append(frame)
+        self.native_stacks[sid] = tuple(native)
+        if python:
+            cut = next((k for k, f in enumerate(native) if k > 0 and is_interpreter(f.library)), len(native))
+            native = native[:cut]
+        self.stacks[sid] = tuple(native + python)
 
     def frames(self, sid: int) -> Tuple[Frame, ...]:
-        named = self.stacks.get(sid)
-        if named is None:
-            out = []
-            for address in self.capture.stacks.get(sid, ()):
-                frame = self.addresses.get(address)
-                if frame is None:
-                    frame = _frame_of(self.symbolizer.symbolize(address, self.maps, self.starts), address)
-                    self.addresses[address] = frame
-                if frame.library and os.path.basename(frame.library) == PRELOAD_LIBRARY:
-                    continue
-                out.append(frame)
-            named = self.stacks[sid] = tuple(out)
-        return named
+        """The site's frames: native, then Python ones in the interpreter's place."""
+        if sid not in self.stacks:
+            self._split(sid)
+        return self.stacks[sid]
+
+    def native(self, sid: int) -> Tuple[Frame, ...]:
+        """The native frames alone."""
+        if sid not in self.native_stacks:
+            self._split(sid)
+        return self.native_stacks[sid]
 
 
 def _section(entries: Dict[int, Tuple[int, int]], namer: _StackNamer, total_bytes: Optional[int]) -> Section:
@@ -186,7 +233,7 @@ def _section(entries: Dict[int, Tuple[int, int]], namer: _StackNamer, total_byte
 def _functions(counts: Dict[int, SiteCounts], namer: _StackNamer) -> List[FunctionCounts]:
     by_function: Dict[Tuple[str, Optional[str]], FunctionCounts] = {}
     for sid, c in counts.items():
-        frames = namer.frames(sid)
+        frames = namer.native(sid)
         key = (frames[0].function, frames[0].library) if frames else ("?", None)
         row = by_function.get(key)
         if row is None:

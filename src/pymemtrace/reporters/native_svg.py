@@ -1,7 +1,8 @@
 """The flame graph of native captures (``pymemtrace report OUTDIR --svg``):
 memory live at exit (or at the peak) of every process, by native stack, in
 the allocation report's flame graph (reporters/flamegraph_svg.py).  A box's
-file is the frame's library; native frames have no line yet (0)."""
+file is the frame's library for a native frame (no line yet: 0), its
+source file and line for a Python frame."""
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence, Tuple
@@ -24,7 +25,7 @@ class _Site(NamedTuple):
 def render(reports: Sequence[ProcessReport], section: str = "leaked") -> str:
     """``section``: "leaked" (live at exit) or "peak"."""
     sites = [
-        _Site(site.bytes, tuple(_Frame(f.function, f.library or "", f.line or 0) for f in site.frames))
+        _Site(site.bytes, tuple(_Frame(f.function, (f.file if f.python else f.library) or "", f.line or 0) for f in site.frames))
         for report in reports
         for site in getattr(report, section).sites
     ]

@@ -27,6 +27,13 @@ REC_MAPS = 3
 REC_SNAPSHOT = 4
 REC_SITES = 5  # per-stack allocation and free counts (since the SIZES change)
 REC_SIZES = 6  # allocation calls by size, power-of-two buckets
+REC_PYCODE = 7  # the names of a Python code id
+
+#: A Python frame in a stack (the tracer sets the bit only on those; no
+#: user-space return address has it): code id << 32 | line.
+PYFRAME_TAG = 1 << 63
+#: The code id of a frame whose code object the extension could not keep.
+PYCODE_UNKNOWN = 0x7FFFFFFF
 
 SNAP_PERIODIC = 1
 SNAP_EXIT = 2
@@ -41,6 +48,20 @@ _SITES = struct.Struct("=II")
 _SITE = struct.Struct("=IIQQQQ")
 SIZE_BUCKETS = 64
 _SIZES = struct.Struct(f"={SIZE_BUCKETS}Q")
+_PYCODE = struct.Struct("=IIII")
+
+
+def is_python_frame(address: int) -> bool:
+    """True when a stack entry is a Python frame, not a return address."""
+    return address >= PYFRAME_TAG
+
+
+def python_frame(address: int) -> Tuple[int, int]:
+    """(code id, line) of a Python frame of a stack."""
+    line = address & 0xFFFFFFFF
+    if line >= 1 << 31:
+        line -= 1 << 32
+    return (address >> 32) & 0x7FFFFFFF, line
 
 
 def size_bucket_bounds(k: int) -> Tuple[int, int]:
@@ -117,13 +138,17 @@ class NativeCapture:
     sample_bytes: int
     start_ns: int
     command: List[str]
-    #: stack id -> return addresses, innermost first
+    #: stack id -> return addresses, innermost first, then (when the
+    #: pymemtrace extension was loaded) the Python frames, innermost first
+    #: (is_python_frame, python_frame)
     stacks: Dict[int, Tuple[int, ...]]
     maps: List[Mapping]
     #: the last complete snapshot (None: the process ended before its first)
     totals: Optional[Totals]
     #: bytes at the end of the file that did not form a whole record
     truncated_bytes: int = 0
+    #: Python code id -> (file, function)
+    pycodes: Dict[int, Tuple[str, str]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -159,6 +184,7 @@ def read_capture(path: str) -> NativeCapture:
     capture: Optional[NativeCapture] = None
     stacks: Dict[int, Tuple[int, ...]] = {}
     maps: List[Mapping] = []
+    pycodes: Dict[int, Tuple[str, str]] = {}
     totals: Optional[Totals] = None
     # SITES and SIZES count only once the SNAPSHOT of their batch is whole.
     counts: Dict[int, SiteCounts] = {}
@@ -183,6 +209,12 @@ def read_capture(path: str) -> NativeCapture:
             sid, n = struct.unpack_from("=II", payload, 0)
             if length >= 8 + 8 * n:
                 stacks[sid] = struct.unpack_from(f"={n}Q", payload, 8)
+        elif rtype == REC_PYCODE and length >= _PYCODE.size:
+            code_id, flen, nlen, _pad = _PYCODE.unpack_from(payload, 0)
+            if length >= _PYCODE.size + flen + nlen:
+                names = bytes(payload[_PYCODE.size : _PYCODE.size + flen + nlen])
+                pycodes[code_id] = (names[:flen].decode("utf-8", "replace"),
+                                    names[flen:].decode("utf-8", "replace"))
         elif rtype == REC_MAPS:
             maps[:] = parse_maps(bytes(payload).decode("utf-8", "replace"))
         elif rtype == REC_SITES and length >= _SITES.size:
@@ -212,6 +244,7 @@ def read_capture(path: str) -> NativeCapture:
     if capture is None:
         raise NativeFormatError(f"{path}: the capture has no header record")
     capture.totals = totals
+    capture.pycodes = pycodes
     capture.truncated_bytes = len(data) - pos
     return capture
 

@@ -14,6 +14,10 @@
  *             allocations made there, frees of them, and their bytes
  *             (totals since the start, not increments)
  *   SIZES     allocation calls by size, 64 power-of-two buckets (totals)
+ *   PYCODE    once per Python code id, before the first stack naming it:
+ *             id, the lengths of the file and function names, the names
+ *             (a Python frame in a STACK is PMT_NT_PYFRAME_TAG | id << 32
+ *             | line)
  *   SNAPSHOT  the totals and, per stack, the live and the peak bytes and
  *             blocks (stacks with nothing live, or nothing at the peak,
  *             are left out)
@@ -48,6 +52,7 @@
 #define REC_SNAPSHOT 4
 #define REC_SITES 5
 #define REC_SIZES 6
+#define REC_PYCODE 7
 
 static const char MAGIC[8] = "PMTNAT1\n";
 
@@ -237,6 +242,31 @@ fnv1a(const unsigned char *data, size_t len)
     return h;
 }
 
+/* The names of the Python code ids published since the last batch;
+   returns the number of ids written once this batch is. */
+static uint32_t
+new_pycodes(buf_t *b)
+{
+    pmt_nt_pycode_fn code =
+        atomic_load_explicit(&rt.pycode, memory_order_acquire);
+    const char *file, *function;
+    uint32_t id = rt.pycodes_written, flen, nlen;
+
+    while (code != NULL && code(id, &file, &function)) {
+        flen = (uint32_t)strnlen(file, 4096);
+        nlen = (uint32_t)strnlen(function, 4096);
+        buf_record(b, REC_PYCODE, 16 + flen + nlen);
+        buf_u32(b, id);
+        buf_u32(b, flen);
+        buf_u32(b, nlen);
+        buf_u32(b, 0);
+        buf_put(b, file, flen);
+        buf_put(b, function, nlen);
+        id++;
+    }
+    return id;
+}
+
 static void
 new_stacks(buf_t *b)
 {
@@ -360,6 +390,7 @@ void
 pmt_nt_capture_dump_unlocked(int final)
 {
     buf_t b = {0};
+    uint32_t pycodes;
 
     if (rt.finished) {
         return;
@@ -370,6 +401,7 @@ pmt_nt_capture_dump_unlocked(int final)
     if (rt.failed) {
         return;
     }
+    pycodes = new_pycodes(&b);
     new_stacks(&b);
     maps(&b);
     sites(&b);
@@ -377,6 +409,7 @@ pmt_nt_capture_dump_unlocked(int final)
     snapshot(&b, final);
     if (flush(&b) == 0) {
         rt.stacks_written = rt.stacks.count;
+        rt.pycodes_written = pycodes;
         rt.peak_written = rt.stacks.peak_total;
     }
     rt.real.free(b.data);

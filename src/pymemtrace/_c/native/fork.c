@@ -30,6 +30,7 @@ in_child(void)
     rt.finished = 0;
     rt.pid = getpid();
     rt.stacks_written = 0;
+    rt.pycodes_written = 0;
     rt.maps_hash = 0;
     rt.peak_written = 0;
     rt.events = 0;

@@ -216,7 +216,8 @@ put_unlocked(uintptr_t addr, uint64_t value, int counted)
 void
 pmt_nt_record_alloc(void *ptr, size_t size, void *caller)
 {
-    pmt_frame frames[PMT_NT_MAX_DEPTH];
+    pmt_frame frames[2 * PMT_NT_MAX_DEPTH];
+    pmt_nt_pystack_fn pystack;
     uint32_t n, id;
     uint64_t hash;
     int added = 0;
@@ -231,6 +232,10 @@ pmt_nt_record_alloc(void *ptr, size_t size, void *caller)
         size = PMT_PTR_SIZE_MASK;
     }
     n = pmt_nt_stack_capture(frames, rt.depth, caller);
+    pystack = atomic_load_explicit(&rt.pystack, memory_order_acquire);
+    if (PMT_NT_UNLIKELY(pystack != NULL)) {
+        n += pmt_nt_python_frames(pystack, frames + n, (uint32_t)rt.depth);
+    }
     hash = pmt_stack_hash(frames, n);
     pthread_mutex_lock(&rt.lock);
     if (atomic_load_explicit(&rt.on, memory_order_relaxed)) {

@@ -14,6 +14,8 @@
  *   capture.c     the capture file: append-only records, periodic
  *                 snapshots, the last one at exit
  *   fork.c        pthread_atfork: the child starts a capture of its own
+ *   python.c      the Python stacks, when the pymemtrace extension is
+ *                 loaded in the process (native/pybridge.h)
  *
  * Threading: every table and the capture file are guarded by
  * pmt_nt_runtime.lock (a plain pthread mutex).  The only lock order is
@@ -34,6 +36,7 @@
 
 #include "core/ptrtable.h"
 #include "core/stacktable.h"
+#include "native/pybridge.h"
 
 #define PMT_NT_EXPORT __attribute__((visibility("default")))
 #define PMT_NT_TLS __attribute__((tls_model("initial-exec"))) __thread
@@ -41,6 +44,10 @@
 #define PMT_NT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define PMT_NT_MAX_DEPTH 64
+
+/* A Python frame in a stack: the tag bit (never set in a user-space
+   return address), the code id (pybridge.h) and the line. */
+#define PMT_NT_PYFRAME_TAG (1ull << 63)
 
 #define PMT_NT_SIZE_BUCKETS 64
 
@@ -127,6 +134,11 @@ struct pmt_nt_runtime {
        read without it, relaxed: a block reaches another thread's free
        only through the program's own synchronisation, after the put. */
     _Atomic uint8_t *filter; /* PMT_NT_FILTER_SIZE counters, or NULL */
+    /* The extension's callbacks (python.c): set once, when it registers,
+       code before stack; NULL while it is not loaded. */
+    _Atomic(pmt_nt_pystack_fn) pystack;
+    _Atomic(pmt_nt_pycode_fn) pycode;
+    uint32_t pycodes_written; /* code ids already in the file */
 };
 
 #define PMT_NT_FILTER_BITS 16
@@ -223,6 +235,11 @@ uint32_t pmt_nt_stack_capture(pmt_frame *frames, int depth, void *caller);
 uint64_t pmt_nt_now_ns(void);
 void pmt_nt_capture_start_unlocked(void);
 void pmt_nt_capture_dump_unlocked(int final);
+
+/* python.c: appends the calling thread's Python frames (at most max) to
+   frames; how many. */
+uint32_t pmt_nt_python_frames(pmt_nt_pystack_fn stack, pmt_frame *frames,
+                              uint32_t max);
 
 /* fork.c */
 void pmt_nt_fork_install(void);
