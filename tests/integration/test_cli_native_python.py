@@ -57,10 +57,16 @@ FEW_LINE = 15  # CALL(1024) in few()
 MANY_CALLER_LINE = 18  # many() at module level
 
 
-def run(cli, tmp_path, *args, name="out", processes=1, options=()):
+# The same script for a program that never imports pymemtrace (same lines).
+SCRIPT_UNAWARE = SCRIPT.replace("import pymemtrace._native  # the extension gives the tracer Python stacks",
+                                "pass  # pymemtrace native loads the extension itself")
+assert SCRIPT_UNAWARE != SCRIPT
+
+
+def run(cli, tmp_path, *args, name="out", processes=1, options=(), text=SCRIPT, path_first=()):
     script = tmp_path / "prog.py"
-    script.write_text(SCRIPT)
-    path = os.pathsep.join([str(build_fixture("leaky_ext")), os.environ.get("PYTHONPATH", "")])
+    script.write_text(text)
+    path = os.pathsep.join([*path_first, str(build_fixture("leaky_ext")), os.environ.get("PYTHONPATH", "")])
     outdir = tmp_path / name
     result = cli("native", "-o", outdir, *options, "--", sys.executable, str(script), *args, env={"PYTHONPATH": path})
     assert result.returncode == 0, result.stderr
@@ -169,3 +175,41 @@ def test_a_forked_child_names_its_python_frames(cli, tmp_path):
     assert (site["bytes"], site["blocks"]) == (10000 * KIB, 10000)
     assert python_frames(site)[0] == {"function": "many", "file": script, "line": MANY_LINE,
                                       "library": None, "python": True}
+
+
+def many_site(process):
+    return [s for s in sites_of(process["leaked"], "leak_malloc") if s["blocks"] == 10000]
+
+
+def test_a_program_that_never_imports_pymemtrace_gets_its_python_frames(cli, tmp_path):
+    # GIVEN the script without its import of pymemtrace
+    script, process = run(cli, tmp_path, "leak_malloc", text=SCRIPT_UNAWARE)
+    # THEN pymemtrace native loaded the extension into it: the Python caller
+    # is named as when the script imports it
+    (site,) = many_site(process)
+    assert python_frames(site)[0] == {"function": "many", "file": script, "line": MANY_LINE,
+                                      "library": None, "python": True}
+
+
+def test_no_python_frames_when_asked_not_to_load_pymemtrace(cli, tmp_path):
+    # GIVEN the same program run with --no-python-frames  THEN its leak is
+    # found with native frames only
+    _, process = run(cli, tmp_path, "leak_malloc", text=SCRIPT_UNAWARE, options=("--no-python-frames",))
+    sites = sites_of(process["leaked"], "leak_malloc")
+    assert sum(site["blocks"] for site in sites) == 10100
+    assert not any(python_frames(site) for site in sites)
+
+
+def test_the_programs_own_sitecustomize_still_runs(cli, tmp_path):
+    # GIVEN a sitecustomize of the user's on PYTHONPATH, which the boot hides
+    own = tmp_path / "own"
+    own.mkdir()
+    marker = tmp_path / "sitecustomize-ran"
+    (own / "sitecustomize.py").write_text(
+        f"import sys\nopen({str(marker)!r}, 'w').write(repr([p for p in sys.path if 'pymemtrace-native-' in p]))\n")
+    _, process = run(cli, tmp_path, "leak_malloc", text=SCRIPT_UNAWARE, path_first=(str(own),))
+    # THEN it ran, with our boot directory gone from sys.path
+    assert marker.read_text() == "[]"
+    # AND the Python frames are there
+    (site,) = many_site(process)
+    assert python_frames(site)[0]["function"] == "many"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Dict, List
 
@@ -44,6 +46,57 @@ def tracer_environ(outdir: str, mode: str, depth: int, sample_bytes: int, interv
     env["PYMEMTRACE_NATIVE_SAMPLE_BYTES"] = str(sample_bytes)
     env["PYMEMTRACE_NATIVE_INTERVAL_MS"] = str(interval_ms)
     env["PYMEMTRACE_NATIVE_UNWIND"] = unwind
+    return env
+
+
+# The sitecustomize that `pymemtrace native` puts first on a Python
+# command's path: the extension, once imported, hands the tracer the Python
+# stack of each allocating thread; a program that never imports it would
+# show native frames only.  Then it leaves the path as it was and runs the
+# sitecustomize it hid, if there is one.  Any failure of ours is silent (no
+# Python frames), the program must run as it would without us.
+BOOT_SOURCE = """\
+def _pymemtrace_boot():
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        import pymemtrace._native  # noqa: F401
+    except Exception:
+        pass
+    sys.path[:] = [entry for entry in sys.path if entry != here]
+    del sys.modules["sitecustomize"]
+    try:
+        import sitecustomize  # noqa: F401
+    except ImportError as exc:
+        if exc.name != "sitecustomize":
+            raise
+
+
+_pymemtrace_boot()
+del _pymemtrace_boot
+"""
+
+
+def python_boot_dir() -> str:
+    """A new directory holding the boot sitecustomize and a link to this
+    pymemtrace package (so that only the package, not the environment it
+    is installed in, is visible to the traced program)."""
+    import pymemtrace
+
+    boot = tempfile.mkdtemp(prefix="pymemtrace-native-")
+    with open(os.path.join(boot, "sitecustomize.py"), "w", encoding="utf-8") as stream:
+        stream.write(BOOT_SOURCE)
+    os.symlink(os.path.dirname(os.path.abspath(pymemtrace.__file__)), os.path.join(boot, "pymemtrace"))
+    return boot
+
+
+def with_python_boot(env: Dict[str, str], boot: str) -> Dict[str, str]:
+    """``env`` with ``boot`` first on PYTHONPATH."""
+    env = dict(env)
+    previous = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([boot, previous]) if previous else boot
     return env
 
 
@@ -92,6 +145,9 @@ class Command:
         parser.add_argument("--interval-ms", type=number(1, 86400000, integer=True), default=1000, metavar="MS",
                             help="a snapshot at most every MS milliseconds while the program allocates, "
                             "for a capture that survives a kill (default 1000)")
+        parser.add_argument("--no-python-frames", action="store_true",
+                            help="do not load pymemtrace into Python programs (their stacks are then native only; "
+                            "by default a sitecustomize first on PYTHONPATH loads it and runs yours)")
         parser.add_argument("cmd", metavar="command", nargs=argparse.REMAINDER,
                             help="the command to run (after --)")
 
@@ -110,9 +166,17 @@ class Command:
         mode = "count" if args.count else ("sampled" if args.sample_bytes is not None else "exact")
         env = tracer_environ(outdir, mode, args.depth, args.sample_bytes or 512 * 1024, args.interval_ms, env,
                              args.unwind)
-        with Child.start(command, env=env) as child:
-            with child.forwarding((signal.SIGTERM,)):
-                status = child.wait_through_interrupts(FORWARD_GRACE)
+        boot = None
+        try:
+            if not args.no_python_frames:
+                boot = python_boot_dir()
+                env = with_python_boot(env, boot)
+            with Child.start(command, env=env) as child:
+                with child.forwarding((signal.SIGTERM,)):
+                    status = child.wait_through_interrupts(FORWARD_GRACE)
+        finally:
+            if boot is not None:
+                shutil.rmtree(boot, ignore_errors=True)
         print(f"pymemtrace native: captures in {outdir}; see them with: pymemtrace report {outdir}",
               file=sys.stderr)
         return status
