@@ -276,13 +276,19 @@ class RunProbe:
     the script is the script's line; memory the runner allocated itself is
     left out)."""
 
-    __slots__ = ("mode", "depth", "sample_bytes", "seed")
+    __slots__ = ("mode", "depth", "sample_bytes", "seed", "rss_start")
 
     def __init__(self, mode: str = "exact", depth: int = 16,
                  sample_bytes: int = 512 * 1024, seed: int = 0) -> None:
         self.mode, self.depth, self.sample_bytes, self.seed = mode, depth, sample_bytes, seed
+        self.rss_start = None
 
     def start(self) -> None:
+        from pymemtrace import _native
+
+        # The RSS the script starts from: what it grew by at the end, beside
+        # what Python's allocators hold, says how much lies outside them.
+        self.rss_start = _native.rss()
         start(mode=self.mode, depth=self.depth, sample_bytes=self.sample_bytes, seed=self.seed)
 
     @property
@@ -299,8 +305,17 @@ class RunProbe:
     def snapshot(self, runner_files=()) -> AllocationSnapshot:
         import os
 
+        from pymemtrace import _native
+        from pymemtrace.hunting import foreign_allocator
+
         package = os.path.dirname(os.path.abspath(__file__))
-        return snapshot().without_files_under(package, drop_sites_under=tuple(runner_files))
+        snap = snapshot().without_files_under(package, drop_sites_under=tuple(runner_files))
+        # Under another allocator (ASan's among them) RSS is its own: no
+        # comparison with Python's allocators is made then.
+        if self.rss_start is not None and foreign_allocator() is None:
+            snap.stats["rss_start"] = self.rss_start
+            snap.stats["rss_end"] = _native.rss()
+        return snap
 
     def stop(self) -> None:
         stop()

@@ -323,3 +323,41 @@ def test_json_sample_bytes_is_null_in_exact_mode(cli, script, tmp_path, options,
     assert "sample_bytes" in doc
     assert doc["sample_bytes"] == expected
     assert doc["mode"] == ("exact" if expected is None else "sampled")
+
+
+C_SCRIPT = textwrap.dedent("""\
+    import sys
+    import leaky_ext
+    for _ in range(48):
+        getattr(leaky_ext, sys.argv[1])(1 << 20)
+""")
+
+
+@pytest.mark.parametrize("call, outside", [("leak_malloc", True), ("malloc_ok", False)])
+def test_memory_taken_below_pythons_allocators_is_pointed_to_native(cli, tmp_path, call, outside):
+    import os
+
+    from fixtures.build import build_fixture
+
+    # GIVEN a script whose C calls keep 48 MiB from malloc (and its twin,
+    # which frees them)
+    path = tmp_path / "c_leak.py"
+    path.write_text(C_SCRIPT)
+    env = {"PYTHONPATH": os.pathsep.join([str(build_fixture("leaky_ext")), os.environ.get("PYTHONPATH", "")])}
+    # WHEN it runs under run --allocations
+    result = cli("run", "--allocations", "-o", tmp_path / "out.json", path, call, env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "out.json").read_text())["stats"]
+    note = [line for line in result.stdout.splitlines() if "outside them" in line]
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # THEN (under ASan, whose RSS is its own) nothing is compared
+        assert "rss_start" not in stats and not note
+        return
+    # THEN the leak's RSS shows outside Python's allocators, with the command
+    # that finds it; the twin gets no such line
+    assert stats["rss_end"] >= stats["rss_start"]
+    if outside:
+        assert len(note) == 1 and "pymemtrace native -- python SCRIPT" in note[0], result.stdout
+        assert stats["rss_end"] - stats["rss_start"] >= 40 << 20
+    else:
+        assert note == [], result.stdout

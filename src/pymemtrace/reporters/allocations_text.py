@@ -71,4 +71,29 @@ def render_groups(
     memory = header.stats.get("memory")
     if memory:
         lines.append(f"tracker memory: {format_bytes(memory)}")
+    outside = outside_note(header)
+    if outside:
+        lines.append(outside)
     return "\n".join(lines) + "\n"
+
+
+#: RSS growth beyond Python's allocators below this is not worth a word
+#: (the interpreter's own caches, a thread's stack, the loader).
+OUTSIDE_FLOOR = 8 << 20
+
+
+def outside_note(header) -> str | None:
+    """One line when the RSS grew (``stats`` rss_start, rss_end, written by
+    ``pymemtrace run``) well beyond what Python's allocators hold live and
+    what the tracker itself takes: the rest was taken below them."""
+    start, end = header.stats.get("rss_start"), header.stats.get("rss_end")
+    if start is None or end is None:
+        return None
+    grown = end - start
+    outside = grown - header.bytes - header.stats.get("memory", 0)
+    if outside < max(OUTSIDE_FLOOR, grown // 4):
+        return None
+    return (f"RSS grew {format_bytes(grown)} during the run; Python's allocators hold "
+            f"{format_bytes(header.bytes)} of it live, so {format_bytes(outside)} is outside them "
+            "(malloc or mmap in C code, or free pages an allocator keeps): "
+            "`pymemtrace native -- python SCRIPT` shows where")
