@@ -28,7 +28,7 @@ from pymemtrace.snapshots.native import (
     python_frame,
     size_bucket_bounds,
 )
-from pymemtrace.snapshots.native_symbols import ElfSymbols, Symbolizer
+from pymemtrace.snapshots.native_symbols import ElfSymbols, SourceLines, Symbolized, Symbolizer
 
 SCHEMA = 1
 PRELOAD_LIBRARY = "libpymemtrace_preload.so"
@@ -39,6 +39,29 @@ _INTERPRETER = re.compile(r"(lib)?python\d*(\.\d+)*[a-z]*(\.so(\.[\d.]+)?)?")
 def is_interpreter(library: Optional[str]) -> bool:
     """True for the library (or executable) holding the interpreter."""
     return bool(library) and _INTERPRETER.fullmatch(os.path.basename(library)) is not None
+
+
+# The interpreter's evaluation loop and its entry points, across 3.9-3.14:
+# the Python frames stand in their place.
+_EVAL_LOOP = re.compile(r"_?PyEval_Eval\w*|_PyEval_Vector|function_code_fastcall|_PyFunction_Vectorcall")
+
+
+def _python_cut(native: Sequence["Frame"]) -> int:
+    """How many native frames (innermost first) come before the Python
+    ones: up to the interpreter's frame that called into C code (an
+    extension's allocation: the extension's frames), or up to the
+    evaluation loop (an allocation of the interpreter's own: the C
+    functions of the object that allocated).  The innermost is always kept."""
+    left_interpreter = False
+    for k, frame in enumerate(native):
+        if k == 0:
+            left_interpreter = not is_interpreter(frame.library)
+            continue
+        inside = is_interpreter(frame.library)
+        if inside and (left_interpreter or _EVAL_LOOP.fullmatch(frame.function)):
+            return k
+        left_interpreter = left_interpreter or not inside
+    return len(native)
 
 
 @dataclass(frozen=True)
@@ -152,26 +175,49 @@ class ProcessReport:
     to_dict = to_json
 
 
-def _frame_of(sym, address: int) -> Frame:
+def _frame_of(sym: Symbolized, address: int, lines: SourceLines) -> Frame:
     library = sym.library
+    source = lines.at(library, sym.offset) if library else None
     if sym.function is not None:
-        name = sym.function
+        name = lines.name(sym.function)
+        if source is not None and source.function and sym.function.startswith("_Z"):
+            name = source.function
     elif library:
         name = f"{os.path.basename(library)}+{sym.offset:#x}"
     else:
         name = f"{address:#x}"
-    return Frame(name, None, None, library)
+    if source is None:
+        return Frame(name, None, None, library)
+    return Frame(name, source.file, source.line, library)
 
 
 class _StackNamer:
-    def __init__(self, capture: NativeCapture, symbolizer: Symbolizer) -> None:
+    def __init__(self, capture: NativeCapture, symbolizer: Symbolizer, lines: SourceLines) -> None:
         self.capture = capture
         self.symbolizer = symbolizer
+        self.lines = lines
         self.maps = sorted(capture.maps, key=lambda m: m.start)
         self.starts = [m.start for m in self.maps]
         self.addresses: Dict[int, Frame] = {}
         self.stacks: Dict[int, Tuple[Frame, ...]] = {}
         self.native_stacks: Dict[int, Tuple[Frame, ...]] = {}
+        self._symbolized = self._symbolize_all()
+
+    def _symbolize_all(self) -> Dict[int, Symbolized]:
+        """Every native address of the capture, with the source lines and
+        demangled names of all of them looked up in one run per file."""
+        done: Dict[int, Symbolized] = {}
+        wanted: Dict[str, set] = {}
+        for stack in self.capture.stacks.values():
+            for address in stack:
+                if address in done or is_python_frame(address):
+                    continue
+                sym = done[address] = self.symbolizer.symbolize(address, self.maps, self.starts)
+                if sym.library and sym.library.startswith("/") and os.path.basename(sym.library) != PRELOAD_LIBRARY:
+                    wanted.setdefault(sym.library, set()).add(sym.offset)
+        self.lines.resolve(wanted)
+        self.lines.demangle(sym.function for sym in done.values() if sym.function)
+        return done
 
     def _frame(self, address: int) -> Frame:
         frame = self.addresses.get(address)
@@ -183,7 +229,10 @@ class _StackNamer:
                     file, function = None, "<python>"
                 frame = Frame(function, file, line if file is not None else None, None, True)
             else:
-                frame = _frame_of(self.symbolizer.symbolize(address, self.maps, self.starts), address)
+                sym = self._symbolized.get(address)
+                if sym is None:
+                    sym = self.symbolizer.symbolize(address, self.maps, self.starts)
+                frame = _frame_of(sym, address, self.lines)
             self.addresses[address] = frame
         return frame
 
@@ -198,8 +247,7 @@ class _StackNamer:
                 native.append(frame)
         self.native_stacks[sid] = tuple(native)
         if python:
-            cut = next((k for k, f in enumerate(native) if k > 0 and is_interpreter(f.library)), len(native))
-            native = native[:cut]
+            native = native[:_python_cut(native)]
         self.stacks[sid] = tuple(native + python)
 
     def frames(self, sid: int) -> Tuple[Frame, ...]:
@@ -256,8 +304,9 @@ def _sizes(counts: Optional[Sequence[int]]) -> List[SizeBucket]:
     return [SizeBucket(*size_bucket_bounds(k), counts[k]) for k in range(used[0], used[-1] + 1)]
 
 
-def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSymbols]] = None) -> ProcessReport:
-    namer = _StackNamer(capture, Symbolizer(elf_cache))
+def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSymbols]] = None,
+                    lines: Optional[SourceLines] = None) -> ProcessReport:
+    namer = _StackNamer(capture, Symbolizer(elf_cache), lines if lines is not None else SourceLines())
     totals = capture.totals
     if totals is None:
         leaked, peak = Section(), Section()
@@ -278,7 +327,8 @@ def analyse_capture(capture: NativeCapture, elf_cache: Optional[Dict[str, ElfSym
 
 def analyse(captures: Sequence[NativeCapture]) -> List[ProcessReport]:
     cache: Dict[str, ElfSymbols] = {}
-    return [analyse_capture(capture, cache) for capture in captures]
+    lines = SourceLines()
+    return [analyse_capture(capture, cache, lines) for capture in captures]
 
 
 def to_json(reports: Sequence[ProcessReport]) -> dict:

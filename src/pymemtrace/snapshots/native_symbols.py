@@ -3,17 +3,23 @@
 An address is placed in its mapping (the capture's copy of
 /proc/PID/maps), turned into a file offset, then into the file's virtual
 address through its PT_LOAD program headers, and looked up in the ELF
-symbol tables (.symtab when the file is not stripped, else .dynsym).  No
-DWARF yet: ``file`` and ``line`` stay None (docs/native.md).  ELF64
+symbol tables (.symtab when the file is not stripped, else .dynsym).  ELF64
 little-endian only (x86-64, arm64); anything else gives no name.
+
+Source lines come from the files' DWARF line tables through binutils'
+``addr2line`` (one run per file for all of its addresses), C++ names are
+demangled by it or by ``c++filt``; without binutils, or without debug
+information, ``file`` and ``line`` stay None and names stay as linked.
 """
 from __future__ import annotations
 
 import bisect
 import os
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pymemtrace.snapshots.native import Mapping
 
@@ -126,3 +132,95 @@ class Symbolizer:
         if vaddr is None:
             return Symbolized(None, library, file_offset)
         return Symbolized(elf.function_at(vaddr), library, vaddr)
+
+
+#: Seconds one addr2line or c++filt run may take before its answer is
+#: dropped (the report is then without lines, never stuck).
+TOOL_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    file: str
+    line: int
+    function: Optional[str]  # demangled, None when addr2line has no name
+
+
+def _run_tool(argv: List[str], text: str) -> Optional[str]:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, *argv[1:]], input=text, capture_output=True, text=True,
+                              errors="replace", timeout=TOOL_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _is_address_line(text: str) -> bool:
+    return text.startswith("0x") and all(c in "0123456789abcdef" for c in text[2:])
+
+
+def _parse_addr2line(out: str) -> Dict[int, SourceLine]:
+    """``addr2line -a -f -C -i`` output: per address its line, then pairs of
+    (function, file:line) from the innermost inlined function out.  The
+    last pair is the function the symbol table names, at the line that
+    holds the address (the call into the inlined code, when there is one)."""
+    found: Dict[int, SourceLine] = {}
+    lines = out.splitlines()
+    i = 0
+    while i < len(lines):
+        if not _is_address_line(lines[i]):
+            i += 1
+            continue
+        address = int(lines[i], 16)
+        i += 1
+        pairs = []
+        while i + 1 < len(lines) and not _is_address_line(lines[i]):
+            pairs.append((lines[i], lines[i + 1]))
+            i += 2
+        if not pairs:
+            continue
+        function, place = pairs[-1]
+        file, _, line = place.rpartition(":")
+        line = line.split(" ", 1)[0]
+        if file and file != "??" and line.isdigit() and int(line) > 0:
+            found[address] = SourceLine(file, int(line), None if function == "??" else function)
+    return found
+
+
+class SourceLines:
+    """File, line and demangled name of addresses, by ELF file, cached."""
+
+    def __init__(self) -> None:
+        self._lines: Dict[Tuple[str, int], Optional[SourceLine]] = {}
+        self._names: Dict[str, str] = {}
+
+    def resolve(self, wanted: Dict[str, Iterable[int]]) -> None:
+        """Look up, one addr2line run per file, the addresses not seen yet."""
+        for path, vaddrs in wanted.items():
+            todo = sorted({v for v in vaddrs if (path, v) not in self._lines})
+            if not todo:
+                continue
+            out = _run_tool(["addr2line", "-a", "-f", "-C", "-i", "-e", path], "\n".join(f"{v:#x}" for v in todo))
+            found = _parse_addr2line(out) if out else {}
+            for v in todo:
+                self._lines[(path, v)] = found.get(v)
+
+    def at(self, path: str, vaddr: int) -> Optional[SourceLine]:
+        return self._lines.get((path, vaddr))
+
+    def demangle(self, names: Iterable[str]) -> None:
+        """Demangle C++ symbol names (``_Z...``) not seen yet, in one run."""
+        todo = sorted({n for n in names if n.startswith("_Z") and n not in self._names})
+        if not todo:
+            return
+        out = _run_tool(["c++filt"], "\n".join(todo))
+        shown = out.splitlines() if out else []
+        if len(shown) != len(todo):
+            shown = todo
+        self._names.update(zip(todo, shown))
+
+    def name(self, symbol: str) -> str:
+        return self._names.get(symbol, symbol)
