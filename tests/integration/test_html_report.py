@@ -403,3 +403,46 @@ def test_report_of_a_saved_snapshot_writes_html(cli, tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@needs_chromium
+def test_native_captures_in_the_browser_put_the_leaking_c_line_first(cli, tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from native_helpers import FIXTURE, compile_prog, skip_reason
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    # GIVEN the planted C program leaking 2,000 KiB from leak_kib, and its
+    # twin freeing as much from keep_kib, run by one shell under pymemtrace
+    # native (a capture per process)
+    prog = compile_prog(tmp_path)
+    outdir = tmp_path / "native"
+    result = cli("native", "-o", outdir, "--", "sh", "-c", f"{prog} leak 2000 && {prog} free 2000")
+    assert result.returncode == 0, result.stderr
+    page = tmp_path / "native.html"
+    result = cli("report", outdir, "--html", page)
+    assert result.returncode == 0, result.stderr
+    # WHEN chromium loads the page
+    dom, _ = dump_dom(page, tmp_path)
+    # THEN the first row is the malloc line of leak_kib in the C source (or
+    # the function in its library, without debug information)
+    with open(FIXTURE) as stream:
+        source = stream.read().splitlines()
+
+    def malloc_line(function):
+        start = next(i for i, text in enumerate(source) if f"{function}(void)" in text)
+        return next(i for i in range(start, len(source)) if "malloc(1024)" in source[i]) + 1
+
+    assert dom.rows[0] in (f"{FIXTURE}:{malloc_line('leak_kib')}", f"{prog}:0"), dom.rows[:3]
+    assert dom.row_bytes[0] == 2000 * 1024
+    assert "live at exit" in dom.text["table-title"]
+    # AND the twin's line holds nothing at exit; the flame graph's widest
+    # box is the leak's
+    assert f"{FIXTURE}:{malloc_line('keep_kib')}" not in dom.rows
+    # AND at the peak (report.html#peak) the twin's line is there too
+    peak, _ = dump_dom(page, tmp_path, "#peak")
+    if dom.rows[0].startswith(FIXTURE):
+        assert f"{FIXTURE}:{malloc_line('keep_kib')}" in peak.rows, peak.rows[:5]
+    live = dom.boxes["flame-live"]
+    assert max(w for _, t, w in live if "leak_kib" in t) > 1000
+    assert not any("keep_kib" in t for _, t, _ in live)

@@ -79,7 +79,7 @@ class Command:
                             help="native captures only: also allocations and frees by allocating function")
         parser.add_argument("--sizes", action="store_true",
                             help="native captures only: also a histogram of allocation sizes")
-        parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot only: also write its one-file HTML report to OUT.html")
+        parser.add_argument("--html", metavar="OUT.html", help="an allocation snapshot or native captures: also write the one-file HTML report to OUT.html")
 
     def run(self, args) -> int:
         # SIGTERM ends the report as ^C does: one line, no output file (an
@@ -114,7 +114,7 @@ class Command:
         if _is_json(path):
             return _report_snapshot(path, args)
         if args.html:
-            raise UsageError("--html needs an allocation snapshot (the JSON of pymemtrace run --allocations -o), not a log")
+            raise UsageError("--html needs an allocation snapshot (the JSON of pymemtrace run --allocations -o) or native captures (pymemtrace native -o OUTDIR), not a log")
         kind = detect_kind(path)
         try:
             # One streaming pass: memory does not grow with the log.
@@ -226,11 +226,9 @@ def _report_snapshot(path: str, args) -> int:
 def _report_native(path: str, args) -> int:
     """A directory of native captures (pymemtrace native -o OUTDIR), or one."""
     from pymemtrace.analyses.native import analyse
-    from pymemtrace.reporters import native_json, native_svg, native_text
+    from pymemtrace.reporters import native_html, native_json, native_svg, native_text
     from pymemtrace.snapshots.native import NativeFormatError, read_capture, read_outdir
 
-    if args.html:
-        raise UsageError("--html is not available for native captures yet")
     try:
         captures = read_outdir(path) if os.path.isdir(path) else [read_capture(path)]
     except NativeFormatError as exc:
@@ -238,6 +236,9 @@ def _report_native(path: str, args) -> int:
     reports = analyse(captures)
     if args.svg:
         _output.write_file(args.svg, native_svg.render(reports))
+    if args.html:
+        title = f"pymemtrace: native memory of {os.path.basename(os.path.normpath(path))}"
+        _output.write_file(args.html, native_html.render(reports, title))
     if args.format == "json":
         print(native_json.render(reports), flush=True)
     else:
