@@ -6,7 +6,14 @@ The public modules keep the names of the system we implement:
 ``pymemtrace.trace_malloc``, ``pymemtrace.debug_malloc_stats``,
 ``pymemtrace.redirect_stdout``.  The command line is ``pymemtrace --help``.
 ``pymemtrace.hunt(func, ...)`` says whether ``func`` leaks (docs/hunt.md).
+
+PYTEST_DONT_REWRITE
 """
+# The marker above: this package is a pytest plugin (pytest_plugin.py), and
+# `pymemtrace native` imports it into every Python program before pytest
+# starts; pytest would then warn that it cannot rewrite the asserts of an
+# imported plugin package (an error under -W error).  No assert here needs
+# rewriting: the plugin fails tests with the hunt's summary.
 
 __version__ = "0.1.0"
 

@@ -70,6 +70,7 @@ def run(cli, tmp_path, *args, name="out", processes=1, options=(), text=SCRIPT, 
     outdir = tmp_path / name
     result = cli("native", "-o", outdir, *options, "--", sys.executable, str(script), *args, env={"PYTHONPATH": path})
     assert result.returncode == 0, result.stderr
+    assert "sitecustomize" not in result.stderr, result.stderr
     report = cli("report", outdir, "--format", "json")
     assert report.returncode == 0, report.stderr
     found = json.loads(report.stdout)["processes"]
@@ -213,3 +214,14 @@ def test_the_programs_own_sitecustomize_still_runs(cli, tmp_path):
     # AND the Python frames are there
     (site,) = many_site(process)
     assert python_frames(site)[0]["function"] == "many"
+
+
+def test_pytest_runs_under_the_tracer_with_warnings_as_errors(cli, tmp_path):
+    # GIVEN a test file, run by pytest (with pymemtrace's plugin installed,
+    # which pymemtrace native's boot imports first) under -W error
+    (tmp_path / "test_small.py").write_text("def test_one():\n    assert [0] * 3 == [0, 0, 0]\n")
+    result = cli("native", "-o", tmp_path / "out", "--", sys.executable, "-W", "error", "-m", "pytest",
+                 "-p", "no:cacheprovider", "-q", str(tmp_path / "test_small.py"), cwd=str(tmp_path))
+    # THEN it runs as it would without the tracer
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -66,10 +66,13 @@ def _pymemtrace_boot():
     except Exception:
         pass
     sys.path[:] = [entry for entry in sys.path if entry != here]
-    del sys.modules["sitecustomize"]
+    # The import system takes this module's entry back when this file ends:
+    # the hidden sitecustomize's, or this one's when there is none.
+    me = sys.modules.pop("sitecustomize")
     try:
         import sitecustomize  # noqa: F401
     except ImportError as exc:
+        sys.modules["sitecustomize"] = me
         if exc.name != "sitecustomize":
             raise
 
