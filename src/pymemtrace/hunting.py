@@ -382,18 +382,41 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
     """Allocation sites of the memory kept by SITE_CALLS calls run under
     the exact tracker (the diff of two snapshots: blocks allocated between
     them and still live at the end)."""
-    from pymemtrace import allocations
+    from pymemtrace import _native, allocations
 
     m = min(SITE_CALLS, measured.iterations)
-    allocations.start("exact", depth=16)
+    retag, why_not = retag_revived_possible()
+    _native.alloc_start(mode="exact", depth=16, retag_revived=retag)
     try:
         # A few calls first: what the tracker's start disturbs settles.
         before = _tracked_calls(call, 2, show, m)
         after = _tracked_calls(call, m, show, m, before)
+        if retag and not _native.alloc_stats()["retag_revived"]:
+            retag, why_not = False, ("another tool took the reference tracer while the sites "
+                                     "were named")
     finally:
         allocations.stop()
     measured.site_diffs = _site_growth(after, before, name)
     measured.site_calls = m
+    if not retag:
+        measured.site_notes.append(
+            f"objects revived from a free list were not followed ({why_not}): "
+            "such an object may be charged to the line that first allocated its block")
+
+
+def retag_revived_possible():
+    """(True, None) when the tracker can move a block revived from a free
+    list to the line that revived it (CPython 3.13+, a reference tracer);
+    else (False, the reason)."""
+    from pymemtrace import _native
+
+    if sys.version_info < (3, 13):
+        return False, "CPython before 3.13 has no hook for it"
+    if _native._reftrace_stack():
+        # Chained, both would see every event, but ReferenceTracing would
+        # find the slot taken at its check points and warn.
+        return False, "ReferenceTracing holds the reference tracer"
+    return True, None
 
 
 def _tracked_calls(call, n: int, show, total: int, before=None):
