@@ -398,10 +398,100 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
         allocations.stop()
     measured.site_diffs = _site_growth(after, before, name)
     measured.site_calls = m
-    if not retag:
+    if retag:
+        return
+    lines = None
+    if sys.version_info < (3, 13):
+        # tracemalloc.start() would take the reference tracer on 3.13.
+        show.show("checking the sites")
+        lines = _tracemalloc_lines(call, m)
+    if lines is None:
         measured.site_notes.append(
             f"objects revived from a free list were not followed ({why_not}): "
             "such an object may be charged to the line that first allocated its block")
+        return
+    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m)
+    if dropped > 0:
+        measured.site_notes.append(
+            f"{dropped / m:,.0f} B per call that the tracker charged to lines where "
+            "tracemalloc saw no such blocks kept were left out of the sites: objects "
+            "revived from a free list, whose site is unknown (" + why_not + ")")
+
+
+#: A line keeps its tracker sites whole when tracemalloc saw at least this
+#: share of their kept blocks there.
+CONFIRM_SHARE = 0.75
+
+
+def _tracemalloc_lines(call, n: int):
+    """Blocks kept per line (innermost frame) over ``n`` calls under
+    tracemalloc: ``{(file, line): blocks}``, or None when tracemalloc
+    cannot run.  Before 3.13 the tracker has no hook for objects revived
+    from a free list, but tracemalloc has (``_Py_NewReference`` moves a
+    traced block to the current traceback), so its lines are right where
+    the tracker's may not be; the tracker keeps the stacks."""
+    import tracemalloc
+
+    own = not tracemalloc.is_tracing()
+    try:
+        if own:
+            tracemalloc.start(1)
+        # Free lists hold blocks allocated before tracemalloc started,
+        # which it cannot follow when revived: ``n`` calls first, so that
+        # blocks it traces have taken their place.
+        for _ in range(n):
+            call()
+            _collect()
+        before = tracemalloc.take_snapshot()
+        for _ in range(n):
+            call()
+            _collect()
+        after = tracemalloc.take_snapshot()
+    except Exception:  # noqa: BLE001 - no check rather than no hunt
+        return None
+    finally:
+        if own:
+            tracemalloc.stop()
+    lines = {}
+    for stat in after.compare_to(before, "lineno"):
+        frame = stat.traceback[0]
+        key = (frame.filename, frame.lineno)
+        lines[key] = lines.get(key, 0) + stat.count_diff
+    return lines
+
+
+def confirm_sites(diffs, lines: dict, calls: int) -> tuple:
+    """The tracker's sites checked against tracemalloc's kept blocks per
+    line (``lines``, from as many calls): the sites of a line where
+    tracemalloc saw fewer kept blocks than the tracker are scaled down to
+    them (the tracker charged revived blocks to the line that first
+    allocated them), and those with none are dropped: never a wrong line.
+    Sites that kept no blocks (a reallocation grew) and a C function's own
+    site are kept as they are.  Returns (the sites, the bytes left out)."""
+    from pymemtrace.analyses.allocations import SiteDiff
+
+    tracked = {}
+    for d in diffs:
+        if d.stack and d.stack[0][1] > 0:
+            key = (d.stack[0][0], d.stack[0][1])
+            tracked[key] = tracked.get(key, 0) + max(d.blocks_diff, 0)
+    out = []
+    dropped = 0
+    for d in diffs:
+        key = (d.stack[0][0], d.stack[0][1]) if d.stack else None
+        blocks = tracked.get(key, 0)
+        if blocks <= max(1, calls // 100):
+            out.append(d)
+            continue
+        share = max(lines.get(key, 0), 0) / blocks
+        if share >= CONFIRM_SHARE:
+            out.append(d)
+            continue
+        kept = int(d.bytes_diff * share)
+        dropped += d.bytes_diff - kept
+        if kept > 0:
+            out.append(SiteDiff(d.stack, d.bytes, d.blocks, kept, int(d.blocks_diff * share)))
+    return out, dropped
 
 
 def retag_revived_possible():

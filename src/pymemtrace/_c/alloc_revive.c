@@ -54,10 +54,12 @@ put_int(PyObject *dict, const char *key, long long value)
 
 #if PMT_PY313_PLUS
 
-static struct {
+/* Process-wide (one reference-tracer slot per process); every field is
+   read and written with the GIL held. */
+static struct revive_runtime {
     int on;           /* retag at CREATE (between start and stop) */
     int installed;    /* our callback is in the slot, or may be in the
-                            chain of the tool that displaced it */
+                         chain of the tool that displaced it */
     int displaced;    /* a stop found the slot taken by another tool */
     int in_callback;  /* a chain that comes back to us stops here */
     PyRefTracer prev; /* the tracer before ours, chained */
