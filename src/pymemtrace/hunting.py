@@ -433,25 +433,29 @@ def _tracemalloc_lines(call, n: int):
     import tracemalloc
 
     own = not tracemalloc.is_tracing()
-    try:
-        if own:
+    if own:
+        try:
             tracemalloc.start(1)
+        except (RuntimeError, MemoryError):
+            return None
+    try:
         # Free lists hold blocks allocated before tracemalloc started,
         # which it cannot follow when revived: ``n`` calls first, so that
         # blocks it traces have taken their place.
         for _ in range(n):
             call()
             _collect()
-        before = tracemalloc.take_snapshot()
+        before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         for _ in range(n):
             call()
             _collect()
-        after = tracemalloc.take_snapshot()
-    except Exception:  # noqa: BLE001 - no check rather than no hunt
-        return None
+        # (the target may have stopped tracemalloc)
+        after = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     finally:
         if own:
             tracemalloc.stop()
+    if before is None or after is None:
+        return None
     lines = {}
     for stat in after.compare_to(before, "lineno"):
         frame = stat.traceback[0]

@@ -223,6 +223,19 @@ def test_a_tuple_from_the_free_list_is_charged_to_the_line_that_kept_it():
         # the line that made it, and a note says so
 
 
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="ReferenceTracing is 3.13+")
+def test_under_reference_tracing_the_hunt_leaves_the_slot_alone_and_says_so():
+    from pymemtrace import _native, cPyMemTrace
+
+    with cPyMemTrace.ReferenceTracingSimple():
+        slot = _native._reftrace_slot()
+        result = pymemtrace.hunt(free_list_keeper, iterations=200, progress=False)
+        assert _native._reftrace_slot() == slot
+    assert result.verdict == "leak", result.to_text()
+    assert any("ReferenceTracing holds the reference tracer" in note
+               for note in result.notes), result.to_text()
+
+
 def test_tuples_made_and_freed_beside_a_leak_are_charged_nowhere():
     # The twin: the same churn through the free list, but the call keeps an
     # int, no tuple.
