@@ -249,7 +249,7 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
         measured.refcount = refcount_anomalies(call, min(iterations, REFCOUNT_CALLS))
         result = analyse(measured)
         if sites and result.verdict != "no-leak":
-            _name_sites(call, measured, show, name)
+            _name_sites(call, measured, show, name, result.types)
             if result.types:
                 measured.holders = _find_holders(call, result.types)
             result = analyse(measured)
@@ -378,7 +378,7 @@ def _malloc_stride(read_malloc, call, n: int) -> int:
     return max(1, min(n // 32, int(cost / max(per_call, 1e-9) / 0.1) + 1))
 
 
-def _name_sites(call, measured: Measurements, show, name: str) -> None:
+def _name_sites(call, measured: Measurements, show, name: str, types=()) -> None:
     """Allocation sites of the memory kept by SITE_CALLS calls run under
     the exact tracker (the diff of two snapshots: blocks allocated between
     them and still live at the end)."""
@@ -401,16 +401,19 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
     if retag:
         return
     lines = None
+    if not any(t.qualname in FREE_LIST_TYPES for t in types):
+        return  # no object of a type with a free list was kept
     if sys.version_info < (3, 13):
         # tracemalloc.start() would take the reference tracer on 3.13.
         show.show("checking the sites")
-        lines = _tracemalloc_lines(call, m)
+        lines = _tracemalloc_lines(call, min(m, CHECK_CALLS))
     if lines is None:
         measured.site_notes.append(
             f"objects revived from a free list were not followed ({why_not}): "
             "such an object may be charged to the line that first allocated its block")
         return
-    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m)
+    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m,
+                                                 min(m, CHECK_CALLS))
     if dropped > 0:
         measured.site_notes.append(
             f"{dropped / m:,.0f} B per call that the tracker charged to lines where "
@@ -418,9 +421,22 @@ def _name_sites(call, measured: Measurements, show, name: str) -> None:
             "revived from a free list, whose site is unknown (" + why_not + ")")
 
 
+#: Types whose dead objects CPython 3.9-3.13 keep for reuse (free lists;
+#: their subclasses do not use them), by census qualname.
+FREE_LIST_TYPES = frozenset({
+    "builtins.tuple", "builtins.list", "builtins.dict", "builtins.float", "builtins.frame",
+    "builtins.slice", "builtins.async_generator_asend",
+    "builtins.async_generator_wrapped_value", "_contextvars.Context",
+})
+
 #: A line keeps its tracker sites whole when tracemalloc saw at least this
 #: share of their kept blocks there.
 CONFIRM_SHARE = 0.75
+
+
+#: Calls run under tracemalloc to check the tracker's lines (at most): it
+#: costs several times a call that allocates much.
+CHECK_CALLS = 100
 
 
 def _tracemalloc_lines(call, n: int):
@@ -441,7 +457,7 @@ def _tracemalloc_lines(call, n: int):
     try:
         # Free lists hold blocks allocated before tracemalloc started,
         # which it cannot follow when revived: ``n`` calls first, so that
-        # blocks it traces have taken their place.
+        # blocks it traces take their place.
         for _ in range(n):
             call()
             _collect()
@@ -464,9 +480,9 @@ def _tracemalloc_lines(call, n: int):
     return lines
 
 
-def confirm_sites(diffs, lines: dict, calls: int) -> tuple:
-    """The tracker's sites checked against tracemalloc's kept blocks per
-    line (``lines``, from as many calls): the sites of a line where
+def confirm_sites(diffs, lines: dict, calls: int, checked: int) -> tuple:
+    """The tracker's sites (of ``calls`` calls) checked against
+    tracemalloc's kept blocks per line (``lines``, of ``checked`` calls): the sites of a line where
     tracemalloc saw fewer kept blocks than the tracker are scaled down to
     them (the tracker charged revived blocks to the line that first
     allocated them), and those with none are dropped: never a wrong line.
@@ -487,7 +503,7 @@ def confirm_sites(diffs, lines: dict, calls: int) -> tuple:
         if blocks <= max(1, calls // 100):
             out.append(d)
             continue
-        share = max(lines.get(key, 0), 0) / blocks
+        share = max(lines.get(key, 0), 0) * calls / checked / blocks
         if share >= CONFIRM_SHARE:
             out.append(d)
             continue

@@ -131,3 +131,19 @@ def test_before_313_retagging_is_accepted_and_says_it_is_off():
     _native.alloc_start(mode="exact", depth=4, retag_revived=True)
     stats = _native.alloc_stats()
     assert stats["retag_revived"] is False and stats["revived_retagged"] == 0
+
+
+@NEEDS_313
+@pytest.mark.parametrize("retag", [True, False])
+def test_blocks_waiting_in_a_free_list_are_charged_to_nobody(retag):
+    seed = object()
+    drain = [(seed, i, i) for i in range(2100)]
+    _native.alloc_start(mode="exact", depth=4, retag_revived=retag)
+    # WHEN fresh tuples are made and freed: their blocks wait in the free list
+    make_and_free(N, seed)
+    snap = allocations.snapshot()
+    allocations.stop()
+    del drain
+    # THEN with retagging they are charged to nobody; without, to MADE (the twin)
+    at_made = _tuple_blocks_at(snap, MADE)
+    assert (at_made == 0) if retag else (at_made >= N // 2)

@@ -79,6 +79,10 @@ const pmt_stacktable *pmt_tracker_stacks(int *depth, double *sample_bytes);
    block moves to the calling thread's stack.  Returns 1 when it moved.
    Never raises; allocates nothing through Python. */
 int pmt_tracker_object_created(const void *block);
+/* An object whose memory starts at block is about to be deallocated (GIL
+   held): its block, which may wait in a free list, is charged to no stack
+   until an object is created in it again (exact mode). */
+void pmt_tracker_object_destroyed(const void *block);
 
 /* alloc_revive.c: the reference tracer that calls the function above
    (CPython 3.13+, PyRefTracer_CREATE).  start: 0, or -1 with an exception

@@ -1453,6 +1453,29 @@ pmt_tracker_object_created(const void *block)
     return moved;
 }
 
+/* An object at block is about to be deallocated (GIL held).  Its block
+   may go to a free list instead of the allocator and wait there, live to
+   the allocator, for the next object: charged to no stack meanwhile (it
+   keeps its size in the counters), it is charged again to the code that
+   revives it (pmt_tracker_object_created), or forgotten when freed.  In
+   exact mode only (sampled mode keeps its samples' stacks). */
+void
+pmt_tracker_object_destroyed(const void *block)
+{
+    uint64_t value, old;
+
+    if (!(STATE() & ST_EXACT) || tls.guard || rt.gil_table.count == 0 ||
+        !pmt_ptrtable_get(&rt.gil_table, (uintptr_t)block, &value) ||
+        VALUE_SID(value) == 0) {
+        return;
+    }
+    tls.guard = 1;
+    if (gil_remove(DOM_OBJ, (void *)block, &old)) {
+        gil_insert(DOM_OBJ, (void *)block, VALUE_SIZE(old), 0);
+    }
+    tls.guard = 0;
+}
+
 int
 pmt_alloc_guard_swap(int value)
 {

@@ -10,7 +10,11 @@
  * _Py_NewReference for every new object, free-list reuse included; our
  * callback hands the object's block to pmt_tracker_object_created
  * (alloc_hooks.c), which moves a block found under another stack to the
- * current one.  The block of an object is the object's address minus
+ * current one; at PyRefTracer_DESTROY (before tp_dealloc) the block is
+ * charged to no stack, so that a block waiting in a free list is charged
+ * to nobody (3.13.0-3.13.2 miss the DESTROY of some objects the eval loop
+ * frees, gh-130382: theirs wait under their old stack, as without this
+ * file).  The block of an object is the object's address minus
  * what the allocator put in front of it: the GC header for GC types, and
  * the two pointers of the pre-header (managed dict and weakref list) for
  * types with Py_TPFLAGS_PREHEADER (_PyType_PreHeaderSize, 3.13).
@@ -75,7 +79,7 @@ revive_callback(PyObject *op, PyRefTracerEvent event, void *data)
         return 0;
     }
     rv.in_callback = 1;
-    if (rv.on && event == PyRefTracer_CREATE) {
+    if (rv.on) {
         PyTypeObject *tp = Py_TYPE(op);
         size_t pre = 0;
         /* _PyType_PreHeaderSize: PyGC_Head is two words. */
@@ -85,8 +89,13 @@ revive_callback(PyObject *op, PyRefTracerEvent event, void *data)
         if (PyType_HasFeature(tp, Py_TPFLAGS_PREHEADER)) {
             pre += 2 * sizeof(PyObject *);
         }
-        rv.retagged +=
-            (unsigned)pmt_tracker_object_created((const char *)op - pre);
+        if (event == PyRefTracer_CREATE) {
+            rv.retagged +=
+                (unsigned)pmt_tracker_object_created((const char *)op - pre);
+        }
+        else if (event == PyRefTracer_DESTROY) {
+            pmt_tracker_object_destroyed((const char *)op - pre);
+        }
     }
     if (rv.prev != NULL) {
         (void)rv.prev(op, event, rv.prev_data);
