@@ -358,3 +358,23 @@ def test_another_allocator_is_named_and_its_figures_not_judged():
     noted = any("RSS and malloc's heap were not judged" in note for note in result.notes)
     assert noted == UNDER_ASAN
     assert result.verdict == "no-leak", result.to_text()
+
+
+def test_confirm_sites_drops_or_scales_the_lines_tracemalloc_did_not_see_keep():
+    from pymemtrace.analyses.allocations import SiteDiff
+
+    def site(line, nbytes, blocks, file="f.py"):
+        return SiteDiff(((file, line, "fn"),), 0, 0, nbytes, blocks)
+
+    made, kept, half, realloc = site(1, 5600, 100), site(2, 2800, 100), site(3, 1000, 100), \
+        site(4, 9000, 0)
+    direct = site(0, 800, 100, file="m:f")
+    # tracker over 100 calls; tracemalloc over 50: line 1 none, line 2 all,
+    # line 3 a quarter
+    lines = {("f.py", 2): 50, ("f.py", 3): 12}
+    out, dropped = hunting.confirm_sites([made, kept, half, realloc, direct], lines, 100, 50)
+    by_line = {d.stack[0][1]: d for d in out}
+    assert 1 not in by_line  # never named: tracemalloc saw none kept there
+    assert by_line[2] is kept and by_line[4] is realloc and by_line[0] is direct
+    assert by_line[3].bytes_diff == 240 and by_line[3].blocks_diff == 24
+    assert dropped == 5600 + 1000 - 240
