@@ -249,7 +249,7 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
         measured.refcount = refcount_anomalies(call, min(iterations, REFCOUNT_CALLS))
         result = analyse(measured)
         if sites and result.verdict != "no-leak":
-            _name_sites(call, measured, show, name)
+            _name_sites(call, measured, show, name, result.types)
             if result.types:
                 measured.holders = _find_holders(call, result.types)
             result = analyse(measured)
@@ -378,22 +378,155 @@ def _malloc_stride(read_malloc, call, n: int) -> int:
     return max(1, min(n // 32, int(cost / max(per_call, 1e-9) / 0.1) + 1))
 
 
-def _name_sites(call, measured: Measurements, show, name: str) -> None:
+def _name_sites(call, measured: Measurements, show, name: str, types=()) -> None:
     """Allocation sites of the memory kept by SITE_CALLS calls run under
     the exact tracker (the diff of two snapshots: blocks allocated between
     them and still live at the end)."""
-    from pymemtrace import allocations
+    from pymemtrace import _native, allocations
 
     m = min(SITE_CALLS, measured.iterations)
-    allocations.start("exact", depth=16)
+    retag, why_not = retag_revived_possible()
+    _native.alloc_start(mode="exact", depth=16, retag_revived=retag)
     try:
         # A few calls first: what the tracker's start disturbs settles.
         before = _tracked_calls(call, 2, show, m)
         after = _tracked_calls(call, m, show, m, before)
+        if retag and not _native.alloc_stats()["retag_revived"]:
+            retag, why_not = False, ("another tool took the reference tracer while the sites "
+                                     "were named")
     finally:
         allocations.stop()
     measured.site_diffs = _site_growth(after, before, name)
     measured.site_calls = m
+    if retag:
+        return
+    lines = None
+    if not any(t.qualname in FREE_LIST_TYPES for t in types):
+        return  # no object of a type with a free list was kept
+    if sys.version_info < (3, 13):
+        # tracemalloc.start() would take the reference tracer on 3.13.
+        show.show("checking the sites")
+        lines = _tracemalloc_lines(call, min(m, CHECK_CALLS))
+    if lines is None:
+        measured.site_notes.append(
+            f"objects revived from a free list were not followed ({why_not}): "
+            "such an object may be charged to the line that first allocated its block")
+        return
+    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m,
+                                                 min(m, CHECK_CALLS))
+    if dropped > 0:
+        measured.site_notes.append(
+            f"{dropped / m:,.0f} B per call that the tracker charged to lines where "
+            "tracemalloc saw no such blocks kept were left out of the sites: objects "
+            "revived from a free list, whose site is unknown (" + why_not + ")")
+
+
+#: Types whose dead objects CPython 3.9-3.13 keep for reuse (free lists;
+#: their subclasses do not use them), by census qualname.
+FREE_LIST_TYPES = frozenset({
+    "builtins.tuple", "builtins.list", "builtins.dict", "builtins.float", "builtins.frame",
+    "builtins.slice", "builtins.async_generator_asend",
+    "builtins.async_generator_wrapped_value", "_contextvars.Context",
+})
+
+#: A line keeps its tracker sites whole when tracemalloc saw at least this
+#: share of their kept blocks there.
+CONFIRM_SHARE = 0.75
+
+
+#: Calls run under tracemalloc to check the tracker's lines (at most): it
+#: costs several times a call that allocates much.
+CHECK_CALLS = 100
+
+
+def _tracemalloc_lines(call, n: int):
+    """Blocks kept per line (innermost frame) over ``n`` calls under
+    tracemalloc: ``{(file, line): blocks}``, or None when tracemalloc
+    cannot run.  Before 3.13 the tracker has no hook for objects revived
+    from a free list, but tracemalloc has (``_Py_NewReference`` moves a
+    traced block to the current traceback), so its lines are right where
+    the tracker's may not be; the tracker keeps the stacks."""
+    import tracemalloc
+
+    own = not tracemalloc.is_tracing()
+    if own:
+        try:
+            tracemalloc.start(1)
+        except (RuntimeError, MemoryError):
+            return None
+    try:
+        # Free lists hold blocks allocated before tracemalloc started,
+        # which it cannot follow when revived: ``n`` calls first, so that
+        # blocks it traces take their place.
+        for _ in range(n):
+            call()
+            _collect()
+        before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+        for _ in range(n):
+            call()
+            _collect()
+        # (the target may have stopped tracemalloc)
+        after = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+    finally:
+        if own:
+            tracemalloc.stop()
+    if before is None or after is None:
+        return None
+    lines = {}
+    for stat in after.compare_to(before, "lineno"):
+        frame = stat.traceback[0]
+        key = (frame.filename, frame.lineno)
+        lines[key] = lines.get(key, 0) + stat.count_diff
+    return lines
+
+
+def confirm_sites(diffs, lines: dict, calls: int, checked: int) -> tuple:
+    """The tracker's sites (of ``calls`` calls) checked against
+    tracemalloc's kept blocks per line (``lines``, of ``checked`` calls): the sites of a line where
+    tracemalloc saw fewer kept blocks than the tracker are scaled down to
+    them (the tracker charged revived blocks to the line that first
+    allocated them), and those with none are dropped: never a wrong line.
+    Sites that kept no blocks (a reallocation grew) and a C function's own
+    site are kept as they are.  Returns (the sites, the bytes left out)."""
+    from pymemtrace.analyses.allocations import SiteDiff
+
+    tracked = {}
+    for d in diffs:
+        if d.stack and d.stack[0][1] > 0:
+            key = (d.stack[0][0], d.stack[0][1])
+            tracked[key] = tracked.get(key, 0) + max(d.blocks_diff, 0)
+    out = []
+    dropped = 0
+    for d in diffs:
+        key = (d.stack[0][0], d.stack[0][1]) if d.stack else None
+        blocks = tracked.get(key, 0)
+        if blocks <= max(1, calls // 100):
+            out.append(d)
+            continue
+        share = max(lines.get(key, 0), 0) * calls / checked / blocks
+        if share >= CONFIRM_SHARE:
+            out.append(d)
+            continue
+        kept = int(d.bytes_diff * share)
+        dropped += d.bytes_diff - kept
+        if kept > 0:
+            out.append(SiteDiff(d.stack, d.bytes, d.blocks, kept, int(d.blocks_diff * share)))
+    return out, dropped
+
+
+def retag_revived_possible():
+    """(True, None) when the tracker can move a block revived from a free
+    list to the line that revived it (CPython 3.13+, a reference tracer);
+    else (False, the reason)."""
+    from pymemtrace import _native
+
+    if sys.version_info < (3, 13):
+        return False, "CPython before 3.13 has no hook for it"
+    if _native._reftrace_stack():
+        # Chained, both would see every event, but ReferenceTracing would
+        # find the slot taken at its check points and warn.
+        return False, "ReferenceTracing holds the reference tracer"
+    return True, None
 
 
 def _tracked_calls(call, n: int, show, total: int, before=None):

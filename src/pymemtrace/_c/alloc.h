@@ -4,9 +4,12 @@
  * alloc_hooks.c owns the PEP 445 hooks, the tables and the tracker;
  * alloc_api.c owns the Python functions and drives the hooks through what
  * is declared here; alloc_traced.c (foreign blocks) reports to the hooks
- * through native.h's pmt_alloc_foreign_*.  The calls go one way:
+ * through native.h's pmt_alloc_foreign_*; alloc_revive.c (objects revived
+ * from free lists, 3.13+) through pmt_tracker_object_created.  The calls
+ * go one way:
  *
  *     alloc_api.c --> alloc_traced.c --> alloc_hooks.c
+ *          |--------> alloc_revive.c -------^
  *          '-------------------------------^
  *
  * Every function here needs the GIL.
@@ -69,6 +72,27 @@ void pmt_tracker_stats(pmt_tracker_stats_t *out);
    applied, and the tracker's depth and sample_bytes.  Valid while the
    GIL is held and the re-entrancy guard set (pmt_alloc_guard_swap). */
 const pmt_stacktable *pmt_tracker_stacks(int *depth, double *sample_bytes);
+
+/* An object was created whose memory starts at block (GIL held).  When
+   the tracker holds that block under another stack, the object was
+   revived from a free list (it never went through the allocator): the
+   block moves to the calling thread's stack.  Returns 1 when it moved.
+   Never raises; allocates nothing through Python. */
+int pmt_tracker_object_created(const void *block);
+/* An object whose memory starts at block is about to be deallocated (GIL
+   held): its block, which may wait in a free list, is charged to no stack
+   until an object is created in it again (exact mode). */
+void pmt_tracker_object_destroyed(const void *block);
+
+/* alloc_revive.c: the reference tracer that calls the function above
+   (CPython 3.13+, PyRefTracer_CREATE).  start: 0, or -1 with an exception
+   set; below 3.13 it does nothing (pmt_revive_supported() is 0).  stop
+   puts back the tracer that was there before, when the slot is still
+   ours.  add_stats adds its figures to alloc_stats()'s dict. */
+int pmt_revive_supported(void);
+int pmt_revive_start(void);
+void pmt_revive_stop(void);
+int pmt_revive_add_stats(PyObject *dict);
 
 /* Set this thread's re-entrancy guard (our own allocations are not
    recorded while it is set); returns its previous value. */

@@ -28,6 +28,8 @@ tracker_stop(void)
     if (pmt_tracker_mode() == PMT_TRACKER_OFF) {
         return;
     }
+    /* Free-list retagging first: it runs the tracker's GIL-side code. */
+    pmt_revive_stop();
     pmt_tracker_switch_off();
     pmt_traced_stop();
     pmt_tracker_release();
@@ -184,29 +186,34 @@ out_of_range:
 PyDoc_STRVAR(
     alloc_start_doc,
     "alloc_start(mode='exact', depth=16, sample_bytes=524288, max_traces=0,\n"
-    "            max_stacks=0, seed=0) -> None\n\n"
+    "            max_stacks=0, seed=0, retag_revived=False) -> None\n\n"
     "Start the allocation tracker.  mode is 'exact' (every block) or\n"
     "'sampled' (one sample per sample_bytes allocated on average; blocks of\n"
     "sample_bytes/2 or more are all recorded).\n"
     "max_traces/max_stacks cap the tables (0: no cap); seed fixes the\n"
-    "sampling sequence (0: random).");
+    "sampling sequence (0: random).  retag_revived: an object revived from a\n"
+    "free list moves its block to the stack that revived it (CPython 3.13+,\n"
+    "a reference tracer; alloc_stats()['retag_revived'] says whether it is\n"
+    "working).");
 
 static PyObject *
 alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"mode",       "depth",      "sample_bytes",
-                             "max_traces", "max_stacks", "seed",
-                             NULL};
+    static char *kwlist[] = {"mode",          "depth",      "sample_bytes",
+                             "max_traces",    "max_stacks", "seed",
+                             "retag_revived", NULL};
     const char *mode_name = "exact";
     int depth = 16;
     double sample_bytes = 512.0 * 1024.0;
     PyObject *max_traces_obj = NULL, *max_stacks_obj = NULL, *seed_obj = NULL;
     unsigned long long max_traces, max_stacks, seed;
+    int retag_revived = 0;
     pmt_tracker_config cfg;
 
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|sidOOO:alloc_start", kwlist, &mode_name, &depth,
-            &sample_bytes, &max_traces_obj, &max_stacks_obj, &seed_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|sidOOOp:alloc_start",
+                                     kwlist, &mode_name, &depth, &sample_bytes,
+                                     &max_traces_obj, &max_stacks_obj,
+                                     &seed_obj, &retag_revived)) {
         return NULL;
     }
 #ifdef Py_GIL_DISABLED
@@ -259,6 +266,10 @@ alloc_start(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     pmt_traced_start();
+    if (retag_revived && pmt_revive_start() < 0) {
+        tracker_stop();
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -345,7 +356,7 @@ alloc_stats(PyObject *module, PyObject *unused)
         set_int(dict, "dropped_traces", (long long)st.dropped_traces) < 0 ||
         set_int(dict, "dropped_stacks", (long long)st.dropped_stacks) < 0 ||
         set_int(dict, "dropped_pending", (long long)st.dropped_pending) < 0 ||
-        pmt_traced_add_stats(dict) < 0) {
+        pmt_traced_add_stats(dict) < 0 || pmt_revive_add_stats(dict) < 0) {
         Py_DECREF(dict);
         return NULL;
     }

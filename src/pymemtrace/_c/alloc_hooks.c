@@ -1417,6 +1417,65 @@ pmt_tracker_stacks(int *depth, double *sample_bytes)
     return &rt.stacks;
 }
 
+/* Free lists (tuples, lists, dicts, floats...) hand an object's old
+   block back to a new object without calling the allocator, so the block
+   keeps the stack of whoever first allocated it.  alloc_revive.c calls
+   this at every object creation: a block found under another stack moves
+   to the current one (as tracemalloc's _PyTraceMalloc_NewReference
+   does).  A fresh block was recorded a moment ago by the same code: its
+   stack is the current one and nothing moves.  In sampled mode only a
+   sampled block moves (an unsampled one stays unsampled: its weight is
+   not ours to change). */
+int
+pmt_tracker_object_created(const void *block)
+{
+    int st = STATE(), moved = 0;
+    uint64_t value, old;
+    uint32_t sid;
+
+    if (!(st & (ST_EXACT | ST_SAMPLED)) || tls.guard ||
+        rt.gil_table.count == 0 ||
+        !pmt_ptrtable_get(&rt.gil_table, (uintptr_t)block, &value)) {
+        return 0;
+    }
+    if (VALUE_SID(value) == 0 && !(st & ST_EXACT)) {
+        return 0;
+    }
+    /* Interning a new stack mallocs: not a block of the program's. */
+    tls.guard = 1;
+    sid = current_sid();
+    if (sid != 0 && sid != VALUE_SID(value) &&
+        gil_remove(DOM_OBJ, (void *)block, &old)) {
+        gil_insert(DOM_OBJ, (void *)block, VALUE_SIZE(old), sid);
+        moved = 1;
+    }
+    tls.guard = 0;
+    return moved;
+}
+
+/* An object at block is about to be deallocated (GIL held).  Its block
+   may go to a free list instead of the allocator and wait there, live to
+   the allocator, for the next object: charged to no stack meanwhile (it
+   keeps its size in the counters), it is charged again to the code that
+   revives it (pmt_tracker_object_created), or forgotten when freed.  In
+   exact mode only (sampled mode keeps its samples' stacks). */
+void
+pmt_tracker_object_destroyed(const void *block)
+{
+    uint64_t value, old;
+
+    if (!(STATE() & ST_EXACT) || tls.guard || rt.gil_table.count == 0 ||
+        !pmt_ptrtable_get(&rt.gil_table, (uintptr_t)block, &value) ||
+        VALUE_SID(value) == 0) {
+        return;
+    }
+    tls.guard = 1;
+    if (gil_remove(DOM_OBJ, (void *)block, &old)) {
+        gil_insert(DOM_OBJ, (void *)block, VALUE_SIZE(old), 0);
+    }
+    tls.guard = 0;
+}
+
 int
 pmt_alloc_guard_swap(int value)
 {

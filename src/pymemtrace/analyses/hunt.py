@@ -354,6 +354,8 @@ def analyse(measured: Measurements) -> HuntResult:
     elif leaking and measure is heap and rss.per_call < 0.5 * heap.per_call:
         notes.append("the RSS grew less than Python's allocators: pymalloc fills the "
                      "arenas it holds before it asks the system for more")
+    if verdict != "no-leak":
+        notes.extend(measured.site_notes)
     if leaking and not ref_leak and not types and measure is heap \
             and object_bytes_pc is not None \
             and object_bytes_pc <= 0:

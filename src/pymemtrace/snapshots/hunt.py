@@ -73,6 +73,8 @@ class Measurements:
     #: ``malloc_stride``-th call and the last; None where unknown
     malloc: list | None = None
     malloc_stride: int = 1
+    #: sentences for the report's notes from naming the sites (free lists)
+    site_notes: list = field(default_factory=list)
 
     @property
     def iterations(self) -> int:
