@@ -204,7 +204,10 @@ capture_backtrace(pmt_frame *frames, int depth, void *caller)
     return k;
 }
 
-/* Both ways: backtrace()'s frames are kept, the cache's compared. */
+/* Both ways: backtrace()'s frames are kept, the cache's compared.  The
+   cached walk searches one frame less for the caller: backtrace() may see
+   one more frame of ours first (capture_backtrace not inlined), and a
+   caller found by one search and missed by the other would differ. */
 static uint32_t
 capture_checked(pmt_frame *frames, int depth, void *caller, uintptr_t lo,
                 uintptr_t hi)
