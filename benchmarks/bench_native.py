@@ -8,7 +8,9 @@ median(traced) / median(bare) of the wall times over ``--rounds`` rounds.
 Workloads: ``mixed`` (benchmarks/workloads.py, the one the issue quotes
 memray's 2.0x on) in CPython, and ``c_churn``, a plain C program that
 mallocs and frees 1 KiB blocks (tests/fixtures/native_prog.c ``free``),
-the worst case for a malloc interposer.  memray's native mode is measured
+the worst case for a malloc interposer.  ``exact depth 16 nocache`` is
+the DWARF walk without its cache of unwind rules (glibc's backtrace() on
+every stack, as before 2026-12-07), beside the default for an A/B.  memray's native mode is measured
 beside it when a ``memray`` executable is given with ``--memray``.
 
 Targets (issue 12): counting at most 1.2x; exact with depth-16 stacks at
@@ -36,6 +38,8 @@ FIXTURE = os.path.join(ROOT, "tests", "fixtures", "native_prog.c")
 MODES = [
     ("counting only", {"PYMEMTRACE_NATIVE_MODE": "count"}, 1.2),
     ("exact depth 16", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "16"}, 2.0),
+    ("exact depth 16 nocache", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "16",
+                                "PYMEMTRACE_NATIVE_UNWIND_CACHE": "0"}, None),
     ("exact depth 4", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "4"}, None),
     ("exact depth 16 fp", {"PYMEMTRACE_NATIVE_MODE": "exact", "PYMEMTRACE_NATIVE_DEPTH": "16",
                            "PYMEMTRACE_NATIVE_UNWIND": "fp"}, None),

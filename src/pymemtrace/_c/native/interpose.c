@@ -478,3 +478,39 @@ _Exit(int status)
 {
     do_exit(status);
 }
+
+/* Unloading code (a library, or JIT frames registered with libgcc) can
+   leave stale rules in the unwinder's cache (unwind.c): it is switched
+   off for good, before the code goes. */
+PMT_NT_EXPORT int
+dlclose(void *handle)
+{
+    int (*real)(void *);
+
+    pmt_nt_unwind_stale();
+    real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    return real != NULL ? real(handle) : -1;
+}
+
+PMT_NT_EXPORT void
+__deregister_frame(void *begin)
+{
+    void (*real)(void *);
+
+    pmt_nt_unwind_stale();
+    real = (void (*)(void *))dlsym(RTLD_NEXT, "__deregister_frame");
+    if (real != NULL) {
+        real(begin);
+    }
+}
+
+PMT_NT_EXPORT void *
+__deregister_frame_info(const void *begin)
+{
+    void *(*real)(const void *);
+
+    pmt_nt_unwind_stale();
+    real =
+        (void *(*)(const void *))dlsym(RTLD_NEXT, "__deregister_frame_info");
+    return real != NULL ? real(begin) : NULL;
+}

@@ -11,6 +11,7 @@
  *   livetable.c   the live-allocation table (core/ptrtable) and the stacks
  *                 with live and peak totals (core/stacktable), one lock
  *   stackcap.c    native stack capture (glibc backtrace)
+ *   unwind.c      the same frames through a cache of unwind rules
  *   capture.c     the capture file: append-only records, periodic
  *                 snapshots, the last one at exit
  *   fork.c        pthread_atfork: the child starts a capture of its own
@@ -230,6 +231,13 @@ void pmt_nt_maybe_dump_unlocked(void);
 /* stackcap.c */
 void pmt_nt_stack_warmup(void);
 uint32_t pmt_nt_stack_capture(pmt_frame *frames, int depth, void *caller);
+
+/* unwind.c: the frames above caller, as backtrace() gives them, or -1
+   when the cached walk declines (own: tracer frames allowed first). */
+void pmt_nt_unwind_init(void);
+void pmt_nt_unwind_stale(void);
+int pmt_nt_unwind_cached(pmt_frame *frames, int depth, void *caller, int own,
+                         uintptr_t lo, uintptr_t hi);
 
 /* capture.c */
 uint64_t pmt_nt_now_ns(void);
