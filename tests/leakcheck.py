@@ -341,6 +341,7 @@ def _refs_grown_round():
 
 CASES: Dict[str, Callable[[], object]] = {
     "rss": lambda: _native().rss(),
+    "_native_live_bytes": lambda: _native()._native_live_bytes(),
     "rss_peak": lambda: _native().rss_peak(),
     "page_size": lambda: _native().page_size(),
     "_rss_slow": lambda: _native()._rss_slow(),

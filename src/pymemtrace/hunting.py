@@ -303,19 +303,23 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
     read_malloc = _malloc_reader() if foreign is None else None
     malloc = array("q", bytes(8 * n)) if read_malloc else None
     stride = _malloc_stride(read_malloc, call, n)
+    # Under `pymemtrace native`: the bytes its table holds live (exact).
+    read_traced = _native._native_live_bytes if _native._native_live_bytes() is not None else None
+    traced = array("q", bytes(8 * n)) if read_traced else None
     collect = _collect
     clock = time.perf_counter
     checkpoints = {0, n // 2, n}
     censuses = []
     release_free = _native._release_free_memory
     # What the checkpoints themselves leave alive is taken out of the figures.
-    off_bytes = off_blocks = off_rss = off_malloc = 0
+    off_bytes = off_blocks = off_rss = off_malloc = off_traced = 0
     collect()
     for i in range(n + 1):
         if i in checkpoints:
             c = counters()
             b0, k0, r0 = c["bytes"], c["blocks"], read_rss()
             m0 = read_malloc() if read_malloc else 0
+            n0 = read_traced() if read_traced else 0
             del c
             gc.collect()
             censuses.append((i, objects.census()))
@@ -329,6 +333,8 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
             off_rss += read_rss() - r0
             if read_malloc:
                 off_malloc += read_malloc() - m0
+            if read_traced:
+                off_traced += read_traced() - n0
             del c
         if i == n:
             break
@@ -343,6 +349,8 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
         rss[i] = read_rss() - off_rss
         if malloc is not None and (i % stride == 0 or i == n - 1):
             malloc[i] = read_malloc() - off_malloc
+        if traced is not None:
+            traced[i] = read_traced() - off_traced
         show.show(f"call {i + 1}/{n}")
     return Measurements(
         target=name, warmup=warmup, bytes=list(live), blocks=list(blocks), rss=list(rss),
@@ -350,6 +358,7 @@ def _measure(call, n: int, name: str, warmup: int, show) -> Measurements:
         malloc=None if malloc is None else [
             malloc[i] for i in range(n) if i % stride == 0 or i == n - 1],
         malloc_stride=stride,
+        native_bytes=None if traced is None else list(traced),
     )
 
 

@@ -59,8 +59,9 @@ static struct bridge_runtime {
     uint32_t ncodes;                           /* GIL */
     /* GIL: PyCode_Addr2Line walks the line table, each time */
     bridge_line_entry lines[BRIDGE_LINE_CACHE];
-    _Atomic uint32_t published; /* entries below it are complete */
-    int registered;             /* GIL: the lookup was made */
+    _Atomic uint32_t published;      /* entries below it are complete */
+    int registered;                  /* GIL: the lookup was made */
+    pmt_nt_live_bytes_fn live_bytes; /* GIL: the tracer's, or NULL */
 } rt;
 
 /* The calling thread's state when it holds the GIL, else NULL. */
@@ -248,10 +249,41 @@ bridge_code(uint32_t id, const char **file, const char **function)
     return 1;
 }
 
+PyDoc_STRVAR(native_live_bytes_doc,
+             "_native_live_bytes() -> int or None\n\n"
+             "Bytes live in the native tracer's table (pymemtrace native), "
+             "or None when\nthis process is not traced with a table (not "
+             "preloaded, or --count).");
+
+static PyObject *
+native_live_bytes(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    int64_t bytes = 0;
+    int rc;
+
+    if (rt.live_bytes == NULL) {
+        Py_RETURN_NONE;
+    }
+    /* The tracer's lock is held by allocating threads, which may wait for
+       the GIL only after releasing it: no cycle, but let them run. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = rt.live_bytes(&bytes);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(bytes);
+}
+
+static PyMethodDef bridge_methods[] = {
+    {"_native_live_bytes", native_live_bytes, METH_NOARGS,
+     native_live_bytes_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 int
 pmt_native_bridge_exec(PyObject *module)
 {
-    (void)module;
 #ifndef Py_GIL_DISABLED
     if (!rt.registered) {
         pmt_nt_register_python_fn reg;
@@ -261,9 +293,11 @@ pmt_native_bridge_exec(PyObject *module)
         if (reg != NULL) {
             (void)reg(PMT_NT_PYTHON_ABI, bridge_stack, bridge_code);
         }
+        rt.live_bytes =
+            (pmt_nt_live_bytes_fn)dlsym(RTLD_DEFAULT, PMT_NT_LIVE_BYTES);
     }
 #else
     (void)rt.registered;
 #endif
-    return 0;
+    return PyModule_AddFunctions(module, bridge_methods);
 }

@@ -34,4 +34,11 @@ typedef int (*pmt_nt_pycode_fn)(uint32_t id, const char **file,
 typedef int (*pmt_nt_register_python_fn)(int abi, pmt_nt_pystack_fn stack,
                                          pmt_nt_pycode_fn code);
 
+/* The bytes the tracer's table holds live now (weighted estimates in
+   sampled mode), for the hunt's native_bytes: 0 and *bytes set, or -1 in
+   counting mode (no table).  Takes the tracer's lock; any thread that is
+   not inside the tracer may call it. */
+#define PMT_NT_LIVE_BYTES "pmt_nt_live_bytes"
+typedef int (*pmt_nt_live_bytes_fn)(int64_t *bytes);
+
 #endif /* PMT_NATIVE_PYBRIDGE_H */

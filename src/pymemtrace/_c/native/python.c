@@ -29,6 +29,18 @@ pmt_nt_register_python(int abi, pmt_nt_pystack_fn stack, pmt_nt_pycode_fn code)
     return 0;
 }
 
+PMT_NT_EXPORT int
+pmt_nt_live_bytes(int64_t *bytes)
+{
+    if (rt.mode == PMT_NT_COUNT || !atomic_load(&rt.ready)) {
+        return -1;
+    }
+    pthread_mutex_lock(&rt.lock);
+    *bytes = rt.stacks.total;
+    pthread_mutex_unlock(&rt.lock);
+    return 0;
+}
+
 uint32_t
 pmt_nt_python_frames(pmt_nt_pystack_fn stack, pmt_frame *frames, uint32_t max)
 {
