@@ -13,11 +13,16 @@
  *                  tracker (alloc.h: their interface for alloc_api.c)
  *   alloc_api.c    the alloc_* Python functions
  *   alloc_traced.c  the tracker's view of PyTraceMalloc_Track/Untrack
+ *   alloc_revive.c  the tracker's reference tracer (3.13+): a block revived
+ *                   from a free list is charged to the stack that revives
+ *                   it (the GIL only, no lock of ours)
  *   shrinkwatch.c   private test hooks of core/shrinkwatch (the shrink
  *                   generation)
  *   fork.c      the one pthread_atfork registration (the lock order)
  *   objects.c   _census(): live objects by type (pymemtrace.objects)
  *   refgraph.c  referrer chains, known referrers, external references
+ *   native_bridge.c  Python stacks and live bytes shared with the native
+ *                    tracer (native/pybridge.h), when it is preloaded
  * core/ holds pure C with no Python.h (rss, tables, buffers).
  *
  * Cross-file functions carry the pmt_ prefix and are declared here; the
