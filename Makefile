@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 apt_notice = echo "== $@: installing system-wide with apt-get (as root): $(1)"
 CHROMIUM ?= chromium
 
-.PHONY: help demo test test-c test-py test-leaks test-asan test-dbg dbg-deps clang-format-deps chromium-deps bench lint lint-c fmt clean
+.PHONY: help demo test test-c test-py build-all test-leaks test-asan test-asan-first test-asan-rest test-dbg dbg-deps clang-format-deps chromium-deps bench lint lint-c fmt clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -69,6 +69,12 @@ test-py-%: build-% chromium-deps
 
 test-py: $(addprefix test-py-,$(PY_VERSIONS))
 
+# Every venv and in-place build, one CPython after the other: the builds
+# share src/pymemtrace/libpymemtrace_preload.so (and pip's editable installs
+# build in place), so they must not run side by side; the test runs can.
+build-all:
+	@for v in $(PY_VERSIONS); do $(MAKE) --no-print-directory build-$$v || exit 1; done
+
 build/test_core: tests/c/test_core.c $(CORE_SRC) $(wildcard src/pymemtrace/_c/core/*.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS_C) -o $@ tests/c/test_core.c $(CORE_SRC) -ldl
@@ -76,7 +82,12 @@ build/test_core: tests/c/test_core.c $(CORE_SRC) $(wildcard src/pymemtrace/_c/co
 test-c: build/test_core  ## C unit tests of the pure-C core
 	./build/test_core
 
-test: test-c test-py  ## every test: C core, then pytest on each CPython >= 3.9
+# pytest on TEST_JOBS CPythons at a time (each run's output shown whole when
+# it ends); -k: every CPython runs even when one fails.
+TEST_JOBS ?= 2
+test: test-c  ## every test: C core, then pytest on each CPython >= 3.9 (TEST_JOBS=2 at a time)
+	@$(MAKE) --no-print-directory build-all
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target test-py
 	@echo "== all tests passed on: $(PY_VERSIONS)"
 
 demo: build-$(DEFAULT_VERSION)  ## watch the bundled leaking example grow
@@ -106,15 +117,16 @@ chromium-deps:
 # Python allocation.
 #
 # `make test-asan` runs the whole suite (minus 'slow') on ASAN_VERSION (the
-# default CPython); to keep CI time down, only the fault suite (FAULT_TESTS)
-# on each other CPython, and tests/unit as well on the newest one
-# (ASAN_NEWEST: immortal objects, sys.monitoring and PyRefTracer, the paths
-# the default CPython does not take).  The runs on ASAN_VERSION and
-# ASAN_NEWEST are followed by tests/leakcheck.py under LeakSanitizer.
+# default CPython), then tests/unit and the fault suite (FAULT_TESTS) on the
+# newest CPython (ASAN_NEWEST: immortal objects, sys.monitoring and
+# PyRefTracer, the paths the default CPython does not take); each run is
+# followed by tests/leakcheck.py under LeakSanitizer.  The two are
+# test-asan-first and test-asan-rest (CI runs them on separate cores); each
+# CPython has its own build/asan/V, so they can run side by side.
 # `make test-asan-V` runs one CPython alone.
 ASAN_VERSION ?= $(DEFAULT_VERSION)
-ASAN_EXTRA_VERSIONS ?= $(filter-out $(ASAN_VERSION) system,$(PY_VERSIONS))
-ASAN_NEWEST ?= $(lastword $(ASAN_EXTRA_VERSIONS))
+ASAN_NEWEST ?= $(lastword $(filter-out $(ASAN_VERSION) system,$(PY_VERSIONS)))
+ASAN_EXTRA_VERSIONS ?= $(ASAN_NEWEST)
 # tests/faults once it exists; until then the one file it grows from.
 FAULT_TESTS ?= $(or $(wildcard tests/faults),tests/integration/test_faults.py)
 # LeakSanitizer: the pytest run has it off (tests start other programs,
@@ -126,28 +138,31 @@ FAULT_TESTS ?= $(or $(wildcard tests/faults),tests/integration/test_faults.py)
 # unwinder stops inside libpython): the suppressions match the CPython
 # function that allocated, not just PyUnicode_New, and a leak of ours still
 # shows our frames.
-ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan PYTHONMALLOC=malloc \
+ASAN_BASE = PYTHONPATH=$(CURDIR)/build/asan/$* PYTHONMALLOC=malloc \
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ASAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1
 LSAN_ENV = $(ASAN_BASE) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1:fast_unwind_on_malloc=0 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
-# What pytest runs under ASan on one CPython; faults_only: the fault suite
-# alone (no tests/unit, no leakcheck) on all but ASAN_VERSION and ASAN_NEWEST.
-faults_only = $(filter-out $(ASAN_VERSION) $(ASAN_NEWEST),$(1))
-asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,$(if $(call faults_only,$(1)),,tests/unit) $(FAULT_TESTS))
+# What pytest runs under ASan on one CPython.
+asan_tests = $(if $(filter $(ASAN_VERSION),$(1)),tests,tests/unit $(FAULT_TESTS))
 
 test-asan-%: $(VENV_ROOT)/%/.stamp
-	@echo "== building build/asan for CPython $* (PYMEMTRACE_SANITIZE=1)"
-	@$(call build_into,build/asan,PYMEMTRACE_SANITIZE=1 PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python,asan-$*)
+	@echo "== building build/asan/$* (PYMEMTRACE_SANITIZE=1)"
+	@$(call build_into,build/asan/$*,PYMEMTRACE_SANITIZE=1 PYMEMTRACE_WERROR=1 $(VENV_ROOT)/$*/bin/python,asan-$*)
 	@$(ASAN_ENV) $(VENV_ROOT)/$*/bin/python -c 'import pymemtrace._native as n, sys; \
 		sys.exit(0 if "/build/asan/" in n.__file__ else "wrong extension: " + n.__file__)'
 	@echo "== pytest $(strip $(call asan_tests,$*)) on CPython $* under ASan + UBSan"
 	$(ASAN_ENV) $(VENV_ROOT)/$*/bin/python -m pytest -p no:cacheprovider -q -m "not slow" $(PYTEST_ARGS) $(call asan_tests,$*)
-	$(if $(call faults_only,$*),,@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer")
-	$(if $(call faults_only,$*),,$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py)
+	@echo "== tests/leakcheck.py on CPython $* under ASan with LeakSanitizer"
+	$(LSAN_ENV) $(VENV_ROOT)/$*/bin/python tests/leakcheck.py
 
-test-asan: $(addprefix test-asan-,$(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS))  ## pytest + leak cases under ASan+UBSan+LSan (full suite on the default CPython, tests/unit on the newest, the fault suite on all)
+test-asan-first: test-asan-$(ASAN_VERSION)
+
+test-asan-rest: $(addprefix test-asan-,$(ASAN_EXTRA_VERSIONS))
+	@$(if $(strip $(ASAN_EXTRA_VERSIONS)),true,echo "== test-asan-rest: nothing to run (one CPython)")
+
+test-asan: test-asan-first test-asan-rest  ## pytest + leak cases under ASan+UBSan+LSan (whole suite on the default CPython, tests/unit and tests/faults on the newest)
 	@echo "== test-asan passed on: $(ASAN_VERSION) $(ASAN_EXTRA_VERSIONS)"
 
 # ------------------------------------------------------ debug CPython (refs)

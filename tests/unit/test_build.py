@@ -97,20 +97,22 @@ def test_sanitizer_and_coverage_reach_the_linker_too(extension):
 
 def test_fixture_is_built_once_and_again_when_older_than_its_source():
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    # GIVEN a variant folder of the fixture, absent
-    out = build.ROOT / "build" / "fixtures" / "test-build"
+    # GIVEN a variant folder of the fixture, absent (this process's own:
+    # CI runs the suites of two interpreters side by side)
+    variant = f"test-build-{os.getpid()}"
+    out = build.ROOT / "build" / "fixtures" / variant
     shutil.rmtree(out, ignore_errors=True)
     # WHEN built  THEN the folder holds the extension for this interpreter
-    assert build.build_fixture("leaky_ext", variant="test-build") == out
+    assert build.build_fixture("leaky_ext", variant=variant) == out
     target = out / ("leaky_ext" + suffix)
     first = target.stat().st_mtime_ns
     # AND a second call leaves it as it is
-    build.build_fixture("leaky_ext", variant="test-build")
+    build.build_fixture("leaky_ext", variant=variant)
     assert target.stat().st_mtime_ns == first
     # WHEN the .so is older than leaky_ext.c  THEN it is built anew
     old = (build.FIXTURES / "leaky_ext.c").stat().st_mtime - 60
     os.utime(target, (old, old))
-    build.build_fixture("leaky_ext", variant="test-build")
+    build.build_fixture("leaky_ext", variant=variant)
     assert target.stat().st_mtime > old + 60
     # AND it imports in a fresh interpreter
     done = subprocess.run([sys.executable, "-c", "import leaky_ext; print(leaky_ext.__file__)"],
@@ -123,8 +125,8 @@ def test_fixture_is_built_once_and_again_when_older_than_its_source():
 def test_a_failed_fixture_build_says_why():
     # GIVEN a flag the compiler refuses  WHEN the fixture is built with it
     with pytest.raises(RuntimeError) as failed:
-        build.build_fixture("leaky_ext", ["-fno-such-flag-for-test"], variant="test-build-fails")
-    shutil.rmtree(build.ROOT / "build" / "fixtures" / "test-build-fails", ignore_errors=True)
+        build.build_fixture("leaky_ext", ["-fno-such-flag-for-test"], variant=f"test-build-fails-{os.getpid()}")
+    shutil.rmtree(build.ROOT / "build" / "fixtures" / f"test-build-fails-{os.getpid()}", ignore_errors=True)
     # THEN the error names the fixture and carries the compiler's words
     assert "building leaky_ext failed" in str(failed.value)
     assert "-fno-such-flag-for-test" in str(failed.value)
