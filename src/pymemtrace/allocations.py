@@ -285,10 +285,14 @@ class RunProbe:
 
     def start(self) -> None:
         from pymemtrace import _native
+        from pymemtrace._allocator import foreign_allocator
 
         # The RSS the script starts from: what it grew by at the end, beside
         # what Python's allocators hold, says how much lies outside them.
-        self.rss_start = _native.rss()
+        # Under another allocator (ASan's among them) RSS is its own: no
+        # comparison then.  Asked before the tracker starts: what this
+        # allocates is not the script's.
+        self.rss_start = _native.rss() if foreign_allocator() is None else None
         start(mode=self.mode, depth=self.depth, sample_bytes=self.sample_bytes, seed=self.seed)
 
     @property
@@ -306,15 +310,13 @@ class RunProbe:
         import os
 
         from pymemtrace import _native
-        from pymemtrace.hunting import foreign_allocator
 
         package = os.path.dirname(os.path.abspath(__file__))
+        rss_end = _native.rss()
         snap = snapshot().without_files_under(package, drop_sites_under=tuple(runner_files))
-        # Under another allocator (ASan's among them) RSS is its own: no
-        # comparison with Python's allocators is made then.
-        if self.rss_start is not None and foreign_allocator() is None:
+        if self.rss_start is not None:
             snap.stats["rss_start"] = self.rss_start
-            snap.stats["rss_end"] = _native.rss()
+            snap.stats["rss_end"] = rss_end
         return snap
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ import sys
 import time
 from array import array
 
+from pymemtrace._allocator import FOREIGN_ALLOCATORS, foreign_allocator  # noqa: F401
 from pymemtrace.analyses.hunt import analyse
 from pymemtrace.snapshots.hunt import HuntResult, Measurements
 
@@ -262,25 +263,6 @@ def hunt(func, *args, iterations: int = 1000, warmup: int = 20,
                             "were not judged (its own bookkeeping and quarantine move them), "
                             "only Python's allocators and the objects")
     return Hunt(**{f: getattr(result, f) for f in result.__dataclass_fields__})
-
-
-#: Allocators whose memory figures are their own (file name prefixes).
-FOREIGN_ALLOCATORS = ("libasan", "libhwasan", "libjemalloc", "libtcmalloc", "libmimalloc")
-
-
-def foreign_allocator():
-    """The name of an allocator other than glibc's malloc loaded in this
-    process (ASan, jemalloc, tcmalloc, mimalloc), or None."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                base = os.path.basename(line.rstrip("\n").split(" ")[-1])
-                for prefix in FOREIGN_ALLOCATORS:
-                    if base.startswith(prefix):
-                        return prefix[3:]
-    except OSError:
-        return None
-    return None
 
 
 def _no_reading() -> int:

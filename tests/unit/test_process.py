@@ -112,6 +112,8 @@ def test_messages_label_the_next_record(log_lines, tmp_path):
     assert [json.loads(x).get("label") for x in lines if "label" in json.loads(x)] == labels
 
 
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="ASan hands freed memory back on its own schedule: RSS may fall while pages are touched")
 def test_log_process_sees_rss_grow_by_the_memory_touched(tmp_path):
     path = tmp_path / "grow.jsonl"
     size = 48 * MiB
