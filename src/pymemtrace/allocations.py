@@ -285,7 +285,7 @@ class RunProbe:
 
     def start(self) -> None:
         from pymemtrace import _native
-        from pymemtrace._allocator import foreign_allocator
+        from pymemtrace.probes.allocator import foreign_allocator
 
         # The RSS the script starts from: what it grew by at the end, beside
         # what Python's allocators hold, says how much lies outside them.

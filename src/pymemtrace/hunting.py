@@ -24,7 +24,7 @@ import sys
 import time
 from array import array
 
-from pymemtrace._allocator import FOREIGN_ALLOCATORS, foreign_allocator  # noqa: F401
+from pymemtrace.probes.allocator import FOREIGN_ALLOCATORS, foreign_allocator  # noqa: F401
 from pymemtrace.analyses.hunt import analyse
 from pymemtrace.snapshots.hunt import HuntResult, Measurements
 
