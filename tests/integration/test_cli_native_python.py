@@ -207,7 +207,9 @@ def test_the_programs_own_sitecustomize_still_runs(cli, tmp_path):
     own.mkdir()
     marker = tmp_path / "sitecustomize-ran"
     (own / "sitecustomize.py").write_text(
-        f"import sys\nopen({str(marker)!r}, 'w').write(repr([p for p in sys.path if 'pymemtrace-native-' in p]))\n")
+        "import sys\n"
+        f"with open({str(marker)!r}, 'w') as out:\n"
+        "    out.write(repr([p for p in sys.path if 'pymemtrace-native-' in p]))\n")
     _, process = run(cli, tmp_path, "leak_malloc", text=SCRIPT_UNAWARE, path_first=(str(own),))
     # THEN it ran, with our boot directory gone from sys.path
     assert marker.read_text() == "[]"

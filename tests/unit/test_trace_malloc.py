@@ -114,12 +114,14 @@ def test_leaves_tracemalloc_running_when_caller_started_it(not_tracing):
     try:
         # WHEN a TraceMalloc block asking for 1 frame runs
         with TraceMalloc(nframes=1) as tm:
-            kept = [bytes(KIB) for _ in range(10)]
+            kept = [bytes(KIB) for _ in range(100)]
         # THEN tracing goes on with the caller's depth
         assert tracemalloc.is_tracing()
         assert tracemalloc.get_traceback_limit() == 5
         assert not tm.started_tracing
-        assert tm.diff >= 10 * KIB
+        # (blocks traced since start(5) and freed inside the block, a few
+        # KiB on the debug build, come off the diff)
+        assert tm.diff >= 90 * KIB
     finally:
         tracemalloc.stop()
     del kept
