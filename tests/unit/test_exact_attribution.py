@@ -169,10 +169,19 @@ def test_fast_path_charges_every_jump_where_a_read_at_every_event_does(tmp_path,
     # THEN both logs are complete and charge each jump to the same record
     assert fast.complete and exact.complete
     assert _jumps(exact), "the case must move memory by more than 512 KiB"
-    # A joined thread's stack pages are given back by glibc (madvise) while
-    # the thread exits, on the scheduler's time: a jump in the main thread
-    # right after join() sees a few hundred KiB more or less from run to run.
-    _assert_same_jumps(fast, exact, 3 * SLACK if "thread" in name else SLACK)
+    if "thread" not in name:
+        _assert_same_jumps(fast, exact)
+        return
+    # With two threads, RSS (one figure for the process) is first read by
+    # whichever thread's event comes first after the pages are touched: the
+    # scheduler decides, differently in each run and in both modes (a
+    # worker's jump charged to the main thread's join() on a loaded
+    # machine).  What the fast path must keep is every jump: the memory
+    # charged up and down, each within the slack of a thread's stack pages
+    # (glibc gives them back while the thread exits, on its own time).
+    for sign in (1, -1):
+        charged = [sum(j[6] for j in _jumps(log) if j[6] * sign > 0) for log in (fast, exact)]
+        assert abs(charged[0] - charged[1]) <= 3 * SLACK, (sign, _jumps(fast), _jumps(exact))
 
 
 def _seed_new_str_jumps(tmp_path, backend, mode):
