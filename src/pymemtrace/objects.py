@@ -660,7 +660,9 @@ class _Meter:
 
         heap, rss = _heap_bytes(), _native.rss()
         try:
-            return _new_instances(before, (self.heap, self.rss, self.censuses))
+            # The meter's own figures and this frame's are new ints too.
+            return _new_instances(before, (self.heap, self.rss, self.censuses,
+                                           (heap, rss, self.own_heap, self.own_rss)))
         finally:
             gc.collect()
             _native._release_free_memory()
@@ -720,6 +722,8 @@ def _new_instances(before: tuple, ours: tuple) -> dict:
     for container in ours:
         own.add(id(container))
         own.update(map(id, container))
+    # The ids are ints made after the first walk: new ints, and ours.
+    own.update(map(id, ids))
     for objs in found.values():
         objs[:] = [op for op in objs if id(op) not in ids and id(op) not in own]
     return found

@@ -251,6 +251,19 @@ def test_tuples_made_and_freed_beside_a_leak_are_charged_nowhere():
         assert result.sites[0].line == _line_of("LEAK: an int, beside the churn")
 
 
+def test_kept_ints_are_held_by_their_list_not_by_nobody():
+    # The hunt's own bookkeeping (the ids of the objects there before) is
+    # ints too: none of them may pass for a new int that nothing holds.
+    from pymemtrace.snapshots.objects import HELD_BY_C
+
+    for func in (free_list_churn_keeping_an_int, free_list_keeper):
+        result = pymemtrace.hunt(func, iterations=200, progress=False)
+        ints = [h for h in result.holders if h["type"].endswith("int")]
+        assert ints, result.to_text()
+        assert not any(HELD_BY_C in h["text"] for h in result.holders), result.to_text()
+        assert all("_kept" in h["text"] for h in ints), result.to_text()
+
+
 def _blocks_per_call_at(result, line):
     return sum(site.blocks_per_call for site in result.sites
                if site.file == __file__ and site.line == line)
