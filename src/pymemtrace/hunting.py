@@ -36,6 +36,9 @@ _HERE = os.path.abspath(__file__)
 #: Calls run under the allocation tracker to name the sites (at most).
 SITE_CALLS = 200
 
+#: Frames kept of an allocation's stack when naming the sites.
+SITE_DEPTH = 16
+
 
 class Hunt(HuntResult):
     """:class:`pymemtrace.snapshots.hunt.HuntResult` with its renderings."""
@@ -377,7 +380,7 @@ def _name_sites(call, measured: Measurements, show, name: str, types=()) -> None
 
     m = min(SITE_CALLS, measured.iterations)
     retag, why_not = retag_revived_possible()
-    _native.alloc_start(mode="exact", depth=16, retag_revived=retag)
+    _native.alloc_start(mode="exact", depth=SITE_DEPTH, retag_revived=retag)
     try:
         # A few calls first: what the tracker's start disturbs settles.
         before = _tracked_calls(call, 2, show, m)
@@ -391,24 +394,30 @@ def _name_sites(call, measured: Measurements, show, name: str, types=()) -> None
     measured.site_calls = m
     if retag:
         return
-    lines = None
-    if not any(t.qualname in FREE_LIST_TYPES for t in types):
+    revived = sum(t.per_call for t in types if t.qualname in FREE_LIST_TYPES)
+    if revived <= 0:
         return  # no object of a type with a free list was kept
+    kept = None
     if sys.version_info < (3, 13):
         # tracemalloc.start() would take the reference tracer on 3.13.
         show.show("checking the sites")
-        lines = _tracemalloc_lines(call, min(m, CHECK_CALLS))
-    if lines is None:
+        kept = _tracemalloc_kept(call, min(m, CHECK_CALLS),
+                                 [t for t in types if t.qualname in FREE_LIST_TYPES])
+    if kept is None:
         measured.site_notes.append(
             f"objects revived from a free list were not followed ({why_not}): "
             "such an object may be charged to the line that first allocated its block")
         return
-    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m,
-                                                 min(m, CHECK_CALLS))
-    if dropped > 0:
+    lines, objects = kept
+    checked = min(m, CHECK_CALLS)
+    objects = _with_stacks(call, objects, measured.site_diffs, name)
+    measured.site_diffs, dropped = confirm_sites(measured.site_diffs, lines, m, checked)
+    measured.site_diffs, moved = revived_sites(measured.site_diffs, lines, objects, m, checked,
+                                               name)
+    if dropped - moved > max(64, dropped // 10):
         measured.site_notes.append(
-            f"{dropped / m:,.0f} B per call that the tracker charged to lines where "
-            "tracemalloc saw no such blocks kept were left out of the sites: objects "
+            f"{(dropped - moved) / m:,.0f} B per call that the tracker charged to lines "
+            "where tracemalloc saw no such blocks kept were left out of the sites: objects "
             "revived from a free list, whose site is unknown (" + why_not + ")")
 
 
@@ -430,45 +439,138 @@ CONFIRM_SHARE = 0.75
 CHECK_CALLS = 100
 
 
-def _tracemalloc_lines(call, n: int):
-    """Blocks kept per line (innermost frame) over ``n`` calls under
-    tracemalloc: ``{(file, line): blocks}``, or None when tracemalloc
-    cannot run.  Before 3.13 the tracker has no hook for objects revived
+def _tracemalloc_kept(call, n: int, types: list):
+    """What ``n`` calls kept under tracemalloc: ``({(file, line): blocks},
+    [((file, line), bytes)])``, the second for each object of the free-list
+    ``types`` they kept (where tracemalloc followed its block to, and the
+    block's size), or None when tracemalloc cannot run.  Before 3.13 the tracker has no hook for objects revived
     from a free list, but tracemalloc has (``_Py_NewReference`` moves a
     traced block to the current traceback), so its lines are right where
-    the tracker's may not be; the tracker keeps the stacks."""
+    the tracker's may not be."""
     import tracemalloc
+
+    from pymemtrace import objects
 
     own = not tracemalloc.is_tracing()
     if own:
         try:
+            # One frame: tracemalloc computes the line of every frame it
+            # keeps at every allocation (16 frames cost 5 times 1 on 3.11).
             tracemalloc.start(1)
         except (RuntimeError, MemoryError):
             return None
     try:
-        # Free lists hold blocks allocated before tracemalloc started,
-        # which it cannot follow when revived: ``n`` calls first, so that
-        # blocks it traces take their place.
-        for _ in range(n):
-            call()
-            _collect()
+        # A full collection empties the free lists (3.9-3.12): every block
+        # they hold from now on was allocated under tracemalloc, which can
+        # follow it when it is revived.
+        gc.collect()
+        call()
+        _collect()
+        wanted = {t.qualname: t.type for t in types}
+        ids = set()
+        for qualname in wanted:
+            ids.update(map(id, objects._instances(wanted[qualname], qualname)))
         before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         for _ in range(n):
             call()
             _collect()
         # (the target may have stopped tracemalloc)
         after = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+        gc.collect()
+        kept = objects._new_instances((wanted, ids), ())
+        revived = []
+        for objs in kept.values():
+            for obj in objs:
+                trace = tracemalloc.get_object_traceback(obj)
+                if trace is not None:
+                    revived.append(((trace[-1].filename, trace[-1].lineno), _block_size(obj)))
+        del kept, ids
     finally:
         if own:
             tracemalloc.stop()
     if before is None or after is None:
         return None
+    # A snapshot's own objects, made while tracing, are not the target's.
+    own_blocks = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    before, after = before.filter_traces(own_blocks), after.filter_traces(own_blocks)
     lines = {}
     for stat in after.compare_to(before, "lineno"):
-        frame = stat.traceback[0]
-        key = (frame.filename, frame.lineno)
+        key = (stat.traceback[0].filename, stat.traceback[0].lineno)
         lines[key] = lines.get(key, 0) + stat.count_diff
-    return lines
+    return lines, revived
+
+
+#: Calls run under tracemalloc at the tracker's depth when a revived
+#: object's line is on none of the tracker's stacks.
+STACK_CALLS = 3
+
+
+def _with_stacks(call, revived: list, diffs, name: str) -> list:
+    """``revived`` (``((file, line), bytes)``) with the stack of each
+    object: the rest of a tracker's stack that passes through its line,
+    else the stack most blocks kept on that line had under tracemalloc at
+    the tracker's depth (STACK_CALLS more calls), else the line alone."""
+    known = {}
+    for d in diffs:
+        frames = [(f[0], f[1]) for f in d.stack]
+        for j, frame in enumerate(frames):
+            if frame not in known or j < known[frame][0]:
+                known[frame] = (j, frames[j:])
+    stacks = {frame: rest for frame, (_, rest) in known.items()}
+    keys = []
+    for frame, _ in revived:
+        cut = _cut_at_package([frame], name)
+        keys.append(cut[0] if cut else None)
+    missing = {key for key in keys if key is not None and key not in stacks}
+    if missing:
+        stacks.update(_tracemalloc_stacks(call, STACK_CALLS, missing, name))
+    return [(stacks.get(key, [key]), size) for key, (_, size) in zip(keys, revived)
+            if key is not None]
+
+
+def _tracemalloc_stacks(call, n: int, wanted: set, name: str) -> dict:
+    """``{(file, line): stack}`` for the ``wanted`` lines: the stack (of
+    the tracker's depth, cut at pymemtrace's frames) on which tracemalloc
+    saw the most blocks kept there over ``n`` calls."""
+    import tracemalloc
+
+    if tracemalloc.is_tracing():
+        return {}
+    try:
+        tracemalloc.start(SITE_DEPTH)
+    except (RuntimeError, MemoryError):
+        return {}
+    try:
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        for _ in range(n):
+            call()
+            _collect()
+        after = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+    finally:
+        tracemalloc.stop()
+    if after is None:
+        return {}
+    best = {}
+    for stat in after.compare_to(before, "traceback"):
+        stack = _cut_at_package([(f.filename, f.lineno) for f in reversed(stat.traceback)], name)
+        if stack and stack[0] in wanted and stat.count_diff > best.get(stack[0], (0, None))[0]:
+            best[stack[0]] = (stat.count_diff, stack)
+    return {key: stack for key, (_, stack) in best.items()}
+
+
+def _block_size(obj) -> int:
+    """The size of the block that holds an object's head (with the gc's
+    header): the block a free list keeps."""
+    tp = type(obj)
+    size = tp.__basicsize__ + (tp.__itemsize__ * len(obj) if tp.__itemsize__ else 0)
+    if tp.__flags__ & _TPFLAGS_HAVE_GC:
+        size += _GC_HEADER
+    return size
+
+
+_TPFLAGS_HAVE_GC = 1 << 14
+_GC_HEADER = sys.getsizeof(()) - tuple.__basicsize__
 
 
 def confirm_sites(diffs, lines: dict, calls: int, checked: int) -> tuple:
@@ -503,6 +605,126 @@ def confirm_sites(diffs, lines: dict, calls: int, checked: int) -> tuple:
         if kept > 0:
             out.append(SiteDiff(d.stack, d.bytes, d.blocks, kept, int(d.blocks_diff * share)))
     return out, dropped
+
+
+def revived_sites(diffs, lines: dict, revived: list, calls: int, checked: int,
+                  name: str) -> tuple:
+    """The tracker's sites (of ``calls`` calls) with the revived blocks it
+    did not see kept added.  On a line where tracemalloc (over ``checked``
+    calls) saw more blocks kept than the tracker charged to it, as many as
+    the difference are added, taken from ``revived`` (the objects of
+    free-list types kept, as ``(stack, bytes)``, their stacks where
+    tracemalloc followed their blocks), at their sizes and stacks.  Stacks
+    are cut where pymemtrace's frames begin, as the tracker's are.  Returns
+    (the sites, the bytes added)."""
+    from pymemtrace.analyses.allocations import SiteDiff
+    from pymemtrace.snapshots.allocations import Frame
+
+    tracked = {}
+    for d in diffs:
+        if d.stack:
+            key = (d.stack[0][0], d.stack[0][1])
+            tracked[key] = tracked.get(key, 0) + max(d.blocks_diff, 0)
+    scale = calls / checked
+    by_line = {}
+    for stack, size in revived:
+        cut = tuple(_cut_at_package(stack, name))
+        if cut:
+            rows = by_line.setdefault(cut[0], {})
+            count, nbytes = rows.get(cut, (0, 0))
+            rows[cut] = (count + 1, nbytes + size)
+    names = {tuple((f[0], f[1]) for f in d.stack): tuple(f[2] for f in d.stack)
+             for d in diffs}
+    by_stack = {tuple(d.stack): i for i, d in enumerate(diffs)}
+    out = list(diffs)
+    added = 0
+    for key, rows in by_line.items():
+        objects = sum(count for count, _ in rows.values())
+        missing = min(lines.get(key, 0) * scale - tracked.get(key, 0), objects * scale)
+        if missing <= max(1, calls // 100):
+            continue
+        share = missing / (objects * scale)
+        for cut, (count, nbytes) in rows.items():
+            stack = tuple(Frame(file, line, function) for (file, line), function
+                          in zip(cut, names.get(cut) or _functions_of(cut)))
+            more_bytes = int(nbytes * scale * share)
+            more_blocks = int(count * scale * share + 0.5)
+            added += more_bytes
+            i = by_stack.get(stack)
+            if i is not None:
+                old = out[i]
+                out[i] = SiteDiff(stack, old.bytes, old.blocks, old.bytes_diff + more_bytes,
+                                  old.blocks_diff + more_blocks)
+            else:
+                by_stack[stack] = len(out)
+                out.append(SiteDiff(stack, 0, 0, more_bytes, more_blocks))
+    return out, added
+
+
+def _cut_at_package(stack: list, name: str) -> list:
+    """A stack (innermost first) up to pymemtrace's first frame; what a C
+    function called directly by the hunt allocated is charged to the
+    target's own frame (``(name, 0)``), as :func:`_site_growth` does."""
+    cut = []
+    for file, line in stack:
+        if os.path.abspath(file).startswith(_PACKAGE_DIR):
+            if not cut and os.path.abspath(file) == _HERE and \
+                    [c.co_name for c in _codes_at(file, line)[:1]] == ["call"]:
+                cut.append((name, 0))
+            break
+        cut.append((file, line))
+    return cut
+
+
+def _functions_of(stack: tuple) -> list:
+    """The function of each frame of a stack the tracker did not see: the
+    innermost function of the loaded code whose lines hold it, or, when the
+    frame it called is on the same line (a comprehension before 3.12), the
+    one around that ("?" if none)."""
+    names = []
+    depth = 0
+    for i, (file, line) in enumerate(stack):
+        if line == 0:
+            names.append("(called directly)")
+            continue
+        depth = depth + 1 if i and stack[i - 1] == (file, line) else 0
+        codes = _codes_at(file, line)
+        names.append(codes[depth].co_name if depth < len(codes) else "?")
+    return names
+
+
+def _codes_at(file: str, line: int) -> list:
+    """The loaded code objects of ``file`` with ``line`` among their lines,
+    innermost first (found from the modules' functions and classes)."""
+    import dis
+    import types as pytypes
+
+    path = os.path.abspath(file)
+    todo = [v for m in list(sys.modules.values())
+            if isinstance(getattr(m, "__file__", None), str)
+            and os.path.abspath(m.__file__) == path
+            for v in vars(m).values()]
+    found, done = [], set()
+    while todo:
+        value = todo.pop()
+        if id(value) in done:
+            continue
+        done.add(id(value))
+        if isinstance(value, type):
+            todo.extend(vars(value).values())
+            continue
+        for attr in ("__func__", "fget", "fset", "fdel", "__wrapped__"):
+            inner = getattr(value, attr, None)
+            if inner is not None:
+                todo.append(inner)
+        code = value if isinstance(value, pytypes.CodeType) else getattr(value, "__code__", None)
+        if not isinstance(code, pytypes.CodeType) or code.co_filename != file:
+            continue
+        todo.extend(c for c in code.co_consts if isinstance(c, pytypes.CodeType))
+        if any(n == line for _, n in dis.findlinestarts(code)):
+            found.append(code)
+    found.sort(key=lambda code: code.co_firstlineno, reverse=True)
+    return found
 
 
 def retag_revived_possible():

@@ -62,6 +62,21 @@ def free_list_keeper():
     _kept.append((len(_kept), 1))  # LEAK: a tuple the free list hands out
 
 
+def _pair(i):
+    return (i, "x")  # LEAK: a tuple made in a helper, from the free list
+
+
+def free_list_keeper_in_a_helper():
+    scratch = [(i, -i) for i in range(100)]  # made and freed by the caller
+    del scratch
+    _kept.append(_pair(len(_kept)))
+
+
+def free_list_float_keeper():
+    total = sum([i * 0.5 for i in range(50)])  # floats made and freed
+    _kept.append(total * 1.5)  # LEAK: a float the free list hands out
+
+
 def free_list_churn_keeping_an_int():
     pairs = [(i, -i) for i in range(100)]  # made and freed: charged nowhere
     del pairs
@@ -217,14 +232,37 @@ def test_a_tuple_from_the_free_list_is_charged_to_the_line_that_kept_it():
         # ones (a free list's own size may move by a block or two)
         assert _blocks_per_call_at(result, made) < 0.05, result.to_text()
         assert result.sites[0].line == kept, result.to_text()
-        if sys.version_info >= (3, 13):
-            # 3.13+: the tracker moved the revived tuple to the keeping line
-            # (the tuple and the int it holds: 2 blocks per call)
-            assert result.sites[0].blocks_per_call == pytest.approx(2, abs=0.1)
-            assert not any("free list" in note for note in result.notes)
-        # before 3.13 tracemalloc's lines check the tracker's: the revived
-        # tuple's bytes are left out (site unknown) rather than charged to
-        # the line that made it, and a note says so
+        # 3.13+: the tracker moves the revived tuple to the keeping line;
+        # before, tracemalloc (which follows revived blocks) finds the
+        # blocks kept there that the tracker did not see.  The tuple and
+        # the int it holds: 2 blocks per call, none left out.
+        assert result.sites[0].blocks_per_call == pytest.approx(2, abs=0.1), result.to_text()
+        assert not any("free list" in note for note in result.notes), result.to_text()
+
+
+def test_a_revived_tuple_made_in_a_helper_is_charged_to_the_helper_and_its_caller():
+    made = _line_of("made and freed by the caller")
+    helper = _line_of("LEAK: a tuple made in a helper")
+    for result in hunts(free_list_keeper_in_a_helper):
+        assert _blocks_per_call_at(result, made) < 0.05, result.to_text()
+        at_helper = [site for site in result.sites if site.line == helper]
+        assert sum(s.blocks_per_call for s in at_helper) == pytest.approx(1, abs=0.1), \
+            result.to_text()
+        # the stack goes on to the caller, function names included
+        frames = at_helper[0].stack
+        assert frames[0][2] == "_pair", frames
+        assert frames[1][2] == "free_list_keeper_in_a_helper", frames
+        assert not any("free list" in note for note in result.notes), result.to_text()
+
+
+def test_a_float_from_the_free_list_is_charged_to_the_line_that_kept_it():
+    made = _line_of("floats made and freed")
+    for result in hunts(free_list_float_keeper):
+        assert result.verdict == "leak", result.to_text()
+        assert "float" in [t.type for t in result.types], result.to_text()
+        assert _blocks_per_call_at(result, made) < 0.05, result.to_text()
+        kept = _blocks_per_call_at(result, _line_of("LEAK: a float the free list"))
+        assert kept == pytest.approx(1, abs=0.1), result.to_text()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="ReferenceTracing is 3.13+")
@@ -395,3 +433,24 @@ def test_confirm_sites_drops_or_scales_the_lines_tracemalloc_did_not_see_keep():
     assert by_line[2] is kept and by_line[4] is realloc and by_line[0] is direct
     assert by_line[3].bytes_diff == 240 and by_line[3].blocks_diff == 24
     assert dropped == 5600 + 1000 - 240
+
+
+def test_revived_sites_adds_the_kept_objects_the_tracker_missed_at_their_size():
+    from pymemtrace.analyses.allocations import SiteDiff
+
+    def site(line, nbytes, blocks):
+        return SiteDiff((("f.py", line, "fn"), ("f.py", 9, "outer")), 0, 0, nbytes, blocks)
+
+    # tracker over 100 calls: line 2 kept an int per call (it missed the
+    # revived tuple beside it), line 3 kept all it made
+    ints, whole = site(2, 2800, 100), site(3, 5600, 100)
+    # tracemalloc over 50 calls: 2 blocks per call at line 2, 1 at line 3;
+    # the free-list objects it followed: a tuple per call on each line
+    lines = {("f.py", 2): 100, ("f.py", 3): 50}
+    revived = [([("f.py", 2), ("f.py", 9)], 56)] * 50 + [([("f.py", 3), ("f.py", 9)], 56)] * 50
+    out, added = hunting.revived_sites([ints, whole], lines, revived, 100, 50, "m:f")
+    by_line = {d.stack[0][1]: d for d in out}
+    assert by_line[3] is whole  # nothing missing there
+    assert (by_line[2].bytes_diff, by_line[2].blocks_diff) == (2800 + 5600, 200)
+    assert [f[2] for f in by_line[2].stack] == ["fn", "outer"]  # the tracker's names
+    assert added == 5600
