@@ -243,3 +243,42 @@ def test_forked_child_killed_writes_its_own_capture(cli, tmp_path, signal_prog):
     assert parent["complete"] is True
     assert site_bytes(parent["leaked"], "child_leak") == 0
     assert site_bytes(parent["peak"], "parent_keep") >= 700 * KIB
+
+
+BUSY_SCRIPT = """\
+import os
+import sys
+import threading
+
+keep = [bytearray(1024 * 1024) for _ in range(8)]
+
+
+def churn():
+    while True:
+        [bytes(100 + i) for i in range(200)]
+
+
+for _ in range(2):
+    threading.Thread(target=churn, daemon=True).start()
+with open(sys.argv[1] + ".tmp", "w") as stream:
+    stream.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+churn()
+"""
+BUSY_KEEP_LINE = 5
+
+
+def test_program_allocating_on_three_threads_when_killed(cli, tmp_path):
+    # GIVEN a program allocating without pause on three threads (the signal
+    # may land on any of them, inside the tracer or holding its lock)
+    script = tmp_path / "busy.py"
+    script.write_text(BUSY_SCRIPT)
+    traced = Traced(tmp_path, [sys.executable, script, "{READY}"])
+    pid = traced.wait_ready()
+    os.kill(pid, signal.SIGTERM)
+    status, _, err = traced.finish()
+    # THEN it died by SIGTERM, its capture complete, the 8 MiB live
+    assert status == 128 + signal.SIGTERM, err
+    (process,) = traced.processes(cli)
+    assert process["complete"] is True
+    assert python_line_bytes(process["leaked"], str(script), BUSY_KEEP_LINE) >= 8 * MIB
