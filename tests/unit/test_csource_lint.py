@@ -80,10 +80,11 @@ ALLOW_STATIC = "pmt-lint: allow-static"
 # The init functions of the extensions built from _c/ (setup.py).
 MODULE_INITS = {"PyInit__native", "PyInit_cMemLeak"}
 # The C library functions the native tracer interposes (_c/native/interpose.c,
-# docs/native.md): exported under their own names by design.
+# signals.c, docs/native.md): exported under their own names by design.
 INTERPOSED = {"malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign", "aligned_alloc",
               "memalign", "valloc", "pvalloc", "mmap", "mmap64", "munmap", "_exit", "_Exit",
-              "dlclose", "__deregister_frame", "__deregister_frame_info"}
+              "dlclose", "__deregister_frame", "__deregister_frame_info",
+              "sigaction", "signal"}
 
 
 @dataclass(frozen=True)

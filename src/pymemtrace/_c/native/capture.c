@@ -32,15 +32,23 @@
  * Every function here is called with pmt_nt_runtime.lock held and the
  * guard set.  A write error stops the capture for good (failed), never
  * the program.
+ *
+ * Async-signal-safe: signals.c writes the exit snapshot from a SIGTERM
+ * handler, which may have interrupted the real malloc (its arena lock is
+ * not recursive) or stdio.  So nothing here allocates, formats with stdio
+ * or takes a lock: a batch is built in anonymous memory of its own
+ * (mmap, grown by mremap), paths are formed by hand, and the rest is
+ * system calls (open, read, write, close, clock_gettime) and the
+ * lock-free code-name callback of the extension (native_bridge.c).
  */
 #define _GNU_SOURCE
 #include "preload.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,8 +64,10 @@
 
 static const char MAGIC[8] = "PMTNAT1\n";
 
+#define BUF_FIRST_MAP (64 * 1024)
+
 typedef struct {
-    unsigned char *data; /* from the real malloc */
+    unsigned char *data; /* an anonymous mapping of cap bytes, or NULL */
     size_t len;
     size_t cap;
     int failed; /* out of memory: the batch is dropped */
@@ -72,25 +82,72 @@ pmt_nt_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Room for need bytes: a first map of 64 KiB, doubled.  The real mmap,
+   not ours: the tracer's own memory is not traced. */
+static int
+buf_grow(buf_t *b, size_t need)
+{
+    size_t cap = b->cap ? b->cap : BUF_FIRST_MAP;
+    void *grown;
+
+    while (cap < need) {
+        cap *= 2;
+    }
+    if (b->data == NULL) {
+        grown =
+            rt.real.mmap != NULL
+                ? rt.real.mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                : (void *)syscall(SYS_mmap, NULL, cap, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    else {
+        grown = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
+    }
+    if (grown == MAP_FAILED) {
+        return -1;
+    }
+    b->data = grown;
+    b->cap = cap;
+    return 0;
+}
+
+static void
+buf_release(buf_t *b)
+{
+    if (b->data != NULL) {
+        if (rt.real.munmap != NULL) {
+            rt.real.munmap(b->data, b->cap);
+        }
+        else {
+            syscall(SYS_munmap, b->data, b->cap);
+        }
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Set the length field of the record whose header starts at offset at
+   (its payload: everything appended since). */
+static void
+buf_patch_length(buf_t *b, size_t at)
+{
+    uint32_t len = (uint32_t)(b->len - at - 8);
+
+    if (!b->failed) {
+        memcpy(b->data + at + 4, &len, sizeof(len));
+    }
+}
+
 static void
 buf_put(buf_t *b, const void *data, size_t len)
 {
     if (b->failed) {
         return;
     }
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        unsigned char *grown;
-        while (cap < b->len + len) {
-            cap *= 2;
-        }
-        grown = rt.real.realloc(b->data, cap);
-        if (grown == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
+    if (b->len + len > b->cap && buf_grow(b, b->len + len) < 0) {
+        b->failed = 1;
+        return;
     }
     memcpy(b->data + b->len, data, len);
     b->len += len;
@@ -156,21 +213,47 @@ buf_file(buf_t *b, const char *path)
     close(fd);
 }
 
+/* Appends text to the path being formed (cut at the end of the room). */
+static size_t
+path_put(char *path, size_t at, size_t room, const char *text)
+{
+    while (*text != '\0' && at + 1 < room) {
+        path[at++] = *text++;
+    }
+    path[at] = '\0';
+    return at;
+}
+
+static size_t
+path_put_ulong(char *path, size_t at, size_t room, unsigned long value)
+{
+    char digits[24];
+    int n = (int)sizeof(digits) - 1;
+
+    digits[n] = '\0';
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    return path_put(path, at, room, digits + n);
+}
+
 static int
 open_capture(void)
 {
     char path[sizeof(rt.outdir) + 64];
+    size_t at;
     int k, fd = -1;
 
     for (k = 0; k < 1000 && fd < 0; k++) {
-        if (k == 0) {
-            snprintf(path, sizeof(path), "%s/native-%ld.pmtn", rt.outdir,
-                     (long)rt.pid);
+        at = path_put(path, 0, sizeof(path), rt.outdir);
+        at = path_put(path, at, sizeof(path), "/native-");
+        at = path_put_ulong(path, at, sizeof(path), (unsigned long)rt.pid);
+        if (k != 0) {
+            at = path_put(path, at, sizeof(path), "-");
+            at = path_put_ulong(path, at, sizeof(path), (unsigned long)k);
         }
-        else {
-            snprintf(path, sizeof(path), "%s/native-%ld-%d.pmtn", rt.outdir,
-                     (long)rt.pid, k);
-        }
+        path_put(path, at, sizeof(path), ".pmtn");
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                   0644);
         if (fd < 0 && errno != EEXIST) {
@@ -183,23 +266,21 @@ open_capture(void)
 static void
 header(buf_t *b)
 {
-    buf_t cmd = {0};
     struct timespec ts;
+    size_t at;
 
-    buf_file(&cmd, "/proc/self/cmdline");
     clock_gettime(CLOCK_REALTIME, &ts);
     buf_put(b, MAGIC, sizeof(MAGIC));
-    buf_record(b, REC_HEADER, (uint32_t)(32 + cmd.len));
+    at = b->len;
+    buf_record(b, REC_HEADER, 0);
     buf_u32(b, (uint32_t)rt.pid);
     buf_u32(b, (uint32_t)getppid());
     buf_u32(b, (uint32_t)rt.mode);
     buf_u32(b, (uint32_t)rt.depth);
     buf_u64(b, rt.sample_bytes);
     buf_u64(b, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
-    if (cmd.len) {
-        buf_put(b, cmd.data, cmd.len);
-    }
-    rt.real.free(cmd.data);
+    buf_file(b, "/proc/self/cmdline");
+    buf_patch_length(b, at);
 }
 
 static int
@@ -227,7 +308,7 @@ pmt_nt_capture_start_unlocked(void)
     }
     header(&b);
     flush(&b);
-    rt.real.free(b.data);
+    buf_release(&b);
 }
 
 static uint64_t
@@ -284,20 +365,25 @@ new_stacks(buf_t *b)
     }
 }
 
+/* /proc/self/maps, read into the batch, kept only when it changed. */
 static void
 maps(buf_t *b)
 {
-    buf_t text = {0};
+    size_t at = b->len;
     uint64_t h;
 
-    buf_file(&text, "/proc/self/maps");
-    h = fnv1a(text.data, text.len);
-    if (!text.failed && text.len && h != rt.maps_hash) {
-        buf_record(b, REC_MAPS, (uint32_t)text.len);
-        buf_put(b, text.data, text.len);
-        rt.maps_hash = h;
+    buf_record(b, REC_MAPS, 0);
+    buf_file(b, "/proc/self/maps");
+    if (b->failed) {
+        return;
     }
-    rt.real.free(text.data);
+    h = fnv1a(b->data + at + 8, b->len - at - 8);
+    if (b->len == at + 8 || h == rt.maps_hash) {
+        b->len = at;
+        return;
+    }
+    buf_patch_length(b, at);
+    rt.maps_hash = h;
 }
 
 static void
@@ -412,7 +498,7 @@ pmt_nt_capture_dump_unlocked(int final)
         rt.pycodes_written = pycodes;
         rt.peak_written = rt.stacks.peak_total;
     }
-    rt.real.free(b.data);
+    buf_release(&b);
     if (final) {
         rt.finished = 1;
         close(rt.fd);

@@ -151,6 +151,7 @@ init_once(void)
     pmt_nt_capture_start_unlocked();
     pthread_mutex_unlock(&rt.lock);
     atomic_store(&rt.on, 1);
+    pmt_nt_signals_install();
 done:
     if (entered) {
         pmt_nt_guard_exit();

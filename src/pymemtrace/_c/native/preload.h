@@ -15,6 +15,8 @@
  *   capture.c     the capture file: append-only records, periodic
  *                 snapshots, the last one at exit
  *   fork.c        pthread_atfork: the child starts a capture of its own
+ *   signals.c     SIGTERM and SIGHUP left to their default action: the
+ *                 exit snapshot first (a handler the program never sees)
  *   python.c      the Python stacks, when the pymemtrace extension is
  *                 loaded in the process (native/pybridge.h)
  *
@@ -164,6 +166,9 @@ typedef struct {
     uint16_t sizes[PMT_NT_SIZE_BUCKETS]; /* allocations by size, not yet
                                             in pmt_nt_runtime */
     int exit_flush;                      /* the thread-exit flush is set */
+    /* A terminating signal that arrived while this thread was inside the
+       tracer (signals.c): handled when the guard is left. */
+    volatile int pending_signal;
 } pmt_nt_thread;
 
 extern PMT_NT_TLS pmt_nt_thread pmt_nt_tls;
@@ -177,16 +182,27 @@ pmt_nt_guard_enter(void)
         return 0;
     }
     pmt_nt_tls.busy = 1;
+    /* A signal handler on this thread reads busy (signals.c): the store
+       is not moved past the tracer's code (a compiler barrier, no cost). */
+    atomic_signal_fence(memory_order_seq_cst);
     return 1;
 }
+
+void pmt_nt_signal_deferred(void);
 
 static inline void
 pmt_nt_guard_exit(void)
 {
+    atomic_signal_fence(memory_order_seq_cst);
     pmt_nt_tls.busy = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (PMT_NT_UNLIKELY(pmt_nt_tls.pending_signal != 0)) {
+        pmt_nt_signal_deferred();
+    }
 }
 
 int pmt_nt_sample_hit(size_t size);
+void pmt_nt_count_add(void);
 void pmt_nt_count_flush(void);
 void pmt_nt_thread_exit_init(void);
 
@@ -251,6 +267,9 @@ uint32_t pmt_nt_python_frames(pmt_nt_pystack_fn stack, pmt_frame *frames,
 
 /* fork.c */
 void pmt_nt_fork_install(void);
+
+/* signals.c: once the capture is started (init_once) */
+void pmt_nt_signals_install(void);
 
 /* Kinds of snapshot record. */
 #define PMT_NT_SNAP_PERIODIC 1

@@ -32,12 +32,20 @@ pmt_nt_register_python(int abi, pmt_nt_pystack_fn stack, pmt_nt_pycode_fn code)
 PMT_NT_EXPORT int
 pmt_nt_live_bytes(int64_t *bytes)
 {
+    int entered;
+
     if (rt.mode == PMT_NT_COUNT || !atomic_load(&rt.ready)) {
         return -1;
     }
+    /* The guard: a SIGTERM arriving while the lock is held here waits
+       for it to be released (signals.c). */
+    entered = pmt_nt_guard_enter();
     pthread_mutex_lock(&rt.lock);
     *bytes = rt.stacks.total;
     pthread_mutex_unlock(&rt.lock);
+    if (entered) {
+        pmt_nt_guard_exit();
+    }
     return 0;
 }
 

@@ -102,8 +102,9 @@ pmt_nt_sample_hit(size_t size)
     return 1;
 }
 
+/* Atomics only: async-signal-safe (signals.c calls it from a handler). */
 void
-pmt_nt_count_flush(void)
+pmt_nt_count_add(void)
 {
     int k;
 
@@ -124,6 +125,12 @@ pmt_nt_count_flush(void)
     pmt_nt_tls.frees = 0;
     pmt_nt_tls.bytes = 0;
     pmt_nt_tls.pending = 255;
+}
+
+void
+pmt_nt_count_flush(void)
+{
+    pmt_nt_count_add();
     /* Once per thread: without it a thread that ends would take its last
        (up to 255) counts with it.  Called with the guard set: should
        pthread_setspecific allocate, the real malloc serves it. */
