@@ -35,21 +35,6 @@ tracker_stop(void)
     pmt_tracker_release();
 }
 
-/* Add key -> int to dict; -1 with an exception set on failure. */
-static int
-set_int(PyObject *dict, const char *key, long long value)
-{
-    PyObject *obj = PyLong_FromLongLong(value);
-    int rc;
-
-    if (obj == NULL) {
-        return -1;
-    }
-    rc = PyDict_SetItemString(dict, key, obj);
-    Py_DECREF(obj);
-    return rc;
-}
-
 PyDoc_STRVAR(
     alloc_counters_doc,
     "alloc_counters() -> dict\n\n"
@@ -73,21 +58,21 @@ alloc_counters(PyObject *module, PyObject *unused)
         bytes += b;
         blocks += n;
         snprintf(key, sizeof(key), "%s_bytes", pmt_alloc_domain_name(d));
-        if (set_int(dict, key, b) < 0) {
+        if (pmt_dict_set_int(dict, key, b) < 0) {
             goto error;
         }
         snprintf(key, sizeof(key), "%s_blocks", pmt_alloc_domain_name(d));
-        if (set_int(dict, key, n) < 0) {
+        if (pmt_dict_set_int(dict, key, n) < 0) {
             goto error;
         }
     }
     /* Foreign blocks (PyTraceMalloc_Track): their own group, not in the
        totals of the three domains. */
     pmt_traced_counters(&b, &n);
-    if (set_int(dict, "traced_bytes", b) < 0 ||
-        set_int(dict, "traced_blocks", n) < 0 ||
-        set_int(dict, "bytes", bytes) < 0 ||
-        set_int(dict, "blocks", blocks) < 0 ||
+    if (pmt_dict_set_int(dict, "traced_bytes", b) < 0 ||
+        pmt_dict_set_int(dict, "traced_blocks", n) < 0 ||
+        pmt_dict_set_int(dict, "bytes", bytes) < 0 ||
+        pmt_dict_set_int(dict, "blocks", blocks) < 0 ||
         PyDict_SetItemString(dict, "counting",
                              pmt_alloc_counting() ? Py_True : Py_False) < 0) {
         goto error;
@@ -350,12 +335,15 @@ alloc_stats(PyObject *module, PyObject *unused)
         return NULL;
     }
     pmt_tracker_stats(&st);
-    if (set_int(dict, "memory", (long long)st.memory) < 0 ||
-        set_int(dict, "traces", (long long)st.traces) < 0 ||
-        set_int(dict, "stacks", (long long)st.stacks) < 0 ||
-        set_int(dict, "dropped_traces", (long long)st.dropped_traces) < 0 ||
-        set_int(dict, "dropped_stacks", (long long)st.dropped_stacks) < 0 ||
-        set_int(dict, "dropped_pending", (long long)st.dropped_pending) < 0 ||
+    if (pmt_dict_set_int(dict, "memory", (long long)st.memory) < 0 ||
+        pmt_dict_set_int(dict, "traces", (long long)st.traces) < 0 ||
+        pmt_dict_set_int(dict, "stacks", (long long)st.stacks) < 0 ||
+        pmt_dict_set_int(dict, "dropped_traces",
+                         (long long)st.dropped_traces) < 0 ||
+        pmt_dict_set_int(dict, "dropped_stacks",
+                         (long long)st.dropped_stacks) < 0 ||
+        pmt_dict_set_int(dict, "dropped_pending",
+                         (long long)st.dropped_pending) < 0 ||
         pmt_traced_add_stats(dict) < 0 || pmt_revive_add_stats(dict) < 0) {
         Py_DECREF(dict);
         return NULL;
@@ -467,10 +455,11 @@ alloc_snapshot(PyObject *module, PyObject *unused)
     mode = PyUnicode_FromString(mode_value == PMT_TRACKER_EXACT ? "exact"
                                                                 : "sampled");
     if (mode == NULL || PyDict_SetItemString(dict, "mode", mode) < 0 ||
-        set_int(dict, "depth", depth) < 0 ||
-        set_int(dict, "sample_bytes", (long long)sample_bytes) < 0 ||
-        set_int(dict, "bytes", (long long)table->total) < 0 ||
-        set_int(dict, "peak_bytes", (long long)table->peak_total) < 0 ||
+        pmt_dict_set_int(dict, "depth", depth) < 0 ||
+        pmt_dict_set_int(dict, "sample_bytes", (long long)sample_bytes) < 0 ||
+        pmt_dict_set_int(dict, "bytes", (long long)table->total) < 0 ||
+        pmt_dict_set_int(dict, "peak_bytes", (long long)table->peak_total) <
+            0 ||
         PyDict_SetItemString(dict, "stacks", stacks) < 0 ||
         PyDict_SetItemString(dict, "stats", stats) < 0) {
         goto error;

@@ -41,21 +41,6 @@
 #include "native.h"
 #include "alloc.h"
 
-/* dict[key] = value; -1 with an exception set on failure. */
-static int
-put_int(PyObject *dict, const char *key, long long value)
-{
-    PyObject *obj = PyLong_FromLongLong(value);
-    int rc;
-
-    if (obj == NULL) {
-        return -1;
-    }
-    rc = PyDict_SetItemString(dict, key, obj);
-    Py_DECREF(obj);
-    return rc;
-}
-
 #if PMT_PY313_PLUS
 
 /* Process-wide (one reference-tracer slot per process); every field is
@@ -166,8 +151,10 @@ pmt_revive_add_stats(PyObject *dict)
 
     if (PyDict_SetItemString(dict, "retag_revived",
                              active ? Py_True : Py_False) < 0 ||
-        put_int(dict, "revived_retagged", (long long)rv.retagged) < 0 ||
-        put_int(dict, "retag_displaced", rv.on ? !active : rv.displaced) < 0) {
+        pmt_dict_set_int(dict, "revived_retagged", (long long)rv.retagged) <
+            0 ||
+        pmt_dict_set_int(dict, "retag_displaced",
+                         rv.on ? !active : rv.displaced) < 0) {
         return -1;
     }
     return 0;
@@ -196,8 +183,8 @@ int
 pmt_revive_add_stats(PyObject *dict)
 {
     if (PyDict_SetItemString(dict, "retag_revived", Py_False) < 0 ||
-        put_int(dict, "revived_retagged", 0) < 0 ||
-        put_int(dict, "retag_displaced", 0) < 0) {
+        pmt_dict_set_int(dict, "revived_retagged", 0) < 0 ||
+        pmt_dict_set_int(dict, "retag_displaced", 0) < 0) {
         return -1;
     }
     return 0;

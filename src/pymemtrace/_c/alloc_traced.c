@@ -323,21 +323,6 @@ pmt_traced_counters(int64_t *bytes, int64_t *blocks)
     *blocks = atomic_load_explicit(&trt.live_blocks, memory_order_relaxed);
 }
 
-/* dict[key] = value; -1 with an exception set on failure. */
-static int
-put_int(PyObject *dict, const char *key, long long value)
-{
-    PyObject *obj = PyLong_FromLongLong(value);
-    int rc;
-
-    if (obj == NULL) {
-        return -1;
-    }
-    rc = PyDict_SetItemString(dict, key, obj);
-    Py_DECREF(obj);
-    return rc;
-}
-
 int
 pmt_traced_add_stats(PyObject *dict)
 {
@@ -365,27 +350,30 @@ pmt_traced_add_stats(PyObject *dict)
         if (total == -1 && PyErr_Occurred()) {
             return -1;
         }
-        if (put_int(dict, "memory", total + (long long)table_memory) < 0) {
+        if (pmt_dict_set_int(dict, "memory", total + (long long)table_memory) <
+            0) {
             return -1;
         }
     }
-    if (put_int(dict, "got_patching",
-                pmt_gotpatch_supported() && trt.patch_errno == 0) < 0 ||
-        put_int(dict, "got_slots", (long long)(own_slots + dlopen_slots)) <
+    if (pmt_dict_set_int(dict, "got_patching",
+                         pmt_gotpatch_supported() && trt.patch_errno == 0) <
             0 ||
-        put_int(dict, "got_dlopen_slots", (long long)dlopen_slots) < 0 ||
-        put_int(dict, "got_failures", (long long)gs.failures) < 0 ||
-        put_int(dict, "got_rescans", (long long)gs.rescans) < 0 ||
-        put_int(dict, "traced_calls", (long long)atomic_load(&trt.tracks)) <
+        pmt_dict_set_int(dict, "got_slots",
+                         (long long)(own_slots + dlopen_slots)) < 0 ||
+        pmt_dict_set_int(dict, "got_dlopen_slots", (long long)dlopen_slots) <
             0 ||
-        put_int(dict, "untraced_calls",
-                (long long)atomic_load(&trt.untracks)) < 0 ||
-        put_int(dict, "traced_blocks",
-                (long long)atomic_load(&trt.live_blocks)) < 0 ||
-        put_int(dict, "traced_bytes",
-                (long long)atomic_load(&trt.live_bytes)) < 0 ||
-        put_int(dict, "dropped_traced", (long long)drops) < 0 ||
-        put_int(dict, "hooks_removed", trt.hooks_removed) < 0) {
+        pmt_dict_set_int(dict, "got_failures", (long long)gs.failures) < 0 ||
+        pmt_dict_set_int(dict, "got_rescans", (long long)gs.rescans) < 0 ||
+        pmt_dict_set_int(dict, "traced_calls",
+                         (long long)atomic_load(&trt.tracks)) < 0 ||
+        pmt_dict_set_int(dict, "untraced_calls",
+                         (long long)atomic_load(&trt.untracks)) < 0 ||
+        pmt_dict_set_int(dict, "traced_blocks",
+                         (long long)atomic_load(&trt.live_blocks)) < 0 ||
+        pmt_dict_set_int(dict, "traced_bytes",
+                         (long long)atomic_load(&trt.live_bytes)) < 0 ||
+        pmt_dict_set_int(dict, "dropped_traced", (long long)drops) < 0 ||
+        pmt_dict_set_int(dict, "hooks_removed", trt.hooks_removed) < 0) {
         return -1;
     }
     return 0;

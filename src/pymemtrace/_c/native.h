@@ -80,6 +80,36 @@ pmt_get_state(PyObject *module)
    an exception set when none is found. */
 pmt_state *pmt_state_from_type(PyTypeObject *type);
 
+/* dict[key] = value (an int); -1 with an exception set on failure.  The
+   statistics functions of every concern build their dicts with them. */
+static inline int
+pmt_dict_set_int(PyObject *dict, const char *key, long long value)
+{
+    PyObject *obj = PyLong_FromLongLong(value);
+    int rc;
+
+    if (obj == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItemString(dict, key, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+static inline int
+pmt_dict_set_u64(PyObject *dict, const char *key, unsigned long long value)
+{
+    PyObject *obj = PyLong_FromUnsignedLongLong(value);
+    int rc;
+
+    if (obj == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItemString(dict, key, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
 /* errors.c: raise OSError from an errno value, naming what failed (a C
    string, or the path of a file as a str); return NULL. */
 PyObject *pmt_raise_errno(int err, const char *what);

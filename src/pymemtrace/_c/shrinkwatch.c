@@ -67,21 +67,6 @@ sw_generation(PyObject *module, PyObject *Py_UNUSED(ignored))
     return PyLong_FromUnsignedLongLong(pmt_shrinkwatch_generation());
 }
 
-/* dict[key] = value; -1 with an exception set on failure. */
-static int
-put_u64(PyObject *dict, const char *key, unsigned long long value)
-{
-    PyObject *obj = PyLong_FromUnsignedLongLong(value);
-    int rc;
-
-    if (obj == NULL) {
-        return -1;
-    }
-    rc = PyDict_SetItemString(dict, key, obj);
-    Py_DECREF(obj);
-    return rc;
-}
-
 PyDoc_STRVAR(
     sw_stats_doc,
     "_shrinkwatch_stats() -> dict\n"
@@ -107,21 +92,24 @@ sw_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
         goto error;
     }
     for (kind = 0; kind < PMT_SHRINKWATCH_KINDS; kind++) {
-        if (put_u64(calls, pmt_shrinkwatch_kind_name(kind), st.calls[kind]) <
-            0) {
+        if (pmt_dict_set_u64(calls, pmt_shrinkwatch_kind_name(kind),
+                             st.calls[kind]) < 0) {
             goto error;
         }
     }
-    if (put_u64(dict, "generation", st.generation) < 0 ||
-        put_u64(dict, "bumps", st.bumps) < 0 ||
-        put_u64(dict, "touches", st.touches) < 0 ||
-        put_u64(dict, "slots", st.slots) < 0 ||
-        put_u64(dict, "users", st.users) < 0 ||
-        put_u64(dict, "installed", (unsigned long long)st.installed) < 0 ||
-        put_u64(dict, "header_test", (unsigned long long)st.header_test) < 0 ||
-        put_u64(dict, "patch_errno", (unsigned long long)st.patch_errno) < 0 ||
-        put_u64(dict, "got_slots_total", gs.slots) < 0 ||
-        put_u64(dict, "got_names", gs.names) < 0 ||
+    if (pmt_dict_set_u64(dict, "generation", st.generation) < 0 ||
+        pmt_dict_set_u64(dict, "bumps", st.bumps) < 0 ||
+        pmt_dict_set_u64(dict, "touches", st.touches) < 0 ||
+        pmt_dict_set_u64(dict, "slots", st.slots) < 0 ||
+        pmt_dict_set_u64(dict, "users", st.users) < 0 ||
+        pmt_dict_set_u64(dict, "installed", (unsigned long long)st.installed) <
+            0 ||
+        pmt_dict_set_u64(dict, "header_test",
+                         (unsigned long long)st.header_test) < 0 ||
+        pmt_dict_set_u64(dict, "patch_errno",
+                         (unsigned long long)st.patch_errno) < 0 ||
+        pmt_dict_set_u64(dict, "got_slots_total", gs.slots) < 0 ||
+        pmt_dict_set_u64(dict, "got_names", gs.names) < 0 ||
         PyDict_SetItemString(dict, "calls", calls) < 0) {
         goto error;
     }
