@@ -93,3 +93,19 @@ def test_load_refuses_what_is_not_a_capture(tmp_path):
         native.load(tmp_path / "empty")
     with pytest.raises(PymemtraceError, match="cannot read"):
         native.load(tmp_path / "missing.pmtn")
+
+
+def test_the_text_report_names_a_c_source_by_its_folder_and_file():
+    # The JSON keeps the build's whole path; the text, read by a person,
+    # shortens a C frame's (its library is named beside it), never a
+    # Python frame's.
+    from pymemtrace.analyses.native import Frame
+    from pymemtrace.reporters.native_text import _frame_text
+
+    c = Frame("_PyObject_Malloc", "/tmp/python-build.1/Python-3.11.7/Objects/obmalloc.c",
+              1996, "/usr/lib/libpython3.11.so.1.0")
+    assert _frame_text(c) == "_PyObject_Malloc Objects/obmalloc.c:1996 (libpython3.11.so.1.0)"
+    py = Frame("handler", "/srv/app/handlers/leaky.py", 12, None, python=True)
+    assert _frame_text(py) == "handler /srv/app/handlers/leaky.py:12"
+    short = Frame("leak", "a.c", 3, "/opt/prog")
+    assert _frame_text(short) == "leak a.c:3 (prog)"

@@ -18,8 +18,18 @@ BAR_WIDTH = 40
 
 def _frame_text(frame) -> str:
     where = f" ({os.path.basename(frame.library)})" if frame.library else ""
-    line = f" {frame.file}:{frame.line}" if frame.file else ""
+    line = f" {_source_path(frame)}:{frame.line}" if frame.file else ""
     return f"{frame.function}{line}{where}"
+
+
+def _source_path(frame) -> str:
+    """A C frame's source file as its last folder and name (the library is
+    named beside it; the JSON keeps the whole path, which is the build's,
+    often a temporary folder); a Python frame's file whole."""
+    if frame.python or not frame.library:
+        return frame.file
+    parts = frame.file.replace(os.sep, "/").rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else frame.file
 
 
 def _section(lines: List[str], title: str, section: Section, top: int) -> None:
