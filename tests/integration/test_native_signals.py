@@ -8,7 +8,6 @@ leaves an incomplete capture without its blocks (periodic snapshots are
 off in these tests: the interval is a day)."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,10 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from native_helpers import KIB, needs_tracer, site_bytes  # noqa: E402
+from native_helpers import KIB, compile_prog, needs_tracer, site_bytes  # noqa: E402
 
 pytestmark = needs_tracer
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-C_FIXTURE = os.path.join(HERE, "..", "fixtures", "native_signal_prog.c")
 NO_PERIODIC = ("--interval-ms", "86400000")
 MIB = 1024 * KIB
 
@@ -62,10 +59,7 @@ KEEP_LINE = 23  # keep = [bytearray(...) ...]
 
 @pytest.fixture(scope="module")
 def signal_prog(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("native_signal_prog") / "native_signal_prog")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-O1", "-g", "-o", out, C_FIXTURE], check=True)
-    return out
+    return compile_prog(tmp_path_factory.mktemp("native_signal_prog"))
 
 
 class Traced:
