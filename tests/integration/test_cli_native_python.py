@@ -128,14 +128,22 @@ def test_the_freeing_twin_leaves_no_site(cli, tmp_path):
     assert row["bytes_allocated"] == row["bytes_freed"] == 10100 * KIB
 
 
-def test_threads_without_the_gil_get_no_python_frames(cli, tmp_path):
+def test_threads_without_the_gil_and_c_threads(cli, tmp_path):
     # GIVEN a Python thread that mallocs inside a C call that released the
     # GIL, and a C thread that mallocs while the main thread holds the GIL
     _, process = run(cli, tmp_path, "leak_malloc", "threads")
-    # THEN both leaks are found, with their native frames only
+    # THEN both leaks are found; the Python thread's with its own Python
+    # frames after the native ones (read without the GIL: released() and
+    # threading's frames, named or `<python>` when their code allocated
+    # nothing holding the GIL; tests/integration/test_native_nogil_python.py
+    # checks the names)
     (released,) = sites_of(process["leaked"], "traced_alloc_nogil")
     assert released["bytes"] == 4096
-    assert python_frames(released) == []
+    kinds = [f["python"] for f in released["frames"]]
+    assert kinds[0] is False and True in kinds
+    assert all(kinds[kinds.index(True):]), released["frames"]
+    assert not any(f["function"] == "<module>" for f in python_frames(released))
+    # AND the C thread, which never ran Python, has native frames only
     (c_thread,) = sites_of(process["leaked"], "c_thread_leak")
     assert c_thread["bytes"] == 8192
     assert python_frames(c_thread) == []

@@ -1,7 +1,8 @@
 """A PyPI package built on a C library, under `pymemtrace native`: lxml
 (libxml2 linked into its extension) holds parsed trees in libxml2's own
 malloc'ed nodes, which no Python allocator sees; the capture shows them,
-named by libxml2's functions."""
+named by libxml2's functions, and, though lxml parses with the GIL
+released, followed by the Python line that asked for the parse."""
 import json
 import os
 import sys
@@ -29,6 +30,8 @@ SCRIPT = textwrap.dedent("""\
     parse_and_keep(200)
     print("trees", len(kept))
 """)
+PARSE_FUNCTION, PARSE_LINE = "parse_and_keep", 9  # kept.append(etree.fromstring(DOCUMENT))
+CALLER_LINE = 12  # parse_and_keep(200)
 
 
 def libxml2_sites(section):
@@ -58,3 +61,19 @@ def test_lxml_trees_show_as_libxml2_allocations(cli, tmp_path):
     assert held >= 8 * 2**20, (held, [s["frames"][:3] for s in process["peak"]["sites"][:3]])
     names = {f["function"] for s in sites for f in s["frames"]}
     assert "xmlSAX2StartElementNs" in names or any(n.startswith("xmlNew") for n in names), sorted(names)[:20]
+    # AND the trees' libxml2 allocations, made without the GIL, end at the
+    # line that parsed (read from the thread's own frames), then its caller
+    parsed = [s for s in sites if python_line(s, str(script)) == (PARSE_FUNCTION, PARSE_LINE)]
+    at_line = sum(s["bytes"] for s in parsed)
+    assert at_line >= 0.9 * held, (at_line, held, [s["frames"] for s in sites[:2]])
+    for site in parsed:
+        py = [f for f in site["frames"] if f["python"]]
+        assert (py[1]["function"], py[1]["line"]) == ("<module>", CALLER_LINE), py
+
+
+def python_line(site, script):
+    """(function, line) of the site's innermost Python frame in script."""
+    py = [f for f in site["frames"] if f["python"]]
+    if not py or py[0]["file"] != script:
+        return None
+    return py[0]["function"], py[0]["line"]

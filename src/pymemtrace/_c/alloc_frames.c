@@ -11,7 +11,10 @@
  * stays on the public API.
  *
  * Threading: called with the GIL held by the calling thread (the thread's
- * frames cannot change under us).
+ * frames cannot change under us), or, pmt_collect_frames_of only, by a
+ * thread that released the GIL for its own thread state: it is inside a C
+ * call, so its frames stay as they are until it returns; other threads
+ * only read them (gc, sys._current_frames) or set their frame object.
  */
 #include "native.h"
 
@@ -206,5 +209,14 @@ pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
     uint32_t n;
 
     *hash = walk(current_tstate(), max, base, frames, &n);
+    return n;
+}
+
+uint32_t
+pmt_collect_frames_of(PyThreadState *tstate, pmt_frame *frames, uint32_t max)
+{
+    uint32_t n;
+
+    (void)walk(tstate, max, NULL, frames, &n);
     return n;
 }

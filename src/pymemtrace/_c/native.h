@@ -269,6 +269,11 @@ void pmt_alloc_fork_release(void);
    running interpreter, see alloc_frames.c).  Both need the GIL. */
 uint32_t pmt_collect_frames(pmt_frame *frames, uint32_t max, uint64_t *hash,
                             const void *base);
+/* The same walk over the frames of tstate, which must be the calling
+   thread's own state, the GIL held or not (native_bridge.c: while the
+   thread waits in C its frames do not change); no hash. */
+uint32_t pmt_collect_frames_of(PyThreadState *tstate, pmt_frame *frames,
+                               uint32_t max);
 /* The hot path's walk: the hash alone, the number of frames in *n. */
 uint64_t pmt_stack_hash_walk(uint32_t max, const void *base, uint32_t *n);
 /* The calling thread's innermost Python frame (opaque), NULL if none. */

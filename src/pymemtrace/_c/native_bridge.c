@@ -7,10 +7,13 @@
  * dlsym(RTLD_DEFAULT): absent, the process is not traced and nothing else
  * happens here.  Present, it is given two callbacks (native/pybridge.h):
  *   bridge_stack  called from the tracer's malloc hook: the calling
- *                 thread's Python frames as (code id, line), only when
- *                 that thread holds the GIL (its frames cannot change and
- *                 no other thread touches this file's tables); nothing
- *                 that allocates through Python or takes the GIL;
+ *                 thread's Python frames as (code id, line).  When that
+ *                 thread holds the GIL, codes seen for the first time are
+ *                 added to the table; when it has released it (waiting in
+ *                 C: its frames do not change until it returns), its own
+ *                 thread state is read without the GIL and only codes
+ *                 already in the table are named (stack_without_gil).
+ *                 Nothing that allocates through Python or takes the GIL;
  *   bridge_code   the file and function names of a code id, from any
  *                 thread (entries are complete before they are
  *                 published, and never change or move afterwards).
@@ -25,6 +28,7 @@
 #include "native.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +59,18 @@ typedef struct {
    and the entries below it are read by any thread (the tracer's writer). */
 static struct bridge_runtime {
     bridge_code_entry codes[BRIDGE_MAX_CODES]; /* GIL */
-    uint32_t index[BRIDGE_INDEX_SIZE];         /* GIL; id + 1, 0: empty */
-    uint32_t ncodes;                           /* GIL */
+    /* written under the GIL; id + 1, 0: empty; a slot once set is never
+       changed */
+    _Atomic uint32_t index[BRIDGE_INDEX_SIZE];
+    uint32_t ncodes; /* GIL */
     /* GIL: PyCode_Addr2Line walks the line table, each time */
     bridge_line_entry lines[BRIDGE_LINE_CACHE];
-    _Atomic uint32_t published;      /* entries below it are complete */
+    _Atomic uint32_t published; /* entries below it are complete */
+    /* Threads reading their frames without the GIL may, until the atexit
+       callback closes this (before finalization frees the thread states
+       of daemon threads); it waits for the readers inside. */
+    _Atomic int nogil_open;
+    _Atomic int nogil_readers;
     int registered;                  /* GIL: the lookup was made */
     pmt_nt_live_bytes_fn live_bytes; /* GIL: the tracer's, or NULL */
 } rt;
@@ -163,8 +174,9 @@ code_id(PyCodeObject *code)
     bridge_code_entry *entry;
     uint32_t id;
 
-    while (rt.index[slot] != 0) {
-        id = rt.index[slot] - 1;
+    while ((id = atomic_load_explicit(&rt.index[slot],
+                                      memory_order_relaxed)) != 0) {
+        id--;
         if (rt.codes[id].code == code) {
             return id;
         }
@@ -185,7 +197,8 @@ code_id(PyCodeObject *code)
     }
     Py_INCREF(code);
     entry->code = code;
-    rt.index[slot] = id + 1;
+    /* read without the GIL by code_id_known */
+    atomic_store_explicit(&rt.index[slot], id + 1, memory_order_relaxed);
     rt.ncodes = id + 1;
     atomic_store_explicit(&rt.published, id + 1, memory_order_release);
     return id;
@@ -214,6 +227,137 @@ frame_line(PyCodeObject *code, int32_t addr, uint32_t id)
     return entry->line;
 }
 
+/* The id of code when the table already has it, else
+   PMT_NT_PYCODE_UNKNOWN; any thread, the GIL not needed.  code_id fills an
+   entry, then sets its index slot, then publishes the id with release; a
+   slot once set never changes.  Loading `published` first (acquire) and
+   trusting only the ids below it reads complete entries; a slot set after
+   that load holds an id at or past it and is passed over (when it is this
+   code, the code is unknown this time).  The probe sequence of a code in
+   the table runs through set slots only, so the first empty slot ends the
+   search. */
+static uint32_t
+code_id_known(const PyCodeObject *code)
+{
+    uint32_t published =
+        atomic_load_explicit(&rt.published, memory_order_acquire);
+    size_t slot = index_slot(code), probes;
+    uint32_t id;
+
+    for (probes = 0; probes < BRIDGE_INDEX_SIZE; probes++) {
+        id = atomic_load_explicit(&rt.index[slot], memory_order_relaxed);
+        if (id == 0) {
+            break;
+        }
+        id--;
+        if (id < published && rt.codes[id].code == code) {
+            return id;
+        }
+        slot = (slot + 1) & (BRIDGE_INDEX_SIZE - 1);
+    }
+    return PMT_NT_PYCODE_UNKNOWN;
+}
+
+/* The line of (code, addr) without the GIL, computed every time: the
+   cache rt.lines is written by GIL holders without a lock, and two
+   GIL-less writers could tear an entry.  The line table is read only:
+   PyCode_Addr2Line reads co_lnotab (3.9) or co_linetable (3.10, 3.12+);
+   on 3.11 it prefers _co_linearray, which a tracing thread may be filling
+   (its pointer is stored before its entry size and contents), so
+   PyCode_Addr2Location, which reads co_linetable alone, is used there. */
+static int
+line_without_gil(PyCodeObject *code, int32_t addr)
+{
+#if PMT_PY311_PLUS && !PMT_PY312_PLUS
+    int line, column, end_line, end_column;
+#endif
+
+    if (addr < 0) {
+        return code->co_firstlineno; /* not started */
+    }
+#if PMT_PY311_PLUS && !PMT_PY312_PLUS
+    if (!PyCode_Addr2Location(code, addr, &line, &column, &end_line,
+                              &end_column)) {
+        return code->co_firstlineno;
+    }
+    return line;
+#else
+    return PyCode_Addr2Line(code, addr);
+#endif
+}
+
+/* The Python frames of a thread that released the GIL: its own thread
+   state (a thread-specific read), of the main interpreter, walked read
+   only.  A code not in the table yet keeps its frame, as
+   PMT_NT_PYCODE_UNKNOWN with line 0 (shown `<python>`, the line of a
+   code without a name would not help): the frames outside it, which may
+   be named, are the line that called into C.  Nothing is read once
+   finalization has begun, or once the atexit callback closed the path
+   before it: Py_FinalizeEx frees the thread states of daemon threads,
+   which may still be running C code. */
+static uint32_t
+stack_without_gil(uint64_t *out, uint32_t max)
+{
+    pmt_frame frames[BRIDGE_MAX_FRAMES];
+    PyThreadState *tstate;
+    uint32_t n = 0, i, id;
+    int line;
+
+    /* seq_cst, paired with close_without_gil: either it sees this reader
+       and waits, or this reader sees the path closed. */
+    atomic_fetch_add(&rt.nogil_readers, 1);
+    if (!atomic_load(&rt.nogil_open) || pmt_is_finalizing()) {
+        goto done;
+    }
+#if PMT_PY312_PLUS
+    /* A current thread state that is not the main interpreter's (the
+       caller holds another interpreter's GIL): native frames only. */
+#if PMT_PY313_PLUS
+    if (PyThreadState_GetUnchecked() != NULL) {
+#else
+    if (_PyThreadState_UncheckedGet() != NULL) {
+#endif
+        goto done;
+    }
+#endif
+    tstate = PyGILState_GetThisThreadState();
+    if (tstate == NULL ||
+        PyThreadState_GetInterpreter(tstate) != PyInterpreterState_Main()) {
+        goto done; /* a C thread that never ran Python, or being deleted */
+    }
+    n = pmt_collect_frames_of(tstate, frames, max);
+    for (i = 0; i < n; i++) {
+        PyCodeObject *code = (PyCodeObject *)frames[i].code;
+        id = code_id_known(code);
+        line = id == PMT_NT_PYCODE_UNKNOWN
+                   ? 0
+                   : line_without_gil(code, frames[i].addr);
+        out[i] = (uint64_t)id << 32 | (uint32_t)line;
+    }
+
+done:
+    atomic_fetch_sub(&rt.nogil_readers, 1);
+    return n;
+}
+
+PyDoc_STRVAR(close_without_gil_doc,
+             "_native_close_without_gil()\n\n"
+             "Stop reading Python frames of threads that released the GIL "
+             "(registered\nwith atexit: finalization frees the thread "
+             "states of daemon threads).");
+
+static PyObject *
+close_without_gil(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    atomic_store(&rt.nogil_open, 0);
+    /* A reader never waits for anything (the GIL held here included): a
+       bounded walk, then it leaves. */
+    while (atomic_load(&rt.nogil_readers) != 0) {
+        sched_yield();
+    }
+    Py_RETURN_NONE;
+}
+
 static uint32_t
 bridge_stack(uint64_t *out, uint32_t max)
 {
@@ -222,11 +366,11 @@ bridge_stack(uint64_t *out, uint32_t max)
     uint32_t n, i, id;
     int line;
 
-    if (gil_holder() == NULL) {
-        return 0;
-    }
     if (max > BRIDGE_MAX_FRAMES) {
         max = BRIDGE_MAX_FRAMES;
+    }
+    if (gil_holder() == NULL) {
+        return stack_without_gil(out, max);
     }
     n = pmt_collect_frames(frames, max, &hash, NULL);
     for (i = 0; i < n; i++) {
@@ -281,6 +425,41 @@ static PyMethodDef bridge_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMethodDef close_without_gil_def = {"_native_close_without_gil",
+                                            close_without_gil, METH_NOARGS,
+                                            close_without_gil_doc};
+
+/* Opens the GIL-less path once its closing is registered with atexit
+   (which runs before finalization frees any thread state). */
+static int
+open_without_gil(PyObject *module)
+{
+    PyObject *atexit = NULL, *func = NULL, *result = NULL;
+
+    atexit = PyImport_ImportModule("atexit");
+    if (atexit == NULL) {
+        goto error;
+    }
+    func = PyCFunction_NewEx(&close_without_gil_def, module, NULL);
+    if (func == NULL) {
+        goto error;
+    }
+    result = PyObject_CallMethod(atexit, "register", "O", func);
+    if (result == NULL) {
+        goto error;
+    }
+    Py_DECREF(result);
+    Py_DECREF(func);
+    Py_DECREF(atexit);
+    atomic_store(&rt.nogil_open, 1);
+    return 0;
+
+error:
+    Py_XDECREF(func);
+    Py_XDECREF(atexit);
+    return -1;
+}
+
 int
 pmt_native_bridge_exec(PyObject *module)
 {
@@ -291,6 +470,9 @@ pmt_native_bridge_exec(PyObject *module)
         reg = (pmt_nt_register_python_fn)dlsym(RTLD_DEFAULT,
                                                PMT_NT_REGISTER_PYTHON);
         if (reg != NULL) {
+            if (open_without_gil(module) < 0) {
+                return -1;
+            }
             (void)reg(PMT_NT_PYTHON_ABI, bridge_stack, bridge_code);
         }
         rt.live_bytes =

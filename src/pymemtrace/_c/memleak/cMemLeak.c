@@ -12,6 +12,9 @@
  *   leak_pymem / no_leak_pymem            a buffer from PyMem_Malloc()
  *   leak_list / no_leak_list              a new list that nothing holds
  *   leak_incref / no_leak_incref          one reference more on the argument
+ *   leak_malloc_nogil / no_leak_malloc_nogil
+ *                                         KiB blocks from malloc(), the GIL
+ *                                         released (as lxml parses)
  *
  * It is a small extension of its own, apart from pymemtrace._native: the
  * tool must not carry code that leaks on purpose, and this module needs
@@ -636,6 +639,83 @@ no_leak_incref(PyObject *module, PyObject *obj)
     Py_RETURN_NONE;
 }
 
+/* Blocks of 1 KiB from malloc, each touched, leaked or freed, by a thread
+   that does not hold the GIL: what a C library does between
+   Py_BEGIN_ALLOW_THREADS and Py_END_ALLOW_THREADS. */
+typedef struct {
+    size_t blocks;
+    int leak;
+    size_t failed;
+} nogil_work;
+
+static void
+nogil_blocks(nogil_work *work)
+{
+    size_t i;
+
+    for (i = 0; i < work->blocks; i++) {
+        void *block = malloc(1024);
+        if (block == NULL) {
+            work->failed++;
+            continue;
+        }
+        touch(block, 1024);
+        if (!work->leak) {
+            free(block);
+        }
+    }
+}
+
+/* kib blocks from the calling thread with the GIL released. */
+static PyObject *
+allocate_nogil(PyObject *arg, int leak)
+{
+    nogil_work work = {0, leak, 0};
+
+    if (size_argument(arg, &work.blocks) < 0) {
+        goto error;
+    }
+    if (work.blocks > (size_t)MEMLEAK_MAX_SIZE / 1024) {
+        PyErr_SetString(PyExc_MemoryError,
+                        "more KiB than cMemLeak allocates (1 TiB)");
+        goto error;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nogil_blocks(&work);
+    Py_END_ALLOW_THREADS
+    if (work.failed != 0) {
+        PyErr_Format(PyExc_MemoryError, "%zu blocks of 1 KiB not allocated",
+                     work.failed);
+        goto error;
+    }
+    Py_RETURN_NONE;
+
+error:
+    return NULL;
+}
+
+PyDoc_STRVAR(leak_malloc_nogil_doc,
+             "leak_malloc_nogil(kib, /)\n--\n\n"
+             "Leak kib blocks of 1 KiB from malloc(), made with the GIL "
+             "released.\nThe twin is no_leak_malloc_nogil().");
+
+static PyObject *
+leak_malloc_nogil(PyObject *module, PyObject *arg)
+{
+    return allocate_nogil(arg, 1);
+}
+
+PyDoc_STRVAR(no_leak_malloc_nogil_doc,
+             "no_leak_malloc_nogil(kib, /)\n--\n\n"
+             "Allocate kib blocks of 1 KiB from malloc() with the GIL "
+             "released, touch\nthem and free them.");
+
+static PyObject *
+no_leak_malloc_nogil(PyObject *module, PyObject *arg)
+{
+    return allocate_nogil(arg, 0);
+}
+
 /* ----------------------------------------------------------- the module */
 
 static PyMethodDef memleak_methods[] = {
@@ -657,6 +737,9 @@ static PyMethodDef memleak_methods[] = {
     {"no_leak_list", no_leak_list, METH_NOARGS, no_leak_list_doc},
     {"leak_incref", leak_incref, METH_O, leak_incref_doc},
     {"no_leak_incref", no_leak_incref, METH_O, no_leak_incref_doc},
+    {"leak_malloc_nogil", leak_malloc_nogil, METH_O, leak_malloc_nogil_doc},
+    {"no_leak_malloc_nogil", no_leak_malloc_nogil, METH_O,
+     no_leak_malloc_nogil_doc},
     {NULL, NULL, 0, NULL},
 };
 
