@@ -75,6 +75,21 @@ static struct bridge_runtime {
     pmt_nt_live_bytes_fn live_bytes; /* GIL: the tracer's, or NULL */
 } rt;
 
+/* 3.12+: the calling thread's current thread state, set while it holds a
+   GIL (of any interpreter); before: NULL (it is process-wide there, read
+   by gil_holder alone). */
+static inline PyThreadState *
+current_tstate_of_thread(void)
+{
+#if PMT_PY313_PLUS
+    return PyThreadState_GetUnchecked();
+#elif PMT_PY312_PLUS
+    return _PyThreadState_UncheckedGet();
+#else
+    return NULL;
+#endif
+}
+
 /* The calling thread's state when it holds the GIL, else NULL. */
 static PyThreadState *
 gil_holder(void)
@@ -309,17 +324,11 @@ stack_without_gil(uint64_t *out, uint32_t max)
     if (!atomic_load(&rt.nogil_open) || pmt_is_finalizing()) {
         goto done;
     }
-#if PMT_PY312_PLUS
-    /* A current thread state that is not the main interpreter's (the
-       caller holds another interpreter's GIL): native frames only. */
-#if PMT_PY313_PLUS
-    if (PyThreadState_GetUnchecked() != NULL) {
-#else
-    if (_PyThreadState_UncheckedGet() != NULL) {
-#endif
+    if (current_tstate_of_thread() != NULL) {
+        /* 3.12+: the caller holds another interpreter's GIL; native
+           frames only */
         goto done;
     }
-#endif
     tstate = PyGILState_GetThisThreadState();
     if (tstate == NULL ||
         PyThreadState_GetInterpreter(tstate) != PyInterpreterState_Main()) {
