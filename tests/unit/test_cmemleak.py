@@ -271,6 +271,24 @@ def test_malloc_leak_grows_the_heap_and_its_twin_does_not():
     assert abs(heap_growth(lambda: [cMemLeak.no_leak_malloc(size) for _ in range(16)])) < 4 * size
 
 
+@needs_heap
+def test_nogil_malloc_leak_grows_the_heap_and_its_twin_does_not():
+    # 1 KiB blocks, made with the GIL released (what pymemtrace native reads
+    # the Python frames of without the GIL)
+    kib = 16 * 1024
+    assert heap_growth(lambda: cMemLeak.leak_malloc_nogil(kib)) >= kib * 1024
+    assert abs(heap_growth(lambda: cMemLeak.no_leak_malloc_nogil(kib))) < kib * 1024 // 4
+
+
+@pytest.mark.parametrize("name", ["leak_malloc_nogil", "no_leak_malloc_nogil"])
+def test_nogil_malloc_checks_its_argument(name):
+    with pytest.raises(ValueError):
+        getattr(cMemLeak, name)(-1)
+    with pytest.raises(TypeError):
+        getattr(cMemLeak, name)("1")
+    assert getattr(cMemLeak, name)(1) is None
+
+
 @pytest.mark.parametrize("name", ["leak_malloc", "leak_pymem", "leak_pymem_raw"])
 def test_leaked_buffer_address_is_returned_and_the_twin_returns_none(name):
     assert getattr(cMemLeak, name)(8) > 0
