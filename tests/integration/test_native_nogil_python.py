@@ -42,16 +42,35 @@ if sys.argv[1] == "main":
     leaker(200)
     freer(300)
     never_named()
-else:
+elif sys.argv[1] == "thread":
     worker = threading.Thread(target=leaker, args=(70,))
     worker.start()
     worker.join()
+else:
+    import gc
+
+    running = threading.Barrier(3)
+
+    def churn():
+        warm = bytes(4096)
+        running.wait()
+        while warm:
+            cMemLeak.no_leak_malloc_nogil(64)
+
+    for _ in range(2):
+        threading.Thread(target=churn, daemon=True).start()
+    running.wait()
+    for _ in range(100):
+        sys._current_frames()
+        gc.collect()
+    print("exiting")
 """
 LEAK_LINE = 9  # cMemLeak.leak_malloc_nogil(kib) in leaker()
 FREE_LINE = 15  # cMemLeak.no_leak_malloc_nogil(kib) in freer()
 NEVER_LINE = 20  # in never_named()
 LEAKER_CALL_LINE = 24  # leaker(200)
 NEVER_CALL_LINE = 26  # never_named()
+CHURN_LINE = 40  # cMemLeak.no_leak_malloc_nogil(64) in churn()
 
 
 def run(cli, tmp_path, mode):
@@ -60,6 +79,7 @@ def run(cli, tmp_path, mode):
     outdir = tmp_path / "out"
     result = cli("native", "-o", outdir, "--", sys.executable, str(script), mode)
     assert result.returncode == 0, result.stderr
+    assert result.stdout == ("exiting\n" if mode == "stress" else ""), result.stdout
     report = cli("report", outdir, "--format", "json")
     assert report.returncode == 0, report.stderr
     (process,) = json.loads(report.stdout)["processes"]
@@ -135,3 +155,14 @@ def test_a_second_python_thread_gets_its_python_line(cli, tmp_path):
     assert py[0] == {"function": "leaker", "file": script, "line": LEAK_LINE, "library": None, "python": True}
     assert len(py) >= 2
     assert not any(f["file"] == script for f in py[1:]), py
+
+
+def test_daemon_threads_without_the_gil_while_the_program_exits(cli, tmp_path):
+    # GIVEN two daemon threads allocating and freeing without the GIL, their
+    # frames read at each allocation, while the main thread runs the gc and
+    # sys._current_frames() over them, then exits with them still in C
+    # (finalization frees their thread states)
+    script, process = run(cli, tmp_path, "stress")
+    # THEN the program ends normally (run checks the exit status and the
+    # output) and the capture is complete; what the churn freed is not live
+    assert sites_through(process["leaked"], script, CHURN_LINE) == []

@@ -55,23 +55,25 @@ typedef struct {
 } bridge_line_entry;
 
 /* The code table: written only by threads holding the main
-   interpreter's GIL (the tracer's callback, serialised by it); `published`
-   and the entries below it are read by any thread (the tracer's writer). */
+   interpreter's GIL (the tracer's callback, serialised by it); `published`,
+   the index and the entries below `published` are read by any thread (the
+   tracer's writer, threads that released the GIL: code_id_known). */
 static struct bridge_runtime {
     bridge_code_entry codes[BRIDGE_MAX_CODES]; /* GIL */
     /* written under the GIL; id + 1, 0: empty; a slot once set is never
        changed */
     _Atomic uint32_t index[BRIDGE_INDEX_SIZE];
     uint32_t ncodes; /* GIL */
-    /* GIL: PyCode_Addr2Line walks the line table, each time */
+    /* GIL: PyCode_Addr2Line walks the line table, each time; never used
+       without the GIL (line_without_gil) */
     bridge_line_entry lines[BRIDGE_LINE_CACHE];
     _Atomic uint32_t published; /* entries below it are complete */
     /* Threads reading their frames without the GIL may, until the atexit
        callback closes this (before finalization frees the thread states
        of daemon threads); it waits for the readers inside. */
-    _Atomic int nogil_open;
-    _Atomic int nogil_readers;
-    int registered;                  /* GIL: the lookup was made */
+    _Atomic int nogil_open;    /* 1 from module exec to the atexit call */
+    _Atomic int nogil_readers; /* threads inside stack_without_gil */
+    int registered;            /* GIL: the lookup was made */
     pmt_nt_live_bytes_fn live_bytes; /* GIL: the tracer's, or NULL */
 } rt;
 
@@ -480,7 +482,7 @@ pmt_native_bridge_exec(PyObject *module)
                                                PMT_NT_REGISTER_PYTHON);
         if (reg != NULL) {
             if (open_without_gil(module) < 0) {
-                return -1;
+                goto error;
             }
             (void)reg(PMT_NT_PYTHON_ABI, bridge_stack, bridge_code);
         }
@@ -491,4 +493,7 @@ pmt_native_bridge_exec(PyObject *module)
     (void)rt.registered;
 #endif
     return PyModule_AddFunctions(module, bridge_methods);
+
+error:
+    return -1;
 }

@@ -9,8 +9,10 @@
  * traced and nothing happens.  Then, on every recorded allocation, the
  * tracer calls `stack` with the calling thread's guard set and no lock of
  * its own held; it fills at most max Python frames, innermost first, each
- * (code id << 32 | the line as uint32), and returns how many (0 when the
- * thread does not hold the GIL).  A code id stays valid for the life of
+ * (code id << 32 | the line as uint32), and returns how many (0 for a
+ * thread that never ran Python; a thread that released the GIL gets its
+ * frames too, PMT_NT_PYCODE_UNKNOWN for codes the extension has not named
+ * yet).  A code id stays valid for the life of
  * the process (the extension keeps the code object alive); `code` gives
  * its file and function names (UTF-8, owned by the extension, never
  * freed) for every id below the number the extension published, from any
