@@ -101,6 +101,7 @@ def native_then_python(site):
     """The site's frames are native ones (the first in cMemLeak), then
     Python ones, never mixed."""
     kinds = [f["python"] for f in site["frames"]]
+    assert True in kinds, site["frames"]
     first_python = kinds.index(True)
     assert first_python > 0 and all(kinds[first_python:]), site["frames"]
     assert any(f["library"] and os.path.basename(f["library"]).startswith("cMemLeak")
