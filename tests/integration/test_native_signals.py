@@ -57,6 +57,11 @@ while not os.path.exists(READY + ".stop"):
 KEEP_LINE = 23  # keep = [bytearray(...) ...]
 
 
+def _default_signals():
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def signal_prog(tmp_path_factory):
     return compile_prog(tmp_path_factory.mktemp("native_signal_prog"))
@@ -72,15 +77,19 @@ class Traced:
         argv = [sys.executable, "-m", "pymemtrace", "native", "-o", str(self.outdir), *options, "--",
                 *[str(word) for word in command]]
         argv = [word.replace("{READY}", str(self.ready)) for word in argv]
-        self.runner = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Its own process group (a run that hangs is killed whole), and
+        # the signals at their defaults whatever this suite inherited (under
+        # nohup SIGHUP is ignored, and an ignored signal is left ignored).
+        self.runner = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       start_new_session=True, preexec_fn=_default_signals)
 
     def wait_ready(self):
         """The waiting process's pid, once it has allocated its blocks."""
         deadline = time.monotonic() + 60  # a hung run fails, it does not hang the suite
         while not self.ready.exists():
             if self.runner.poll() is not None or time.monotonic() > deadline:
-                self.runner.kill()
-                out, err = self.runner.communicate()
+                self.kill_all()
+                out, err = self.runner.communicate(timeout=30)
                 pytest.fail(f"never ready (status {self.runner.returncode}): {out} {err}")
             time.sleep(0.01)
         return int(self.ready.read_text())
@@ -92,11 +101,21 @@ class Traced:
     def finish(self):
         try:
             out, err = self.runner.communicate(timeout=60)
-        finally:
-            if self.runner.poll() is None:
-                self.runner.kill()
-                self.runner.communicate()
+        except subprocess.TimeoutExpired:
+            # The program holds the runner's pipes: both go, or reading
+            # them would wait for good.
+            self.kill_all()
+            out, err = self.runner.communicate(timeout=30)
+            pytest.fail(f"still running after 60 s: {out} {err}")
         return self.runner.returncode, out, err
+
+    def kill_all(self):
+        for kill in (lambda: os.killpg(self.runner.pid, signal.SIGKILL),
+                     lambda: os.kill(int(self.ready.read_text()), signal.SIGKILL)):
+            try:
+                kill()
+            except (OSError, ValueError):
+                pass
 
     def processes(self, cli):
         report = cli("report", self.outdir, "--format", "json")
@@ -154,7 +173,7 @@ def test_twin_sigkill_leaves_the_blocks_out(cli, tmp_path, script):
     assert python_line_bytes(process["leaked"], script, KEEP_LINE) == 0
 
 
-def test_program_sees_the_default_disposition(cli, tmp_path):
+def test_program_sees_the_default_disposition(tmp_path):
     # GIVEN a script printing what Python and the raw sigaction say about
     # SIGTERM and SIGHUP, run with and without the tracer
     code = ("import ctypes, signal\n"
@@ -164,8 +183,12 @@ def test_program_sees_the_default_disposition(cli, tmp_path):
             "       for s in (signal.SIGTERM, signal.SIGHUP)]\n"
             "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,\n"
             "      signal.getsignal(signal.SIGHUP) is signal.SIG_DFL, raw)\n")
-    traced = cli("native", "-o", tmp_path / "out", "--", sys.executable, "-c", code)
-    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # (both from the defaults, whatever this suite inherited)
+    traced = subprocess.run([sys.executable, "-m", "pymemtrace", "native", "-o", str(tmp_path / "out"),
+                             "--", sys.executable, "-c", code],
+                            capture_output=True, text=True, preexec_fn=_default_signals)
+    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          preexec_fn=_default_signals)
     # THEN both say SIG_DFL (sa_handler NULL), the traced one as the bare one
     assert traced.returncode == 0, traced.stderr
     assert bare.stdout == "True True [True, True]\n"
